@@ -1,0 +1,1 @@
+DROP FUNCTION customer_total_cents(bigint);

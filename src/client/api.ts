@@ -1,0 +1,63 @@
+import { randomUUID } from 'node:crypto';
+import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
+import type { inspectDatabase, DatabaseStatus } from '../workflows/inspect-database';
+import type { migrateDatabase } from '../workflows/migrate-database';
+import { databaseWorkflowId, progressQuery, type MigrateDatabaseInput, type MigrateDatabaseResult, type Progress } from '../workflows/messages';
+
+/**
+ * The trigger side, for deploy services and the CLI. Inputs carry database
+ * aliases, never connection strings: workflow history is readable by anyone
+ * with access to the Temporal UI.
+ */
+export interface PgconvoyClient {
+  client: Client;
+  taskQueue: string;
+}
+
+/**
+ * Starts the migration of one database, or attaches to the one already
+ * running for it: the workflow id is the database, so Temporal itself
+ * guarantees one migration per database at a time.
+ */
+export async function startMigration(
+  { client, taskQueue }: PgconvoyClient,
+  input: MigrateDatabaseInput,
+): Promise<WorkflowHandle<typeof migrateDatabase>> {
+  return client.workflow.start<typeof migrateDatabase>('migrateDatabase', {
+    workflowId: databaseWorkflowId(input.db),
+    taskQueue,
+    args: [input],
+    workflowIdConflictPolicy: 'USE_EXISTING',
+    workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+  });
+}
+
+export async function migrate(pgconvoy: PgconvoyClient, input: MigrateDatabaseInput): Promise<MigrateDatabaseResult> {
+  const handle = await startMigration(pgconvoy, input);
+  return handle.result();
+}
+
+/** Ledger, plan and integrity problems of one database, read by a worker. */
+export async function inspect(
+  { client, taskQueue }: PgconvoyClient,
+  input: { db: string; migrationsDir: string },
+): Promise<DatabaseStatus> {
+  return client.workflow.execute<typeof inspectDatabase>('inspectDatabase', {
+    workflowId: `pgconvoy/inspect/${input.db}/${randomUUID()}`,
+    taskQueue,
+    args: [input],
+  });
+}
+
+/** Progress of the migration running for `db`, or null when none runs. */
+export async function runningProgress({ client }: PgconvoyClient, db: string): Promise<Progress | null> {
+  const handle = client.workflow.getHandle(databaseWorkflowId(db));
+  try {
+    const description = await handle.describe();
+    if (description.status.name !== 'RUNNING') return null;
+    return await handle.query(progressQuery);
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) return null;
+    throw error;
+  }
+}

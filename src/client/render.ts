@@ -1,0 +1,56 @@
+import type { DatabaseStatus } from '../workflows/inspect-database';
+import type { MigrateDatabaseResult, Progress } from '../workflows/messages';
+
+/** Human output. Machines use --json, which prints the result objects as they are. */
+
+export function renderMigrateResult(result: MigrateDatabaseResult, workflowId: string): string {
+  if (result.status === 'up-to-date') {
+    const at = result.version === null ? 'no migrations in the set' : `version ${result.version}`;
+    return `nothing to apply: database "${result.db}" is up to date (${at})\n`;
+  }
+  const rows = result.applied.map((step) => [step.status, `V${step.version}`, step.description, `${step.durationMs} ms`]);
+  const count = result.applied.filter((s) => s.status === 'applied').length;
+  return (
+    `workflow ${workflowId}\n` +
+    table(rows, '  ') +
+    `${count} migration${count === 1 ? '' : 's'} applied; database "${result.db}" is at version ${result.version}\n`
+  );
+}
+
+export function renderStatus(status: DatabaseStatus, running: Progress | null): string {
+  const { plan, history } = status;
+  const lines: string[] = [];
+  const version = plan.applied.at(-1)?.version;
+  lines.push(
+    `database "${plan.db}": ${version === undefined ? 'no migrations applied' : `version ${version}`}, ` +
+      `${plan.applied.length} applied, ${plan.pending.length} pending`,
+  );
+  if (history.length > 0) {
+    lines.push('', 'history:');
+    lines.push(
+      table(
+        history.map((h) => [h.version, h.description, h.status, h.finishedAt, `${h.executionMs} ms`, h.errorSqlstate ? `SQLSTATE ${h.errorSqlstate}` : '']),
+        '  ',
+      ).trimEnd(),
+    );
+  }
+  if (plan.pending.length > 0) {
+    lines.push('', 'pending:');
+    for (const p of plan.pending) lines.push(`  V${p.version}  ${p.description}`);
+  }
+  if (plan.problems.length > 0) {
+    lines.push('', 'problems (a run is refused until they are fixed):');
+    for (const p of plan.problems) lines.push(`  ${p}`);
+  }
+  if (running) {
+    const current = running.current ? `, applying V${running.current.version} ${running.current.description}` : '';
+    lines.push('', `running: phase ${running.phase}${current}, ${running.completed.length}/${running.pending.length} done`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+function table(rows: string[][], indent: string): string {
+  const widths: number[] = [];
+  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
+  return rows.map((row) => indent + row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd() + '\n').join('');
+}

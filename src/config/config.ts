@@ -1,0 +1,146 @@
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { z } from 'zod';
+import { PgconvoyError } from '../core/errors';
+
+/** A database alias: safe in a workflow id, a log line and a file name. */
+export const aliasPattern = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
+const alias = z.string().regex(aliasPattern, 'an alias is lower-case letters, digits, "_", "." or "-", starting with a letter or digit');
+
+const databaseSchema = z.strictObject({
+  /** Connection string; prefer urlEnv so secrets stay out of files. */
+  url: z.string().min(1).optional(),
+  /** Name of an environment variable holding the connection string. */
+  urlEnv: z.string().min(1).optional(),
+});
+
+const fileSchema = z.strictObject({
+  migrations: z.string().min(1).optional(),
+  databases: z.record(alias, databaseSchema).optional(),
+  temporal: z
+    .strictObject({
+      address: z.string().min(1).optional(),
+      namespace: z.string().min(1).optional(),
+      taskQueue: z.string().min(1).optional(),
+    })
+    .optional(),
+  stateDir: z.string().min(1).optional(),
+});
+
+export interface Config {
+  /** Absolute path of the migration directory. */
+  migrationsDir: string;
+  /** Connection strings by alias. Only activities read these. */
+  databases: Record<string, string>;
+  temporal: {
+    /** Unset: the CLI starts a local dev server itself (the embedded default). */
+    address?: string;
+    namespace: string;
+    taskQueue: string;
+  };
+  /** Where the embedded dev server keeps its state. */
+  stateDir: string;
+  /** The temporal CLI binary for the embedded dev server. */
+  temporalBin?: string;
+  /** PGCONVOY_LOG_LEVEL; unset: the command picks (warn for the CLI, info for a worker). */
+  logLevel?: string;
+}
+
+export class ConfigError extends PgconvoyError {
+  readonly type = 'InvalidConfig';
+  readonly retryable = false;
+  constructor(readonly source: string, readonly problems: string[]) {
+    super(`invalid configuration (${source}):\n` + problems.map((p) => `  ${p}`).join('\n'), { source, problems });
+  }
+}
+
+export const defaultConfigFile = 'pgconvoy.config.json';
+
+export interface LoadOptions {
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+  /** --config; when absent, pgconvoy.config.json in cwd is used if it exists. */
+  configFile?: string;
+  /** --migrations */
+  migrationsDir?: string;
+}
+
+/** Environment variable that supplies the connection string for an alias. */
+export function databaseEnvName(name: string): string {
+  return `PGCONVOY_DB_${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+}
+
+/**
+ * Reads the config file and the environment once, validates everything and
+ * reports every problem at once. Nothing deeper than this reads process.env.
+ */
+export function loadConfig(options: LoadOptions): Config {
+  const { cwd, env } = options;
+  const explicit = options.configFile !== undefined;
+  const file = resolve(cwd, options.configFile ?? defaultConfigFile);
+  let raw: unknown = {};
+  let text: string | undefined;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    if (explicit || (error as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new ConfigError(file, [`cannot read: ${(error as Error).message}`]);
+    }
+  }
+  if (text !== undefined) {
+    try {
+      raw = JSON.parse(text);
+    } catch (error) {
+      throw new ConfigError(file, [`not valid JSON: ${(error as Error).message}`]);
+    }
+  }
+  const parsed = fileSchema.safeParse(raw);
+  const problems: string[] = [];
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) problems.push(`${issue.path.join('.') || '(root)'}: ${issue.message}`);
+    throw new ConfigError(file, problems);
+  }
+  const base = text === undefined ? cwd : dirname(file);
+  const fromFile = parsed.data;
+
+  const databases: Record<string, string> = {};
+  for (const [name, db] of Object.entries(fromFile.databases ?? {})) {
+    if ((db.url === undefined) === (db.urlEnv === undefined)) {
+      problems.push(`databases.${name}: give exactly one of "url" or "urlEnv"`);
+      continue;
+    }
+    const url = db.url ?? env[db.urlEnv ?? ''];
+    if (url === undefined || url === '') {
+      problems.push(`databases.${name}: environment variable ${db.urlEnv} is not set`);
+      continue;
+    }
+    databases[name] = url;
+  }
+  // PGCONVOY_DB_<ALIAS> adds or overrides a database.
+  for (const [key, value] of Object.entries(env)) {
+    if (!key.startsWith('PGCONVOY_DB_') || !value) continue;
+    const name = key.slice('PGCONVOY_DB_'.length).toLowerCase();
+    const existing = Object.keys(databases).find((known) => databaseEnvName(known) === key);
+    databases[existing ?? name] = value;
+  }
+  if (problems.length > 0) throw new ConfigError(file, problems);
+
+  const address = env.TEMPORAL_ADDRESS || fromFile.temporal?.address;
+  return {
+    migrationsDir: absolute(cwd, options.migrationsDir) ?? absolute(base, fromFile.migrations ?? 'migrations')!,
+    databases,
+    temporal: {
+      ...(address ? { address } : {}),
+      namespace: env.TEMPORAL_NAMESPACE || fromFile.temporal?.namespace || 'default',
+      taskQueue: env.PGCONVOY_TASK_QUEUE || fromFile.temporal?.taskQueue || 'pgconvoy',
+    },
+    stateDir: absolute(cwd, env.PGCONVOY_STATE_DIR) ?? absolute(base, fromFile.stateDir ?? '.pgconvoy')!,
+    ...(env.PGCONVOY_TEMPORAL_BIN ? { temporalBin: env.PGCONVOY_TEMPORAL_BIN } : {}),
+    ...(env.PGCONVOY_LOG_LEVEL ? { logLevel: env.PGCONVOY_LOG_LEVEL } : {}),
+  };
+}
+
+function absolute(base: string, path: string | undefined): string | undefined {
+  if (path === undefined || path === '') return undefined;
+  return isAbsolute(path) ? path : resolve(base, path);
+}

@@ -1,0 +1,70 @@
+/**
+ * Errors with a stable `type`. At the activity edge they become
+ * ApplicationFailures of the same type; `retryable` says whether trying again
+ * can help.
+ */
+export abstract class PgconvoyError extends Error {
+  abstract readonly type: string;
+  abstract readonly retryable: boolean;
+  /** Facts safe to put in workflow history and on screen (no SQL text, no secrets). */
+  readonly details: Record<string, unknown>;
+
+  constructor(message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.details = details;
+  }
+}
+
+export interface SetProblem {
+  file: string;
+  message: string;
+}
+
+/** The migration set on disk is malformed; every problem found is listed. */
+export class InvalidMigrationSetError extends PgconvoyError {
+  readonly type = 'InvalidMigrationSet';
+  readonly retryable = false;
+  constructor(readonly directory: string, readonly problems: SetProblem[]) {
+    super(
+      `invalid migration set in ${directory}:\n` + problems.map((p) => `  ${p.file}: ${p.message}`).join('\n'),
+      { directory, problems },
+    );
+  }
+}
+
+/** The files changed between planning and applying (DESIGN: the manifest digest pins a run). */
+export class ManifestChangedError extends PgconvoyError {
+  readonly type = 'ManifestChanged';
+  readonly retryable = false;
+  constructor(readonly directory: string, readonly expected: string, readonly actual: string) {
+    super(
+      `migration files in ${directory} changed after the run was planned ` +
+        `(planned manifest ${expected.slice(0, 12)}, now ${actual.slice(0, 12)}); start a new run`,
+      { directory, expected, actual },
+    );
+  }
+}
+
+export class UnknownDatabaseError extends PgconvoyError {
+  readonly type = 'UnknownDatabase';
+  readonly retryable = false;
+  constructor(readonly alias: string, envName: string) {
+    super(
+      `database alias "${alias}" is not configured: add it under "databases" in the config file or set ${envName}`,
+      { alias },
+    );
+  }
+}
+
+/** The ledger and the files on disk disagree (divergent, missing, out of order). */
+export class IntegrityError extends PgconvoyError {
+  readonly type = 'IntegrityCheckFailed';
+  readonly retryable = false;
+  constructor(readonly alias: string, readonly problems: string[]) {
+    super(`refusing to migrate "${alias}": the ledger and the migration files disagree:\n` + problems.map((p) => `  ${p}`).join('\n'), {
+      alias,
+      problems,
+    });
+  }
+}

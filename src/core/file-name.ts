@@ -1,0 +1,37 @@
+import { parseVersion, type Version } from './version';
+
+export type MigrationKind = 'forward' | 'undo';
+
+export type ParsedFileName =
+  | { ok: true; kind: MigrationKind; version: Version; description: string }
+  | { ok: false; reason: string };
+
+const pattern = /^([A-Za-z])([0-9]*)(_*)(.*)\.sql$/;
+
+/**
+ * Parses `V<version>__<description>.sql` (forward) and
+ * `U<version>__<description>.sql` (undo). Underscores in the description
+ * read as spaces, as in Flyway.
+ */
+export function parseMigrationFileName(name: string): ParsedFileName {
+  const match = pattern.exec(name);
+  if (!match) return { ok: false, reason: 'a migration file name must end in .sql' };
+  const [, prefix = '', digits = '', separator = '', rest = ''] = match;
+  const expected = 'expected V<version>__<description>.sql or U<version>__<description>.sql';
+  if (prefix !== 'V' && prefix !== 'U') {
+    const hint = prefix === 'R' ? ' (repeatable migrations are not supported)' : '';
+    return { ok: false, reason: `unknown prefix "${prefix}"${hint}; ${expected}` };
+  }
+  if (digits === '') return { ok: false, reason: `no version after "${prefix}"; ${expected}` };
+  const version = parseVersion(digits);
+  if (version === undefined) return { ok: false, reason: `version must be a positive integer, got "${digits}"; ${expected}` };
+  if (separator === '' && rest.startsWith('.')) {
+    return { ok: false, reason: `version must be a whole number (dotted versions such as "${digits}${rest.split('_')[0]}" are not supported); ${expected}` };
+  }
+  if (separator !== '__') {
+    return { ok: false, reason: `version and description must be separated by two underscores; ${expected}` };
+  }
+  const description = rest.replace(/_/g, ' ').trim();
+  if (description === '') return { ok: false, reason: `description is empty; ${expected}` };
+  return { ok: true, kind: prefix === 'V' ? 'forward' : 'undo', version, description };
+}

@@ -1,0 +1,124 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, closeSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { Connection } from '@temporalio/client';
+import { PgconvoyError } from '../core/errors';
+
+/** The temporal CLI version the project builds (scripts/provision-tools.sh). */
+export const temporalCliVersion = '1.5.1';
+
+export class DevServerError extends PgconvoyError {
+  readonly type = 'DevServerFailed';
+  readonly retryable = false;
+}
+
+export interface DevServer {
+  address: string;
+  uiPort?: number;
+  /** Stops the server and waits for it to exit. */
+  stop(): Promise<void>;
+}
+
+export interface DevServerOptions {
+  /** SQLite file that keeps namespaces and histories across restarts. */
+  dbFile: string;
+  temporalBin?: string;
+  /** Where the server's own output goes. */
+  logFile: string;
+  port?: number;
+  /** Serve the Web UI on this port; headless when unset. */
+  uiPort?: number;
+  readyTimeoutMs?: number;
+}
+
+/** The project's built binary first, then $PATH. */
+export function findTemporalBinary(explicit?: string): string {
+  if (explicit) return explicit;
+  const built = resolve(__dirname, '../../../.tools/bin/temporal');
+  if (existsSync(built)) return built;
+  return 'temporal';
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolvePort(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/**
+ * Starts `temporal server start-dev` and waits until its frontend answers.
+ * The caller owns the process and must call stop().
+ */
+export async function startDevServer(options: DevServerOptions): Promise<DevServer> {
+  const bin = findTemporalBinary(options.temporalBin);
+  const port = options.port ?? (await freePort());
+  const httpPort = await freePort();
+  const metricsPort = await freePort();
+  const args = [
+    'server', 'start-dev',
+    '--db-filename', options.dbFile,
+    '--ip', '127.0.0.1',
+    '--port', String(port),
+    '--http-port', String(httpPort),
+    '--metrics-port', String(metricsPort),
+    '--log-level', 'warn',
+  ];
+  if (options.uiPort === undefined) args.push('--headless');
+  else args.push('--ui-port', String(options.uiPort));
+
+  mkdirSync(join(options.logFile, '..'), { recursive: true });
+  const log = openSync(options.logFile, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(bin, args, { stdio: ['ignore', log, log] });
+  } finally {
+    closeSync(log);
+  }
+  const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
+  const spawnError = new Promise<Error>((resolveError) => child.once('error', resolveError));
+  const address = `127.0.0.1:${port}`;
+
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(killer);
+  };
+
+  const deadline = Date.now() + (options.readyTimeoutMs ?? 30_000);
+  for (;;) {
+    const failure = await Promise.race([
+      spawnError.then((e) => `cannot start ${bin}: ${e.message} (run "npm run setup" to build it)`),
+      exited.then((code) => `${bin} exited with code ${String(code)} before it was ready; see ${options.logFile}`),
+      healthy(address).then((ok) => (ok ? null : undefined)),
+    ]);
+    if (failure === null) return { address, ...(options.uiPort !== undefined ? { uiPort: options.uiPort } : {}), stop };
+    if (typeof failure === 'string') throw new DevServerError(failure);
+    if (Date.now() > deadline) {
+      await stop();
+      throw new DevServerError(`Temporal dev server at ${address} not ready after ${options.readyTimeoutMs ?? 30_000} ms; see ${options.logFile}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function healthy(address: string): Promise<boolean> {
+  let connection: Connection | undefined;
+  try {
+    connection = await Connection.connect({ address, connectTimeout: 1_000 });
+    const response = await connection.healthService.check({});
+    return response.status === 1; // SERVING
+  } catch {
+    return false;
+  } finally {
+    await connection?.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,51 @@
+import { DefaultLogger, NativeConnection, Runtime, Worker, makeTelemetryFilterString, type LogLevel } from '@temporalio/worker';
+import { createActivities } from '../activities';
+import type { Config } from '../config/config';
+import type { Logger } from './logger';
+
+let runtimeInstalled = false;
+
+const pinoLevel = { TRACE: 'trace', DEBUG: 'debug', INFO: 'info', WARN: 'warn', ERROR: 'error' } as const;
+
+/**
+ * Routes the Temporal SDK's own logs into our structured logger. The SDK
+ * allows one Runtime per process, installed before the first connection.
+ */
+export function installRuntime(logger: Logger, level: LogLevel = 'WARN'): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  Runtime.install({
+    logger: new DefaultLogger(level, (entry) => logger[pinoLevel[entry.level]]({ event: 'temporal.sdk', ...entry.meta }, entry.message)),
+    telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: level }), forward: {} } },
+  });
+}
+
+export interface WorkerOptions {
+  config: Config;
+  logger: Logger;
+  /** Address of the Temporal frontend; defaults to the config's. */
+  address?: string;
+  /** Defaults to the config's task queue. */
+  taskQueue?: string;
+}
+
+/** A worker for pgconvoy's workflows and activities on one task queue. */
+export async function createWorker(options: WorkerOptions): Promise<{ worker: Worker; connection: NativeConnection }> {
+  const { config, logger } = options;
+  const address = options.address ?? config.temporal.address;
+  if (address === undefined) throw new Error('createWorker needs a Temporal address');
+  const connection = await NativeConnection.connect({ address });
+  try {
+    const worker = await Worker.create({
+      connection,
+      namespace: config.temporal.namespace,
+      taskQueue: options.taskQueue ?? config.temporal.taskQueue,
+      workflowsPath: require.resolve('../workflows'),
+      activities: createActivities({ config, logger }),
+    });
+    return { worker, connection };
+  } catch (error) {
+    await connection.close();
+    throw error;
+  }
+}

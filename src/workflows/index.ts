@@ -1,0 +1,2 @@
+export { migrateDatabase } from './migrate-database';
+export { inspectDatabase } from './inspect-database';

@@ -1,0 +1,29 @@
+import { proxyActivities } from '@temporalio/workflow';
+import type { Activities, DatabasePlan } from '../activities';
+import type { HistoryRow } from '../activities';
+import { nonRetryableTypes } from './migrate-database';
+
+const { planDatabase, readHistory } = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 3, nonRetryableErrorTypes: nonRetryableTypes },
+});
+
+export interface InspectDatabaseInput {
+  db: string;
+  migrationsDir: string;
+}
+
+export interface DatabaseStatus {
+  plan: DatabasePlan;
+  history: HistoryRow[];
+}
+
+/**
+ * Reads a database's ledger and plan on a worker, which alone holds the
+ * connection strings; the client that asks never needs them.
+ */
+export async function inspectDatabase(input: InspectDatabaseInput): Promise<DatabaseStatus> {
+  const plan = await planDatabase(input);
+  const history = await readHistory({ db: input.db });
+  return { plan, history };
+}
