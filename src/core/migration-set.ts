@@ -48,7 +48,7 @@ export function buildMigrationSet(directory: string, files: SourceFile[]): Migra
   const forwards = new Map<Version, Migration>();
   const undos = new Map<Version, MigrationScript>();
 
-  for (const file of [...files].sort((a, b) => a.name.localeCompare(b.name))) {
+  for (const file of [...files].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
     const parsed = parseMigrationFileName(file.name);
     if (!parsed.ok) {
       problems.push({ file: file.name, message: parsed.reason });

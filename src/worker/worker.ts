@@ -1,4 +1,4 @@
-import { DefaultLogger, NativeConnection, Runtime, Worker, makeTelemetryFilterString, type LogLevel } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, Worker, makeTelemetryFilterString, type LogLevel, type WorkflowBundle } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import type { Config } from '../config/config';
 import type { Logger } from './logger';
@@ -27,7 +27,12 @@ export interface WorkerOptions {
   address?: string;
   /** Defaults to the config's task queue. */
   taskQueue?: string;
+  /** A prebuilt workflow bundle (bundleWorkflowCode); built from src/workflows when absent. */
+  workflowBundle?: WorkflowBundle;
 }
+
+/** Where the workflow code lives; the worker bundles it for the sandbox. */
+export const workflowsPath = require.resolve('../workflows');
 
 /** A worker for pgconvoy's workflows and activities on one task queue. */
 export async function createWorker(options: WorkerOptions): Promise<{ worker: Worker; connection: NativeConnection }> {
@@ -40,7 +45,7 @@ export async function createWorker(options: WorkerOptions): Promise<{ worker: Wo
       connection,
       namespace: config.temporal.namespace,
       taskQueue: options.taskQueue ?? config.temporal.taskQueue,
-      workflowsPath: require.resolve('../workflows'),
+      ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath }),
       activities: createActivities({ config, logger }),
     });
     return { worker, connection };

@@ -1,0 +1,48 @@
+import { randomBytes } from 'node:crypto';
+import { Client, Connection } from '@temporalio/client';
+import { bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
+import type { Config } from '../../src/config/config';
+import { createLogger } from '../../src/worker/logger';
+import { createWorker, installRuntime, workflowsPath } from '../../src/worker/worker';
+import { services } from './services';
+
+const logger = createLogger(process.env.PGCONVOY_LOG_LEVEL ?? 'error');
+let bundle: Promise<WorkflowBundle> | undefined;
+
+/** One workflow bundle per test process: bundling takes a couple of seconds. */
+function workflowBundle(): Promise<WorkflowBundle> {
+  installRuntime(logger);
+  bundle ??= bundleWorkflowCode({ workflowsPath, logger: { log: () => undefined, trace: () => undefined, debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined } });
+  return bundle;
+}
+
+export async function testClient(): Promise<{ client: Client; close(): Promise<void> }> {
+  const connection = await Connection.connect({ address: services.temporalAddress });
+  return { client: new Client({ connection }), close: () => connection.close() };
+}
+
+export function uniqueTaskQueue(): string {
+  return `pgconvoy-test-${randomBytes(4).toString('hex')}`;
+}
+
+/** A test config pointing at the harness's Temporal server. */
+export function testConfig(overrides: Partial<Config> & Pick<Config, 'databases' | 'migrationsDir'>): Config {
+  return {
+    stateDir: '/nonexistent',
+    ...overrides,
+    temporal: { address: services.temporalAddress, namespace: 'default', taskQueue: uniqueTaskQueue(), ...overrides.temporal },
+  };
+}
+
+/**
+ * Runs pgconvoy's real worker (real activities, real workflow bundle) on the
+ * config's task queue while `fn` runs.
+ */
+export async function withWorker<T>(config: Config, fn: () => Promise<T>): Promise<T> {
+  const { worker, connection } = await createWorker({ config, logger, workflowBundle: await workflowBundle() });
+  try {
+    return await worker.runUntil(fn());
+  } finally {
+    await connection.close();
+  }
+}

@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { ConfigError, loadConfig } from '../../src/config/config';
+import { writeMigrations } from '../helpers/migrations';
+
+test('defaults apply with no config file', () => {
+  const config = loadConfig({ cwd: '/srv/app', env: {} });
+  assert.equal(config.migrationsDir, '/srv/app/migrations');
+  assert.equal(config.stateDir, '/srv/app/.pgconvoy');
+  assert.deepEqual(config.temporal, { namespace: 'default', taskQueue: 'pgconvoy' });
+  assert.deepEqual(config.databases, {});
+});
+
+test('file, urlEnv and PGCONVOY_DB_<ALIAS> resolve databases; paths are relative to the file', () => {
+  const dir = writeMigrations({});
+  try {
+    writeFileSync(
+      join(dir.dir, 'pg.json'),
+      JSON.stringify({ migrations: 'sql', databases: { main: { url: 'postgres://a/main' }, 'eu-1': { urlEnv: 'EU_URL' } }, temporal: { taskQueue: 'q' } }),
+    );
+    const config = loadConfig({
+      cwd: '/elsewhere',
+      configFile: join(dir.dir, 'pg.json'),
+      env: { EU_URL: 'postgres://b/eu', PGCONVOY_DB_MAIN: 'postgres://override/main', PGCONVOY_DB_EXTRA: 'postgres://c/extra', TEMPORAL_ADDRESS: 'temporal:7233' },
+    });
+    assert.equal(config.migrationsDir, join(dir.dir, 'sql'));
+    assert.deepEqual(config.databases, { main: 'postgres://override/main', 'eu-1': 'postgres://b/eu', extra: 'postgres://c/extra' });
+    assert.deepEqual(config.temporal, { address: 'temporal:7233', namespace: 'default', taskQueue: 'q' });
+  } finally {
+    dir.remove();
+  }
+});
+
+test('every problem in a config file is reported at once, unknown keys included', () => {
+  const dir = writeMigrations({});
+  try {
+    const file = join(dir.dir, 'pg.json');
+    writeFileSync(file, JSON.stringify({ migration: 'typo', databases: { 'Bad Alias': { url: 'x' }, ok: { url: 'x', urlEnv: 'Y' }, unset: { urlEnv: 'NOPE' } } }));
+    assert.throws(
+      () => loadConfig({ cwd: '/', configFile: file, env: {} }),
+      (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        assert.match(error.message, /Unrecognized key: "migration"/);
+        assert.match(error.message, /databases/);
+        return true;
+      },
+    );
+    writeFileSync(file, JSON.stringify({ databases: { ok: { url: 'x', urlEnv: 'Y' }, unset: { urlEnv: 'NOPE' } } }));
+    assert.throws(() => loadConfig({ cwd: '/', configFile: file, env: {} }), {
+      message: `invalid configuration (${file}):\n  databases.ok: give exactly one of "url" or "urlEnv"\n  databases.unset: environment variable NOPE is not set`,
+    });
+    writeFileSync(file, '{ not json');
+    assert.throws(() => loadConfig({ cwd: '/', configFile: file, env: {} }), /not valid JSON/);
+    assert.throws(() => loadConfig({ cwd: '/', configFile: join(dir.dir, 'missing.json'), env: {} }), /cannot read/);
+  } finally {
+    dir.remove();
+  }
+});

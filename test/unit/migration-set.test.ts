@@ -1,0 +1,110 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { migrationChecksum } from '../../src/core/checksum';
+import { InvalidMigrationSetError } from '../../src/core/errors';
+import { buildMigrationSet } from '../../src/core/migration-set';
+import { readMigrationSet } from '../../src/source/read-migration-set';
+import { sampleMigrationsDir, writeMigrations } from '../helpers/migrations';
+
+const file = (name: string, content = 'SELECT 1;') => ({ name, content: Buffer.from(content) });
+
+test('a good set is ordered by version, pairs undo scripts and has a stable digest', () => {
+  const set = buildMigrationSet('m', [
+    file('V10__ten.sql'),
+    file('V2__two.sql', 'CREATE TABLE t (id int);'),
+    file('U2__two.sql', 'DROP TABLE t;'),
+    file('V100000000000000000000__huge.sql'),
+    file('V1__empty.sql', ''),
+  ]);
+  assert.deepEqual(set.migrations.map((m) => m.version), ['1', '2', '10', '100000000000000000000']);
+  assert.equal(set.migrations[1]?.undo?.file, 'U2__two.sql');
+  assert.equal(set.migrations[0]?.undo, undefined);
+  assert.equal(set.migrations[0]?.forward.sql, '', 'an empty file is a valid no-op migration');
+  assert.match(set.digest, /^[0-9a-f]{64}$/);
+  const again = buildMigrationSet('m', [file('V1__empty.sql', ''), file('V10__ten.sql'), file('V100000000000000000000__huge.sql'), file('U2__two.sql', 'DROP TABLE t;'), file('V2__two.sql', 'CREATE TABLE t (id int);')]);
+  assert.equal(again.digest, set.digest, 'the digest does not depend on the order files were listed');
+});
+
+test('the digest changes when a file, an undo script or a description changes', () => {
+  const base = buildMigrationSet('m', [file('V1__a.sql', 'SELECT 1;'), file('U1__a.sql', 'SELECT 2;')]).digest;
+  assert.notEqual(buildMigrationSet('m', [file('V1__a.sql', 'SELECT 3;'), file('U1__a.sql', 'SELECT 2;')]).digest, base);
+  assert.notEqual(buildMigrationSet('m', [file('V1__a.sql', 'SELECT 1;'), file('U1__a.sql', 'SELECT 4;')]).digest, base);
+  assert.notEqual(buildMigrationSet('m', [file('V1__b.sql', 'SELECT 1;'), file('U1__b.sql', 'SELECT 2;')]).digest, base);
+});
+
+test('checksums ignore line-ending style but nothing else', () => {
+  assert.equal(migrationChecksum(Buffer.from('a\r\nb\r\n')), migrationChecksum(Buffer.from('a\nb\n')));
+  assert.equal(migrationChecksum(Buffer.from('a\rb')), migrationChecksum(Buffer.from('a\nb')));
+  assert.notEqual(migrationChecksum(Buffer.from('a\nb ')), migrationChecksum(Buffer.from('a\nb')));
+  assert.equal(migrationChecksum(Buffer.from('')), 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
+});
+
+function problemsOf(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (error) {
+    assert.ok(error instanceof InvalidMigrationSetError, `expected InvalidMigrationSetError, got ${String(error)}`);
+    return error.problems.map((p) => `${p.file}: ${p.message}`);
+  }
+  assert.fail('expected the set to be rejected');
+}
+
+test('bad sets list every problem, each naming its file', () => {
+  const problems = problemsOf(() =>
+    buildMigrationSet('m', [
+      file('V1__first.sql'),
+      file('V001__first_again.sql'),
+      file('U7__orphan.sql'),
+      file('U1__undo.sql'),
+      file('U01__undo_again.sql'),
+      file('V2_bad_separator.sql'),
+      { name: 'V3__latin1.sql', content: Buffer.from([0x53, 0xe9, 0x4c]) },
+    ]),
+  );
+  assert.deepEqual(problems, [
+    'U1__undo.sql: duplicate undo for version 1: also in U01__undo_again.sql',
+    'V1__first.sql: duplicate version 1: also in V001__first_again.sql',
+    'V2_bad_separator.sql: version and description must be separated by two underscores; expected V<version>__<description>.sql or U<version>__<description>.sql',
+    'V3__latin1.sql: file is not valid UTF-8',
+    'U7__orphan.sql: undo script for version 7 has no forward migration V7__*.sql',
+  ]);
+});
+
+test('the reader takes .sql files only, skips sub-folders, and names unreadable files', async () => {
+  const set = writeMigrations({ 'V1__a.sql': 'SELECT 1;', 'README.md': '# notes', 'checks/no_orphans.sql': 'SELECT 1 WHERE false;' });
+  try {
+    const read = await readMigrationSet(set.dir);
+    assert.deepEqual(read.migrations.map((m) => m.forward.file), ['V1__a.sql']);
+
+    symlinkSync(join(set.dir, 'does-not-exist'), join(set.dir, 'V2__dangling.sql'));
+    await assert.rejects(readMigrationSet(set.dir), (error: unknown) => {
+      assert.ok(error instanceof InvalidMigrationSetError);
+      assert.match(error.message, /V2__dangling\.sql: cannot read file: ENOENT/);
+      return true;
+    });
+  } finally {
+    set.remove();
+  }
+});
+
+test('the reader names a missing directory', async () => {
+  await assert.rejects(readMigrationSet('/nonexistent/migrations'), /\/nonexistent\/migrations: cannot read the migration directory: ENOENT/);
+});
+
+test('a directory named like a migration is not a migration', async () => {
+  const set = writeMigrations({ 'V1__a.sql': 'SELECT 1;' });
+  try {
+    mkdirSync(join(set.dir, 'V2__folder.sql'));
+    const read = await readMigrationSet(set.dir);
+    assert.deepEqual(read.migrations.map((m) => m.version), ['1']);
+  } finally {
+    set.remove();
+  }
+});
+
+test('the sample set loads', async () => {
+  const set = await readMigrationSet(sampleMigrationsDir);
+  assert.deepEqual(set.migrations.map((m) => [m.version, m.undo !== undefined]), [['1', true], ['2', true], ['3', true]]);
+});
