@@ -7,6 +7,9 @@ import { withTransaction } from './connection';
 import { insertHistory } from './ledger';
 import { classifySqlState, pgErrorFields, type PgErrorFields } from './sqlstate';
 
+/** Namespace of the per-version transaction lock (any constant int4). */
+const versionLockKey = 1_886_417_250;
+
 export interface RunContext {
   workflowId?: string;
   runId?: string;
@@ -57,6 +60,8 @@ export async function applyMigration(client: pg.Client, migration: Migration, co
   const { file, checksum, sql } = migration.forward;
   try {
     return await withTransaction(client, async () => {
+      // A second runner for the same version waits here, then sees it applied.
+      await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [versionLockKey, migration.version]);
       const existing = await client.query<{ checksum: string }>(
         `SELECT checksum FROM pgconvoy.history WHERE version = $1 AND status = 'applied'`,
         [migration.version],

@@ -53,7 +53,11 @@ export async function ensureLedger(client: pg.Client): Promise<void> {
 }
 
 async function ledgerStepsDone(client: pg.Client): Promise<number> {
-  const exists = await client.query<{ present: boolean }>(`SELECT to_regclass('pgconvoy.meta') IS NOT NULL AS present`);
+  // A plain scan of pg_tables, not to_regclass(): the latter may answer from a
+  // catalog cache that predates the lock we just waited for.
+  const exists = await client.query<{ present: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = 'pgconvoy' AND tablename = 'meta') AS present`,
+  );
   if (!exists.rows[0]?.present) return 0;
   const row = await client.query<{ value: string }>(`SELECT value FROM pgconvoy.meta WHERE key = 'ledger_steps'`);
   return Number(row.rows[0]?.value ?? 0);

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import { historyToJSON, type History } from '@temporalio/common/lib/proto-utils';
+import { maybeRecordHistory } from '../helpers/histories';
 import { migrate, startMigration } from '../../src/client/api';
 import { summarizeFailure, type FailureSummary } from '../../src/client/failure';
 import { createTestDatabase } from '../helpers/database';
@@ -75,9 +76,7 @@ test('the sample set is applied through the workflow, one activity per migration
   assert.ok(historyJson.includes('pgconvoy/db/shop'), 'the history was fetched and holds the run');
   assert.ok(!historyJson.includes(password), 'the database password must not appear in workflow history');
   assert.ok(!historyJson.includes(db.url), 'the connection string must not appear in workflow history');
-  if (process.env.PGCONVOY_RECORD_HISTORIES === '1') {
-    writeFileSync(join(__dirname, '../../../test/histories/migrate-database-applied.json'), historyJson);
-  }
+  maybeRecordHistory('migrate-database-applied', first.history);
 
   const second = await withWorker(config, async () => {
     const handle = await startMigration(pgconvoy, { db: 'shop', migrationsDir: sampleMigrationsDir });
@@ -85,6 +84,7 @@ test('the sample set is applied through the workflow, one activity per migration
   });
   assert.deepEqual(second.result, { status: 'up-to-date', db: 'shop', manifestDigest: first.result.manifestDigest, version: '3', applied: [] });
   assert.deepEqual(scheduledActivities(second.history), ['planDatabase']);
+  maybeRecordHistory('migrate-database-up-to-date', second.history);
   const count = await db.query<{ n: string }>('SELECT count(*)::text AS n FROM pgconvoy.history');
   assert.equal(count.rows[0]?.n, '3');
 });
@@ -107,6 +107,7 @@ test('a failing migration rolls back entirely, is recorded as failed, and fails 
     ),
   );
   assert.ok(error instanceof WorkflowFailedError, 'the workflow itself fails, so the Temporal UI shows it failed');
+  maybeRecordHistory('migrate-database-failed', await client.workflow.getHandle('pgconvoy/db/broken').fetchHistory());
   const failure = summarizeFailure(error);
   assert.equal(failure.type, 'MigrationFailed');
   assert.equal(
@@ -167,6 +168,7 @@ test('the ledger refuses a run when an applied file was edited', async (t) => {
     return failureOf(migrate(pgconvoy, { db: 'edited', migrationsDir: set.dir }));
   });
   assert.equal(failure.type, 'IntegrityCheckFailed');
+  maybeRecordHistory('migrate-database-refused', await client.workflow.getHandle('pgconvoy/db/edited').fetchHistory());
   assert.match(failure.message, /version 1 \(V1__a\.sql\) was applied with checksum [0-9a-f]{12} but the file now has [0-9a-f]{12}/);
   const b = await db.query(`SELECT to_regclass('public.b') AS b`);
   assert.equal(b.rows[0]?.b, null, 'nothing ran');
