@@ -31,7 +31,8 @@ export async function withTemporal<T>(config: Config, logger: Logger, fn: (pgcon
     }
   }
 
-  installRuntime(logger);
+  // The CLI reports failures itself; the SDK's own warnings would repeat them.
+  installRuntime(logger, 'ERROR');
   const releaseLock = lockStateDir(config.stateDir);
   let server: DevServer | undefined;
   try {

@@ -1,0 +1,118 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { Client, Connection } from '@temporalio/client';
+import { startDevServer } from '../../src/worker/dev-server';
+import { cliEnv, runCli, startCli } from '../helpers/cli';
+import { createTestDatabase } from '../helpers/database';
+import { sampleMigrationsDir, writeMigrations } from '../helpers/migrations';
+import { services } from '../helpers/services';
+import { uniqueTaskQueue } from '../helpers/temporal';
+
+function scratchDir(t: { after(fn: () => void): void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'pgconvoy-cli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+test('embedded: with no TEMPORAL_ADDRESS, up starts its own dev server and worker; state survives for the next run', async (t) => {
+  const db = await createTestDatabase({ password: 'cli-secret-5d2' });
+  t.after(() => db.drop());
+  const dir = scratchDir(t);
+  const configFile = join(dir, 'pgconvoy.config.json');
+  writeFileSync(configFile, JSON.stringify({ migrations: sampleMigrationsDir, databases: { shop: { urlEnv: 'SHOP_URL' } } }));
+  const env = cliEnv({ SHOP_URL: db.url, PGCONVOY_STATE_DIR: join(dir, 'state') });
+
+  const first = await runCli(['up', '--db', 'shop', '--config', configFile], { env });
+  assert.equal(first.code, 0, first.stderr);
+  assert.match(first.stdout, /^workflow pgconvoy\/db\/shop\n/);
+  assert.match(first.stdout, /applied {2}V1 {2}create customers/);
+  assert.match(first.stdout, /applied {2}V3 {2}order totals function/);
+  assert.match(first.stdout, /3 migrations applied; database "shop" is at version 3\n$/);
+
+  const second = await runCli(['up', '--db', 'shop', '--config', configFile], { env });
+  assert.equal(second.code, 0, second.stderr);
+  assert.equal(second.stdout, 'nothing to apply: database "shop" is up to date (version 3)\n');
+
+  const status = await runCli(['status', '--db', 'shop', '--config', configFile, '--json'], { env });
+  assert.equal(status.code, 0, status.stderr);
+  const parsed = JSON.parse(status.stdout) as { plan: { pending: unknown[] }; history: Array<{ version: string; status: string }>; running: unknown };
+  assert.deepEqual(parsed.plan.pending, []);
+  assert.deepEqual(parsed.history.map((h) => [h.version, h.status]), [['1', 'applied'], ['2', 'applied'], ['3', 'applied']]);
+  assert.equal(parsed.running, null);
+
+  // The embedded server kept its state in the state directory: open it again
+  // and read the first run's history.
+  const server = await startDevServer({ dbFile: join(dir, 'state', 'temporal.db'), logFile: join(dir, 'reopen.log') });
+  t.after(() => server.stop());
+  const connection = await Connection.connect({ address: server.address });
+  t.after(() => connection.close());
+  const client = new Client({ connection });
+  const runs: string[] = [];
+  for await (const execution of client.workflow.list({ query: `WorkflowId = 'pgconvoy/db/shop'` })) runs.push(execution.status.name);
+  assert.deepEqual(runs, ['COMPLETED', 'COMPLETED'], 'both runs are in the kept state');
+  const histories: string[][] = [];
+  for await (const execution of client.workflow.list({ query: `WorkflowId = 'pgconvoy/db/shop'` })) {
+    const history = await client.workflow.getHandle(execution.workflowId, execution.runId).fetchHistory();
+    histories.push((history.events ?? []).flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []));
+    assert.ok(!JSON.stringify(history).includes('cli-secret-5d2'), 'no password in history');
+  }
+  assert.deepEqual(
+    histories.sort((a, b) => b.length - a.length),
+    [['planDatabase', 'applyMigration', 'applyMigration', 'applyMigration'], ['planDatabase']],
+  );
+});
+
+test('remote: with TEMPORAL_ADDRESS, up only starts the workflow and a separate worker process does the work', async (t) => {
+  const db = await createTestDatabase();
+  t.after(() => db.drop());
+  const dir = scratchDir(t);
+  const taskQueue = uniqueTaskQueue();
+  const remote = { TEMPORAL_ADDRESS: services.temporalAddress, PGCONVOY_TASK_QUEUE: taskQueue, PGCONVOY_STATE_DIR: join(dir, 'state') };
+
+  // Only the worker knows the database; the client that triggers has no connection string at all.
+  const worker = startCli(['worker', '--migrations', sampleMigrationsDir], cliEnv({ ...remote, PGCONVOY_DB_REMOTE: db.url }));
+  t.after(() => worker.child.kill('SIGKILL'));
+
+  const up = await runCli(['up', '--db', 'remote', '--migrations', sampleMigrationsDir, '--json'], { env: cliEnv(remote), cwd: dir });
+  assert.equal(up.code, 0, up.stderr + worker.output());
+  const result = JSON.parse(up.stdout) as { status: string; version: string; workflowId: string };
+  assert.deepEqual([result.status, result.version, result.workflowId], ['applied', '3', 'pgconvoy/db/remote']);
+  const ledger = await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM pgconvoy.history WHERE status = 'applied'`);
+  assert.equal(ledger.rows[0]?.n, '3');
+  assert.match(worker.output(), /"event":"migration.applied","db":"remote"/, 'the worker process applied the migrations');
+
+  worker.child.kill('SIGTERM');
+  assert.equal(await worker.exited, 0, 'the worker shuts down cleanly on SIGTERM');
+});
+
+test('bad input exits 2 with a message that names the problem, and touches nothing', async (t) => {
+  const db = await createTestDatabase();
+  t.after(() => db.drop());
+  const dir = scratchDir(t);
+  const broken = writeMigrations({ 'V1__a.sql': 'CREATE TABLE a (id int);', 'V1__again.sql': 'SELECT 1;', 'Vx__bad.sql': '' });
+  t.after(() => broken.remove());
+  const env = cliEnv({ PGCONVOY_DB_BAD: db.url, PGCONVOY_STATE_DIR: join(dir, 'state') });
+
+  const cases: Array<{ args: string[]; stderr: RegExp }> = [
+    { args: ['up'], stderr: /required option '-d, --db <alias>' not specified/ },
+    { args: ['up', '--db', 'Not An Alias'], stderr: /invalid database alias "Not An Alias"/ },
+    { args: ['up', '--db', 'bad', '--target', 'v2'], stderr: /--target must be a positive integer version, got "v2"/ },
+    { args: ['up', '--db', 'bad', '--config', join(dir, 'missing.json')], stderr: /invalid configuration \(.*missing\.json\):\n {2}cannot read/ },
+    {
+      args: ['up', '--db', 'bad', '--migrations', broken.dir],
+      stderr: /\[InvalidMigrationSet\] invalid migration set in .*:\n {2}V1__again\.sql: duplicate version 1: also in V1__a\.sql\n {2}Vx__bad\.sql: no version after "V"/,
+    },
+    { args: ['up', '--db', 'nobody', '--migrations', sampleMigrationsDir], stderr: /\[UnknownDatabase\] database alias "nobody" is not configured/ },
+    { args: ['frobnicate'], stderr: /unknown command 'frobnicate'/ },
+  ];
+  for (const { args, stderr } of cases) {
+    const result = await runCli(args, { env, cwd: dir });
+    assert.equal(result.code, 2, `pgconvoy ${args.join(' ')} should exit 2\n${result.stderr}`);
+    assert.match(result.stderr, stderr);
+  }
+  const schemas = await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM pg_namespace WHERE nspname = 'pgconvoy'`);
+  assert.equal(schemas.rows[0]?.n, '0', 'no ledger was created: nothing touched the database');
+});
