@@ -115,7 +115,7 @@ async function healthy(address: string): Promise<boolean> {
   try {
     connection = await Connection.connect({ address, connectTimeout: 1_000 });
     const response = await connection.healthService.check({});
-    return response.status === 1; // SERVING
+    return Number(response.status) === 1; // grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING
   } catch {
     return false;
   } finally {

@@ -16,7 +16,7 @@ function workflowBundle(): Promise<WorkflowBundle> {
   return bundle;
 }
 
-export async function testClient(): Promise<{ client: Client; close(): Promise<void> }> {
+export async function testClient(): Promise<{ client: Client; close: () => Promise<void> }> {
   const connection = await Connection.connect({ address: services.temporalAddress });
   return { client: new Client({ connection }), close: () => connection.close() };
 }
