@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { PgconvoyError } from '../core/errors';
@@ -33,15 +33,17 @@ export async function withTemporal<T>(config: Config, logger: Logger, fn: (pgcon
 
   // The CLI reports failures itself; the SDK's own warnings would repeat them.
   installRuntime(logger, 'ERROR');
-  const releaseLock = lockStateDir(config.stateDir);
+  const dbFile = join(config.stateDir, 'temporal.db');
+  const lock = await lockStateDir(config.stateDir, dbFile, logger);
   let server: DevServer | undefined;
   try {
     logger.debug({ event: 'devserver.starting', stateDir: config.stateDir });
     server = await startDevServer({
-      dbFile: join(config.stateDir, 'temporal.db'),
+      dbFile,
       logFile: join(config.stateDir, 'temporal.log'),
       ...(config.temporalBin ? { temporalBin: config.temporalBin } : {}),
     });
+    lock.record({ pid: process.pid, serverPid: server.pid });
     const address = server.address;
     const { worker, connection: workerConnection } = await createWorker({ config, logger, address });
     const connection = await Connection.connect({ address });
@@ -54,37 +56,77 @@ export async function withTemporal<T>(config: Config, logger: Logger, fn: (pgcon
     }
   } finally {
     await server?.stop();
-    releaseLock();
+    lock.release();
   }
+}
+
+interface LockContent {
+  pid: number;
+  serverPid?: number;
 }
 
 /**
  * One embedded dev server per state directory: its SQLite file cannot be
- * shared by two servers. A lock left by a process that died is taken over.
+ * shared by two servers. A lock left by a process that died is taken over,
+ * and the dev server it leaves running (a child outlives a SIGKILLed parent)
+ * is stopped first.
  */
-function lockStateDir(stateDir: string): () => void {
+async function lockStateDir(stateDir: string, dbFile: string, logger: Logger): Promise<{ record(content: LockContent): void; release(): void }> {
   mkdirSync(stateDir, { recursive: true });
   const lock = join(stateDir, 'embedded.lock');
+  const handle = {
+    record: (content: LockContent) => writeFileSync(lock, JSON.stringify(content)),
+    release: () => rmSync(lock, { force: true }),
+  };
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = openSync(lock, 'wx');
-      writeSync(fd, String(process.pid));
+      writeSync(fd, JSON.stringify({ pid: process.pid } satisfies LockContent));
       closeSync(fd);
-      return () => rmSync(lock, { force: true });
+      return handle;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      const holder = Number(readFileSync(lock, 'utf8').trim());
-      if (Number.isInteger(holder) && holder > 0 && isAlive(holder)) {
+      const holder = readLock(lock);
+      if (holder && isAlive(holder.pid)) {
         throw new StateDirBusyError(
-          `another pgconvoy (pid ${holder}) is running with the embedded Temporal server in ${stateDir}; ` +
+          `another pgconvoy (pid ${holder.pid}) is running with the embedded Temporal server in ${stateDir}; ` +
             'wait for it to finish, or run a shared server and set TEMPORAL_ADDRESS',
-          { stateDir, pid: holder },
+          { stateDir, pid: holder.pid },
         );
+      }
+      if (holder?.serverPid !== undefined && isOurDevServer(holder.serverPid, dbFile)) {
+        logger.warn({ event: 'devserver.orphan_stopped', pid: holder.serverPid, stateDir }, 'stopping a dev server left by a pgconvoy that died');
+        await terminate(holder.serverPid);
       }
       rmSync(lock, { force: true });
     }
   }
   throw new StateDirBusyError(`cannot lock ${lock}`, { stateDir });
+}
+
+function readLock(lock: string): LockContent | undefined {
+  try {
+    const parsed = JSON.parse(readFileSync(lock, 'utf8')) as Partial<LockContent>;
+    if (typeof parsed.pid !== 'number') return undefined;
+    return { pid: parsed.pid, ...(typeof parsed.serverPid === 'number' ? { serverPid: parsed.serverPid } : {}) };
+  } catch {
+    return undefined;
+  }
+}
+
+function isOurDevServer(pid: number, dbFile: string): boolean {
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return cmdline.includes('start-dev') && cmdline.includes(dbFile);
+  } catch {
+    return false;
+  }
+}
+
+async function terminate(pid: number): Promise<void> {
+  process.kill(pid, 'SIGTERM');
+  for (let waited = 0; waited < 10_000 && isAlive(pid); waited += 100) await new Promise((r) => setTimeout(r, 100));
+  if (isAlive(pid)) process.kill(pid, 'SIGKILL');
 }
 
 function isAlive(pid: number): boolean {

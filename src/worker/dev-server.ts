@@ -15,6 +15,7 @@ export class DevServerError extends PgconvoyError {
 
 export interface DevServer {
   address: string;
+  pid: number;
   uiPort?: number;
   /** Stops the server and waits for it to exit. */
   stop(): Promise<void>;
@@ -100,7 +101,7 @@ export async function startDevServer(options: DevServerOptions): Promise<DevServ
       exited.then((code) => `${bin} exited with code ${String(code)} before it was ready; see ${options.logFile}`),
       healthy(address).then((ok) => (ok ? null : undefined)),
     ]);
-    if (failure === null) return { address, ...(options.uiPort !== undefined ? { uiPort: options.uiPort } : {}), stop };
+    if (failure === null) return { address, pid: child.pid!, ...(options.uiPort !== undefined ? { uiPort: options.uiPort } : {}), stop };
     if (typeof failure === 'string') throw new DevServerError(failure);
     if (Date.now() > deadline) {
       await stop();

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
 import { startDevServer } from '../../src/worker/dev-server';
 import { cliEnv, runCli, startCli } from '../helpers/cli';
-import { createTestDatabase } from '../helpers/database';
+import { adminQuery, createTestDatabase } from '../helpers/database';
 import { sampleMigrationsDir, writeMigrations } from '../helpers/migrations';
 import { services } from '../helpers/services';
 import { uniqueTaskQueue } from '../helpers/temporal';
@@ -116,3 +116,43 @@ test('bad input exits 2 with a message that names the problem, and touches nothi
   const schemas = await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM pg_namespace WHERE nspname = 'pgconvoy'`);
   assert.equal(schemas.rows[0]?.n, '0', 'no ledger was created: nothing touched the database');
 });
+
+test('embedded: after a pgconvoy is killed mid-run, the next command stops the dev server it left and takes over its state', async (t) => {
+  const db = await createTestDatabase();
+  t.after(() => db.drop());
+  const dir = scratchDir(t);
+  const set = writeMigrations({ 'V1__slow.sql': 'CREATE TABLE slow (id int);\nSELECT pg_sleep(60);\n' });
+  t.after(() => set.remove());
+  const env = cliEnv({ PGCONVOY_DB_SLOW: db.url, PGCONVOY_STATE_DIR: join(dir, 'state') });
+
+  const victim = startCli(['up', '--db', 'slow', '--migrations', set.dir], env);
+  t.after(() => victim.child.kill('SIGKILL'));
+  // Wait until the migration is running inside PostgreSQL.
+  for (let i = 0; ; i++) {
+    const active = await adminQuery(`SELECT 1 FROM pg_stat_activity WHERE datname = '${db.name}' AND query LIKE '%pg_sleep(60)%' AND state = 'active'`);
+    if (active.rowCount) break;
+    assert.ok(i < 300, `the migration never started:\n${victim.output()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const lock = JSON.parse(readFileSync(join(dir, 'state', 'embedded.lock'), 'utf8')) as { pid: number; serverPid: number };
+  victim.child.kill('SIGKILL');
+  await victim.exited;
+  assert.ok(isAlive(lock.serverPid), 'the dev server outlives its SIGKILLed parent');
+  t.after(() => {
+    if (isAlive(lock.serverPid)) process.kill(lock.serverPid, 'SIGKILL');
+  });
+
+  const status = await runCli(['status', '--db', 'slow', '--migrations', set.dir], { env });
+  assert.equal(status.code, 0, status.stderr);
+  assert.ok(!isAlive(lock.serverPid), 'the orphaned dev server was stopped');
+  assert.match(status.stdout, /running: phase applying, applying V1 slow, 0\/1 done/, 'the interrupted run is still known');
+});
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
