@@ -18,6 +18,16 @@ if ! command -v go >/dev/null 2>&1; then
   exit 1
 fi
 
+# Go lists every module it downloads; keep that in a log and show it only on failure.
+quietly() {
+  local log="$1"; shift
+  if ! "$@" >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "provision-tools: failed: $* (full output in $log)" >&2
+    return 1
+  fi
+}
+
 build_temporal() {
   local dir="$cache/temporal-$TEMPORAL_CLI_VERSION"
   if [ -x "$dir/temporal" ] && "$dir/temporal" --version 2>/dev/null | grep -q "temporal version $TEMPORAL_CLI_VERSION"; then
@@ -25,7 +35,7 @@ build_temporal() {
   else
     echo "provision-tools: building temporal CLI $TEMPORAL_CLI_VERSION (a few minutes on a cold Go cache)"
     mkdir -p "$dir"
-    GOBIN="$dir" GOFLAGS=-mod=mod go install \
+    GOBIN="$dir" quietly "$cache/temporal-$TEMPORAL_CLI_VERSION.log" go install \
       -ldflags "-X github.com/temporalio/cli/temporalcli.Version=$TEMPORAL_CLI_VERSION" \
       "github.com/temporalio/cli/cmd/temporal@v$TEMPORAL_CLI_VERSION"
   fi
@@ -39,7 +49,7 @@ build_minio() {
   else
     echo "provision-tools: building MinIO $MINIO_TAG (a few minutes on a cold Go cache)"
     mkdir -p "$dir"
-    GOBIN="$dir" go install "github.com/minio/minio@$MINIO_VERSION"
+    GOBIN="$dir" quietly "$cache/minio-$MINIO_TAG.log" go install "github.com/minio/minio@$MINIO_VERSION"
   fi
   ln -sf "$dir/minio" "$bin/minio"
 }
