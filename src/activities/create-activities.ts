@@ -1,12 +1,14 @@
-import { Context, ApplicationFailure } from '@temporalio/activity';
-import { PgconvoyError, ManifestChangedError, UnknownDatabaseError } from '../core/errors';
-import type { ManifestEntry } from '../core/migration-set';
+import { ApplicationFailure, Context, sleep } from '@temporalio/activity';
+import { ManifestChangedError, PgconvoyError, UnknownDatabaseError } from '../core/errors';
+import type { ManifestEntry, MigrationSet } from '../core/migration-set';
 import { integrityProblems, planMigrations, type AppliedEntry, type Divergence } from '../core/plan';
+import { prepareMigrations, type PreparedMigration } from '../core/prepare';
+import type { TransactionMode } from '../core/statements';
 import type { Version } from '../core/version';
 import { databaseEnvName, type Config } from '../config/config';
-import { applyMigration as applyOne, type ApplyResult } from '../db/apply';
 import { withClient, type Target } from '../db/connection';
-import { ensureLedger, readApplied, readHistory, type HistoryRow } from '../db/ledger';
+import { applyGroup as applyGroupInDb, applyMigration as applyOne, type ApplyResult, type EngineContext, type EngineEvent } from '../db/execute';
+import { ensureLedger, readHistory, readLedgerState, type HistoryRow } from '../db/ledger';
 import { readMigrationSet } from '../source/read-migration-set';
 import type { Logger } from '../worker/logger';
 
@@ -19,13 +21,20 @@ export interface PlanInput {
   db: string;
   migrationsDir: string;
   target?: Version;
+  allowOutOfOrder?: boolean;
+}
+
+export interface PendingMigration extends ManifestEntry {
+  mode: TransactionMode;
+  statements: number;
 }
 
 export interface DatabasePlan {
   db: string;
   manifestDigest: string;
   migrationCount: number;
-  pending: ManifestEntry[];
+  baseline: Version | null;
+  pending: PendingMigration[];
   applied: AppliedEntry[];
   divergent: Divergence[];
   missing: AppliedEntry[];
@@ -41,9 +50,20 @@ export interface ApplyInput {
   version: Version;
 }
 
+export interface ApplyGroupInput {
+  db: string;
+  migrationsDir: string;
+  manifestDigest: string;
+  versions: Version[];
+}
+
 export interface HistoryInput {
   db: string;
+  last?: number;
 }
+
+/** How often a running migration tells Temporal it is alive (the workflow's heartbeat timeout is larger). */
+const heartbeatEveryMs = 5_000;
 
 /**
  * Activities are thin adapters: they resolve the alias, read the files, call
@@ -57,21 +77,67 @@ export function createActivities({ config, logger }: ActivityDeps) {
     return { alias, url };
   }
 
+  /** Re-reads the files and refuses if they are not the ones the run was planned with. */
+  async function pinnedSet(migrationsDir: string, digest: string): Promise<MigrationSet> {
+    const set = await readMigrationSet(migrationsDir);
+    if (set.digest !== digest) throw new ManifestChangedError(migrationsDir, digest, set.digest);
+    return set;
+  }
+
+  /** Engine hooks: structured logs, heartbeats with progress, a sleep Temporal can cancel. */
+  function engineContext(db: string): { ctx: EngineContext; stop(): void } {
+    const activity = Context.current();
+    const execution = activity.info.workflowExecution;
+    let progress: Record<string, unknown> = {};
+    const ticker = setInterval(() => activity.heartbeat(progress), heartbeatEveryMs);
+    const ctx: EngineContext = {
+      settings: config.execution,
+      run: execution ? { workflowId: execution.workflowId, runId: execution.runId } : {},
+      sleep: (ms) => sleep(ms),
+      onEvent: (event: EngineEvent) => {
+        if (event.event === 'statement.done') {
+          progress = { version: event.version, statementsDone: event.statement, statementsTotal: event.of };
+          activity.heartbeat(progress);
+        }
+        (event.event === 'migration.lock_timeout' ? logger.warn : logger.info).call(logger, { db, ...event });
+      },
+    };
+    activity.heartbeat(progress);
+    return { ctx, stop: () => clearInterval(ticker) };
+  }
+
+  async function withEngine<T>(db: string, fn: (ctx: EngineContext) => Promise<T>): Promise<T> {
+    const { ctx, stop } = engineContext(db);
+    try {
+      return await fn(ctx);
+    } finally {
+      stop();
+    }
+  }
+
   return {
     async planDatabase(input: PlanInput): Promise<DatabasePlan> {
       return edge(async () => {
         const set = await readMigrationSet(input.migrationsDir);
+        // Every file goes through the parser before anything runs.
+        const prepared = await prepareMigrations(set);
         return withClient(target(input.db), async (client) => {
           await ensureLedger(client);
-          const applied = await readApplied(client);
-          const plan = planMigrations(set.manifest, applied, input.target === undefined ? {} : { target: input.target });
+          const ledger = await readLedgerState(client);
+          const plan = planMigrations(set.manifest, ledger.applied, { baseline: ledger.baseline, ...(input.target ? { target: input.target } : {}) });
           const fileOf = (v: Version) => set.migrations.find((m) => m.version === v)?.forward.file;
+          const pending = plan.pending.map((entry) => {
+            const script = prepared.get(entry.version)!.forward.script;
+            return { ...entry, mode: script.mode, statements: script.statements.length };
+          });
           const result: DatabasePlan = {
             db: input.db,
             manifestDigest: set.digest,
             migrationCount: set.migrations.length,
+            baseline: ledger.baseline,
             ...plan,
-            problems: integrityProblems(plan, fileOf),
+            pending,
+            problems: integrityProblems(plan, fileOf, { allowOutOfOrder: input.allowOutOfOrder ?? false }),
           };
           logger.info({ event: 'plan.made', db: input.db, pending: plan.pending.length, problems: result.problems.length });
           return result;
@@ -81,17 +147,31 @@ export function createActivities({ config, logger }: ActivityDeps) {
 
     async applyMigration(input: ApplyInput): Promise<ApplyResult> {
       return edge(async () => {
-        const set = await readMigrationSet(input.migrationsDir);
-        if (set.digest !== input.manifestDigest) throw new ManifestChangedError(input.migrationsDir, input.manifestDigest, set.digest);
-        const migration = set.migrations.find((m) => m.version === input.version);
-        if (migration === undefined) throw new Error(`version ${input.version} is not in the manifest`); // the digest matched, so unreachable
-        const execution = Context.current().info.workflowExecution;
-        const context = execution ? { workflowId: execution.workflowId, runId: execution.runId } : {};
-        return withClient(target(input.db), async (client) => {
-          const result = await applyOne(client, migration, context);
-          logger.info({ event: result.status === 'applied' ? 'migration.applied' : 'migration.skipped', db: input.db, ...result });
-          return result;
-        });
+        const set = await pinnedSet(input.migrationsDir, input.manifestDigest);
+        const migration = (await prepareMigrations(set, new Set([input.version]))).get(input.version);
+        if (migration === undefined) throw new ManifestChangedError(input.migrationsDir, input.manifestDigest, set.digest);
+        return withClient(target(input.db), (client) =>
+          withEngine(input.db, async (ctx) => {
+            const result = await applyOne(client, migration, ctx);
+            logger.info({ event: result.status === 'applied' ? 'migration.applied' : 'migration.skipped', db: input.db, ...result });
+            return result;
+          }),
+        );
+      });
+    },
+
+    async applyGroup(input: ApplyGroupInput): Promise<ApplyResult[]> {
+      return edge(async () => {
+        const set = await pinnedSet(input.migrationsDir, input.manifestDigest);
+        const prepared = await prepareMigrations(set, new Set(input.versions));
+        const migrations = input.versions.map((v) => prepared.get(v)).filter((m): m is PreparedMigration => m !== undefined);
+        return withClient(target(input.db), (client) =>
+          withEngine(input.db, async (ctx) => {
+            const results = await applyGroupInDb(client, migrations, ctx);
+            logger.info({ event: 'group.applied', db: input.db, versions: input.versions });
+            return results;
+          }),
+        );
       });
     },
 
@@ -99,7 +179,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
       return edge(() =>
         withClient(target(input.db), async (client) => {
           await ensureLedger(client);
-          return readHistory(client);
+          return readHistory(client, input.last === undefined ? {} : { last: input.last });
         }),
       );
     },

@@ -1,3 +1,12 @@
-export { createActivities, type Activities, type ActivityDeps, type DatabasePlan, type PlanInput, type ApplyInput } from './create-activities';
+export {
+  createActivities,
+  type Activities,
+  type ActivityDeps,
+  type DatabasePlan,
+  type PendingMigration,
+  type PlanInput,
+  type ApplyInput,
+  type ApplyGroupInput,
+} from './create-activities';
 export type { HistoryRow } from '../db/ledger';
-export type { ApplyResult } from '../db/apply';
+export type { ApplyResult } from '../db/execute';

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { PgconvoyError } from '../core/errors';
+import { defaultExecutionSettings, type ExecutionSettings } from '../core/execution-settings';
 
 /** A database alias: safe in a workflow id, a log line and a file name. */
 export const aliasPattern = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
@@ -25,6 +26,16 @@ const fileSchema = z.strictObject({
     })
     .optional(),
   stateDir: z.string().min(1).optional(),
+  execution: z
+    .strictObject({
+      lockTimeoutMs: z.number().int().positive().optional(),
+      lockTimeoutInitialMs: z.number().int().positive().optional(),
+      lockRetryMaxAttempts: z.number().int().min(1).max(100).optional(),
+      lockRetryPauseMs: z.number().int().min(0).optional(),
+      lockRetryMaxPauseMs: z.number().int().min(0).optional(),
+      statementTimeoutMs: z.number().int().min(0).optional(),
+    })
+    .optional(),
 });
 
 export interface Config {
@@ -40,6 +51,8 @@ export interface Config {
   };
   /** Where the embedded dev server keeps its state. */
   stateDir: string;
+  /** Lock and statement timeouts, lock retry schedule. */
+  execution: ExecutionSettings;
   /** The temporal CLI binary for the embedded dev server. */
   temporalBin?: string;
   /** PGCONVOY_LOG_LEVEL; unset: the command picks (warn for the CLI, info for a worker). */
@@ -135,6 +148,7 @@ export function loadConfig(options: LoadOptions): Config {
       taskQueue: env.PGCONVOY_TASK_QUEUE || fromFile.temporal?.taskQueue || 'pgconvoy',
     },
     stateDir: absolute(cwd, env.PGCONVOY_STATE_DIR) ?? absolute(base, fromFile.stateDir ?? '.pgconvoy')!,
+    execution: { ...defaultExecutionSettings, ...fromFile.execution },
     ...(env.PGCONVOY_TEMPORAL_BIN ? { temporalBin: env.PGCONVOY_TEMPORAL_BIN } : {}),
     ...(env.PGCONVOY_LOG_LEVEL ? { logLevel: env.PGCONVOY_LOG_LEVEL } : {}),
   };

@@ -33,6 +33,8 @@ export interface Plan {
 export interface PlanOptions {
   /** Stop at this version (inclusive). */
   target?: Version;
+  /** Versions up to this one were in the database before pgconvoy (`baseline`). */
+  baseline?: Version | null;
 }
 
 /**
@@ -54,12 +56,16 @@ export function planMigrations(manifest: ManifestEntry[], ledger: AppliedEntry[]
     } else applied.push(entry);
   }
 
+  const baseline = options.baseline ?? undefined;
   const highestApplied = ledger.reduce<Version | undefined>(
     (max, e) => (max === undefined || compareVersions(e.version, max) > 0 ? e.version : max),
-    undefined,
+    baseline,
   );
   const pending = manifest.filter(
-    (e) => !inLedger.has(e.version) && (options.target === undefined || compareVersions(e.version, options.target) <= 0),
+    (e) =>
+      !inLedger.has(e.version) &&
+      (baseline === undefined || compareVersions(e.version, baseline) > 0) &&
+      (options.target === undefined || compareVersions(e.version, options.target) <= 0),
   );
   const outOfOrder = highestApplied === undefined ? [] : pending.filter((e) => compareVersions(e.version, highestApplied) < 0);
   return { pending, applied, divergent, missing, outOfOrder };
@@ -71,7 +77,11 @@ export function planMigrations(manifest: ManifestEntry[], ledger: AppliedEntry[]
  * file older than what is applied, means the set on disk is not the history
  * the database went through.
  */
-export function integrityProblems(plan: Plan, fileOf: (version: Version) => string | undefined): string[] {
+export function integrityProblems(
+  plan: Plan,
+  fileOf: (version: Version) => string | undefined,
+  options: { allowOutOfOrder?: boolean } = {},
+): string[] {
   const problems: string[] = [];
   for (const d of plan.divergent) {
     problems.push(
@@ -82,8 +92,13 @@ export function integrityProblems(plan: Plan, fileOf: (version: Version) => stri
   for (const m of plan.missing) {
     problems.push(`version ${m.version} (${m.description}) is applied in the database but has no file on disk`);
   }
-  for (const o of plan.outOfOrder) {
-    problems.push(`version ${o.version} (${fileOf(o.version) ?? o.description}) is pending but lower than the highest applied version`);
+  if (!options.allowOutOfOrder) {
+    for (const o of plan.outOfOrder) {
+      problems.push(
+        `version ${o.version} (${fileOf(o.version) ?? o.description}) is pending but lower than the highest applied version; ` +
+          'rename it to a higher version, or allow it with --out-of-order',
+      );
+    }
   }
   return problems;
 }

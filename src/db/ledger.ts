@@ -17,20 +17,28 @@ const ledgerSteps: string[] = [
      description text NOT NULL,
      file text NOT NULL,
      checksum text NOT NULL,
-     status text NOT NULL CHECK (status IN ('applied', 'failed', 'rolled_back', 'baseline')),
+     status text NOT NULL CHECK (status IN ('running', 'applied', 'failed', 'rolled_back', 'baseline')),
      started_at timestamptz NOT NULL,
      finished_at timestamptz NOT NULL DEFAULT clock_timestamp(),
      execution_ms integer NOT NULL,
      statements_done integer,
      statements_total integer,
+     -- sha256 of the statements done so far: a fixed no-transaction file resumes
+     -- after them as long as they did not change
+     done_prefix_sha text,
      workflow_id text,
      run_id text,
      error_sqlstate text,
      error_message text,
+     error_statement integer,
+     -- how the row came to be: run, mark-applied, baseline, import:flyway, ...
+     source text NOT NULL DEFAULT 'run',
+     reason text,
      installed_by text NOT NULL DEFAULT current_user
    );
-   CREATE UNIQUE INDEX history_one_applied_per_version ON pgconvoy.history (version)
-     WHERE status IN ('applied', 'baseline');`,
+   CREATE UNIQUE INDEX history_one_applied_per_version ON pgconvoy.history (version) WHERE status = 'applied';
+   CREATE UNIQUE INDEX history_one_running_per_version ON pgconvoy.history (version) WHERE status = 'running';
+   CREATE UNIQUE INDEX history_one_baseline ON pgconvoy.history ((true)) WHERE status = 'baseline';`,
 ];
 
 /** Any constant works; it only has to be the same in every pgconvoy. */
@@ -63,39 +71,56 @@ async function ledgerStepsDone(client: pg.Client): Promise<number> {
   return Number(row.rows[0]?.value ?? 0);
 }
 
+export type HistoryStatus = 'running' | 'applied' | 'failed' | 'rolled_back' | 'baseline';
+
 export interface HistoryRow {
+  id: string;
   version: Version;
   description: string;
   file: string;
   checksum: string;
-  status: 'applied' | 'failed' | 'rolled_back' | 'baseline';
+  status: HistoryStatus;
   startedAt: string;
   finishedAt: string;
   executionMs: number;
+  statementsDone: number | null;
+  statementsTotal: number | null;
   workflowId: string | null;
   errorSqlstate: string | null;
   errorMessage: string | null;
+  errorStatement: number | null;
+  source: string;
+  reason: string | null;
 }
 
 interface RawHistoryRow {
+  id: string;
   version: string;
   description: string;
   file: string;
   checksum: string;
-  status: HistoryRow['status'];
+  status: HistoryStatus;
   started_at: Date;
   finished_at: Date;
   execution_ms: number;
+  statements_done: number | null;
+  statements_total: number | null;
+  done_prefix_sha: string | null;
   workflow_id: string | null;
   error_sqlstate: string | null;
   error_message: string | null;
+  error_statement: number | null;
+  source: string;
+  reason: string | null;
 }
 
-const historyColumns = `version::text AS version, description, file, checksum, status, started_at, finished_at,
-  execution_ms, workflow_id, error_sqlstate, error_message`;
+const historyColumns = `id::text AS id, version::text AS version, description, file, checksum, status, started_at, finished_at,
+  execution_ms, statements_done, statements_total, done_prefix_sha, workflow_id, error_sqlstate, error_message,
+  error_statement, source, reason`;
 
 function toHistoryRow(r: RawHistoryRow): HistoryRow {
   return {
+    id: r.id,
     version: r.version,
     description: r.description,
     file: r.file,
@@ -104,30 +129,46 @@ function toHistoryRow(r: RawHistoryRow): HistoryRow {
     startedAt: r.started_at.toISOString(),
     finishedAt: r.finished_at.toISOString(),
     executionMs: r.execution_ms,
+    statementsDone: r.statements_done,
+    statementsTotal: r.statements_total,
     workflowId: r.workflow_id,
     errorSqlstate: r.error_sqlstate,
     errorMessage: r.error_message,
+    errorStatement: r.error_statement,
+    source: r.source,
+    reason: r.reason,
   };
 }
 
-/** Every ledger row, oldest first. */
-export async function readHistory(client: pg.Client): Promise<HistoryRow[]> {
+/** Ledger rows, oldest first; `last` keeps only the newest N. */
+export async function readHistory(client: pg.Client, options: { last?: number } = {}): Promise<HistoryRow[]> {
+  if (options.last !== undefined) {
+    const result = await client.query<RawHistoryRow>(
+      `SELECT * FROM (SELECT ${historyColumns} FROM pgconvoy.history ORDER BY id DESC LIMIT $1) newest ORDER BY id::bigint`,
+      [options.last],
+    );
+    return result.rows.map(toHistoryRow);
+  }
   const result = await client.query<RawHistoryRow>(`SELECT ${historyColumns} FROM pgconvoy.history ORDER BY id`);
   return result.rows.map(toHistoryRow);
 }
 
-/** The versions the database holds, in version order. */
-export async function readApplied(client: pg.Client): Promise<AppliedEntry[]> {
+export interface LedgerState {
+  /** Versions applied, in version order. */
+  applied: AppliedEntry[];
+  /** Everything up to this version was in the database before pgconvoy managed it. */
+  baseline: Version | null;
+}
+
+export async function readLedgerState(client: pg.Client): Promise<LedgerState> {
   const result = await client.query<RawHistoryRow>(
-    `SELECT ${historyColumns} FROM pgconvoy.history WHERE status = 'applied' ORDER BY version`,
+    `SELECT ${historyColumns} FROM pgconvoy.history WHERE status IN ('applied', 'baseline') ORDER BY version`,
   );
-  return result.rows.map((r) => ({
-    version: r.version,
-    description: r.description,
-    checksum: r.checksum,
-    status: 'applied' as const,
-    finishedAt: r.finished_at.toISOString(),
-  }));
+  const baseline = result.rows.find((r) => r.status === 'baseline')?.version ?? null;
+  const applied = result.rows
+    .filter((r) => r.status === 'applied')
+    .map((r) => ({ version: r.version, description: r.description, checksum: r.checksum, status: 'applied' as const, finishedAt: r.finished_at.toISOString() }));
+  return { applied, baseline };
 }
 
 export interface HistoryInsert {
@@ -135,20 +176,29 @@ export interface HistoryInsert {
   description: string;
   file: string;
   checksum: string;
-  status: 'applied' | 'failed';
+  status: HistoryStatus;
   startedAt: Date;
   executionMs: number;
+  statementsDone?: number;
+  statementsTotal?: number;
+  donePrefixSha?: string;
   workflowId?: string;
   runId?: string;
   errorSqlstate?: string;
   errorMessage?: string;
+  errorStatement?: number;
+  source?: string;
+  reason?: string;
 }
 
-export async function insertHistory(client: pg.Client, row: HistoryInsert): Promise<void> {
-  await client.query(
+/** Inserts a ledger row and returns its id. */
+export async function insertHistory(client: pg.Client, row: HistoryInsert): Promise<string> {
+  const result = await client.query<{ id: string }>(
     `INSERT INTO pgconvoy.history
-       (version, description, file, checksum, status, started_at, execution_ms, workflow_id, run_id, error_sqlstate, error_message)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+       (version, description, file, checksum, status, started_at, execution_ms, statements_done, statements_total,
+        done_prefix_sha, workflow_id, run_id, error_sqlstate, error_message, error_statement, source, reason)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, coalesce($16, 'run'), $17)
+     RETURNING id::text AS id`,
     [
       row.version,
       row.description,
@@ -157,10 +207,52 @@ export async function insertHistory(client: pg.Client, row: HistoryInsert): Prom
       row.status,
       row.startedAt,
       row.executionMs,
+      row.statementsDone ?? null,
+      row.statementsTotal ?? null,
+      row.donePrefixSha ?? null,
       row.workflowId ?? null,
       row.runId ?? null,
       row.errorSqlstate ?? null,
       row.errorMessage ?? null,
+      row.errorStatement ?? null,
+      row.source ?? null,
+      row.reason ?? null,
     ],
+  );
+  return result.rows[0]!.id;
+}
+
+/** The newest unfinished or failed attempt at a version: where a no-transaction file resumes. */
+export async function latestAttempt(
+  client: pg.Client,
+  version: Version,
+): Promise<{ id: string; status: HistoryStatus; checksum: string; statementsDone: number; donePrefixSha: string | null } | undefined> {
+  const result = await client.query<RawHistoryRow>(
+    `SELECT ${historyColumns} FROM pgconvoy.history WHERE version = $1 AND status IN ('running', 'failed') ORDER BY id DESC LIMIT 1`,
+    [version],
+  );
+  const row = result.rows[0];
+  if (!row) return undefined;
+  return { id: row.id, status: row.status, checksum: row.checksum, statementsDone: row.statements_done ?? 0, donePrefixSha: row.done_prefix_sha };
+}
+
+export async function recordProgress(client: pg.Client, id: string, statementsDone: number, donePrefixSha: string): Promise<void> {
+  await client.query(`UPDATE pgconvoy.history SET statements_done = $2, done_prefix_sha = $3, finished_at = clock_timestamp() WHERE id = $1`, [
+    id,
+    statementsDone,
+    donePrefixSha,
+  ]);
+}
+
+export async function finishAttempt(
+  client: pg.Client,
+  id: string,
+  outcome: { status: 'applied' | 'failed'; executionMs: number; errorSqlstate?: string; errorMessage?: string; errorStatement?: number },
+): Promise<void> {
+  await client.query(
+    `UPDATE pgconvoy.history
+        SET status = $2, execution_ms = $3, error_sqlstate = $4, error_message = $5, error_statement = $6, finished_at = clock_timestamp()
+      WHERE id = $1`,
+    [id, outcome.status, outcome.executionMs, outcome.errorSqlstate ?? null, outcome.errorMessage ?? null, outcome.errorStatement ?? null],
   );
 }

@@ -31,6 +31,10 @@ export interface MigrateDatabaseInput {
   /** Migration directory as the worker sees it. */
   migrationsDir: string;
   target?: Version;
+  /** Apply all pending migrations in one transaction: all or none. */
+  group?: boolean;
+  /** Apply pending versions lower than the highest applied one. */
+  allowOutOfOrder?: boolean;
 }
 
 /** `version` is the highest applied version after the run, null for an empty ledger. */

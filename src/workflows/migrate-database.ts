@@ -11,6 +11,7 @@ export const nonRetryableTypes = [
   'ChecksumMismatch',
   'IntegrityCheckFailed',
   'InvalidConfig',
+  'GroupNotPossible',
 ];
 
 const { planDatabase } = proxyActivities<Activities>({
@@ -18,10 +19,11 @@ const { planDatabase } = proxyActivities<Activities>({
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10, nonRetryableErrorTypes: nonRetryableTypes },
 });
 
-const { applyMigration } = proxyActivities<Activities>({
-  // A migration may legitimately run for a long time; the lease and heartbeats
-  // that bound a dead worker's silence come with the durability work.
-  startToCloseTimeout: '1 hour',
+const { applyMigration, applyGroup } = proxyActivities<Activities>({
+  // A migration may legitimately run for hours (an index on a large table);
+  // heartbeats every few seconds are what tell a dead worker from a slow one.
+  startToCloseTimeout: '24 hours',
+  heartbeatTimeout: '30 seconds',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10, nonRetryableErrorTypes: nonRetryableTypes },
 });
 
@@ -48,7 +50,12 @@ export async function migrateDatabase(input: MigrateDatabaseInput): Promise<Migr
   };
 
   try {
-    const plan = await planDatabase({ db: input.db, migrationsDir: input.migrationsDir, ...(input.target ? { target: input.target } : {}) });
+    const plan = await planDatabase({
+      db: input.db,
+      migrationsDir: input.migrationsDir,
+      ...(input.target ? { target: input.target } : {}),
+      ...(input.allowOutOfOrder ? { allowOutOfOrder: true } : {}),
+    });
     if (plan.problems.length > 0) {
       throw ApplicationFailure.create({
         type: 'IntegrityCheckFailed',
@@ -66,7 +73,21 @@ export async function migrateDatabase(input: MigrateDatabaseInput): Promise<Migr
 
     enter('applying');
     const applied: AppliedStep[] = [];
-    for (const entry of plan.pending) {
+    if (input.group) {
+      const results = await applyGroup({
+        db: input.db,
+        migrationsDir: input.migrationsDir,
+        manifestDigest: plan.manifestDigest,
+        versions: plan.pending.map((p) => p.version),
+      });
+      for (const [i, result] of results.entries()) {
+        const entry = plan.pending[i]!;
+        const step: AppliedStep = { version: entry.version, description: entry.description, status: result.status, durationMs: result.status === 'applied' ? result.durationMs : 0 };
+        applied.push(step);
+        progress.completed.push(step);
+      }
+    }
+    for (const entry of input.group ? [] : plan.pending) {
       progress.current = entry;
       const result = await applyMigration({ db: input.db, migrationsDir: input.migrationsDir, manifestDigest: plan.manifestDigest, version: entry.version });
       const step: AppliedStep = {

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
 import type { Config } from '../../src/config/config';
+import { defaultExecutionSettings } from '../../src/core/execution-settings';
 import { createLogger } from '../../src/worker/logger';
 import { createWorker, installRuntime, workflowsPath } from '../../src/worker/worker';
 import { services } from './services';
@@ -29,6 +30,7 @@ export function uniqueTaskQueue(): string {
 export function testConfig(overrides: Partial<Config> & Pick<Config, 'databases' | 'migrationsDir'>): Config {
   return {
     stateDir: '/nonexistent',
+    execution: defaultExecutionSettings,
     ...overrides,
     temporal: { address: services.temporalAddress, namespace: 'default', taskQueue: uniqueTaskQueue(), ...overrides.temporal },
   };

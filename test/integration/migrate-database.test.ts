@@ -112,7 +112,7 @@ test('a failing migration rolls back entirely, is recorded as failed, and fails 
   assert.equal(failure.type, 'MigrationFailed');
   assert.equal(
     failure.message,
-    'V2__broken.sql (version 2) failed at line 3, column 15: SQLSTATE 42P01: relation "no_such_table" does not exist',
+    'V2__broken.sql (version 2) failed at statement 3 of 3, line 3, column 15: SQLSTATE 42P01: relation "no_such_table" does not exist',
   );
 
   const ledger = await db.query<{ version: string; status: string; error_sqlstate: string | null }>(

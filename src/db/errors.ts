@@ -1,0 +1,82 @@
+import { PgconvoyError } from '../core/errors';
+import type { TransactionMode } from '../core/statements';
+import type { Version } from '../core/version';
+import { classifySqlState, type PgErrorFields } from './sqlstate';
+
+export interface FailurePoint {
+  version: Version;
+  file: string;
+  mode: TransactionMode | 'group';
+  /** 1-based statement number in the file. */
+  statement: number;
+  statementsTotal: number;
+  /** Statements of the file that are committed (only a no-transaction file keeps any). */
+  statementsDone: number;
+  /** Where in the file PostgreSQL pointed, or where the statement starts. */
+  line: number;
+  column: number;
+  /** Parse node type of the failing statement, e.g. AlterTableStmt. */
+  statementKind: string;
+}
+
+/** A migration's SQL failed; the message says where and why, in PostgreSQL's words. */
+export class MigrationFailedError extends PgconvoyError {
+  readonly type = 'MigrationFailed';
+  readonly retryable: boolean;
+  constructor(readonly point: FailurePoint, readonly pgError: PgErrorFields) {
+    const sqlstate = pgError.code ? `SQLSTATE ${pgError.code}: ` : '';
+    const extra = [pgError.detail && `DETAIL: ${pgError.detail}`, pgError.hint && `HINT: ${pgError.hint}`].filter(Boolean);
+    super(
+      `${point.file} (version ${point.version}) failed at statement ${point.statement} of ${point.statementsTotal}, ` +
+        `line ${point.line}, column ${point.column}: ${sqlstate}${pgError.message}` +
+        (extra.length > 0 ? `\n${extra.join('\n')}` : ''),
+      { ...point, sqlstate: pgError.code ?? null, pgMessage: pgError.message, detail: pgError.detail ?? null, hint: pgError.hint ?? null },
+    );
+    this.retryable = classifySqlState(pgError.code) === 'retryable';
+  }
+}
+
+/** Every lock attempt timed out: another session holds a conflicting lock for too long. */
+export class LockTimeoutError extends PgconvoyError {
+  readonly type = 'LockTimeout';
+  readonly retryable = true;
+  constructor(readonly point: FailurePoint, attempts: number, longestWaitMs: number) {
+    super(
+      `${point.file} (version ${point.version}) statement ${point.statement} at line ${point.line}: could not get its lock ` +
+        `in ${attempts} attempts (longest wait ${longestWaitMs} ms, SQLSTATE 55P03); another session holds a conflicting lock ` +
+        '(look for it in pg_locks and pg_stat_activity); nothing of this migration was kept' +
+        (point.mode === 'no-transaction' ? ` beyond statement ${point.statementsDone}` : ''),
+      { ...point, sqlstate: '55P03', attempts, longestWaitMs },
+    );
+  }
+}
+
+/** The ledger holds this version with another checksum: the file was edited after it ran. */
+export class AlreadyAppliedDifferentlyError extends PgconvoyError {
+  readonly type = 'ChecksumMismatch';
+  readonly retryable = false;
+  constructor(version: Version, file: string, applied: string, onDisk: string) {
+    super(
+      `${file} (version ${version}) is already applied with checksum ${applied.slice(0, 12)}, but the file now has ${onDisk.slice(0, 12)}`,
+      { version, file },
+    );
+  }
+}
+
+/** Another runner is executing this no-transaction migration right now. */
+export class MigrationBusyError extends PgconvoyError {
+  readonly type = 'MigrationBusy';
+  readonly retryable = true;
+  constructor(version: Version, file: string) {
+    super(`${file} (version ${version}) is being applied by another session; will try again`, { version, file });
+  }
+}
+
+/** --group was asked for a set that holds a file that cannot run in a transaction. */
+export class GroupNotPossibleError extends PgconvoyError {
+  readonly type = 'GroupNotPossible';
+  readonly retryable = false;
+  constructor(files: string[]) {
+    super(`cannot apply the pending migrations in one transaction: ${files.join(', ')} must run outside a transaction`, { files });
+  }
+}

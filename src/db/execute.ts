@@ -1,0 +1,309 @@
+import type pg from 'pg';
+import { sha256Hex } from '../core/checksum';
+import { PgconvoyError } from '../core/errors';
+import { lockSchedule, statementTimeoutFor, type ExecutionSettings, type LockAttempt } from '../core/execution-settings';
+import type { PreparedMigration } from '../core/prepare';
+import type { Statement } from '../core/statements';
+import type { Version } from '../core/version';
+import { withTransaction } from './connection';
+import { AlreadyAppliedDifferentlyError, GroupNotPossibleError, LockTimeoutError, MigrationBusyError, MigrationFailedError, type FailurePoint } from './errors';
+import { finishAttempt, insertHistory, latestAttempt, recordProgress } from './ledger';
+import { pgErrorFields } from './sqlstate';
+
+export interface RunContext {
+  workflowId?: string;
+  runId?: string;
+}
+
+export type ApplyResult =
+  | { status: 'applied'; version: Version; durationMs: number; statements: number }
+  | { status: 'skipped'; version: Version; reason: 'already-applied' };
+
+/** The closed set of events the engine reports. */
+export type EngineEvent =
+  | { event: 'migration.lock_timeout'; version: Version; file: string; statement: number; attempt: number; lockTimeoutMs: number; pauseMs: number }
+  | { event: 'migration.resumed'; version: Version; file: string; fromStatement: number }
+  | { event: 'statement.done'; version: Version; file: string; statement: number; of: number }
+  | { event: 'index.invalid_dropped'; version: Version; file: string; index: string };
+
+export interface EngineContext {
+  settings: ExecutionSettings;
+  run: RunContext;
+  /** Waits between lock attempts; the activity passes a cancellable sleep, tests a fake clock. */
+  sleep(ms: number): Promise<void>;
+  onEvent(event: EngineEvent): void;
+}
+
+/** Namespace of pgconvoy's per-version advisory locks (any constant int4). */
+const versionLockKey = 1_886_417_250;
+
+const elapsedMs = (since: bigint) => Number((process.hrtime.bigint() - since) / 1_000_000n);
+
+/**
+ * Applies one migration: in one transaction together with its ledger row, or
+ * (for a no-transaction file) statement by statement with progress in the
+ * ledger. Idempotent: a version already applied with the same checksum is
+ * skipped. Lock timeouts are retried on a bounded, growing schedule.
+ */
+export async function applyMigration(client: pg.Client, migration: PreparedMigration, ctx: EngineContext): Promise<ApplyResult> {
+  return migration.forward.script.mode === 'no-transaction'
+    ? applyStatementByStatement(client, migration, ctx)
+    : applyInTransaction(client, [migration], ctx).then((results) => results[0]!);
+}
+
+/** Applies several migrations in a single transaction (`up --group`): all or none. */
+export async function applyGroup(client: pg.Client, migrations: PreparedMigration[], ctx: EngineContext): Promise<ApplyResult[]> {
+  const outside = migrations.filter((m) => m.forward.script.mode === 'no-transaction');
+  if (outside.length > 0) throw new GroupNotPossibleError(outside.map((m) => m.forward.file));
+  return applyInTransaction(client, migrations, ctx);
+}
+
+async function appliedChecksum(client: pg.Client, version: Version): Promise<string | undefined> {
+  const result = await client.query<{ checksum: string }>(`SELECT checksum FROM pgconvoy.history WHERE version = $1 AND status = 'applied'`, [version]);
+  return result.rows[0]?.checksum;
+}
+
+async function alreadyApplied(client: pg.Client, m: PreparedMigration): Promise<boolean> {
+  const checksum = await appliedChecksum(client, m.version);
+  if (checksum === undefined) return false;
+  if (checksum !== m.forward.checksum) throw new AlreadyAppliedDifferentlyError(m.version, m.forward.file, checksum, m.forward.checksum);
+  return true;
+}
+
+async function setTimeouts(client: pg.Client, lockTimeoutMs: number, statementTimeoutMs: number, local: boolean): Promise<void> {
+  await client.query(`SELECT set_config('lock_timeout', $1, $3), set_config('statement_timeout', $2, $3)`, [
+    `${lockTimeoutMs}ms`,
+    `${statementTimeoutMs}ms`,
+    local,
+  ]);
+}
+
+function failurePoint(m: PreparedMigration, s: Statement, mode: FailurePoint['mode'], statementsDone: number, position?: string): FailurePoint {
+  const { line, column } = positionInFile(s, position === undefined ? undefined : Number(position));
+  return {
+    version: m.version,
+    file: m.forward.file,
+    mode,
+    statement: s.index,
+    statementsTotal: m.forward.script.statements.length,
+    statementsDone,
+    line,
+    column,
+    statementKind: s.kind,
+  };
+}
+
+/** PostgreSQL's error position (1-based, in characters of the statement sent) as a line and column in the file. */
+export function positionInFile(s: Statement, position: number | undefined): { line: number; column: number } {
+  if (position === undefined || !Number.isFinite(position) || position < 1) return { line: s.line, column: s.column };
+  const before = Array.from(s.sql).slice(0, position - 1).join('');
+  const lines = before.split('\n');
+  if (lines.length === 1) return { line: s.line, column: s.column + before.length };
+  return { line: s.line + lines.length - 1, column: Array.from(lines[lines.length - 1] ?? '').length + 1 };
+}
+
+async function recordFailure(client: pg.Client, m: PreparedMigration, started: { at: Date; t: bigint }, ctx: EngineContext, error: PgconvoyError & { point: FailurePoint }, sqlstate: string | undefined, message: string): Promise<void> {
+  try {
+    await insertHistory(client, {
+      version: m.version,
+      description: m.description,
+      file: m.forward.file,
+      checksum: m.forward.checksum,
+      status: 'failed',
+      startedAt: started.at,
+      executionMs: elapsedMs(started.t),
+      statementsDone: error.point.statementsDone,
+      statementsTotal: error.point.statementsTotal,
+      errorStatement: error.point.statement,
+      ...(sqlstate ? { errorSqlstate: sqlstate } : {}),
+      errorMessage: message,
+      ...ctx.run,
+    });
+  } catch {
+    // The connection may be gone (that may be why the migration failed); the
+    // error itself still reaches the workflow and the operator.
+  }
+}
+
+async function applyInTransaction(client: pg.Client, migrations: PreparedMigration[], ctx: EngineContext): Promise<ApplyResult[]> {
+  const mode: FailurePoint['mode'] = migrations.length > 1 ? 'group' : 'transaction';
+  const strictest = Math.min(...migrations.map((m) => m.forward.script.directives.lockTimeoutMs ?? Infinity));
+  const schedule = lockSchedule(ctx.settings, Number.isFinite(strictest) ? { lockTimeoutMs: strictest } : undefined);
+  const started = { at: new Date(), t: process.hrtime.bigint() };
+
+  for (const attempt of schedule) {
+    let current: { m: PreparedMigration; s: Statement } | undefined;
+    try {
+      return await withTransaction(client, async () => {
+        const results: ApplyResult[] = [];
+        for (const m of migrations) {
+          // A second runner for the same version waits here, then sees it applied.
+          await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [versionLockKey, m.version]);
+          if (await alreadyApplied(client, m)) {
+            results.push({ status: 'skipped', version: m.version, reason: 'already-applied' });
+            continue;
+          }
+          const begun = process.hrtime.bigint();
+          await setTimeouts(client, attempt.lockTimeoutMs, statementTimeoutFor(ctx.settings, m.forward.script.directives), true);
+          for (const s of m.forward.script.statements) {
+            current = { m, s };
+            await client.query(s.sql);
+          }
+          current = undefined;
+          const durationMs = elapsedMs(begun);
+          const total = m.forward.script.statements.length;
+          await insertHistory(client, {
+            version: m.version,
+            description: m.description,
+            file: m.forward.file,
+            checksum: m.forward.checksum,
+            status: 'applied',
+            startedAt: started.at,
+            executionMs: durationMs,
+            statementsDone: total,
+            statementsTotal: total,
+            ...ctx.run,
+          });
+          results.push({ status: 'applied', version: m.version, durationMs, statements: total });
+        }
+        return results;
+      });
+    } catch (error) {
+      if (error instanceof PgconvoyError || current === undefined) throw error;
+      const fields = pgErrorFields(error);
+      const point = failurePoint(current.m, current.s, mode, 0, fields.position);
+      if (fields.code === '55P03') {
+        if (attempt.pauseAfterMs !== null) {
+          await lockTimedOut(ctx, current.m, current.s, attempt);
+          continue;
+        }
+        const failure = new LockTimeoutError(point, schedule.length, attempt.lockTimeoutMs);
+        await recordFailure(client, current.m, started, ctx, failure, fields.code, failure.message);
+        throw failure;
+      }
+      const failure = new MigrationFailedError(point, fields);
+      await recordFailure(client, current.m, started, ctx, failure, fields.code, fields.message);
+      throw failure;
+    }
+  }
+  throw new Error('unreachable: the lock schedule is never empty');
+}
+
+async function lockTimedOut(ctx: EngineContext, m: PreparedMigration, s: Statement, attempt: LockAttempt): Promise<void> {
+  const pauseMs = attempt.pauseAfterMs ?? 0;
+  ctx.onEvent({ event: 'migration.lock_timeout', version: m.version, file: m.forward.file, statement: s.index, attempt: attempt.attempt, lockTimeoutMs: attempt.lockTimeoutMs, pauseMs });
+  await ctx.sleep(pauseMs);
+}
+
+/** sha256 over the first `count` statements: identifies the part of a file that already ran. */
+export function prefixSha(statements: Statement[], count: number): string {
+  return sha256Hex(statements.slice(0, count).map((s) => s.sql).join('\n;\n'));
+}
+
+async function applyStatementByStatement(client: pg.Client, m: PreparedMigration, ctx: EngineContext): Promise<ApplyResult> {
+  const { statements, directives } = m.forward.script;
+  const total = statements.length;
+  const schedule = lockSchedule(ctx.settings, directives);
+  const statementTimeoutMs = statementTimeoutFor(ctx.settings, directives);
+  const started = { at: new Date(), t: process.hrtime.bigint() };
+
+  // Never wait for this lock: a runner blocked in pg_advisory_lock() would
+  // hold a snapshot that a concurrent index build waits for, forever.
+  const locked = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [versionLockKey, m.version]);
+  if (!locked.rows[0]?.ok) throw new MigrationBusyError(m.version, m.forward.file);
+  try {
+    if (await alreadyApplied(client, m)) return { status: 'skipped', version: m.version, reason: 'already-applied' };
+
+    let from = 0;
+    const previous = await latestAttempt(client, m.version);
+    if (previous && previous.statementsDone > 0 && previous.statementsDone <= total) {
+      const same = previous.checksum === m.forward.checksum || previous.donePrefixSha === prefixSha(statements, previous.statementsDone);
+      if (same) from = previous.statementsDone;
+    }
+    if (previous?.status === 'running') {
+      // Its runner died (we hold the version's lock, so nobody runs it now).
+      await finishAttempt(client, previous.id, { status: 'failed', executionMs: 0, errorMessage: 'interrupted: the runner stopped before finishing' });
+    }
+    if (from > 0) ctx.onEvent({ event: 'migration.resumed', version: m.version, file: m.forward.file, fromStatement: from + 1 });
+    const id = await insertHistory(client, {
+      version: m.version,
+      description: m.description,
+      file: m.forward.file,
+      checksum: m.forward.checksum,
+      status: 'running',
+      startedAt: started.at,
+      executionMs: 0,
+      statementsDone: from,
+      statementsTotal: total,
+      donePrefixSha: prefixSha(statements, from),
+      ...ctx.run,
+    });
+
+    let done = from;
+    for (const s of statements.slice(from)) {
+      try {
+        await dropInvalidIndexBeforeRetry(client, m, s, ctx);
+        await runWithLockRetries(client, m, s, schedule, statementTimeoutMs, ctx);
+      } catch (error) {
+        const failure = error instanceof PgconvoyError ? error : undefined;
+        const fields = pgErrorFields(error);
+        const final =
+          failure ??
+          (fields.code === '55P03'
+            ? new LockTimeoutError(failurePoint(m, s, 'no-transaction', done), schedule.length, schedule[schedule.length - 1]!.lockTimeoutMs)
+            : new MigrationFailedError(failurePoint(m, s, 'no-transaction', done, fields.position), fields));
+        await finishAttempt(client, id, {
+          status: 'failed',
+          executionMs: elapsedMs(started.t),
+          ...(fields.code ? { errorSqlstate: fields.code } : {}),
+          errorMessage: fields.message,
+          errorStatement: s.index,
+        }).catch(() => undefined);
+        throw final;
+      }
+      done = s.index;
+      await recordProgress(client, id, done, prefixSha(statements, done));
+      ctx.onEvent({ event: 'statement.done', version: m.version, file: m.forward.file, statement: s.index, of: total });
+    }
+    const durationMs = elapsedMs(started.t);
+    await finishAttempt(client, id, { status: 'applied', executionMs: durationMs });
+    return { status: 'applied', version: m.version, durationMs, statements: total };
+  } finally {
+    await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [versionLockKey, m.version]).catch(() => undefined);
+  }
+}
+
+async function runWithLockRetries(client: pg.Client, m: PreparedMigration, s: Statement, schedule: LockAttempt[], statementTimeoutMs: number, ctx: EngineContext): Promise<void> {
+  for (const attempt of schedule) {
+    await setTimeouts(client, attempt.lockTimeoutMs, statementTimeoutMs, false);
+    try {
+      await client.query(s.sql);
+      return;
+    } catch (error) {
+      if (pgErrorFields(error).code !== '55P03' || attempt.pauseAfterMs === null) throw error;
+      await lockTimedOut(ctx, m, s, attempt);
+      await dropInvalidIndexBeforeRetry(client, m, s, ctx);
+    }
+  }
+}
+
+/**
+ * A failed CREATE INDEX CONCURRENTLY leaves an invalid index behind, which
+ * would make the retry fail ("already exists") or, with IF NOT EXISTS,
+ * silently keep a useless index. Drop it first.
+ */
+async function dropInvalidIndexBeforeRetry(client: pg.Client, m: PreparedMigration, s: Statement, ctx: EngineContext): Promise<void> {
+  if (s.kind !== 'IndexStmt' || !s.node.concurrent || typeof s.node.idxname !== 'string') return;
+  const schema = (s.node.relation as { schemaname?: string } | undefined)?.schemaname ?? null;
+  const found = await client.query<{ nspname: string; relname: string }>(
+    `SELECT n.nspname, c.relname
+       FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relname = $1 AND n.nspname = coalesce($2, current_schema()) AND NOT i.indisvalid`,
+    [s.node.idxname, schema],
+  );
+  const invalid = found.rows[0];
+  if (!invalid) return;
+  const name = `${client.escapeIdentifier(invalid.nspname)}.${client.escapeIdentifier(invalid.relname)}`;
+  await client.query(`DROP INDEX CONCURRENTLY IF EXISTS ${name}`);
+  ctx.onEvent({ event: 'index.invalid_dropped', version: m.version, file: m.forward.file, index: `${invalid.nspname}.${invalid.relname}` });
+}
