@@ -99,7 +99,8 @@ export function createActivities({ config, logger }: ActivityDeps) {
           progress = { version: event.version, statementsDone: event.statement, statementsTotal: event.of };
           activity.heartbeat(progress);
         }
-        (event.event === 'migration.lock_timeout' ? logger.warn : logger.info).call(logger, { db, ...event });
+        if (event.event === 'migration.lock_timeout') logger.warn({ db, ...event });
+        else logger.info({ db, ...event });
       },
     };
     activity.heartbeat(progress);

@@ -93,7 +93,7 @@ test('two runners applying the same version at once commit it exactly once and r
   t.after(() => db.drop());
   const [m] = await prepared({ 'V1__log.sql': 'CREATE TABLE log (n int); INSERT INTO log VALUES (1); SELECT pg_sleep(0.2);' });
   assert.ok(m);
-  await withLedger(db, async () => undefined);
+  await withClient({ alias: 'db', url: db.url }, (client) => ensureLedger(client));
   const results = await Promise.allSettled([1, 2].map(() => withClient({ alias: 'db', url: db.url }, (client) => applyMigration(client, m, engineContext()))));
   const outcomes = results.map((r) => (r.status === 'fulfilled' ? r.value.status : `rejected: ${String(r.reason)}`)).sort();
   assert.deepEqual(outcomes, ['applied', 'skipped']);
