@@ -85,7 +85,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
   }
 
   /** Engine hooks: structured logs, heartbeats with progress, a sleep Temporal can cancel. */
-  function engineContext(db: string): { ctx: EngineContext; stop(): void } {
+  function engineContext(db: string): { ctx: EngineContext; stop: () => void } {
     const activity = Context.current();
     const execution = activity.info.workflowExecution;
     let progress: Record<string, unknown> = {};
