@@ -9,6 +9,7 @@ import { databaseEnvName, type Config } from '../config/config';
 import { withClient, type Target } from '../db/connection';
 import { applyGroup as applyGroupInDb, applyMigration as applyOne, type ApplyResult, type EngineContext, type EngineEvent } from '../db/execute';
 import { ensureLedger, readHistory, readLedgerState, type HistoryRow } from '../db/ledger';
+import { changeLedger as changeLedgerInDb, type LedgerChange, type LedgerChangeResult } from '../db/ledger-admin';
 import { readMigrationSet } from '../source/read-migration-set';
 import type { Logger } from '../worker/logger';
 
@@ -55,6 +56,12 @@ export interface ApplyGroupInput {
   migrationsDir: string;
   manifestDigest: string;
   versions: Version[];
+}
+
+export interface ChangeLedgerInput {
+  db: string;
+  migrationsDir: string;
+  change: LedgerChange;
 }
 
 export interface HistoryInput {
@@ -173,6 +180,19 @@ export function createActivities({ config, logger }: ActivityDeps) {
             return results;
           }),
         );
+      });
+    },
+
+    async changeLedger(input: ChangeLedgerInput): Promise<LedgerChangeResult> {
+      return edge(async () => {
+        const set = await readMigrationSet(input.migrationsDir);
+        const execution = Context.current().info.workflowExecution;
+        return withClient(target(input.db), async (client) => {
+          await ensureLedger(client);
+          const result = await changeLedgerInDb(client, set, input.change, execution ? { workflowId: execution.workflowId, runId: execution.runId } : {});
+          logger.info({ event: 'ledger.changed', db: input.db, ...result });
+          return result;
+        });
       });
     },
 

@@ -7,6 +7,8 @@ export {
   type PlanInput,
   type ApplyInput,
   type ApplyGroupInput,
+  type ChangeLedgerInput,
 } from './create-activities';
 export type { HistoryRow } from '../db/ledger';
 export type { ApplyResult } from '../db/execute';
+export type { LedgerChange, LedgerChangeResult, LedgerSource } from '../db/ledger-admin';

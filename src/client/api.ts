@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
 import type { inspectDatabase, DatabaseStatus } from '../workflows/inspect-database';
 import type { migrateDatabase } from '../workflows/migrate-database';
+import type { changeLedger as changeLedgerWorkflow, ChangeLedgerInput } from '../workflows/change-ledger';
+import type { LedgerChangeResult } from '../activities';
 import { databaseWorkflowId, progressQuery, type MigrateDatabaseInput, type MigrateDatabaseResult, type Progress } from '../workflows/messages';
 
 /**
@@ -37,10 +39,24 @@ export async function migrate(pgconvoy: PgconvoyClient, input: MigrateDatabaseIn
   return handle.result();
 }
 
+/**
+ * baseline, mark-applied or import. It takes the database's workflow id, so
+ * it is refused (WorkflowExecutionAlreadyStartedError) while a migration runs.
+ */
+export async function changeLedger({ client, taskQueue }: PgconvoyClient, input: ChangeLedgerInput): Promise<LedgerChangeResult> {
+  return client.workflow.execute<typeof changeLedgerWorkflow>('changeLedger', {
+    workflowId: databaseWorkflowId(input.db),
+    taskQueue,
+    args: [input],
+    workflowIdConflictPolicy: 'FAIL',
+    workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+  });
+}
+
 /** Ledger, plan and integrity problems of one database, read by a worker. */
 export async function inspect(
   { client, taskQueue }: PgconvoyClient,
-  input: { db: string; migrationsDir: string },
+  input: { db: string; migrationsDir: string; historyLast?: number; allowOutOfOrder?: boolean },
 ): Promise<DatabaseStatus> {
   return client.workflow.execute<typeof inspectDatabase>('inspectDatabase', {
     workflowId: `pgconvoy/inspect/${input.db}/${randomUUID()}`,

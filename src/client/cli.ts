@@ -1,14 +1,19 @@
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
-import { loadConfig, type Config } from '../config/config';
-import { parseVersion } from '../core/version';
+import type { LedgerChange, LedgerSource } from '../activities';
+import { aliasPattern, loadConfig, type Config } from '../config/config';
+import { lockTaken } from '../core/locks';
+import { prepareMigrations } from '../core/prepare';
+import { parseVersion, type Version } from '../core/version';
+import { readMigrationSet } from '../source/read-migration-set';
 import { createLogger, type Logger } from '../worker/logger';
 import { createWorker, installRuntime } from '../worker/worker';
-import { inspect, runningProgress, startMigration } from './api';
+import { changeLedger, inspect, runningProgress, startMigration, type PgconvoyClient } from './api';
 import { ExitCode, exitCodeForFailure } from './exit-codes';
 import { summarizeFailure } from './failure';
-import { renderMigrateResult, renderStatus } from './render';
+import { renderHistory, renderMigrateResult, renderPlan, renderStatus, type PlannedMigration } from './render';
+import { renderFailureReport } from './report';
 import { withTemporal } from './session';
-import { aliasPattern } from '../config/config';
 
 interface GlobalOptions {
   config?: string;
@@ -28,6 +33,15 @@ function parseAlias(value: string): string {
   return value;
 }
 
+function versionArgument(what: string, value: string | undefined): Version | undefined {
+  if (value === undefined) return undefined;
+  const version = parseVersion(value);
+  if (version === undefined) throw new UsageError(`${what} must be a positive integer version, got "${value}"`);
+  return version;
+}
+
+const dbOption = () => new Option('-d, --db <alias>', 'database alias').argParser(parseAlias).makeOptionMandatory();
+
 export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, io: Io): Promise<ExitCode> {
   let exitCode: ExitCode = ExitCode.ok;
   const program = new Command('pgconvoy')
@@ -44,25 +58,34 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
     const config = loadConfig({ cwd, env, ...(global.config ? { configFile: global.config } : {}), ...(global.migrations ? { migrationsDir: global.migrations } : {}) });
     return { global, config, logger: createLogger(config.logLevel ?? defaultLogLevel) };
   };
+  const print = (global: GlobalOptions, json: unknown, human: string) => io.stdout(global.json ? JSON.stringify(json, null, 2) + '\n' : human);
 
   program
     .command('up')
     .description('apply pending migrations to a database through the migrateDatabase workflow')
-    .requiredOption('-d, --db <alias>', 'database alias', parseAlias)
+    .addOption(dbOption())
     .option('-t, --target <version>', 'stop at this version')
-    .action(async (options: { db: string; target?: string }) => {
+    .option('--group', 'apply all pending migrations in one transaction (all or none)')
+    .option('--out-of-order', 'apply pending versions lower than the highest applied one')
+    .option('--detailed-exitcode', 'exit 0 when there is nothing to do and 10 when migrations were applied')
+    .action(async (options: { db: string; target?: string; group?: boolean; outOfOrder?: boolean; detailedExitcode?: boolean }) => {
+      const target = versionArgument('--target', options.target);
       const { global, config, logger } = context();
-      const target = options.target === undefined ? undefined : parseVersion(options.target);
-      if (options.target !== undefined && target === undefined) throw new UsageError(`--target must be a positive integer version, got "${options.target}"`);
       exitCode = await withTemporal(config, logger, async (pgconvoy) => {
-        const handle = await startMigration(pgconvoy, { db: options.db, migrationsDir: config.migrationsDir, ...(target ? { target } : {}) });
+        const handle = await startMigration(pgconvoy, {
+          db: options.db,
+          migrationsDir: config.migrationsDir,
+          ...(target ? { target } : {}),
+          ...(options.group ? { group: true } : {}),
+          ...(options.outOfOrder ? { allowOutOfOrder: true } : {}),
+        });
         if (!global.json) io.stderr(`pgconvoy: migrating "${options.db}" from ${config.migrationsDir}\n`);
         try {
           const result = await handle.result();
-          io.stdout(global.json ? JSON.stringify({ workflowId: handle.workflowId, ...result }, null, 2) + '\n' : renderMigrateResult(result, handle.workflowId));
-          return ExitCode.ok;
+          print(global, { workflowId: handle.workflowId, ...result }, renderMigrateResult(result, handle.workflowId));
+          return options.detailedExitcode && result.status === 'applied' ? ExitCode.applied : ExitCode.ok;
         } catch (error) {
-          return reportFailure(io, global, error, handle.workflowId);
+          return reportRunFailure(io, global, pgconvoy, config, options.db, error, handle.workflowId);
         }
       });
     });
@@ -70,18 +93,164 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
   program
     .command('status')
     .description("show a database's ledger, pending migrations and any running migration")
-    .requiredOption('-d, --db <alias>', 'database alias', parseAlias)
+    .addOption(dbOption())
     .action(async (options: { db: string }) => {
       const { global, config, logger } = context();
       exitCode = await withTemporal(config, logger, async (pgconvoy) => {
         try {
           const status = await inspect(pgconvoy, { db: options.db, migrationsDir: config.migrationsDir });
           const running = await runningProgress(pgconvoy, options.db);
-          io.stdout(global.json ? JSON.stringify({ ...status, running }, null, 2) + '\n' : renderStatus(status, running));
+          print(global, { ...status, running }, renderStatus(status, running));
           return status.plan.problems.length > 0 ? ExitCode.badInput : ExitCode.ok;
         } catch (error) {
           return reportFailure(io, global, error);
         }
+      });
+    });
+
+  program
+    .command('plan')
+    .description('dry run: what `up` would run, statement by statement, with transaction mode and the lock each statement takes')
+    .addOption(dbOption())
+    .option('-t, --target <version>', 'stop at this version')
+    .option('--out-of-order', 'allow pending versions lower than the highest applied one')
+    .action(async (options: { db: string; target?: string; outOfOrder?: boolean }) => {
+      const target = versionArgument('--target', options.target);
+      const { global, config, logger } = context();
+      // Statements are read here, from the files: SQL text never travels through workflow history.
+      const set = await readMigrationSet(config.migrationsDir);
+      const prepared = await prepareMigrations(set);
+      exitCode = await withTemporal(config, logger, async (pgconvoy) => {
+        try {
+          const { plan } = await inspect(pgconvoy, { db: options.db, migrationsDir: config.migrationsDir, historyLast: 0, ...(options.outOfOrder ? { allowOutOfOrder: true } : {}) });
+          const pending = plan.pending.filter((p) => target === undefined || BigInt(p.version) <= BigInt(target));
+          const planned: PlannedMigration[] = pending.map((p) => {
+            const m = prepared.get(p.version)!;
+            return {
+              version: p.version,
+              description: p.description,
+              file: m.forward.file,
+              mode: m.forward.script.mode,
+              statements: m.forward.script.statements.map((s) => {
+                const lock = lockTaken(s);
+                return {
+                  index: s.index,
+                  line: s.line,
+                  kind: s.kind,
+                  lock: lock.mode === null ? 'no table lock' : `${lock.mode}${lock.relations.length ? ` on ${lock.relations.join(', ')}` : ''}`,
+                  text: s.sql.replace(/\s+/g, ' ').slice(0, 72),
+                };
+              }),
+            };
+          });
+          const version = plan.applied.at(-1)?.version ?? plan.baseline ?? null;
+          print(global, { db: options.db, version, pending: planned, problems: plan.problems }, renderPlan(options.db, version, planned, plan.problems));
+          return plan.problems.length > 0 ? ExitCode.badInput : ExitCode.ok;
+        } catch (error) {
+          return reportFailure(io, global, error);
+        }
+      });
+    });
+
+  program
+    .command('validate')
+    .description('check the migration set (names, duplicates, SQL syntax, transaction modes, directives); with --db, also against the ledger')
+    .addOption(new Option('-d, --db <alias>', 'also check the ledger of this database').argParser(parseAlias))
+    .option('--out-of-order', 'allow pending versions lower than the highest applied one')
+    .action(async (options: { db?: string; outOfOrder?: boolean }) => {
+      const { global, config, logger } = context();
+      const set = await readMigrationSet(config.migrationsDir);
+      const prepared = await prepareMigrations(set);
+      const summary = `${set.migrations.length} migrations in ${config.migrationsDir} are valid (${[...prepared.values()].filter((m) => m.undo).length} with undo scripts; manifest ${set.digest.slice(0, 12)})`;
+      if (options.db === undefined) {
+        print(global, { valid: true, migrations: set.migrations.length, manifestDigest: set.digest }, summary + '\n');
+        return;
+      }
+      const db = options.db;
+      exitCode = await withTemporal(config, logger, async (pgconvoy) => {
+        try {
+          const { plan } = await inspect(pgconvoy, { db, migrationsDir: config.migrationsDir, historyLast: 0, ...(options.outOfOrder ? { allowOutOfOrder: true } : {}) });
+          const ok = plan.problems.length === 0;
+          print(
+            global,
+            { valid: ok, migrations: set.migrations.length, manifestDigest: set.digest, problems: plan.problems },
+            ok ? `${summary}; the ledger of "${db}" agrees (${plan.pending.length} pending)\n` : `the ledger of "${db}" and the files disagree:\n${plan.problems.map((p) => `  ${p}`).join('\n')}\n`,
+          );
+          return ok ? ExitCode.ok : ExitCode.badInput;
+        } catch (error) {
+          return reportFailure(io, global, error);
+        }
+      });
+    });
+
+  program
+    .command('history')
+    .description("show a database's ledger, every attempt, oldest first")
+    .addOption(dbOption())
+    .option('--last <n>', 'only the newest n entries')
+    .action(async (options: { db: string; last?: string }) => {
+      const last = options.last === undefined ? undefined : Number(options.last);
+      if (last !== undefined && (!Number.isInteger(last) || last < 1)) throw new UsageError(`--last must be a positive whole number, got "${options.last}"`);
+      const { global, config, logger } = context();
+      exitCode = await withTemporal(config, logger, async (pgconvoy) => {
+        try {
+          const { history } = await inspect(pgconvoy, { db: options.db, migrationsDir: config.migrationsDir, ...(last ? { historyLast: last } : {}) });
+          print(global, history, renderHistory(options.db, history));
+          return ExitCode.ok;
+        } catch (error) {
+          return reportFailure(io, global, error);
+        }
+      });
+    });
+
+  const ledgerCommand = async (db: string, change: LedgerChange, describe: (result: unknown) => string) => {
+    const { global, config, logger } = context();
+    exitCode = await withTemporal(config, logger, async (pgconvoy) => {
+      try {
+        const result = await changeLedger(pgconvoy, { db, migrationsDir: config.migrationsDir, change });
+        print(global, result, describe(result));
+        return ExitCode.ok;
+      } catch (error) {
+        if (error instanceof WorkflowExecutionAlreadyStartedError) {
+          io.stderr(`pgconvoy: a migration of "${db}" is running (workflow pgconvoy/db/${db}); change the ledger when it has finished\n`);
+          return ExitCode.failed;
+        }
+        return reportFailure(io, global, error);
+      }
+    });
+  };
+
+  program
+    .command('baseline')
+    .description('adopt an existing database: record that everything up to <version> is already in it')
+    .argument('<version>', 'the version the database is at')
+    .addOption(dbOption())
+    .option('--reason <text>', 'why, recorded in the ledger', 'baseline of an existing database')
+    .action(async (raw: string, options: { db: string; reason: string }) => {
+      const version = versionArgument('<version>', raw)!;
+      await ledgerCommand(options.db, { kind: 'baseline', version, reason: options.reason }, () => `database "${options.db}" baselined at version ${version}: migrations up to it will not run\n`);
+    });
+
+  program
+    .command('mark-applied')
+    .description('record a migration as applied without running it (it was applied by hand); the reason is recorded')
+    .argument('<version>', 'the version to record')
+    .addOption(dbOption())
+    .requiredOption('--reason <text>', 'why it is recorded without running')
+    .action(async (raw: string, options: { db: string; reason: string }) => {
+      const version = versionArgument('<version>', raw)!;
+      await ledgerCommand(options.db, { kind: 'mark-applied', version, reason: options.reason }, () => `version ${version} recorded as applied in "${options.db}" (not run)\n`);
+    });
+
+  program
+    .command('import')
+    .description("take over another tool's ledger: flyway_schema_history, refinery_schema_history or golang-migrate's schema_migrations")
+    .addOption(dbOption())
+    .addOption(new Option('--from <tool>', 'the tool whose ledger to import').choices(['flyway', 'refinery', 'golang-migrate']).makeOptionMandatory())
+    .action(async (options: { db: string; from: LedgerSource }) => {
+      await ledgerCommand(options.db, { kind: 'import', from: options.from }, (result) => {
+        const r = result as { applied: string[]; baseline: string | null };
+        return `imported from ${options.from} into "${options.db}": ${r.applied.length} applied${r.baseline ? `, baseline at version ${r.baseline}` : ''}\n`;
       });
     });
 
@@ -126,15 +295,30 @@ async function runWorker(config: Config, logger: Logger, io: Io, taskQueue: stri
   return ExitCode.ok;
 }
 
-function reportFailure(io: Io, global: GlobalOptions, error: unknown, workflowId?: string): ExitCode {
+/** A failed `up`: the full report, with the last ledger entries read back through a worker. */
+async function reportRunFailure(io: Io, global: GlobalOptions, pgconvoy: PgconvoyClient, config: Config, db: string, error: unknown, workflowId: string): Promise<ExitCode> {
   const failure = summarizeFailure(error);
+  const code = exitCodeForFailure(failure.type, failure.details);
   if (global.json) {
-    io.stdout(JSON.stringify({ status: 'failed', ...(workflowId ? { workflowId } : {}), error: failure }, null, 2) + '\n');
-  } else {
-    io.stderr(`pgconvoy: ${failure.type ? `[${failure.type}] ` : ''}${failure.message}\n`);
-    if (workflowId) io.stderr(`workflow: ${workflowId}\n`);
+    io.stdout(JSON.stringify({ status: 'failed', workflowId, error: failure }, null, 2) + '\n');
+    return code;
   }
-  return exitCodeForFailure(failure.type);
+  let history;
+  if (failure.type === 'MigrationFailed' || failure.type === 'LockTimeout') {
+    history = await inspect(pgconvoy, { db, migrationsDir: config.migrationsDir, historyLast: 5 }).then(
+      (s) => s.history,
+      () => undefined,
+    );
+  }
+  io.stderr(renderFailureReport({ failure, db, migrationsDir: config.migrationsDir, workflowId, ...(history ? { history } : {}) }));
+  return code;
+}
+
+function reportFailure(io: Io, global: GlobalOptions, error: unknown): ExitCode {
+  const failure = summarizeFailure(error);
+  if (global.json) io.stdout(JSON.stringify({ status: 'failed', error: failure }, null, 2) + '\n');
+  else io.stderr(`pgconvoy: ${failure.type ? `[${failure.type}] ` : ''}${failure.message}\n`);
+  return exitCodeForFailure(failure.type, failure.details);
 }
 
 export function main(): void {

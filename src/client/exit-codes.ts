@@ -1,13 +1,17 @@
 /** Exit codes of the CLI; scripts may rely on them. */
 export const ExitCode = {
-  /** Migrations applied, or nothing to apply. */
+  /** Success: migrations applied, or nothing to do (with --detailed-exitcode, nothing to do is 0 and applied is 10). */
   ok: 0,
-  /** A migration failed; the failure report says where. */
+  /** Failed and needs attention: part of a no-transaction file is applied, or the failure is not a migration's. */
   failed: 1,
-  /** The migration set, the config or the command line is wrong; nothing ran. */
+  /** Bad input: usage, config, migration set, unknown alias, ledger and files disagree. Nothing ran. */
   badInput: 2,
-  /** A service (Temporal, PostgreSQL) could not be reached; nothing ran. */
+  /** A service (Temporal, PostgreSQL) could not be reached. Nothing ran. */
   unavailable: 3,
+  /** A migration failed and was rolled back: nothing of it remains; earlier migrations stay applied, as the ledger says. */
+  rolledBack: 4,
+  /** With --detailed-exitcode: migrations were applied. */
+  applied: 10,
 } as const;
 
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
@@ -19,10 +23,17 @@ const badInputTypes = new Set([
   'IntegrityCheckFailed',
   'ChecksumMismatch',
   'ManifestChanged',
+  'GroupNotPossible',
+  'LedgerChangeRefused',
 ]);
 
-export function exitCodeForFailure(type: string | undefined): ExitCode {
+/** `details` is the failure's first detail object (FailurePoint for MigrationFailed and LockTimeout). */
+export function exitCodeForFailure(type: string | undefined, details?: unknown): ExitCode {
   if (type !== undefined && badInputTypes.has(type)) return ExitCode.badInput;
-  if (type === 'DatabaseUnavailable' || type === 'DevServerFailed') return ExitCode.unavailable;
+  if (type === 'DatabaseUnavailable' || type === 'DevServerFailed' || type === 'StateDirBusy') return ExitCode.unavailable;
+  if (type === 'MigrationFailed' || type === 'LockTimeout') {
+    const done = (details as { statementsDone?: number } | null | undefined)?.statementsDone ?? 0;
+    return done > 0 ? ExitCode.failed : ExitCode.rolledBack;
+  }
   return ExitCode.failed;
 }

@@ -49,8 +49,52 @@ export function renderStatus(status: DatabaseStatus, running: Progress | null): 
   return lines.join('\n') + '\n';
 }
 
-function table(rows: string[][], indent: string): string {
+export function table(rows: string[][], indent: string): string {
   const widths: number[] = [];
   for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
   return rows.map((row) => indent + row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd() + '\n').join('');
+}
+
+export interface PlannedStatement {
+  index: number;
+  line: number;
+  kind: string;
+  lock: string;
+  text: string;
+}
+
+export interface PlannedMigration {
+  version: string;
+  description: string;
+  file: string;
+  mode: string;
+  statements: PlannedStatement[];
+}
+
+export function renderPlan(db: string, version: string | null, planned: PlannedMigration[], problems: string[]): string {
+  const lines: string[] = [];
+  lines.push(`plan for database "${db}" (${version === null ? 'no migrations applied' : `at version ${version}`}): ${planned.length} pending`);
+  for (const m of planned) {
+    lines.push('', `V${m.version}  ${m.description}  (${m.file}, ${m.mode === 'no-transaction' ? 'no transaction: statement by statement' : 'one transaction'}, ${m.statements.length} statement${m.statements.length === 1 ? '' : 's'})`);
+    lines.push(table(m.statements.map((s) => [String(s.index), `line ${s.line}`, s.lock, s.text]), '  ').trimEnd());
+  }
+  if (problems.length > 0) {
+    lines.push('', 'problems (a run is refused until they are fixed):');
+    for (const p of problems) lines.push(`  ${p}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+export function renderHistory(db: string, history: Array<{ version: string; description: string; status: string; finishedAt: string; executionMs: number; source: string; errorSqlstate: string | null; reason: string | null }>): string {
+  if (history.length === 0) return `database "${db}": the ledger is empty\n`;
+  const rows = history.map((h) => [
+    h.version,
+    h.description,
+    h.status,
+    h.finishedAt,
+    `${h.executionMs} ms`,
+    h.source,
+    [h.errorSqlstate ? `SQLSTATE ${h.errorSqlstate}` : '', h.reason ?? ''].filter(Boolean).join('; '),
+  ]);
+  return table([['version', 'description', 'status', 'finished', 'time', 'source', 'note'], ...rows], '');
 }

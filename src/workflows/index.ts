@@ -1,2 +1,3 @@
 export { migrateDatabase } from './migrate-database';
 export { inspectDatabase } from './inspect-database';
+export { changeLedger } from './change-ledger';

@@ -11,6 +11,9 @@ const { planDatabase, readHistory } = proxyActivities<Activities>({
 export interface InspectDatabaseInput {
   db: string;
   migrationsDir: string;
+  /** Only the newest N ledger rows. */
+  historyLast?: number;
+  allowOutOfOrder?: boolean;
 }
 
 export interface DatabaseStatus {
@@ -23,7 +26,7 @@ export interface DatabaseStatus {
  * connection strings; the client that asks never needs them.
  */
 export async function inspectDatabase(input: InspectDatabaseInput): Promise<DatabaseStatus> {
-  const plan = await planDatabase(input);
-  const history = await readHistory({ db: input.db });
+  const plan = await planDatabase({ db: input.db, migrationsDir: input.migrationsDir, ...(input.allowOutOfOrder ? { allowOutOfOrder: true } : {}) });
+  const history = await readHistory({ db: input.db, ...(input.historyLast === undefined ? {} : { last: input.historyLast }) });
   return { plan, history };
 }

@@ -1,0 +1,23 @@
+import { proxyActivities } from '@temporalio/workflow';
+import type { Activities, LedgerChange, LedgerChangeResult } from '../activities';
+import { nonRetryableTypes } from './migrate-database';
+
+const { changeLedger: change } = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 5, nonRetryableErrorTypes: [...nonRetryableTypes, 'LedgerChangeRefused'] },
+});
+
+export interface ChangeLedgerInput {
+  db: string;
+  migrationsDir: string;
+  change: LedgerChange;
+}
+
+/**
+ * baseline, mark-applied and import. Started with the database's workflow id
+ * (`pgconvoy/db/<alias>`), so it cannot run while a migration of the same
+ * database does.
+ */
+export async function changeLedger(input: ChangeLedgerInput): Promise<LedgerChangeResult> {
+  return change(input);
+}
