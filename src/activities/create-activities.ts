@@ -129,8 +129,8 @@ export function createActivities({ config, logger }: ActivityDeps) {
         const set = await readMigrationSet(input.migrationsDir);
         // Every file goes through the parser before anything runs.
         const prepared = await prepareMigrations(set);
+        // Read-only: planning (and so status, plan, validate) never creates the ledger.
         return withClient(target(input.db), async (client) => {
-          await ensureLedger(client);
           const ledger = await readLedgerState(client);
           const plan = planMigrations(set.manifest, ledger.applied, { baseline: ledger.baseline, ...(input.target ? { target: input.target } : {}) });
           const fileOf = (v: Version) => set.migrations.find((m) => m.version === v)?.forward.file;
@@ -160,6 +160,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
         if (migration === undefined) throw new ManifestChangedError(input.migrationsDir, input.manifestDigest, set.digest);
         return withClient(target(input.db), (client) =>
           withEngine(input.db, async (ctx) => {
+            await ensureLedger(client);
             const result = await applyOne(client, migration, ctx);
             logger.info({ event: result.status === 'applied' ? 'migration.applied' : 'migration.skipped', db: input.db, ...result });
             return result;
@@ -175,6 +176,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
         const migrations = input.versions.map((v) => prepared.get(v)).filter((m): m is PreparedMigration => m !== undefined);
         return withClient(target(input.db), (client) =>
           withEngine(input.db, async (ctx) => {
+            await ensureLedger(client);
             const results = await applyGroupInDb(client, migrations, ctx);
             logger.info({ event: 'group.applied', db: input.db, versions: input.versions });
             return results;
@@ -198,10 +200,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
 
     async readHistory(input: HistoryInput): Promise<HistoryRow[]> {
       return edge(() =>
-        withClient(target(input.db), async (client) => {
-          await ensureLedger(client);
-          return readHistory(client, input.last === undefined ? {} : { last: input.last });
-        }),
+        withClient(target(input.db), (client) => readHistory(client, input.last === undefined ? {} : { last: input.last })),
       );
     },
   };

@@ -142,6 +142,7 @@ function toHistoryRow(r: RawHistoryRow): HistoryRow {
 
 /** Ledger rows, oldest first; `last` keeps only the newest N. */
 export async function readHistory(client: pg.Client, options: { last?: number } = {}): Promise<HistoryRow[]> {
+  if (!(await ledgerExists(client))) return [];
   if (options.last !== undefined) {
     const result = await client.query<RawHistoryRow>(
       `SELECT * FROM (SELECT ${historyColumns} FROM pgconvoy.history ORDER BY id DESC LIMIT $1) newest ORDER BY id::bigint`,
@@ -160,7 +161,13 @@ export interface LedgerState {
   baseline: Version | null;
 }
 
+/** Whether the ledger exists; reading commands never create it. */
+export async function ledgerExists(client: pg.Client): Promise<boolean> {
+  return (await ledgerStepsDone(client)) > 0;
+}
+
 export async function readLedgerState(client: pg.Client): Promise<LedgerState> {
+  if (!(await ledgerExists(client))) return { applied: [], baseline: null };
   const result = await client.query<RawHistoryRow>(
     `SELECT ${historyColumns} FROM pgconvoy.history WHERE status IN ('applied', 'baseline') ORDER BY version`,
   );

@@ -71,6 +71,16 @@ export async function migrateDatabase(input: MigrateDatabaseInput): Promise<Migr
       return { status: 'up-to-date', db: input.db, manifestDigest: plan.manifestDigest, version, applied: [] };
     }
 
+    const outside = plan.pending.filter((p) => p.mode === 'no-transaction');
+    if (input.group && outside.length > 0) {
+      throw ApplicationFailure.create({
+        type: 'GroupNotPossible',
+        message: `cannot apply the pending migrations in one transaction: ${outside.map((p) => `V${p.version} (${p.description})`).join(', ')} must run outside a transaction`,
+        nonRetryable: true,
+        details: [{ db: input.db, versions: outside.map((p) => p.version) }],
+      });
+    }
+
     enter('applying');
     const applied: AppliedStep[] = [];
     if (input.group) {

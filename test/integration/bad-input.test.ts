@@ -1,0 +1,203 @@
+import assert from 'node:assert/strict';
+import { symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { migrationChecksum } from '../../src/core/checksum';
+import { withClient } from '../../src/db/connection';
+import { ensureLedger, insertHistory } from '../../src/db/ledger';
+import { createTestDatabase, type TestDatabase } from '../helpers/database';
+import { runInProcess } from '../helpers/in-process-cli';
+import { writeMigrations } from '../helpers/migrations';
+import { services } from '../helpers/services';
+import { testConfig, withWorker } from '../helpers/temporal';
+
+interface Case {
+  name: string;
+  files: Record<string, string | Buffer>;
+  /** SQL run before, to put the database (and its ledger) in the state the case needs. */
+  setup?: (db: TestDatabase, dir: string) => Promise<void> | void;
+  args?: string[];
+  /** The whole of stderr, with the migration directory written as <dir>. */
+  stderr: string;
+  code?: number;
+}
+
+const help = 'expected V<version>__<description>.sql or U<version>__<description>.sql';
+
+const cases: Case[] = [
+  {
+    name: 'duplicate version',
+    files: { 'V1__a.sql': 'SELECT 1;', 'V001__b.sql': 'SELECT 1;' },
+    stderr: 'invalid migration set in <dir>:\n  V1__a.sql: duplicate version 1: also in V001__b.sql',
+  },
+  { name: 'single underscore', files: { 'V1_a.sql': '' }, stderr: `invalid migration set in <dir>:\n  V1_a.sql: version and description must be separated by two underscores; ${help}` },
+  { name: 'repeatable migration', files: { 'R__views.sql': '' }, stderr: `invalid migration set in <dir>:\n  R__views.sql: unknown prefix "R" (repeatable migrations are not supported); ${help}` },
+  { name: 'dotted version', files: { 'V1.1__a.sql': '' }, stderr: `invalid migration set in <dir>:\n  V1.1__a.sql: version must be a whole number (dotted versions such as "1.1" are not supported); ${help}` },
+  { name: 'version zero', files: { 'V0__a.sql': '' }, stderr: `invalid migration set in <dir>:\n  V0__a.sql: version must be a positive integer, got "0"; ${help}` },
+  { name: 'empty description', files: { 'V1__.sql': '' }, stderr: `invalid migration set in <dir>:\n  V1__.sql: description is empty; ${help}` },
+  { name: 'undo without forward', files: { 'V1__a.sql': '', 'U2__b.sql': '' }, stderr: 'invalid migration set in <dir>:\n  U2__b.sql: undo script for version 2 has no forward migration V2__*.sql' },
+  {
+    name: 'duplicate undo',
+    files: { 'V1__a.sql': '', 'U1__a.sql': '', 'U01__a.sql': '' },
+    stderr: 'invalid migration set in <dir>:\n  U1__a.sql: duplicate undo for version 1: also in U01__a.sql',
+  },
+  { name: 'not UTF-8', files: { 'V1__latin1.sql': Buffer.from([0x53, 0xe9, 0x4c]) }, stderr: 'invalid migration set in <dir>:\n  V1__latin1.sql: file is not valid UTF-8' },
+  {
+    name: 'syntax error with line and column',
+    files: { 'V1__ok.sql': 'CREATE TABLE ok (id int);', 'V2__typo.sql': 'CREATE TABLE t (id int);\nCREAT TABLE u (id int);\n' },
+    stderr: 'invalid migration set in <dir>:\n  V2__typo.sql: line 2, column 1: syntax error at or near "CREAT"',
+  },
+  {
+    name: 'syntax error in an undo script',
+    files: { 'V1__a.sql': 'CREATE TABLE a (id int);', 'U1__a.sql': 'DROP TABLE a,;' },
+    stderr: 'invalid migration set in <dir>:\n  U1__a.sql: line 1, column 14: syntax error at or near ";"',
+  },
+  {
+    name: 'concurrent index mixed with other statements',
+    files: { 'V1__mixed.sql': 'CREATE TABLE m (id int);\nCREATE INDEX CONCURRENTLY m_id ON m (id);\n' },
+    stderr:
+      'invalid migration set in <dir>:\n  V1__mixed.sql: statement 2 at line 2 (CREATE INDEX CONCURRENTLY) cannot run inside a transaction block, and the file has other statements; ' +
+      'add "-- pgconvoy:no-transaction" before the first statement to run the file statement by statement, or move it to a file of its own',
+  },
+  {
+    name: 'VACUUM mixed with other statements',
+    files: { 'V1__vac.sql': 'CREATE TABLE v (id int);\nVACUUM v;\n' },
+    stderr:
+      'invalid migration set in <dir>:\n  V1__vac.sql: statement 2 at line 2 (VACUUM) cannot run inside a transaction block, and the file has other statements; ' +
+      'add "-- pgconvoy:no-transaction" before the first statement to run the file statement by statement, or move it to a file of its own',
+  },
+  {
+    name: 'BEGIN and COMMIT in a file',
+    files: { 'V1__tx.sql': 'BEGIN;\nCREATE TABLE t (id int);\nCOMMIT;\n' },
+    stderr:
+      'invalid migration set in <dir>:\n' +
+      '  V1__tx.sql: statement 1 at line 1 (BEGIN): transaction control does not belong in a migration file; pgconvoy runs each file in a transaction of its own (or, with "-- pgconvoy:no-transaction", statement by statement)\n' +
+      '  V1__tx.sql: statement 3 at line 3 (COMMIT): transaction control does not belong in a migration file; pgconvoy runs each file in a transaction of its own (or, with "-- pgconvoy:no-transaction", statement by statement)',
+  },
+  {
+    name: 'unknown directive',
+    files: { 'V1__a.sql': '-- pgconvoy:no-transation\nSELECT 1;\n' },
+    stderr: 'invalid migration set in <dir>:\n  V1__a.sql: line 1: unknown directive "pgconvoy:no-transation"; known: no-transaction, lock-timeout, statement-timeout, allow',
+  },
+  {
+    name: 'directive after the first statement',
+    files: { 'V1__a.sql': 'SELECT 1;\n-- pgconvoy:no-transaction\nSELECT 2;\n' },
+    stderr: 'invalid migration set in <dir>:\n  V1__a.sql: line 2: directive "pgconvoy:no-transaction" must come before the first statement',
+  },
+  {
+    name: 'lock timeout without a unit',
+    files: { 'V1__a.sql': '-- pgconvoy:lock-timeout 5\nSELECT 1;\n' },
+    stderr: 'invalid migration set in <dir>:\n  V1__a.sql: line 1: "pgconvoy:lock-timeout" needs a positive duration such as 500ms, 5s, 2min or 1h, got "5"',
+  },
+  {
+    name: 'no-transaction with an argument',
+    files: { 'V1__a.sql': '-- pgconvoy:no-transaction please\nSELECT 1;\n' },
+    stderr: 'invalid migration set in <dir>:\n  V1__a.sql: line 1: "pgconvoy:no-transaction" takes no arguments, got "please"',
+  },
+  {
+    name: 'allow without a reason',
+    files: { 'V1__a.sql': '-- pgconvoy:allow drop-column\nSELECT 1;\n' },
+    stderr: 'invalid migration set in <dir>:\n  V1__a.sql: line 1: "pgconvoy:allow" needs a rule id and a reason, e.g. "pgconvoy:allow add-column-volatile-default backfilled in V12"',
+  },
+  {
+    name: 'a directive given twice',
+    files: { 'V1__a.sql': '-- pgconvoy:statement-timeout 1min\n-- pgconvoy:statement-timeout 2min\nSELECT 1;\n' },
+    stderr: 'invalid migration set in <dir>:\n  V1__a.sql: line 2: directive "pgconvoy:statement-timeout" is given twice',
+  },
+  {
+    name: 'an unreadable file',
+    files: { 'V1__a.sql': 'SELECT 1;' },
+    setup: (_db, dir) => symlinkSync(join(dir, 'nowhere'), join(dir, 'V2__dangling.sql')),
+    stderr: `invalid migration set in <dir>:\n  V2__dangling.sql: cannot read file: ENOENT (ENOENT: no such file or directory, open '<dir>/V2__dangling.sql')`,
+  },
+  {
+    name: 'an applied file that was edited',
+    files: { 'V1__a.sql': 'CREATE TABLE a (id bigint);' },
+    setup: (db) => ledger(db, [['1', 'a', 'V1__a.sql', 'f'.repeat(64)]], 'CREATE TABLE a (id int);'),
+    stderr:
+      'refusing to migrate "bad": the ledger and the migration files disagree:\n' +
+      `  version 1 (V1__a.sql) was applied with checksum ffffffffffff but the file now has ${migrationChecksum(Buffer.from('CREATE TABLE a (id bigint);')).slice(0, 12)}: applied migrations must not be edited`,
+  },
+  {
+    name: 'an applied version missing on disk',
+    files: { 'V1__a.sql': 'SELECT 1;' },
+    setup: (db) => ledger(db, [['1', 'a', 'V1__a.sql', migrationChecksum(Buffer.from('SELECT 1;'))], ['2', 'gone', 'V2__gone.sql', 'e'.repeat(64)]]),
+    stderr: 'refusing to migrate "bad": the ledger and the migration files disagree:\n  version 2 (gone) is applied in the database but has no file on disk',
+  },
+  {
+    name: 'a pending version lower than the highest applied',
+    files: { 'V1__old.sql': 'CREATE TABLE late (id int);', 'V2__b.sql': 'SELECT 1;' },
+    setup: (db) => ledger(db, [['2', 'b', 'V2__b.sql', migrationChecksum(Buffer.from('SELECT 1;'))]]),
+    stderr:
+      'refusing to migrate "bad": the ledger and the migration files disagree:\n' +
+      '  version 1 (V1__old.sql) is pending but lower than the highest applied version; rename it to a higher version, or allow it with --out-of-order',
+  },
+  {
+    name: '--group with a file that cannot run in a transaction',
+    files: { 'V1__a.sql': 'CREATE TABLE g (id int);', 'V2__idx.sql': 'CREATE INDEX CONCURRENTLY g_id ON g (id);' },
+    args: ['--group'],
+    stderr: 'cannot apply the pending migrations in one transaction: V2 (idx) must run outside a transaction',
+  },
+  {
+    name: 'an alias no worker knows',
+    files: { 'V1__a.sql': 'SELECT 1;' },
+    args: ['--db', 'nobody'],
+    stderr: 'database alias "nobody" is not configured: add it under "databases" in the config file or set PGCONVOY_DB_NOBODY',
+  },
+  { name: 'a target that is not a version', files: { 'V1__a.sql': 'SELECT 1;' }, args: ['--target', '1.5'], stderr: '--target must be a positive integer version, got "1.5"' },
+];
+
+/** Writes ledger rows (version, description, file, checksum) as if they had been applied, after `sql`. */
+async function ledger(db: TestDatabase, rows: Array<[string, string, string, string]>, sql?: string): Promise<void> {
+  if (sql) await db.query(sql);
+  await withClient({ alias: 'bad', url: db.url }, async (client) => {
+    await ensureLedger(client);
+    for (const [version, description, file, checksum] of rows) {
+      await insertHistory(client, { version, description, file, checksum, status: 'applied', startedAt: new Date(), executionMs: 1 });
+    }
+  });
+}
+
+/** Everything a migration could change: relations outside the system schemas, and the ledger. */
+async function snapshot(db: TestDatabase): Promise<unknown> {
+  const relations = await db.query<{ nspname: string; relname: string; relkind: string }>(
+    `SELECT n.nspname, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1, 2`,
+  );
+  const hasLedger = relations.rows.some((r) => r.relname === 'history');
+  const ledgerRows = hasLedger ? (await db.query('SELECT version::text, status, checksum FROM pgconvoy.history ORDER BY id')).rows : [];
+  return { relations: relations.rows, ledgerRows };
+}
+
+test(`bad input: ${cases.length} malformed sets and commands, each refused with its exact message, a non-zero exit, and the database unchanged`, async (t) => {
+  assert.ok(cases.length >= 20);
+  const db = await createTestDatabase();
+  t.after(() => db.drop());
+  const config = testConfig({ databases: { bad: db.url }, migrationsDir: '/unused' });
+  const env = { TEMPORAL_ADDRESS: services.temporalAddress, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent' };
+
+  await withWorker(config, async () => {
+    for (const c of cases) {
+      await t.test(c.name, async () => {
+        await db.query('DROP SCHEMA IF EXISTS pgconvoy CASCADE; DROP SCHEMA public CASCADE; CREATE SCHEMA public;');
+        const set = writeMigrations(c.files);
+        try {
+          await c.setup?.(db, set.dir);
+          const before = await snapshot(db);
+          const args = c.args?.includes('--db') ? c.args : ['--db', 'bad', ...(c.args ?? [])];
+          const result = await runInProcess(['--migrations', set.dir, 'up', ...args], env, set.dir);
+          const stderr = result.stderr
+            .split(set.dir)
+            .join('<dir>')
+            .replace(/^pgconvoy: migrating .*\n/, '')
+            .replace(/^workflow: .*\n/m, '');
+          assert.equal(result.code, c.code ?? 2, `exit code; stderr:\n${result.stderr}`);
+          assert.equal(stderr.replace(/^pgconvoy: (\[[A-Za-z]+\] )?/, '').trimEnd(), c.stderr);
+          assert.deepEqual(await snapshot(db), before, 'the database is unchanged');
+        } finally {
+          set.remove();
+        }
+      });
+    }
+  });
+});
