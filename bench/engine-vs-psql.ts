@@ -83,8 +83,9 @@ async function main(): Promise<void> {
     }
     writeFileSync(join(dir, 'all.sql.txt'), all);
 
-    const psql = await timed('psql -1 -f', async (db) => {
+    const psql = await timed('psql -1 -f', (db) => {
       execFileSync('psql', ['-q', '-X', '-v', 'ON_ERROR_STOP=1', '-1', '-f', join(dir, 'all.sql.txt'), dbUrl(db)], { stdio: ['ignore', 'ignore', 'inherit'] });
+      return Promise.resolve();
     });
     const engineOne = await timed('engine, one connection', async (db) => {
       const set = await readMigrationSet(dir);
