@@ -173,3 +173,19 @@ test('the ledger refuses a run when an applied file was edited', async (t) => {
   const b = await db.query(`SELECT to_regclass('public.b') AS b`);
   assert.equal(b.rows[0]?.b, null, 'nothing ran');
 });
+
+test('--group runs the whole set in one applyGroup activity', async (t) => {
+  const db = await createTestDatabase();
+  t.after(() => db.drop());
+  const config = testConfig({ databases: { grouped: db.url }, migrationsDir: sampleMigrationsDir });
+  const { result, history } = await withWorker(config, async () => {
+    const handle = await startMigration({ client, taskQueue: config.temporal.taskQueue }, { db: 'grouped', migrationsDir: sampleMigrationsDir, group: true });
+    return { result: await handle.result(), history: await handle.fetchHistory() };
+  });
+  assert.equal(result.status, 'applied');
+  assert.deepEqual(result.applied.map((s) => s.version), ['1', '2', '3']);
+  assert.deepEqual(scheduledActivities(history), ['planDatabase', 'applyGroup']);
+  maybeRecordHistory('migrate-database-group', history);
+  const ledger = await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM pgconvoy.history WHERE status = 'applied'`);
+  assert.equal(ledger.rows[0]?.n, '3');
+});
