@@ -10,6 +10,7 @@ import { withClient, type Target } from '../db/connection';
 import { applyGroup as applyGroupInDb, applyMigration as applyOne, type ApplyResult, type EngineContext, type EngineEvent } from '../db/execute';
 import { ensureLedger, readHistory, readLedgerState, type HistoryRow } from '../db/ledger';
 import { changeLedger as changeLedgerInDb, type LedgerChange, type LedgerChangeResult } from '../db/ledger-admin';
+import { acquireLease, releaseLease, renewLease, type Lease } from '../db/lease';
 import { readMigrationSet } from '../source/read-migration-set';
 import type { Logger } from '../worker/logger';
 
@@ -49,6 +50,8 @@ export interface ApplyInput {
   migrationsDir: string;
   manifestDigest: string;
   version: Version;
+  /** The lease token the run holds; absent in histories from before the lease existed. */
+  leaseToken?: string;
 }
 
 export interface ApplyGroupInput {
@@ -56,6 +59,18 @@ export interface ApplyGroupInput {
   migrationsDir: string;
   manifestDigest: string;
   versions: Version[];
+  leaseToken?: string;
+}
+
+export interface LeaseInput {
+  db: string;
+  /** Who holds it: the workflow id. */
+  holder: string;
+}
+
+export interface HeldLeaseInput {
+  db: string;
+  token: string;
 }
 
 export interface ChangeLedgerInput {
@@ -91,8 +106,8 @@ export function createActivities({ config, logger }: ActivityDeps) {
     return set;
   }
 
-  /** Engine hooks: structured logs, heartbeats with progress, a sleep Temporal can cancel. */
-  function engineContext(db: string): { ctx: EngineContext; stop: () => void } {
+  /** Engine hooks: structured logs, heartbeats with progress, a sleep Temporal can cancel, the lease fence. */
+  function engineContext(db: string, leaseToken: string | undefined): { ctx: EngineContext; stop: () => void } {
     const activity = Context.current();
     const execution = activity.info.workflowExecution;
     let progress: Record<string, unknown> = {};
@@ -100,6 +115,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
     const ctx: EngineContext = {
       settings: config.execution,
       run: execution ? { workflowId: execution.workflowId, runId: execution.runId } : {},
+      ...(leaseToken ? { fence: { alias: db, token: leaseToken } } : {}),
       sleep: (ms) => sleep(ms),
       onEvent: (event: EngineEvent) => {
         if (event.event === 'statement.done') {
@@ -114,8 +130,8 @@ export function createActivities({ config, logger }: ActivityDeps) {
     return { ctx, stop: () => clearInterval(ticker) };
   }
 
-  async function withEngine<T>(db: string, fn: (ctx: EngineContext) => Promise<T>): Promise<T> {
-    const { ctx, stop } = engineContext(db);
+  async function withEngine<T>(db: string, leaseToken: string | undefined, fn: (ctx: EngineContext) => Promise<T>): Promise<T> {
+    const { ctx, stop } = engineContext(db, leaseToken);
     try {
       return await fn(ctx);
     } finally {
@@ -159,7 +175,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
         const migration = (await prepareMigrations(set, new Set([input.version]))).get(input.version);
         if (migration === undefined) throw new ManifestChangedError(input.migrationsDir, input.manifestDigest, set.digest);
         return withClient(target(input.db), (client) =>
-          withEngine(input.db, async (ctx) => {
+          withEngine(input.db, input.leaseToken, async (ctx) => {
             await ensureLedger(client);
             const result = await applyOne(client, migration, ctx);
             logger.info({ event: result.status === 'applied' ? 'migration.applied' : 'migration.skipped', db: input.db, ...result });
@@ -175,7 +191,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
         const prepared = await prepareMigrations(set, new Set(input.versions));
         const migrations = input.versions.map((v) => prepared.get(v)).filter((m): m is PreparedMigration => m !== undefined);
         return withClient(target(input.db), (client) =>
-          withEngine(input.db, async (ctx) => {
+          withEngine(input.db, input.leaseToken, async (ctx) => {
             await ensureLedger(client);
             const results = await applyGroupInDb(client, migrations, ctx);
             logger.info({ event: 'group.applied', db: input.db, versions: input.versions });
@@ -189,13 +205,62 @@ export function createActivities({ config, logger }: ActivityDeps) {
       return edge(async () => {
         const set = await readMigrationSet(input.migrationsDir);
         const execution = Context.current().info.workflowExecution;
+        const holder = execution?.workflowId ?? `pgconvoy/ledger/${input.db}`;
         return withClient(target(input.db), async (client) => {
           await ensureLedger(client);
-          const result = await changeLedgerInDb(client, set, input.change, execution ? { workflowId: execution.workflowId, runId: execution.runId } : {});
-          logger.info({ event: 'ledger.changed', db: input.db, ...result });
-          return result;
+          const lease = await acquireLease(client, input.db, holder, config.lease.ttlMs);
+          const fence = { alias: input.db, token: lease.token };
+          try {
+            const result = await changeLedgerInDb(client, set, input.change, execution ? { workflowId: execution.workflowId, runId: execution.runId } : {}, fence);
+            logger.info({ event: 'ledger.changed', db: input.db, ...result });
+            return result;
+          } finally {
+            await releaseLease(client, fence).catch(() => undefined);
+          }
         });
       });
+    },
+
+    /** Takes the database's lease for the workflow (or renews it, when the workflow already holds it). */
+    async acquireLease(input: LeaseInput): Promise<Lease> {
+      return edge(() =>
+        withClient(target(input.db), async (client) => {
+          await ensureLedger(client);
+          const lease = await acquireLease(client, input.db, input.holder, config.lease.ttlMs);
+          logger.info({ event: 'lease.acquired', db: input.db, holder: input.holder, token: lease.token });
+          return lease;
+        }),
+      );
+    },
+
+    /**
+     * Keeps the lease alive for as long as the workflow needs it: renews it
+     * and heartbeats every renewEveryMs until the workflow cancels this
+     * activity. If its worker dies, Temporal runs it again elsewhere after
+     * the heartbeat timeout, well within the lease's lifetime.
+     */
+    async holdLease(input: HeldLeaseInput): Promise<void> {
+      const activity = Context.current();
+      const fence = { alias: input.db, token: input.token };
+      return edge(() =>
+        withClient(target(input.db), async (client) => {
+          for (;;) {
+            await renewLease(client, fence, config.lease.ttlMs);
+            activity.heartbeat();
+            await activity.sleep(config.lease.renewEveryMs); // throws when the workflow cancels
+          }
+        }),
+      );
+    },
+
+    async releaseLease(input: HeldLeaseInput): Promise<boolean> {
+      return edge(() =>
+        withClient(target(input.db), async (client) => {
+          const released = await releaseLease(client, { alias: input.db, token: input.token });
+          logger.info({ event: 'lease.released', db: input.db, token: input.token, released });
+          return released;
+        }),
+      );
     },
 
     async readHistory(input: HistoryInput): Promise<HistoryRow[]> {

@@ -8,7 +8,10 @@ export {
   type ApplyInput,
   type ApplyGroupInput,
   type ChangeLedgerInput,
+  type LeaseInput,
+  type HeldLeaseInput,
 } from './create-activities';
 export type { HistoryRow } from '../db/ledger';
 export type { ApplyResult } from '../db/execute';
 export type { LedgerChange, LedgerChangeResult, LedgerSource } from '../db/ledger-admin';
+export type { Lease } from '../db/lease';

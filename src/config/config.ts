@@ -26,6 +26,12 @@ const fileSchema = z.strictObject({
     })
     .optional(),
   stateDir: z.string().min(1).optional(),
+  lease: z
+    .strictObject({
+      ttlMs: z.number().int().min(1000).optional(),
+      renewEveryMs: z.number().int().min(100).optional(),
+    })
+    .optional(),
   execution: z
     .strictObject({
       lockTimeoutMs: z.number().int().positive().optional(),
@@ -53,11 +59,20 @@ export interface Config {
   stateDir: string;
   /** Lock and statement timeouts, lock retry schedule. */
   execution: ExecutionSettings;
+  /** The database lease: how long it lives without renewal, and how often its holder renews it. */
+  lease: LeaseSettings;
   /** The temporal CLI binary for the embedded dev server. */
   temporalBin?: string;
   /** PGCONVOY_LOG_LEVEL; unset: the command picks (warn for the CLI, info for a worker). */
   logLevel?: string;
 }
+
+export interface LeaseSettings {
+  ttlMs: number;
+  renewEveryMs: number;
+}
+
+export const defaultLeaseSettings: LeaseSettings = { ttlMs: 30_000, renewEveryMs: 3_000 };
 
 export class ConfigError extends PgconvoyError {
   readonly type = 'InvalidConfig';
@@ -149,6 +164,7 @@ export function loadConfig(options: LoadOptions): Config {
     },
     stateDir: absolute(cwd, env.PGCONVOY_STATE_DIR) ?? absolute(base, fromFile.stateDir ?? '.pgconvoy')!,
     execution: { ...defaultExecutionSettings, ...fromFile.execution },
+    lease: { ...defaultLeaseSettings, ...fromFile.lease },
     ...(env.PGCONVOY_TEMPORAL_BIN ? { temporalBin: env.PGCONVOY_TEMPORAL_BIN } : {}),
     ...(env.PGCONVOY_LOG_LEVEL ? { logLevel: env.PGCONVOY_LOG_LEVEL } : {}),
   };

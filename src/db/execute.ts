@@ -8,6 +8,7 @@ import type { Version } from '../core/version';
 import { withTransaction } from './connection';
 import { AlreadyAppliedDifferentlyError, GroupNotPossibleError, LockTimeoutError, MigrationBusyError, MigrationFailedError, type FailurePoint } from './errors';
 import { finishAttempt, insertHistory, latestAttempt, recordProgress } from './ledger';
+import { checkFence, type Fence } from './lease';
 import { pgErrorFields } from './sqlstate';
 
 export interface RunContext {
@@ -29,6 +30,8 @@ export type EngineEvent =
 export interface EngineContext {
   settings: ExecutionSettings;
   run: RunContext;
+  /** The lease this run holds; every ledger write checks it. Absent only outside workflows (tests, benchmarks). */
+  fence?: Fence;
   /** Waits between lock attempts; the activity passes a cancellable sleep, tests a fake clock. */
   sleep(ms: number): Promise<void>;
   onEvent(event: EngineEvent): void;
@@ -36,6 +39,14 @@ export interface EngineContext {
 
 /** Namespace of pgconvoy's per-version advisory locks (any constant int4). */
 const versionLockKey = 1_886_417_250;
+
+/** Runs ledger writes in a transaction that first proves this run still holds the lease. */
+async function fenced<T>(client: pg.Client, ctx: EngineContext, fn: () => Promise<T>): Promise<T> {
+  return withTransaction(client, async () => {
+    if (ctx.fence) await checkFence(client, ctx.fence);
+    return fn();
+  });
+}
 
 const elapsedMs = (since: bigint) => Number((process.hrtime.bigint() - since) / 1_000_000n);
 
@@ -104,7 +115,7 @@ export function positionInFile(s: Statement, position: number | undefined): { li
 
 async function recordFailure(client: pg.Client, m: PreparedMigration, started: { at: Date; t: bigint }, ctx: EngineContext, error: PgconvoyError & { point: FailurePoint }, sqlstate: string | undefined, message: string): Promise<void> {
   try {
-    await insertHistory(client, {
+    await fenced(client, ctx, () => insertHistory(client, {
       version: m.version,
       description: m.description,
       file: m.forward.file,
@@ -118,7 +129,7 @@ async function recordFailure(client: pg.Client, m: PreparedMigration, started: {
       ...(sqlstate ? { errorSqlstate: sqlstate } : {}),
       errorMessage: message,
       ...ctx.run,
-    });
+    }));
   } catch {
     // The connection may be gone (that may be why the migration failed); the
     // error itself still reaches the workflow and the operator.
@@ -139,6 +150,7 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
         for (const m of migrations) {
           // A second runner for the same version waits here, then sees it applied.
           await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [versionLockKey, m.version]);
+          if (ctx.fence) await checkFence(client, ctx.fence);
           if (await alreadyApplied(client, m)) {
             results.push({ status: 'skipped', version: m.version, reason: 'already-applied' });
             continue;
@@ -220,12 +232,13 @@ async function applyStatementByStatement(client: pg.Client, m: PreparedMigration
       const same = previous.checksum === m.forward.checksum || previous.donePrefixSha === prefixSha(statements, previous.statementsDone);
       if (same) from = previous.statementsDone;
     }
-    if (previous?.status === 'running') {
-      // Its runner died (we hold the version's lock, so nobody runs it now).
-      await finishAttempt(client, previous.id, { status: 'failed', executionMs: 0, errorMessage: 'interrupted: the runner stopped before finishing' });
-    }
     if (from > 0) ctx.onEvent({ event: 'migration.resumed', version: m.version, file: m.forward.file, fromStatement: from + 1 });
-    const id = await insertHistory(client, {
+    const id = await fenced(client, ctx, async () => {
+      if (previous?.status === 'running') {
+        // Its runner died (we hold the version's lock, so nobody runs it now).
+        await finishAttempt(client, previous.id, { status: 'failed', executionMs: 0, errorMessage: 'interrupted: the runner stopped before finishing' });
+      }
+      return insertHistory(client, {
       version: m.version,
       description: m.description,
       file: m.forward.file,
@@ -237,11 +250,14 @@ async function applyStatementByStatement(client: pg.Client, m: PreparedMigration
       statementsTotal: total,
       donePrefixSha: prefixSha(statements, from),
       ...ctx.run,
+      });
     });
 
     let done = from;
     for (const s of statements.slice(from)) {
       try {
+        // A runner that lost its lease stops before its next statement.
+        if (ctx.fence) await fenced(client, ctx, () => Promise.resolve());
         await dropInvalidIndexBeforeRetry(client, m, s, ctx);
         await runWithLockRetries(client, m, s, schedule, statementTimeoutMs, ctx);
       } catch (error) {
@@ -252,21 +268,23 @@ async function applyStatementByStatement(client: pg.Client, m: PreparedMigration
           (fields.code === '55P03'
             ? new LockTimeoutError(failurePoint(m, s, 'no-transaction', done), schedule.length, schedule[schedule.length - 1]!.lockTimeoutMs)
             : new MigrationFailedError(failurePoint(m, s, 'no-transaction', done, fields.position), fields));
-        await finishAttempt(client, id, {
-          status: 'failed',
-          executionMs: elapsedMs(started.t),
-          ...(fields.code ? { errorSqlstate: fields.code } : {}),
-          errorMessage: fields.message,
-          errorStatement: s.index,
-        }).catch(() => undefined);
+        await fenced(client, ctx, () =>
+          finishAttempt(client, id, {
+            status: 'failed',
+            executionMs: elapsedMs(started.t),
+            ...(fields.code ? { errorSqlstate: fields.code } : {}),
+            errorMessage: failure?.message ?? fields.message,
+            errorStatement: s.index,
+          }),
+        ).catch(() => undefined);
         throw final;
       }
       done = s.index;
-      await recordProgress(client, id, done, prefixSha(statements, done));
+      await fenced(client, ctx, () => recordProgress(client, id, done, prefixSha(statements, done)));
       ctx.onEvent({ event: 'statement.done', version: m.version, file: m.forward.file, statement: s.index, of: total });
     }
     const durationMs = elapsedMs(started.t);
-    await finishAttempt(client, id, { status: 'applied', executionMs: durationMs });
+    await fenced(client, ctx, () => finishAttempt(client, id, { status: 'applied', executionMs: durationMs }));
     return { status: 'applied', version: m.version, durationMs, statements: total };
   } finally {
     await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [versionLockKey, m.version]).catch(() => undefined);

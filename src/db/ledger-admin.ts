@@ -5,6 +5,7 @@ import { compareVersions, parseVersion, type Version } from '../core/version';
 import { withTransaction } from './connection';
 import { insertHistory } from './ledger';
 import type { RunContext } from './execute';
+import { checkFence, type Fence } from './lease';
 
 /** A ledger change that cannot be made as asked (wrong version, existing history, a dirty foreign ledger). */
 export class LedgerChangeRefusedError extends PgconvoyError {
@@ -37,8 +38,9 @@ const ledgerLock = (client: pg.Client) => client.query(`LOCK TABLE pgconvoy.hist
  * (mark-applied, with the reason), or take over another tool's ledger.
  * Each runs in one transaction.
  */
-export async function changeLedger(client: pg.Client, set: MigrationSet, change: LedgerChange, run: RunContext): Promise<LedgerChangeResult> {
+export async function changeLedger(client: pg.Client, set: MigrationSet, change: LedgerChange, run: RunContext, fence?: Fence): Promise<LedgerChangeResult> {
   return withTransaction(client, async () => {
+    if (fence) await checkFence(client, fence);
     await ledgerLock(client);
     switch (change.kind) {
       case 'baseline': {

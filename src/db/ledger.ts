@@ -38,7 +38,19 @@ const ledgerSteps: string[] = [
    );
    CREATE UNIQUE INDEX history_one_applied_per_version ON pgconvoy.history (version) WHERE status = 'applied';
    CREATE UNIQUE INDEX history_one_running_per_version ON pgconvoy.history (version) WHERE status = 'running';
-   CREATE UNIQUE INDEX history_one_baseline ON pgconvoy.history ((true)) WHERE status = 'baseline';`,
+   CREATE UNIQUE INDEX history_one_baseline ON pgconvoy.history ((true)) WHERE status = 'baseline';
+   -- One row per database: who may change it now. The token grows with every
+   -- acquisition; ledger writes check it (fencing), so a runner that lost the
+   -- lease cannot write. An expired lease is free: nobody ever clears it by hand.
+   CREATE SEQUENCE pgconvoy.lease_token;
+   CREATE TABLE pgconvoy.lease (
+     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+     holder text NOT NULL,
+     token bigint NOT NULL,
+     acquired_at timestamptz NOT NULL,
+     renewed_at timestamptz NOT NULL,
+     expires_at timestamptz NOT NULL
+   );`,
 ];
 
 /** Any constant works; it only has to be the same in every pgconvoy. */

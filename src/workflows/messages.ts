@@ -1,8 +1,16 @@
-import { defineQuery } from '@temporalio/workflow';
-import type { ManifestEntry } from '../core/migration-set';
+import { defineQuery, defineUpdate } from '@temporalio/workflow';
+import type { PendingMigration } from '../activities';
 import type { Version } from '../core/version';
 
-export type Phase = 'planning' | 'applying' | 'done' | 'failed';
+export type Phase = 'planning' | 'awaiting-approval' | 'locking' | 'applying' | 'done' | 'failed' | 'cancelled';
+
+/**
+ * What may run without an explicit approval. Until risk analysis exists every
+ * migration counts as low risk, so only `dry-run` and `requireApproval`
+ * change what happens; `safe` will gate medium and high risk, `auto` high.
+ */
+export type ExecutionMode = 'safe' | 'auto' | 'aggressive' | 'dry-run';
+export const executionModes: ExecutionMode[] = ['safe', 'auto', 'aggressive', 'dry-run'];
 
 export interface AppliedStep {
   version: Version;
@@ -11,19 +19,50 @@ export interface AppliedStep {
   durationMs: number;
 }
 
+export interface ApprovalState {
+  required: boolean;
+  reason: string | null;
+  /** Workflow time (ms since epoch) the wait began. */
+  waitingSince: number | null;
+  approvedBy: string | null;
+  approvedAt: number | null;
+  note: string | null;
+}
+
 export interface Progress {
   db: string;
+  mode: ExecutionMode;
   phase: Phase;
   /** The migration being applied now, if any. */
-  current: ManifestEntry | null;
-  pending: ManifestEntry[];
+  current: PendingMigration | null;
+  pending: PendingMigration[];
   completed: AppliedStep[];
-  /** Workflow time (ms since epoch) at which the run started and each phase began. */
+  approval: ApprovalState;
+  cancelRequested: { by: string; reason: string | null } | null;
+  /** Workflow time (ms since epoch) at which the run started and the current phase began. */
   startedAt: number;
   phaseStartedAt: number;
 }
 
 export const progressQuery = defineQuery<Progress>('progress');
+
+export interface ApproveInput {
+  by: string;
+  note?: string;
+}
+export interface CancelInput {
+  by: string;
+  reason?: string;
+}
+export interface MessageAck {
+  accepted: true;
+  phase: Phase;
+}
+
+/** Lets a run that waits for approval go on; recorded with who approved and when. */
+export const approveUpdate = defineUpdate<MessageAck, [ApproveInput]>('approve');
+/** Stops a run: at once while it waits, otherwise after the migration in progress (never mid-migration). */
+export const cancelUpdate = defineUpdate<MessageAck, [CancelInput]>('cancel');
 
 export interface MigrateDatabaseInput {
   /** Database alias; activities resolve it to a connection string. Never a URL. */
@@ -35,12 +74,20 @@ export interface MigrateDatabaseInput {
   group?: boolean;
   /** Apply pending versions lower than the highest applied one. */
   allowOutOfOrder?: boolean;
+  /** Default `auto`. */
+  mode?: ExecutionMode;
+  /** Wait for an `approve` before changing anything. */
+  requireApproval?: boolean;
+  /** How long to wait for approval before failing (default 24 hours). */
+  approvalTimeoutMs?: number;
 }
 
 /** `version` is the highest applied version after the run, null for an empty ledger. */
 export type MigrateDatabaseResult =
   | { status: 'up-to-date'; db: string; manifestDigest: string; version: Version | null; applied: [] }
-  | { status: 'applied'; db: string; manifestDigest: string; version: Version; applied: AppliedStep[] };
+  | { status: 'applied'; db: string; manifestDigest: string; version: Version; applied: AppliedStep[]; approvedBy?: string }
+  | { status: 'dry-run'; db: string; manifestDigest: string; version: Version | null; applied: []; pending: PendingMigration[] }
+  | { status: 'cancelled'; db: string; manifestDigest: string; version: Version | null; applied: AppliedStep[]; cancelledBy: string; reason: string | null };
 
 export function databaseWorkflowId(db: string): string {
   return `pgconvoy/db/${db}`;

@@ -1,7 +1,17 @@
-import { ApplicationFailure, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
-import type { Activities } from '../activities';
-import type { AppliedStep, MigrateDatabaseInput, MigrateDatabaseResult, Progress } from './messages';
-import { progressQuery } from './messages';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  patched,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Activities, DatabasePlan, PendingMigration } from '../activities';
+import type { Version } from '../core/version';
+import { approveUpdate, cancelUpdate, progressQuery } from './messages';
+import type { AppliedStep, ApproveInput, CancelInput, MigrateDatabaseInput, MigrateDatabaseResult, Progress } from './messages';
 
 /** Error types that trying again cannot fix; everything else is retried with backoff. */
 export const nonRetryableTypes = [
@@ -12,6 +22,7 @@ export const nonRetryableTypes = [
   'IntegrityCheckFailed',
   'InvalidConfig',
   'GroupNotPossible',
+  'LeaseLost',
 ];
 
 const { planDatabase } = proxyActivities<Activities>({
@@ -21,25 +32,56 @@ const { planDatabase } = proxyActivities<Activities>({
 
 const { applyMigration, applyGroup } = proxyActivities<Activities>({
   // A migration may legitimately run for hours (an index on a large table);
-  // heartbeats every few seconds are what tell a dead worker from a slow one.
+  // heartbeats every few seconds tell a dead worker from a slow one, so a
+  // dead worker's migration is retried elsewhere within ten seconds.
   startToCloseTimeout: '24 hours',
-  heartbeatTimeout: '30 seconds',
+  heartbeatTimeout: '10 seconds',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10, nonRetryableErrorTypes: nonRetryableTypes },
 });
 
+const { acquireLease } = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  // Another holder's lease ends when it finishes or expires: keep asking, for up to an hour.
+  scheduleToCloseTimeout: '1 hour',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', nonRetryableErrorTypes: nonRetryableTypes },
+});
+
+const { holdLease } = proxyActivities<Activities>({
+  startToCloseTimeout: '7 days',
+  heartbeatTimeout: '10 seconds',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '5s', nonRetryableErrorTypes: nonRetryableTypes },
+});
+
+const { releaseLease } = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10 },
+});
+
+const defaultApprovalTimeoutMs = 24 * 60 * 60 * 1000;
+/** How often a run re-takes a lease it lost (it expired while the run stalled) before giving up. */
+const maxLeaseRecoveries = 3;
+
+function failureType(error: unknown): string | undefined {
+  return error instanceof ActivityFailure && error.cause instanceof ApplicationFailure ? (error.cause.type ?? undefined) : undefined;
+}
+
 /**
- * Plans the pending migrations of one database and applies each in its own
- * activity (its own transaction), in version order. Workflow id
- * `pgconvoy/db/<alias>`: Temporal runs at most one per database.
+ * One database: plan, gate (dry run, approval), take the lease, apply each
+ * pending migration in its own activity, release the lease. Workflow id
+ * `pgconvoy/db/<alias>`: Temporal runs at most one per database, and the
+ * lease in the database fences off anything outside Temporal.
  */
 export async function migrateDatabase(input: MigrateDatabaseInput): Promise<MigrateDatabaseResult> {
-  const now = () => Date.now(); // the workflow sandbox makes Date deterministic
+  const now = () => Date.now(); // deterministic inside the workflow sandbox
   const progress: Progress = {
     db: input.db,
+    mode: input.mode ?? 'auto',
     phase: 'planning',
     current: null,
     pending: [],
     completed: [],
+    approval: { required: false, reason: null, waitingSince: null, approvedBy: null, approvedAt: null, note: null },
+    cancelRequested: null,
     startedAt: workflowInfo().startTime.getTime(),
     phaseStartedAt: now(),
   };
@@ -65,12 +107,11 @@ export async function migrateDatabase(input: MigrateDatabaseInput): Promise<Migr
       });
     }
     progress.pending = plan.pending;
+    const versionBefore = plan.applied.at(-1)?.version ?? plan.baseline ?? null;
     if (plan.pending.length === 0) {
       enter('done');
-      const version = plan.applied.at(-1)?.version ?? null;
-      return { status: 'up-to-date', db: input.db, manifestDigest: plan.manifestDigest, version, applied: [] };
+      return { status: 'up-to-date', db: input.db, manifestDigest: plan.manifestDigest, version: versionBefore, applied: [] };
     }
-
     const outside = plan.pending.filter((p) => p.mode === 'no-transaction');
     if (input.group && outside.length > 0) {
       throw ApplicationFailure.create({
@@ -81,40 +122,159 @@ export async function migrateDatabase(input: MigrateDatabaseInput): Promise<Migr
       });
     }
 
-    enter('applying');
-    const applied: AppliedStep[] = [];
-    if (input.group) {
-      const results = await applyGroup({
-        db: input.db,
-        migrationsDir: input.migrationsDir,
-        manifestDigest: plan.manifestDigest,
-        versions: plan.pending.map((p) => p.version),
-      });
-      for (const [i, result] of results.entries()) {
-        const entry = plan.pending[i]!;
-        const step: AppliedStep = { version: entry.version, description: entry.description, status: result.status, durationMs: result.status === 'applied' ? result.durationMs : 0 };
-        applied.push(step);
-        progress.completed.push(step);
-      }
+    if (!patched('lease-and-gates')) {
+      // Runs started before the lease and approvals existed finish as they began.
+      return await applyWithoutLease(input, plan, progress, enter);
     }
-    for (const entry of input.group ? [] : plan.pending) {
-      progress.current = entry;
-      const result = await applyMigration({ db: input.db, migrationsDir: input.migrationsDir, manifestDigest: plan.manifestDigest, version: entry.version });
-      const step: AppliedStep = {
-        version: entry.version,
-        description: entry.description,
-        status: result.status,
-        durationMs: result.status === 'applied' ? result.durationMs : 0,
-      };
-      applied.push(step);
-      progress.completed.push(step);
-      progress.current = null;
-    }
-    enter('done');
-    const version = plan.pending[plan.pending.length - 1]!.version;
-    return { status: 'applied', db: input.db, manifestDigest: plan.manifestDigest, version, applied };
+    return await gateLockAndApply(input, plan, versionBefore, progress, enter);
   } catch (error) {
-    enter('failed');
+    if (progress.phase !== 'cancelled') enter('failed');
     throw error;
   }
+}
+
+async function gateLockAndApply(
+  input: MigrateDatabaseInput,
+  plan: DatabasePlan,
+  versionBefore: Version | null,
+  progress: Progress,
+  enter: (phase: Progress['phase']) => void,
+): Promise<MigrateDatabaseResult> {
+  const base = { db: input.db, manifestDigest: plan.manifestDigest };
+  let approved = false;
+  setHandler(
+    approveUpdate,
+    ({ by, note }) => {
+      approved = true;
+      progress.approval.approvedBy = by;
+      progress.approval.approvedAt = Date.now();
+      progress.approval.note = note ?? null;
+      return { accepted: true, phase: progress.phase };
+    },
+    {
+      validator: (_approval: ApproveInput) => {
+        if (progress.phase !== 'awaiting-approval') throw new Error(`nothing to approve: the run is ${progress.phase}`);
+      },
+    },
+  );
+  setHandler(
+    cancelUpdate,
+    ({ by, reason }) => {
+      progress.cancelRequested = { by, reason: reason ?? null };
+      return { accepted: true, phase: progress.phase };
+    },
+    {
+      validator: (_cancel: CancelInput) => {
+        if (progress.phase === 'done' || progress.phase === 'failed' || progress.phase === 'cancelled') throw new Error(`nothing to cancel: the run is ${progress.phase}`);
+      },
+    },
+  );
+  const cancelled = (applied: AppliedStep[]): MigrateDatabaseResult => {
+    enter('cancelled');
+    const version = applied.filter((a) => a.status === 'applied').at(-1)?.version ?? versionBefore;
+    return { status: 'cancelled', ...base, version, applied, cancelledBy: progress.cancelRequested!.by, reason: progress.cancelRequested!.reason };
+  };
+
+  // Gate.
+  if (progress.mode === 'dry-run') {
+    enter('done');
+    return { status: 'dry-run', ...base, version: versionBefore, applied: [], pending: plan.pending };
+  }
+  if (input.requireApproval) {
+    progress.approval.required = true;
+    progress.approval.reason = 'the run was started with --require-approval';
+    progress.approval.waitingSince = Date.now();
+    enter('awaiting-approval');
+    const decided = await condition(() => approved || progress.cancelRequested !== null, input.approvalTimeoutMs ?? defaultApprovalTimeoutMs);
+    if (progress.cancelRequested) return cancelled([]);
+    if (!decided) {
+      throw ApplicationFailure.create({
+        type: 'ApprovalTimedOut',
+        message: `nobody approved the migration of "${input.db}" within ${Math.round((input.approvalTimeoutMs ?? defaultApprovalTimeoutMs) / 1000)} s; nothing ran`,
+        nonRetryable: true,
+      });
+    }
+  }
+
+  // Lock.
+  enter('locking');
+  const holder = workflowInfo().workflowId;
+  let lease = await acquireLease({ db: input.db, holder });
+  let keeper = keepLease(input.db, lease.token);
+  const applied: AppliedStep[] = [];
+  try {
+    enter('applying');
+    const steps: PendingMigration[][] = input.group ? [plan.pending] : plan.pending.map((p) => [p]);
+    for (const step of steps) {
+      if (progress.cancelRequested) return cancelled(applied);
+      progress.current = step[0]!;
+      for (let recoveries = 0; ; recoveries++) {
+        try {
+          const results = input.group
+            ? await applyGroup({ ...base, migrationsDir: input.migrationsDir, versions: step.map((p) => p.version), leaseToken: lease.token })
+            : [await applyMigration({ ...base, migrationsDir: input.migrationsDir, version: step[0]!.version, leaseToken: lease.token })];
+          results.forEach((result, i) => {
+            const entry = step[i]!;
+            const done: AppliedStep = { version: entry.version, description: entry.description, status: result.status, durationMs: result.status === 'applied' ? result.durationMs : 0 };
+            applied.push(done);
+            progress.completed.push(done);
+          });
+          break;
+        } catch (error) {
+          // The lease expired while the run stalled: take it again (a new token) and retry the step.
+          if (failureType(error) !== 'LeaseLost' || recoveries >= maxLeaseRecoveries) throw error;
+          keeper.cancel();
+          lease = await acquireLease({ db: input.db, holder });
+          keeper = keepLease(input.db, lease.token);
+        }
+      }
+      progress.current = null;
+    }
+  } finally {
+    keeper.cancel();
+    const token = lease.token;
+    await CancellationScope.nonCancellable(() => releaseLease({ db: input.db, token }));
+  }
+  enter('done');
+  const version = applied.at(-1)!.version;
+  return { status: 'applied', ...base, version, applied, ...(progress.approval.approvedBy ? { approvedBy: progress.approval.approvedBy } : {}) };
+}
+
+/** Renews the lease in the background until cancelled. */
+function keepLease(db: string, token: string): { cancel(): void } {
+  const scope = new CancellationScope();
+  // It ends cancelled (by us, at release) or failed (the lease was lost: the
+  // next ledger write is fenced and says so, and the run recovers there).
+  scope.run(() => holdLease({ db, token })).catch(() => undefined);
+  return { cancel: () => scope.cancel() };
+}
+
+/** The path of runs started before the lease existed (kept for their replay). */
+async function applyWithoutLease(
+  input: MigrateDatabaseInput,
+  plan: DatabasePlan,
+  progress: Progress,
+  enter: (phase: Progress['phase']) => void,
+): Promise<MigrateDatabaseResult> {
+  enter('applying');
+  const applied: AppliedStep[] = [];
+  if (input.group) {
+    const results = await applyGroup({ db: input.db, migrationsDir: input.migrationsDir, manifestDigest: plan.manifestDigest, versions: plan.pending.map((p) => p.version) });
+    for (const [i, result] of results.entries()) {
+      const entry = plan.pending[i]!;
+      const step: AppliedStep = { version: entry.version, description: entry.description, status: result.status, durationMs: result.status === 'applied' ? result.durationMs : 0 };
+      applied.push(step);
+      progress.completed.push(step);
+    }
+  }
+  for (const entry of input.group ? [] : plan.pending) {
+    progress.current = entry;
+    const result = await applyMigration({ db: input.db, migrationsDir: input.migrationsDir, manifestDigest: plan.manifestDigest, version: entry.version });
+    const step: AppliedStep = { version: entry.version, description: entry.description, status: result.status, durationMs: result.status === 'applied' ? result.durationMs : 0 };
+    applied.push(step);
+    progress.completed.push(step);
+    progress.current = null;
+  }
+  enter('done');
+  return { status: 'applied', db: input.db, manifestDigest: plan.manifestDigest, version: plan.pending[plan.pending.length - 1]!.version, applied };
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
-import type { Config } from '../../src/config/config';
+import { defaultLeaseSettings, type Config } from '../../src/config/config';
 import { defaultExecutionSettings } from '../../src/core/execution-settings';
 import { createLogger } from '../../src/worker/logger';
 import { createWorker, installRuntime, workflowsPath } from '../../src/worker/worker';
@@ -31,6 +31,7 @@ export function testConfig(overrides: Partial<Config> & Pick<Config, 'databases'
   return {
     stateDir: '/nonexistent',
     execution: defaultExecutionSettings,
+    lease: defaultLeaseSettings,
     ...overrides,
     temporal: { address: services.temporalAddress, namespace: 'default', taskQueue: uniqueTaskQueue(), ...overrides.temporal },
   };

@@ -35,7 +35,7 @@ test('the ledger is created on first use, also by several runners at once', asyn
   const target = { alias: 'db', url: db.url };
   await Promise.all(Array.from({ length: 6 }, () => withClient(target, (client) => ensureLedger(client))));
   const result = await db.query<{ t: string }>(`SELECT table_name AS t FROM information_schema.tables WHERE table_schema = 'pgconvoy' ORDER BY 1`);
-  assert.deepEqual(result.rows.map((r) => r.t), ['history', 'meta']);
+  assert.deepEqual(result.rows.map((r) => r.t), ['history', 'lease', 'meta']);
 });
 
 test('DO blocks and functions with semicolons inside run as single statements', async (t) => {

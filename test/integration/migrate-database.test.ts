@@ -53,7 +53,17 @@ test('the sample set is applied through the workflow, one activity per migration
   assert.equal(first.result.status, 'applied');
   assert.equal(first.result.version, '3');
   assert.deepEqual(first.result.applied.map((s) => [s.version, s.status]), [['1', 'applied'], ['2', 'applied'], ['3', 'applied']]);
-  assert.deepEqual(scheduledActivities(first.history), ['planDatabase', 'applyMigration', 'applyMigration', 'applyMigration']);
+  assert.deepEqual(scheduledActivities(first.history), [
+    'planDatabase',
+    'acquireLease',
+    'holdLease',
+    'applyMigration',
+    'applyMigration',
+    'applyMigration',
+    'releaseLease',
+  ]);
+  const lease = await db.query('SELECT * FROM pgconvoy.lease');
+  assert.equal(lease.rowCount, 0, 'the lease is released');
 
   const ledger = await db.query<{ version: string; status: string; file: string; workflow_id: string }>(
     'SELECT version::text, status, file, workflow_id FROM pgconvoy.history ORDER BY id',
@@ -76,7 +86,7 @@ test('the sample set is applied through the workflow, one activity per migration
   assert.ok(historyJson.includes('pgconvoy/db/shop'), 'the history was fetched and holds the run');
   assert.ok(!historyJson.includes(password), 'the database password must not appear in workflow history');
   assert.ok(!historyJson.includes(db.url), 'the connection string must not appear in workflow history');
-  maybeRecordHistory('migrate-database-applied', first.history);
+  maybeRecordHistory('migrate-database-applied-with-lease', first.history);
 
   const second = await withWorker(config, async () => {
     const handle = await startMigration(pgconvoy, { db: 'shop', migrationsDir: sampleMigrationsDir });
@@ -107,7 +117,7 @@ test('a failing migration rolls back entirely, is recorded as failed, and fails 
     ),
   );
   assert.ok(error instanceof WorkflowFailedError, 'the workflow itself fails, so the Temporal UI shows it failed');
-  maybeRecordHistory('migrate-database-failed', await client.workflow.getHandle('pgconvoy/db/broken').fetchHistory());
+  maybeRecordHistory('migrate-database-failed-with-lease', await client.workflow.getHandle('pgconvoy/db/broken').fetchHistory());
   const failure = summarizeFailure(error);
   assert.equal(failure.type, 'MigrationFailed');
   assert.equal(
@@ -184,8 +194,8 @@ test('--group runs the whole set in one applyGroup activity', async (t) => {
   });
   assert.equal(result.status, 'applied');
   assert.deepEqual(result.applied.map((s) => s.version), ['1', '2', '3']);
-  assert.deepEqual(scheduledActivities(history), ['planDatabase', 'applyGroup']);
-  maybeRecordHistory('migrate-database-group', history);
+  assert.deepEqual(scheduledActivities(history), ['planDatabase', 'acquireLease', 'holdLease', 'applyGroup', 'releaseLease']);
+  maybeRecordHistory('migrate-database-group-with-lease', history);
   const ledger = await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM pgconvoy.history WHERE status = 'applied'`);
   assert.equal(ledger.rows[0]?.n, '3');
 });
