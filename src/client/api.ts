@@ -4,7 +4,18 @@ import type { inspectDatabase, DatabaseStatus } from '../workflows/inspect-datab
 import type { migrateDatabase } from '../workflows/migrate-database';
 import type { changeLedger as changeLedgerWorkflow, ChangeLedgerInput } from '../workflows/change-ledger';
 import type { LedgerChangeResult } from '../activities';
-import { databaseWorkflowId, progressQuery, type MigrateDatabaseInput, type MigrateDatabaseResult, type Progress } from '../workflows/messages';
+import {
+  approveUpdate,
+  cancelUpdate,
+  databaseWorkflowId,
+  progressQuery,
+  type ApproveInput,
+  type CancelInput,
+  type MessageAck,
+  type MigrateDatabaseInput,
+  type MigrateDatabaseResult,
+  type Progress,
+} from '../workflows/messages';
 
 /**
  * The trigger side, for deploy services and the CLI. Inputs carry database
@@ -76,4 +87,14 @@ export async function runningProgress({ client }: PgconvoyClient, db: string): P
     if (error instanceof WorkflowNotFoundError) return null;
     throw error;
   }
+}
+
+/** Approves the run of `db` that waits for approval; rejected when none waits. */
+export async function approve({ client }: PgconvoyClient, db: string, input: ApproveInput): Promise<MessageAck> {
+  return client.workflow.getHandle(databaseWorkflowId(db)).executeUpdate(approveUpdate, { args: [input] });
+}
+
+/** Cancels the run of `db`: at once while it waits, otherwise after the migration in progress. */
+export async function cancel({ client }: PgconvoyClient, db: string, input: CancelInput): Promise<MessageAck> {
+  return client.workflow.getHandle(databaseWorkflowId(db)).executeUpdate(cancelUpdate, { args: [input] });
 }

@@ -8,10 +8,13 @@ import { parseVersion, type Version } from '../core/version';
 import { readMigrationSet } from '../source/read-migration-set';
 import { createLogger, type Logger } from '../worker/logger';
 import { createWorker, installRuntime } from '../worker/worker';
-import { changeLedger, inspect, runningProgress, startMigration, type PgconvoyClient } from './api';
+import { hostname, userInfo } from 'node:os';
+import { parseDuration } from '../core/directives';
+import { executionModes, type ExecutionMode } from '../workflows/messages';
+import { approve, cancel, changeLedger, inspect, runningProgress, startMigration, type PgconvoyClient } from './api';
 import { ExitCode, exitCodeForFailure } from './exit-codes';
 import { summarizeFailure } from './failure';
-import { renderHistory, renderMigrateResult, renderPlan, renderStatus, type PlannedMigration } from './render';
+import { renderHistory, renderMigrateResult, renderPlan, renderProgressLine, renderStatus, type PlannedMigration } from './render';
 import { renderFailureReport } from './report';
 import { withTemporal } from './session';
 
@@ -38,6 +41,15 @@ function versionArgument(what: string, value: string | undefined): Version | und
   const version = parseVersion(value);
   if (version === undefined) throw new UsageError(`${what} must be a positive integer version, got "${value}"`);
   return version;
+}
+
+/** Who is at the keyboard, for the approval record. */
+function whoAmI(): string {
+  try {
+    return `${userInfo().username}@${hostname()}`;
+  } catch {
+    return `unknown@${hostname()}`;
+  }
 }
 
 const dbOption = () => new Option('-d, --db <alias>', 'database alias').argParser(parseAlias).makeOptionMandatory();
@@ -68,8 +80,13 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
     .option('--group', 'apply all pending migrations in one transaction (all or none)')
     .option('--out-of-order', 'apply pending versions lower than the highest applied one')
     .option('--detailed-exitcode', 'exit 0 when there is nothing to do and 10 when migrations were applied')
-    .action(async (options: { db: string; target?: string; group?: boolean; outOfOrder?: boolean; detailedExitcode?: boolean }) => {
+    .addOption(new Option('--mode <mode>', 'what may run without approval').choices(executionModes).default('auto'))
+    .option('--require-approval', 'wait for `pgconvoy approve` before changing anything')
+    .option('--approval-timeout <duration>', 'give up waiting for approval after this long (e.g. 30min, 24h)', '24h')
+    .action(async (options: { db: string; target?: string; group?: boolean; outOfOrder?: boolean; detailedExitcode?: boolean; mode: ExecutionMode; requireApproval?: boolean; approvalTimeout: string }) => {
       const target = versionArgument('--target', options.target);
+      const approvalTimeoutMs = parseDuration(options.approvalTimeout);
+      if (approvalTimeoutMs === undefined || approvalTimeoutMs <= 0) throw new UsageError(`--approval-timeout needs a duration such as 30min or 24h, got "${options.approvalTimeout}"`);
       const { global, config, logger } = context();
       exitCode = await withTemporal(config, logger, async (pgconvoy) => {
         const handle = await startMigration(pgconvoy, {
@@ -78,11 +95,15 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
           ...(target ? { target } : {}),
           ...(options.group ? { group: true } : {}),
           ...(options.outOfOrder ? { allowOutOfOrder: true } : {}),
+          mode: options.mode,
+          ...(options.requireApproval ? { requireApproval: true, approvalTimeoutMs } : {}),
         });
         if (!global.json) io.stderr(`pgconvoy: migrating "${options.db}" from ${config.migrationsDir}\n`);
+        if (!global.json && options.requireApproval) io.stderr(`pgconvoy: waiting for approval: run \`pgconvoy approve --db ${options.db}\` (or \`pgconvoy cancel --db ${options.db}\`)\n`);
         try {
           const result = await handle.result();
           print(global, { workflowId: handle.workflowId, ...result }, renderMigrateResult(result, handle.workflowId));
+          if (result.status === 'cancelled') return ExitCode.cancelled;
           return options.detailedExitcode && result.status === 'applied' ? ExitCode.applied : ExitCode.ok;
         } catch (error) {
           return reportRunFailure(io, global, pgconvoy, config, options.db, error, handle.workflowId);
@@ -94,18 +115,67 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
     .command('status')
     .description("show a database's ledger, pending migrations and any running migration")
     .addOption(dbOption())
-    .action(async (options: { db: string }) => {
+    .option('-w, --watch', 'follow a running migration live until it ends')
+    .action(async (options: { db: string; watch?: boolean }) => {
       const { global, config, logger } = context();
-      exitCode = await withTemporal(config, logger, async (pgconvoy) => {
+      exitCode = await withTemporal(
+        config,
+        logger,
+        async (pgconvoy) => {
+          try {
+            if (options.watch) await watch(pgconvoy, options.db, global, io);
+            const status = await inspect(pgconvoy, { db: options.db, migrationsDir: config.migrationsDir });
+            const running = await runningProgress(pgconvoy, options.db);
+            print(global, { ...status, running }, renderStatus(status, running));
+            return status.plan.problems.length > 0 ? ExitCode.badInput : ExitCode.ok;
+          } catch (error) {
+            return reportFailure(io, global, error);
+          }
+        },
+        { attach: true },
+      );
+    });
+
+  const runMessage = async (db: string, send: (pgconvoy: PgconvoyClient) => Promise<{ phase: string }>, done: string) => {
+    const { global, config, logger } = context();
+    exitCode = await withTemporal(
+      config,
+      logger,
+      async (pgconvoy) => {
         try {
-          const status = await inspect(pgconvoy, { db: options.db, migrationsDir: config.migrationsDir });
-          const running = await runningProgress(pgconvoy, options.db);
-          print(global, { ...status, running }, renderStatus(status, running));
-          return status.plan.problems.length > 0 ? ExitCode.badInput : ExitCode.ok;
+          const ack = await send(pgconvoy);
+          print(global, ack, `${done} (the run was ${ack.phase})\n`);
+          return ExitCode.ok;
         } catch (error) {
-          return reportFailure(io, global, error);
+          const failure = summarizeFailure(error);
+          io.stderr(`pgconvoy: ${failure.message.includes('not found') ? `no migration of "${db}" is running` : failure.message}\n`);
+          return ExitCode.failed;
         }
-      });
+      },
+      { attach: true },
+    );
+  };
+
+  program
+    .command('approve')
+    .description('approve the migration of a database that waits for approval')
+    .addOption(dbOption())
+    .option('--by <who>', 'who approves (default: user@host)')
+    .option('--note <text>', 'recorded with the approval')
+    .action(async (options: { db: string; by?: string; note?: string }) => {
+      const by = options.by ?? whoAmI();
+      await runMessage(options.db, (p) => approve(p, options.db, { by, ...(options.note ? { note: options.note } : {}) }), `approved the migration of "${options.db}" as ${by}`);
+    });
+
+  program
+    .command('cancel')
+    .description('cancel the migration of a database: at once while it waits, otherwise after the migration in progress')
+    .addOption(dbOption())
+    .option('--by <who>', 'who cancels (default: user@host)')
+    .option('--reason <text>', 'recorded with the cancellation')
+    .action(async (options: { db: string; by?: string; reason?: string }) => {
+      const by = options.by ?? whoAmI();
+      await runMessage(options.db, (p) => cancel(p, options.db, { by, ...(options.reason ? { reason: options.reason } : {}) }), `asked the migration of "${options.db}" to stop`);
     });
 
   program
@@ -312,6 +382,21 @@ async function reportRunFailure(io: Io, global: GlobalOptions, pgconvoy: Pgconvo
   }
   io.stderr(renderFailureReport({ failure, db, migrationsDir: config.migrationsDir, workflowId, ...(history ? { history } : {}) }));
   return code;
+}
+
+/** Prints a line whenever the running migration's progress changes, until it ends. */
+async function watch(pgconvoy: PgconvoyClient, db: string, global: GlobalOptions, io: Io): Promise<void> {
+  let last = '';
+  for (;;) {
+    const progress = await runningProgress(pgconvoy, db);
+    if (progress === null) return;
+    const line = renderProgressLine(progress);
+    if (line !== last) {
+      if (!global.json) io.stderr(`${new Date().toISOString()}  ${line}\n`);
+      last = line;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+  }
 }
 
 function reportFailure(io: Io, global: GlobalOptions, error: unknown): ExitCode {

@@ -10,6 +10,8 @@ export const ExitCode = {
   unavailable: 3,
   /** A migration failed and was rolled back: nothing of it remains; earlier migrations stay applied, as the ledger says. */
   rolledBack: 4,
+  /** The run was cancelled (`pgconvoy cancel`); the ledger says what was applied before it stopped. */
+  cancelled: 5,
   /** With --detailed-exitcode: migrations were applied. */
   applied: 10,
 } as const;

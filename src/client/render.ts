@@ -8,6 +8,21 @@ export function renderMigrateResult(result: MigrateDatabaseResult, workflowId: s
     const at = result.version === null ? 'no migrations in the set' : `version ${result.version}`;
     return `nothing to apply: database "${result.db}" is up to date (${at})\n`;
   }
+  if (result.status === 'dry-run') {
+    return (
+      `dry run: database "${result.db}" ${result.version === null ? 'has no migrations applied' : `is at version ${result.version}`}; ` +
+      `${result.pending.length} would be applied, nothing was changed\n` +
+      table(result.pending.map((p) => [`V${p.version}`, p.description, p.mode, `${p.statements} statement${p.statements === 1 ? '' : 's'}`]), '  ')
+    );
+  }
+  if (result.status === 'cancelled') {
+    const applied = result.applied.filter((a) => a.status === 'applied');
+    return (
+      `cancelled by ${result.cancelledBy}${result.reason ? ` (${result.reason})` : ''}: ` +
+      (applied.length === 0 ? 'nothing was applied' : `${applied.map((a) => `V${a.version}`).join(', ')} applied before it stopped`) +
+      `; database "${result.db}" is at ${result.version === null ? 'no version' : `version ${result.version}`}\n`
+    );
+  }
   const rows = result.applied.map((step) => [step.status, `V${step.version}`, step.description, `${step.durationMs} ms`]);
   const count = result.applied.filter((s) => s.status === 'applied').length;
   return (
@@ -42,10 +57,7 @@ export function renderStatus(status: DatabaseStatus, running: Progress | null): 
     lines.push('', 'problems (a run is refused until they are fixed):');
     for (const p of plan.problems) lines.push(`  ${p}`);
   }
-  if (running) {
-    const current = running.current ? `, applying V${running.current.version} ${running.current.description}` : '';
-    lines.push('', `running: phase ${running.phase}${current}, ${running.completed.length}/${running.pending.length} done`);
-  }
+  if (running) lines.push('', `running: ${renderProgressLine(running)}`);
   return lines.join('\n') + '\n';
 }
 
@@ -97,4 +109,16 @@ export function renderHistory(db: string, history: Array<{ version: string; desc
     [h.errorSqlstate ? `SQLSTATE ${h.errorSqlstate}` : '', h.reason ?? ''].filter(Boolean).join('; '),
   ]);
   return table([['version', 'description', 'status', 'finished', 'time', 'source', 'note'], ...rows], '');
+}
+
+/** One line for a running migration: phase, current migration, counts, and why it waits. */
+export function renderProgressLine(p: Progress): string {
+  const current = p.current ? `, applying V${p.current.version} ${p.current.description}` : '';
+  let line = `phase ${p.phase}${current}, ${p.completed.length}/${p.pending.length} done`;
+  if (p.phase === 'awaiting-approval') {
+    line += ` — waiting for approval since ${new Date(p.approval.waitingSince ?? p.phaseStartedAt).toISOString()} (${p.approval.reason ?? 'approval required'}); approve with \`pgconvoy approve --db ${p.db}\``;
+  }
+  if (p.approval.approvedBy) line += `; approved by ${p.approval.approvedBy} at ${new Date(p.approval.approvedAt ?? 0).toISOString()}`;
+  if (p.cancelRequested) line += `; cancel requested by ${p.cancelRequested.by}`;
+  return line;
 }

@@ -20,15 +20,28 @@ export class StateDirBusyError extends PgconvoyError {
  * in the state directory so interrupted runs resume, and runs a worker in
  * this process for as long as `fn` takes.
  */
-export async function withTemporal<T>(config: Config, logger: Logger, fn: (pgconvoy: PgconvoyClient) => Promise<T>): Promise<T> {
+export async function withTemporal<T>(
+  config: Config,
+  logger: Logger,
+  fn: (pgconvoy: PgconvoyClient) => Promise<T>,
+  options: { attach?: boolean } = {},
+): Promise<T> {
   const taskQueue = config.temporal.taskQueue;
-  if (config.temporal.address !== undefined) {
-    const connection = await Connection.connect({ address: config.temporal.address });
+  const asClient = async (address: string) => {
+    const connection = await Connection.connect({ address });
     try {
       return await fn({ client: new Client({ connection, namespace: config.temporal.namespace }), taskQueue });
     } finally {
       await connection.close();
     }
+  };
+  if (config.temporal.address !== undefined) return asClient(config.temporal.address);
+
+  // A short command (approve, cancel, status) may use the embedded server of
+  // a pgconvoy that is running now; that process's worker does the work.
+  if (options.attach) {
+    const holder = readLock(join(config.stateDir, 'embedded.lock'));
+    if (holder?.address && isAlive(holder.pid)) return asClient(holder.address);
   }
 
   // The CLI reports failures itself; the SDK's own warnings would repeat them.
@@ -43,7 +56,7 @@ export async function withTemporal<T>(config: Config, logger: Logger, fn: (pgcon
       logFile: join(config.stateDir, 'temporal.log'),
       ...(config.temporalBin ? { temporalBin: config.temporalBin } : {}),
     });
-    lock.record({ pid: process.pid, serverPid: server.pid });
+    lock.record({ pid: process.pid, serverPid: server.pid, address: server.address });
     const address = server.address;
     const { worker, connection: workerConnection } = await createWorker({ config, logger, address });
     const connection = await Connection.connect({ address });
@@ -63,6 +76,7 @@ export async function withTemporal<T>(config: Config, logger: Logger, fn: (pgcon
 interface LockContent {
   pid: number;
   serverPid?: number;
+  address?: string;
 }
 
 /**
@@ -90,7 +104,7 @@ async function lockStateDir(stateDir: string, dbFile: string, logger: Logger): P
       if (holder && isAlive(holder.pid)) {
         throw new StateDirBusyError(
           `another pgconvoy (pid ${holder.pid}) is running with the embedded Temporal server in ${stateDir}; ` +
-            'wait for it to finish, or run a shared server and set TEMPORAL_ADDRESS',
+            'wait for it to finish (status, approve and cancel can talk to it meanwhile), or run a shared server and set TEMPORAL_ADDRESS',
           { stateDir, pid: holder.pid },
         );
       }
@@ -108,7 +122,11 @@ function readLock(lock: string): LockContent | undefined {
   try {
     const parsed = JSON.parse(readFileSync(lock, 'utf8')) as Partial<LockContent>;
     if (typeof parsed.pid !== 'number') return undefined;
-    return { pid: parsed.pid, ...(typeof parsed.serverPid === 'number' ? { serverPid: parsed.serverPid } : {}) };
+    return {
+      pid: parsed.pid,
+      ...(typeof parsed.serverPid === 'number' ? { serverPid: parsed.serverPid } : {}),
+      ...(typeof parsed.address === 'string' ? { address: parsed.address } : {}),
+    };
   } catch {
     return undefined;
   }
