@@ -1,0 +1,56 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cliEnv, startCli } from './cli';
+import { services } from './services';
+
+export interface WorkerProcess {
+  pid: number;
+  output(): string;
+  kill(signal: NodeJS.Signals): void;
+  exited: Promise<number | null>;
+}
+
+/**
+ * Real `pgconvoy worker` processes on one task queue, with a config file of
+ * their own (lease timings), for tests that kill, pause and restart workers.
+ */
+export function workerPool(options: { taskQueue: string; databases: Record<string, string>; migrationsDir: string; lease?: { ttlMs: number; renewEveryMs: number } }) {
+  const dir = mkdtempSync(join(tmpdir(), 'pgconvoy-workers-'));
+  const configFile = join(dir, 'pgconvoy.config.json');
+  writeFileSync(configFile, JSON.stringify({ migrations: options.migrationsDir, ...(options.lease ? { lease: options.lease } : {}) }));
+  const env = cliEnv({
+    TEMPORAL_ADDRESS: services.temporalAddress,
+    PGCONVOY_TASK_QUEUE: options.taskQueue,
+    ...Object.fromEntries(Object.entries(options.databases).map(([alias, url]) => [`PGCONVOY_DB_${alias.toUpperCase()}`, url])),
+  });
+  const started: WorkerProcess[] = [];
+  return {
+    configFile,
+    start(): WorkerProcess {
+      const { child, output, exited } = startCli(['--config', configFile, 'worker'], env);
+      const worker: WorkerProcess = { pid: child.pid!, output, kill: (signal) => child.kill(signal), exited };
+      started.push(worker);
+      return worker;
+    },
+    async stopAll(): Promise<void> {
+      for (const w of started) {
+        w.kill('SIGCONT');
+        w.kill('SIGKILL');
+      }
+      await Promise.all(started.map((w) => w.exited));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Polls `check` until it returns a value other than undefined. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
