@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { WorkflowNotFoundError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { WorkflowNotFoundError, type Client, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import type { inspectDatabase, DatabaseStatus } from '../workflows/inspect-database';
 import type { migrateDatabase } from '../workflows/migrate-database';
 import type { changeLedger as changeLedgerWorkflow, ChangeLedgerInput } from '../workflows/change-ledger';
@@ -35,7 +35,7 @@ export interface PgconvoyClient {
 export async function startMigration(
   { client, taskQueue }: PgconvoyClient,
   input: MigrateDatabaseInput,
-): Promise<WorkflowHandle<typeof migrateDatabase>> {
+): Promise<WorkflowHandleWithFirstExecutionRunId<typeof migrateDatabase>> {
   return client.workflow.start<typeof migrateDatabase>('migrateDatabase', {
     workflowId: databaseWorkflowId(input.db),
     taskQueue,

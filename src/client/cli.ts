@@ -102,7 +102,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
         if (!global.json && options.requireApproval) io.stderr(`pgconvoy: waiting for approval: run \`pgconvoy approve --db ${options.db}\` (or \`pgconvoy cancel --db ${options.db}\`)\n`);
         try {
           const result = await handle.result();
-          print(global, { workflowId: handle.workflowId, ...result }, renderMigrateResult(result, handle.workflowId));
+          print(global, { workflowId: handle.workflowId, runId: handle.firstExecutionRunId, ...result }, renderMigrateResult(result, handle.workflowId));
           if (result.status === 'cancelled') return ExitCode.cancelled;
           return options.detailedExitcode && result.status === 'applied' ? ExitCode.applied : ExitCode.ok;
         } catch (error) {
