@@ -30,6 +30,11 @@ async function hasHistory(client: pg.Client): Promise<boolean> {
   return (result.rowCount ?? 0) > 0;
 }
 
+/** A baseline row: versions up to `version` count as applied without rows of their own. */
+async function insertBaseline(client: pg.Client, version: Version, source: string, reason: string, run: RunContext): Promise<void> {
+  await insertHistory(client, { version, description: '<< baseline >>', file: '', checksum: '', status: 'baseline', startedAt: new Date(), executionMs: 0, source, reason, ...run });
+}
+
 const ledgerLock = (client: pg.Client) => client.query(`LOCK TABLE pgconvoy.history IN SHARE ROW EXCLUSIVE MODE`);
 
 /**
@@ -47,18 +52,7 @@ export async function changeLedger(client: pg.Client, set: MigrationSet, change:
         if (await hasHistory(client)) {
           throw new LedgerChangeRefusedError(`cannot baseline: the ledger already records applied migrations; baseline is for a database pgconvoy has never migrated`);
         }
-        await insertHistory(client, {
-          version: change.version,
-          description: '<< baseline >>',
-          file: '',
-          checksum: '',
-          status: 'baseline',
-          startedAt: new Date(),
-          executionMs: 0,
-          source: 'baseline',
-          reason: change.reason,
-          ...run,
-        });
+        await insertBaseline(client, change.version, 'baseline', change.reason, run);
         return { kind: 'baseline', version: change.version };
       }
       case 'mark-applied': {
@@ -154,19 +148,6 @@ async function importLedger(client: pg.Client, set: MigrationSet, from: LedgerSo
     });
     applied.push(version);
   }
-  if (baseline !== null) {
-    await insertHistory(client, {
-      version: baseline,
-      description: '<< baseline >>',
-      file: '',
-      checksum: '',
-      status: 'baseline',
-      startedAt: new Date(),
-      executionMs: 0,
-      source: `import:${from}`,
-      reason: `imported from ${from}`,
-      ...run,
-    });
-  }
+  if (baseline !== null) await insertBaseline(client, baseline, `import:${from}`, `imported from ${from}`, run);
   return { kind: 'import', from, applied, baseline };
 }

@@ -47,3 +47,11 @@ export async function createTestDatabase(options: { password?: string } = {}): P
     },
   };
 }
+
+/** Whether a statement containing `marker` is running in the test database (seen from another session). */
+export async function statementRunning(db: TestDatabase, marker: string): Promise<true | undefined> {
+  const r = await adminQuery(
+    `SELECT 1 FROM pg_stat_activity WHERE datname = '${db.name}' AND state = 'active' AND query LIKE '%${marker}%' AND pid <> pg_backend_pid()`,
+  );
+  return r.rowCount ? true : undefined;
+}

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { after, before } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
 import { defaultLeaseSettings, type Config } from '../../src/config/config';
@@ -20,6 +21,23 @@ function workflowBundle(): Promise<WorkflowBundle> {
 export async function testClient(): Promise<{ client: Client; close: () => Promise<void> }> {
   const connection = await Connection.connect({ address: services.temporalAddress });
   return { client: new Client({ connection }), close: () => connection.close() };
+}
+
+/** One client for a whole test file, connected before its tests and closed after them. */
+export function sharedTestClient(): { readonly client: Client } {
+  let shared: { client: Client; close: () => Promise<void> } | undefined;
+  before(async () => {
+    shared = await testClient();
+  });
+  after(async () => {
+    await shared?.close();
+  });
+  return {
+    get client(): Client {
+      if (!shared) throw new Error('sharedTestClient() is used before its before() hook ran');
+      return shared.client;
+    },
+  };
 }
 
 export function uniqueTaskQueue(): string {

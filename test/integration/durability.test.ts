@@ -1,26 +1,13 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import type { Client } from '@temporalio/client';
+import { test } from 'node:test';
 import { approve, startMigration } from '../../src/client/api';
 import { progressQuery, type MigrateDatabaseInput } from '../../src/workflows/messages';
-import { adminQuery, createTestDatabase, type TestDatabase } from '../helpers/database';
+import { createTestDatabase, statementRunning, type TestDatabase } from '../helpers/database';
 import { writeMigrations } from '../helpers/migrations';
-import { testClient, uniqueTaskQueue } from '../helpers/temporal';
+import { sharedTestClient, uniqueTaskQueue } from '../helpers/temporal';
 import { waitFor, workerPool } from '../helpers/workers';
 
-let client: Client;
-let closeClient: () => Promise<void>;
-before(async () => {
-  ({ client, close: closeClient } = await testClient());
-});
-after(async () => {
-  await closeClient();
-});
-
-async function sleeping(db: TestDatabase, marker: string): Promise<true | undefined> {
-  const r = await adminQuery(`SELECT 1 FROM pg_stat_activity WHERE datname = '${db.name}' AND state = 'active' AND query LIKE '%${marker}%' AND pid <> pg_backend_pid()`);
-  return r.rowCount ? true : undefined;
-}
+const shared = sharedTestClient();
 
 async function ledgerRows(db: TestDatabase): Promise<Array<{ version: string; status: string }>> {
   return (await db.query<{ version: string; status: string }>('SELECT version::text, status FROM pgconvoy.history ORDER BY id')).rows;
@@ -51,7 +38,7 @@ async function killAndResume(
   t.after(() => pool.stopAll());
 
   const a = pool.start();
-  const handle = await startMigration({ client, taskQueue }, { db: 'victim', migrationsDir: set.dir, ...extra });
+  const handle = await startMigration({ client: shared.client, taskQueue }, { db: 'victim', migrationsDir: set.dir, ...extra });
   await waitFor('the moment to kill the worker', () => moment(db), 60_000);
   a.kill('SIGKILL');
   await a.exited;
@@ -66,13 +53,13 @@ test('SIGKILL while waiting for approval: a fresh worker takes the approval and 
     t,
     { 'V1__a.sql': 'CREATE TABLE a (id int);' },
     async () => {
-      const handle = client.workflow.getHandle('pgconvoy/db/victim');
+      const handle = shared.client.workflow.getHandle('pgconvoy/db/victim');
       const progress = await handle.query(progressQuery).catch(() => undefined);
       return progress?.phase === 'awaiting-approval' ? true : undefined;
     },
     { requireApproval: true },
     async () => {
-      const ack = await approve({ client, taskQueue: '' }, 'victim', { by: 'test@ci' });
+      const ack = await approve({ client: shared.client, taskQueue: '' }, 'victim', { by: 'test@ci' });
       assert.equal(ack.phase, 'awaiting-approval');
     },
   );
@@ -98,7 +85,7 @@ test('SIGKILL in the middle of a transactional migration: it is rolled back and 
   const { db, result } = await killAndResume(
     t,
     { 'V1__tx.sql': 'CREATE TABLE once (id int);\nINSERT INTO once VALUES (1);\nSELECT pg_sleep(2) /* mid-transaction */;\nINSERT INTO once VALUES (2);' },
-    (d) => sleeping(d, 'mid-transaction'),
+    (d) => statementRunning(d, 'mid-transaction'),
   );
   assert.equal(result.status, 'applied');
   assert.deepEqual((await db.query('SELECT id FROM once ORDER BY id')).rows, [{ id: 1 }, { id: 2 }]);
@@ -110,7 +97,7 @@ test('SIGKILL in a no-transaction file between two statements: the next worker r
   const { db, result } = await killAndResume(
     t,
     { 'V1__steps.sql': '-- pgconvoy:no-transaction\nCREATE TABLE first (id int);\nSELECT pg_sleep(2) /* between statements */;\nCREATE TABLE third (id int);\n' },
-    async (d) => ((await d.query(`SELECT to_regclass('public.first') IS NOT NULL AS t`)).rows[0]?.t ? sleeping(d, 'between statements') : undefined),
+    async (d) => ((await d.query(`SELECT to_regclass('public.first') IS NOT NULL AS t`)).rows[0]?.t ? statementRunning(d, 'between statements') : undefined),
   );
   // CREATE TABLE first has no IF NOT EXISTS: had it run twice, the run would have failed.
   assert.equal(result.status, 'applied');

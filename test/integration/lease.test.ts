@@ -1,33 +1,20 @@
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import type { Client } from '@temporalio/client';
+import { test } from 'node:test';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { approve, startMigration } from '../../src/client/api';
 import { withClient } from '../../src/db/connection';
 import { acquireLease, releaseLease } from '../../src/db/lease';
 import { progressQuery } from '../../src/workflows/messages';
-import { adminQuery, createTestDatabase, type TestDatabase } from '../helpers/database';
+import { createTestDatabase, statementRunning } from '../helpers/database';
 import { runInProcess } from '../helpers/in-process-cli';
 import { writeMigrations } from '../helpers/migrations';
 import { services } from '../helpers/services';
-import { testClient, testConfig, uniqueTaskQueue, withWorker } from '../helpers/temporal';
+import { sharedTestClient, testConfig, uniqueTaskQueue, withWorker } from '../helpers/temporal';
 import { waitFor, workerPool } from '../helpers/workers';
 
-let client: Client;
-let closeClient: () => Promise<void>;
-before(async () => {
-  ({ client, close: closeClient } = await testClient());
-});
-after(async () => {
-  await closeClient();
-});
+const shared = sharedTestClient();
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function activeQuery(db: TestDatabase, marker: string): Promise<true | undefined> {
-  const r = await adminQuery(`SELECT 1 FROM pg_stat_activity WHERE datname = '${db.name}' AND state = 'active' AND query LIKE '%${marker}%' AND pid <> pg_backend_pid()`);
-  return r.rowCount ? true : undefined;
-}
 
 test('a worker whose lease expired while it was stopped (SIGSTOP) cannot write to the ledger after another holder took over', async (t) => {
   const db = await createTestDatabase();
@@ -38,9 +25,9 @@ test('a worker whose lease expired while it was stopped (SIGSTOP) cannot write t
   const pool = workerPool({ taskQueue, databases: { fenced: db.url }, migrationsDir: set.dir, lease: { ttlMs: 2_000, renewEveryMs: 300 } });
   t.after(() => pool.stopAll());
   const a = pool.start();
-  const handle = await startMigration({ client, taskQueue }, { db: 'fenced', migrationsDir: set.dir });
+  const handle = await startMigration({ client: shared.client, taskQueue }, { db: 'fenced', migrationsDir: set.dir });
 
-  await waitFor('statement 1 to run', () => activeQuery(db, 'before the stop'), 60_000);
+  await waitFor('statement 1 to run', () => statementRunning(db, 'before the stop'), 60_000);
   a.kill('SIGSTOP');
   await waitFor('the lease to expire', async () => ((await db.query('SELECT 1 FROM pgconvoy.lease WHERE expires_at < now()')).rowCount ? true : undefined));
   // Another holder (a tool outside Temporal, say) takes the expired lease.
@@ -83,7 +70,7 @@ test('ten concurrent `pgconvoy up` for one database: exactly one workflow runs a
   assert.equal(new Set(outcomes).size, 1, `all ten report the same run and outcome:\n${outcomes.join('\n')}`);
   assert.match(outcomes[0]!, /"status":"applied","applied":\["1"\]/);
   const runs: string[] = [];
-  for await (const w of client.workflow.list({ query: `WorkflowId = 'pgconvoy/db/crowd'` })) runs.push(w.runId);
+  for await (const w of shared.client.workflow.list({ query: `WorkflowId = 'pgconvoy/db/crowd'` })) runs.push(w.runId);
   assert.equal(runs.length, 1, 'exactly one workflow ran');
   assert.deepEqual((await db.query('SELECT id FROM crowd')).rows, [{ id: 1 }]);
 });
@@ -95,7 +82,7 @@ test('no workflow input, result, update, query answer or failure in history carr
   const set = writeMigrations({ 'V1__a.sql': 'CREATE TABLE a (id int);', 'V2__broken.sql': 'SELECT * FROM nowhere;' });
   t.after(() => set.remove());
   const config = testConfig({ databases: { secretive: db.url }, migrationsDir: set.dir });
-  const pgconvoy = { client, taskQueue: config.temporal.taskQueue };
+  const pgconvoy = { client: shared.client, taskQueue: config.temporal.taskQueue };
   const { history, answers } = await withWorker(config, async () => {
     const handle = await startMigration(pgconvoy, { db: 'secretive', migrationsDir: set.dir, requireApproval: true });
     const answers: unknown[] = [];

@@ -1,26 +1,18 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
-import { WorkflowFailedError, type Client } from '@temporalio/client';
+import { test } from 'node:test';
+import { WorkflowFailedError } from '@temporalio/client';
 import { historyToJSON, type History } from '@temporalio/common/lib/proto-utils';
 import { maybeRecordHistory } from '../helpers/histories';
 import { migrate, startMigration } from '../../src/client/api';
 import { summarizeFailure, type FailureSummary } from '../../src/client/failure';
 import { createTestDatabase } from '../helpers/database';
 import { sampleMigrationsDir, writeMigrations } from '../helpers/migrations';
-import { testClient, testConfig, withWorker } from '../helpers/temporal';
+import { sharedTestClient, testConfig, withWorker } from '../helpers/temporal';
 
 const password = 'Pa55-not-in-history-7c1e';
-let client: Client;
-let closeClient: () => Promise<void>;
-
-before(async () => {
-  ({ client, close: closeClient } = await testClient());
-});
-after(async () => {
-  await closeClient();
-});
+const shared = sharedTestClient();
 
 async function failureOf(run: Promise<unknown>): Promise<FailureSummary> {
   try {
@@ -41,7 +33,7 @@ test('the sample set is applied through the workflow, one activity per migration
   const db = await createTestDatabase({ password });
   t.after(() => db.drop());
   const config = testConfig({ databases: { shop: db.url }, migrationsDir: sampleMigrationsDir });
-  const pgconvoy = { client, taskQueue: config.temporal.taskQueue };
+  const pgconvoy = { client: shared.client, taskQueue: config.temporal.taskQueue };
 
   const first = await withWorker(config, async () => {
     const handle = await startMigration(pgconvoy, { db: 'shop', migrationsDir: sampleMigrationsDir });
@@ -111,13 +103,13 @@ test('a failing migration rolls back entirely, is recorded as failed, and fails 
   const config = testConfig({ databases: { broken: db.url }, migrationsDir: set.dir });
 
   const error = await withWorker(config, () =>
-    migrate({ client, taskQueue: config.temporal.taskQueue }, { db: 'broken', migrationsDir: set.dir }).then(
+    migrate({ client: shared.client, taskQueue: config.temporal.taskQueue }, { db: 'broken', migrationsDir: set.dir }).then(
       () => assert.fail('the run should have failed'),
       (e: unknown) => e,
     ),
   );
   assert.ok(error instanceof WorkflowFailedError, 'the workflow itself fails, so the Temporal UI shows it failed');
-  maybeRecordHistory('migrate-database-failed-with-lease', await client.workflow.getHandle('pgconvoy/db/broken').fetchHistory());
+  maybeRecordHistory('migrate-database-failed-with-lease', await shared.client.workflow.getHandle('pgconvoy/db/broken').fetchHistory());
   const failure = summarizeFailure(error);
   assert.equal(failure.type, 'MigrationFailed');
   assert.equal(
@@ -146,7 +138,7 @@ test('an unknown alias and a broken set fail at once, without retries, naming th
   t.after(() => set.remove());
   t.after(() => good.remove());
   const config = testConfig({ databases: { known: db.url }, migrationsDir: set.dir });
-  const pgconvoy = { client, taskQueue: config.temporal.taskQueue };
+  const pgconvoy = { client: shared.client, taskQueue: config.temporal.taskQueue };
 
   const failures = await withWorker(config, async () => {
     const unknown = await failureOf(migrate(pgconvoy, { db: 'unknown', migrationsDir: good.dir }));
@@ -159,7 +151,7 @@ test('an unknown alias and a broken set fail at once, without retries, naming th
   );
   assert.equal(failures.broken.type, 'InvalidMigrationSet');
   assert.equal(failures.broken.message, `invalid migration set in ${set.dir}:\n  V1__a.sql: duplicate version 1: also in V01__b.sql`);
-  const history = await client.workflow.getHandle('pgconvoy/db/known').fetchHistory();
+  const history = await shared.client.workflow.getHandle('pgconvoy/db/known').fetchHistory();
   const attempts = (history.events ?? []).filter((e) => e.activityTaskStartedEventAttributes).map((e) => e.activityTaskStartedEventAttributes?.attempt);
   assert.deepEqual(attempts, [1], 'a permanent failure is not retried');
 });
@@ -170,7 +162,7 @@ test('the ledger refuses a run when an applied file was edited', async (t) => {
   const set = writeMigrations({ 'V1__a.sql': 'CREATE TABLE a (id int);' });
   t.after(() => set.remove());
   const config = testConfig({ databases: { edited: db.url }, migrationsDir: set.dir });
-  const pgconvoy = { client, taskQueue: config.temporal.taskQueue };
+  const pgconvoy = { client: shared.client, taskQueue: config.temporal.taskQueue };
   const failure = await withWorker(config, async () => {
     await migrate(pgconvoy, { db: 'edited', migrationsDir: set.dir });
     writeFileSync(join(set.dir, 'V1__a.sql'), 'CREATE TABLE a (id bigint);');
@@ -178,7 +170,7 @@ test('the ledger refuses a run when an applied file was edited', async (t) => {
     return failureOf(migrate(pgconvoy, { db: 'edited', migrationsDir: set.dir }));
   });
   assert.equal(failure.type, 'IntegrityCheckFailed');
-  maybeRecordHistory('migrate-database-refused', await client.workflow.getHandle('pgconvoy/db/edited').fetchHistory());
+  maybeRecordHistory('migrate-database-refused', await shared.client.workflow.getHandle('pgconvoy/db/edited').fetchHistory());
   assert.match(failure.message, /version 1 \(V1__a\.sql\) was applied with checksum [0-9a-f]{12} but the file now has [0-9a-f]{12}/);
   const b = await db.query(`SELECT to_regclass('public.b') AS b`);
   assert.equal(b.rows[0]?.b, null, 'nothing ran');
@@ -189,7 +181,7 @@ test('--group runs the whole set in one applyGroup activity', async (t) => {
   t.after(() => db.drop());
   const config = testConfig({ databases: { grouped: db.url }, migrationsDir: sampleMigrationsDir });
   const { result, history } = await withWorker(config, async () => {
-    const handle = await startMigration({ client, taskQueue: config.temporal.taskQueue }, { db: 'grouped', migrationsDir: sampleMigrationsDir, group: true });
+    const handle = await startMigration({ client: shared.client, taskQueue: config.temporal.taskQueue }, { db: 'grouped', migrationsDir: sampleMigrationsDir, group: true });
     return { result: await handle.result(), history: await handle.fetchHistory() };
   });
   assert.equal(result.status, 'applied');
