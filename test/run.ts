@@ -13,7 +13,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { startDevServer, type DevServer } from '../src/worker/dev-server';
+import { freePort, startDevServer, type DevServer } from '../src/worker/dev-server';
+import { startMinio, type Minio } from './helpers/minio';
 
 const adminUrl = process.env.PGCONVOY_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
@@ -35,15 +36,18 @@ async function main(): Promise<number> {
   const root = join(__dirname, '..', '..');
   const targets = process.argv.slice(2);
   let server: DevServer | undefined;
+  let minio: Minio | undefined;
   const cleanup = async () => {
     await server?.stop();
+    await minio?.stop();
     const dropped = await dropLeftovers(runId).catch(() => 0);
     if (dropped > 0) process.stderr.write(`test harness: dropped ${dropped} database(s) left by failed tests\n`);
     rmSync(scratch, { recursive: true, force: true });
   };
   try {
     server = await startDevServer({ dbFile: join(scratch, 'temporal.db'), logFile: join(scratch, 'temporal.log') });
-    process.stderr.write(`test harness: Temporal dev server at ${server.address}, run ${runId}\n`);
+    minio = await startMinio(join(scratch, 'minio'), await freePort());
+    process.stderr.write(`test harness: Temporal dev server at ${server.address}, MinIO at ${minio.endpoint}, run ${runId}\n`);
     const child = spawn(
       process.execPath,
       ['--enable-source-maps', '--test', '--test-concurrency=2', '--test-timeout=300000', '--test-force-exit', ...(targets.length > 0 ? targets : ['dist/test/unit', 'dist/test/integration'])],
@@ -56,6 +60,9 @@ async function main(): Promise<number> {
           PGCONVOY_TEST_RUN: runId,
           PGCONVOY_TEST_PG_URL: adminUrl,
           PGCONVOY_TEST_SCRATCH: scratch,
+          PGCONVOY_TEST_S3_ENDPOINT: minio.endpoint,
+          PGCONVOY_TEST_S3_ACCESS_KEY: minio.accessKey,
+          PGCONVOY_TEST_S3_SECRET_KEY: minio.secretKey,
         },
       },
     );

@@ -1,0 +1,210 @@
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { PgconvoyError } from '../core/errors';
+import type { BackupStore } from './store';
+
+/** What a backup is. Written last: a backup without a manifest does not exist. */
+export interface BackupManifest {
+  id: string;
+  /** Database alias (never its connection string). */
+  db: string;
+  key: string;
+  format: 'custom';
+  createdAt: string;
+  bytes: number;
+  sha256: string;
+  serverVersion: string;
+  pgDumpVersion: string;
+  /** Highest applied version when the backup was taken. */
+  ledgerVersion: string | null;
+  /** Only these tables were dumped; null for the whole database. */
+  tables: string[] | null;
+}
+
+/** pg_dump failed or its output could not be stored: there is no backup. */
+export class BackupFailedError extends PgconvoyError {
+  readonly type = 'BackupFailed';
+  readonly retryable = true;
+}
+
+/** A stored backup does not read back as it was written. */
+export class BackupCorruptError extends PgconvoyError {
+  readonly type = 'BackupCorrupt';
+  readonly retryable = false;
+}
+
+/**
+ * libpq environment for pg_dump/pg_restore: the connection string never
+ * appears on a command line, where any user of the machine could read it.
+ */
+export function libpqEnv(url: string): NodeJS.ProcessEnv {
+  const u = new URL(url);
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, PGAPPNAME: 'pgconvoy-backup', PGCONNECT_TIMEOUT: '10' };
+  if (u.hostname) env.PGHOST = decodeURIComponent(u.hostname);
+  if (u.port) env.PGPORT = u.port;
+  if (u.username) env.PGUSER = decodeURIComponent(u.username);
+  if (u.password) env.PGPASSWORD = decodeURIComponent(u.password);
+  const database = decodeURIComponent(u.pathname.replace(/^\//, ''));
+  if (database) env.PGDATABASE = database;
+  const sslmode = u.searchParams.get('sslmode');
+  if (sslmode) env.PGSSLMODE = sslmode;
+  const host = u.searchParams.get('host');
+  if (host) env.PGHOST = host;
+  return env;
+}
+
+/** Counts and hashes the bytes that flow through it. */
+class Digest extends Transform {
+  bytes = 0;
+  private readonly hash = createHash('sha256');
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.bytes += chunk.length;
+    this.hash.update(chunk);
+    callback(null, chunk);
+  }
+  hex(): string {
+    return this.hash.digest('hex');
+  }
+}
+
+interface Tool {
+  stdout: Readable;
+  stdin: NodeJS.WritableStream;
+  /** Resolves with the exit code and the end of stderr. */
+  exit: Promise<{ code: number | null; stderr: string }>;
+  kill(): void;
+}
+
+function runTool(command: string, args: string[], env: NodeJS.ProcessEnv): Tool {
+  const child = spawn(command, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+  });
+  const exit = new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    child.once('error', (error) => resolve({ code: -1, stderr: `${stderr}${error.message}` }));
+    child.once('close', (code) => resolve({ code, stderr: stderr.trim() }));
+  });
+  return { stdout: child.stdout, stdin: child.stdin, exit, kill: () => child.kill('SIGTERM') };
+}
+
+export async function pgDumpVersion(): Promise<string> {
+  const tool = runTool('pg_dump', ['--version'], { PATH: process.env.PATH });
+  const chunks: Buffer[] = [];
+  for await (const c of tool.stdout) chunks.push(c as Buffer);
+  await tool.exit;
+  return Buffer.concat(chunks).toString().trim();
+}
+
+const manifestKeyOf = (key: string) => `${key}.manifest.json`;
+
+export interface BackupOptions {
+  alias: string;
+  url: string;
+  store: BackupStore;
+  serverVersion: string;
+  ledgerVersion: string | null;
+  /** Dump only these tables (schema-qualified or not); default: the whole database. */
+  tables?: string[];
+  now?: Date;
+}
+
+/**
+ * pg_dump in custom format, streamed into the store with its sha256 and size
+ * computed on the way; memory stays flat whatever the database's size. The
+ * backup counts only if pg_dump exited 0 and the upload completed: then its
+ * manifest is written. Otherwise the partial object is deleted.
+ */
+export async function backupDatabase(options: BackupOptions): Promise<BackupManifest> {
+  const created = options.now ?? new Date();
+  const id = `${created.toISOString().replace(/[-:.]/g, '').replace('T', '-').slice(0, 15)}-${randomBytes(3).toString('hex')}`;
+  const key = `${options.alias}/${id}.dump`;
+  const tables = options.tables && options.tables.length > 0 ? options.tables : null;
+  const args = ['--format=custom', '--no-password', ...(tables ?? []).flatMap((t) => ['--table', t])];
+  const dump = runTool('pg_dump', args, libpqEnv(options.url));
+  const digest = new Digest();
+  let stored: unknown;
+  try {
+    await options.store.put(key, dump.stdout.pipe(digest), 'application/octet-stream');
+  } catch (error) {
+    stored = error;
+    dump.kill(); // nobody reads its output any more
+  }
+  const { code, stderr } = await dump.exit;
+  if (code !== 0 || stored !== undefined) {
+    await options.store.delete(key).catch(() => undefined);
+    const why = code !== 0 ? `pg_dump exited with code ${String(code)}: ${stderr || '(no message)'}` : `storing it failed: ${(stored as Error).message}`;
+    throw new BackupFailedError(`backup of "${options.alias}" to ${options.store.location} failed; no backup was kept. ${why}`, { db: options.alias });
+  }
+  const manifest: BackupManifest = {
+    id,
+    db: options.alias,
+    key,
+    format: 'custom',
+    createdAt: created.toISOString(),
+    bytes: digest.bytes,
+    sha256: digest.hex(),
+    serverVersion: options.serverVersion,
+    pgDumpVersion: await pgDumpVersion(),
+    ledgerVersion: options.ledgerVersion,
+    tables,
+  };
+  await options.store.put(manifestKeyOf(key), Readable.from([JSON.stringify(manifest, null, 2)]), 'application/json');
+  return manifest;
+}
+
+/**
+ * Reads the whole backup back once: re-hashes it (size and sha256 must match
+ * the manifest) and feeds it to `pg_restore -f /dev/null`, which parses every
+ * entry and data block. `pg_restore --list` only reads the table of contents
+ * and passes a truncated file; this does not.
+ */
+export async function verifyBackup(store: BackupStore, manifest: BackupManifest): Promise<{ bytes: number; sha256: string }> {
+  const restore = runTool('pg_restore', ['--file=/dev/null'], { PATH: process.env.PATH });
+  const digest = new Digest();
+  let readError: unknown;
+  try {
+    await pipeline(await store.get(manifest.key), digest, restore.stdin);
+  } catch (error) {
+    readError = error; // pg_restore may stop reading early on a corrupt archive (EPIPE)
+  }
+  const { code, stderr } = await restore.exit;
+  const problems: string[] = [];
+  const sha256 = digest.hex();
+  if (digest.bytes !== manifest.bytes) problems.push(`size is ${digest.bytes} bytes, the manifest says ${manifest.bytes}`);
+  if (sha256 !== manifest.sha256) problems.push(`sha256 is ${sha256.slice(0, 16)}…, the manifest says ${manifest.sha256.slice(0, 16)}…`);
+  if (code !== 0) problems.push(`pg_restore could not read it (exit ${String(code)}): ${stderr || '(no message)'}`);
+  else if (readError !== undefined && problems.length === 0) problems.push(`reading it failed: ${(readError as Error).message}`);
+  if (problems.length > 0) {
+    throw new BackupCorruptError(`backup ${manifest.id} of "${manifest.db}" in ${store.location} failed verification: ${problems.join('; ')}`, {
+      db: manifest.db,
+      id: manifest.id,
+      problems,
+    });
+  }
+  return { bytes: digest.bytes, sha256 };
+}
+
+/** The backups of one database, newest first. */
+export async function listBackups(store: BackupStore, alias: string): Promise<BackupManifest[]> {
+  const keys = (await store.list(`${alias}/`)).filter((k) => k.endsWith('.manifest.json'));
+  const manifests: BackupManifest[] = [];
+  for (const key of keys) {
+    const chunks: Buffer[] = [];
+    for await (const c of await store.get(key)) chunks.push(Buffer.from(c as Buffer));
+    manifests.push(JSON.parse(Buffer.concat(chunks).toString('utf8')) as BackupManifest);
+  }
+  return manifests.sort((a, b) => b.createdAt.localeCompare(a.createdAt) || b.id.localeCompare(a.id));
+}
+
+/** Keeps the newest `keep` backups of a database and deletes the rest (manifest first). */
+export async function applyRetention(store: BackupStore, alias: string, keep: number): Promise<string[]> {
+  const old = (await listBackups(store, alias)).slice(keep);
+  for (const m of old) {
+    await store.delete(manifestKeyOf(m.key));
+    await store.delete(m.key);
+  }
+  return old.map((m) => m.id);
+}
