@@ -122,7 +122,8 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupMani
   const id = `${created.toISOString().replace(/[-:.]/g, '').replace('T', '-').slice(0, 15)}-${randomBytes(3).toString('hex')}`;
   const key = `${options.alias}/${id}.dump`;
   const tables = options.tables && options.tables.length > 0 ? options.tables : null;
-  const args = ['--format=custom', '--no-password', ...(tables ?? []).flatMap((t) => ['--table', t])];
+  // The ledger is not part of a backup: a restore must not rewind the history that records it.
+  const args = ['--format=custom', '--no-password', '--exclude-schema=pgconvoy', ...(tables ?? []).flatMap((t) => ['--table', t])];
   const dump = runTool('pg_dump', args, libpqEnv(options.url));
   const digest = new Digest();
   let stored: unknown;
@@ -207,4 +208,60 @@ export async function applyRetention(store: BackupStore, alias: string, keep: nu
     await store.delete(m.key);
   }
   return old.map((m) => m.id);
+}
+
+export interface RestoreOptions {
+  alias: string;
+  url: string;
+  store: BackupStore;
+  manifest: BackupManifest;
+  /** Called with the sessions about to be terminated, for a clear log line. */
+  onTerminate?: (sessions: Array<{ pid: number; application: string; user: string }>) => void;
+}
+
+/**
+ * Puts the database back to the backup: terminates the other sessions, then
+ * in ONE transaction drops every application schema (the pgconvoy ledger
+ * stays) and replays the backup, so a failure half-way leaves the database
+ * as it was. Needs a whole-database backup.
+ */
+export async function restoreDatabase(options: RestoreOptions, query: (sql: string) => Promise<Array<Record<string, unknown>>>): Promise<void> {
+  const { manifest } = options;
+  if (manifest.tables !== null) {
+    throw new BackupCorruptError(`backup ${manifest.id} of "${options.alias}" holds only ${manifest.tables.join(', ')}; a restore needs a whole-database backup`, { id: manifest.id });
+  }
+  const sessions = (await query(
+    `SELECT pid, coalesce(application_name, '') AS application, coalesce(usename, '') AS "user" FROM pg_stat_activity
+      WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`,
+  )) as Array<{ pid: number; application: string; user: string }>;
+  options.onTerminate?.(sessions);
+  for (const s of sessions) await query(`SELECT pg_terminate_backend(${Number(s.pid)})`);
+  const schemas = (await query(
+    `SELECT quote_ident(nspname) AS name FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pgconvoy')
+       AND nspname NOT LIKE 'pg_toast%' AND nspname NOT LIKE 'pg_temp%'`,
+  )) as Array<{ name: string }>;
+
+  const env = libpqEnv(options.url);
+  const psql = runTool('psql', ['--no-psqlrc', '--quiet', '--single-transaction', '--set=ON_ERROR_STOP=1', '--file=-'], env);
+  const script = runTool('pg_restore', ['--file=-', '--no-owner'], { PATH: process.env.PATH });
+  const prelude =
+    schemas.map((s) => `DROP SCHEMA ${s.name} CASCADE;\n`).join('') +
+    // pg_dump leaves out the public schema unless it was changed; give the restore one to fill.
+    `CREATE SCHEMA IF NOT EXISTS public;\nGRANT USAGE ON SCHEMA public TO PUBLIC;\n`;
+  const feed = (async () => {
+    psql.stdin.write(prelude);
+    await pipeline(script.stdout, psql.stdin);
+  })();
+  const read = pipeline(await options.store.get(manifest.key), script.stdin);
+  const [readResult, feedResult] = await Promise.allSettled([read, feed]);
+  const [restored, applied] = [await script.exit, await psql.exit];
+  const problems = [
+    restored.code !== 0 ? `pg_restore exited ${String(restored.code)}: ${restored.stderr}` : '',
+    applied.code !== 0 ? `psql exited ${String(applied.code)}: ${applied.stderr}` : '',
+    readResult.status === 'rejected' && restored.code === 0 ? `reading the backup failed: ${String(readResult.reason)}` : '',
+    feedResult.status === 'rejected' && applied.code === 0 ? `feeding the restore failed: ${String(feedResult.reason)}` : '',
+  ].filter(Boolean);
+  if (problems.length > 0) {
+    throw new BackupFailedError(`restore of "${options.alias}" from backup ${manifest.id} failed and was rolled back: ${problems.join('; ')}`, { db: options.alias, id: manifest.id });
+  }
 }

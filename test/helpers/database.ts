@@ -36,8 +36,13 @@ export async function createTestDatabase(options: { password?: string } = {}): P
     url: url.toString(),
     async query(sql, params) {
       if (!client) {
-        client = new pg.Client({ connectionString: url.toString() });
-        await client.connect();
+        const fresh = new pg.Client({ connectionString: url.toString() });
+        // A test may terminate this session (a restore does): reconnect on the next query.
+        fresh.on('error', () => {
+          if (client === fresh) client = undefined;
+        });
+        await fresh.connect();
+        client = fresh;
       }
       return client.query(sql, params);
     },

@@ -5,7 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { CreateBucketCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { applyRetention, backupDatabase, BackupCorruptError, BackupFailedError, libpqEnv, listBackups, verifyBackup } from '../../src/backup/backup';
+import pg from 'pg';
+import { applyRetention, backupDatabase, BackupCorruptError, BackupFailedError, libpqEnv, listBackups, restoreDatabase, verifyBackup } from '../../src/backup/backup';
+import { withClient } from '../../src/db/connection';
+import { fingerprint, fingerprintDiff } from '../../src/db/fingerprint';
+import { ensureLedger, insertHistory } from '../../src/db/ledger';
 import { FilesystemStore } from '../../src/backup/filesystem-store';
 import { S3Store } from '../../src/backup/s3-store';
 import { adminQuery, createTestDatabase, type TestDatabase } from '../helpers/database';
@@ -128,4 +132,35 @@ test('a backup to the S3-compatible server: multipart upload with server-side en
   assert.deepEqual(await applyRetention(store, 'shop', 2), [first.id]);
   assert.deepEqual((await listBackups(store, 'shop')).map((m) => m.id), [third.id, second.id]);
   assert.deepEqual((await store.list('shop/')).sort(), [second.key, `${second.key}.manifest.json`, third.key, `${third.key}.manifest.json`].sort());
+});
+
+test('a restore puts back a dropped column with every row and removes what came after, in one transaction, leaving the ledger alone', async (t) => {
+  const db = await seeded(t);
+  await db.query(`CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int PRIMARY KEY); INSERT INTO billing.invoices VALUES (1), (2);`);
+  await withClient({ alias: 'shop', url: db.url }, async (c) => {
+    await ensureLedger(c);
+    await insertHistory(c, { version: '1', description: 'kept', file: 'V1__kept.sql', checksum: 'c', status: 'applied', startedAt: new Date(), executionMs: 1 });
+  });
+  const before = await withClient({ alias: 'shop', url: db.url }, (c) => fingerprint(c));
+  const store = new FilesystemStore(scratch(t));
+  const manifest = await backupDatabase({ alias: 'shop', url: db.url, store, serverVersion: '15', ledgerVersion: '1' });
+
+  // What a destructive migration does before a later statement fails.
+  await db.query('ALTER TABLE customers DROP COLUMN email; CREATE TABLE extra (id int); DROP SCHEMA billing CASCADE;');
+  const bystander = new pg.Client({ connectionString: db.url });
+  bystander.on('error', () => undefined);
+  await bystander.connect();
+  t.after(() => bystander.end().catch(() => undefined));
+
+  const terminated: number[] = [];
+  await withClient({ alias: 'shop', url: db.url }, (c) =>
+    restoreDatabase({ alias: 'shop', url: db.url, store, manifest, onTerminate: (s) => terminated.push(...s.map((x) => x.pid)) }, async (sql) => (await c.query(sql)).rows),
+  );
+  assert.ok(terminated.length >= 1, 'other sessions were terminated first');
+  const after = await withClient({ alias: 'shop', url: db.url }, (c) => fingerprint(c));
+  assert.equal(after.sha256, before.sha256, fingerprintDiff(before, after).join('\n'));
+  assert.deepEqual((await db.query(`SELECT count(email)::int AS n FROM customers`)).rows, [{ n: 20_000 }], 'every row of the dropped column is back');
+  assert.deepEqual((await db.query(`SELECT count(*)::int AS n FROM billing.invoices`)).rows, [{ n: 2 }]);
+  assert.equal((await db.query(`SELECT to_regclass('public.extra') AS t`)).rows[0]?.t, null);
+  assert.deepEqual((await db.query(`SELECT version::text, description FROM pgconvoy.history`)).rows, [{ version: '1', description: 'kept' }], 'the ledger is not rewound');
 });
