@@ -154,7 +154,7 @@ test('a restore puts back a dropped column with every row and removes what came 
 
   const terminated: number[] = [];
   await withClient({ alias: 'shop', url: db.url }, (c) =>
-    restoreDatabase({ alias: 'shop', url: db.url, store, manifest, onTerminate: (s) => terminated.push(...s.map((x) => x.pid)) }, async (sql) => (await c.query(sql)).rows),
+    restoreDatabase({ alias: 'shop', url: db.url, store, manifest, onTerminate: (s) => terminated.push(...s.map((x) => x.pid)) }, async (sql) => (await c.query<Record<string, unknown>>(sql)).rows),
   );
   assert.ok(terminated.length >= 1, 'other sessions were terminated first');
   const after = await withClient({ alias: 'shop', url: db.url }, (c) => fingerprint(c));
