@@ -12,6 +12,8 @@ import { ensureLedger, readHistory, readLedgerState, type HistoryRow } from '../
 import { changeLedger as changeLedgerInDb, type LedgerChange, type LedgerChangeResult } from '../db/ledger-admin';
 import { acquireLease, releaseLease, renewLease, type Lease } from '../db/lease';
 import { readMigrationSet } from '../source/read-migration-set';
+import { applyRetention, backupDatabase, verifyBackup, type BackupManifest } from '../backup/backup';
+import { openStore } from '../backup/open-store';
 import type { Logger } from '../worker/logger';
 
 export interface ActivityDeps {
@@ -77,6 +79,20 @@ export interface ChangeLedgerInput {
   db: string;
   migrationsDir: string;
   change: LedgerChange;
+}
+
+export interface BackupInput {
+  db: string;
+  /** Only these tables; default the whole database. */
+  tables?: string[];
+}
+
+export interface BackupResult {
+  manifest: BackupManifest;
+  location: string;
+  verified: { bytes: number; sha256: string };
+  /** Ids of older backups deleted to keep the configured number. */
+  deleted: string[];
 }
 
 export interface HistoryInput {
@@ -261,6 +277,31 @@ export function createActivities({ config, logger }: ActivityDeps) {
           return released;
         }),
       );
+    },
+
+    /** pg_dump to the configured store, verified by a full read-through, then older backups beyond `keep` deleted. */
+    async takeBackup(input: BackupInput): Promise<BackupResult> {
+      const activity = Context.current();
+      const ticker = setInterval(() => activity.heartbeat(), heartbeatEveryMs);
+      try {
+        return await edge(async () => {
+          const db = target(input.db);
+          const { serverVersion, ledgerVersion } = await withClient(db, async (client) => {
+            const version = await client.query<{ server_version: string }>('SHOW server_version');
+            const ledger = await readLedgerState(client);
+            return { serverVersion: version.rows[0]?.server_version ?? 'unknown', ledgerVersion: ledger.applied.at(-1)?.version ?? ledger.baseline };
+          });
+          const store = openStore(config.backup);
+          const manifest = await backupDatabase({ alias: input.db, url: db.url, store, serverVersion, ledgerVersion, ...(input.tables ? { tables: input.tables } : {}) });
+          logger.info({ event: 'backup.taken', db: input.db, id: manifest.id, bytes: manifest.bytes, location: store.location });
+          const verified = await verifyBackup(store, manifest);
+          logger.info({ event: 'backup.verified', db: input.db, id: manifest.id });
+          const deleted = await applyRetention(store, input.db, config.backup.keep);
+          return { manifest, location: store.location, verified, deleted };
+        });
+      } finally {
+        clearInterval(ticker);
+      }
     },
 
     async readHistory(input: HistoryInput): Promise<HistoryRow[]> {

@@ -9,6 +9,8 @@ export {
   type ApplyGroupInput,
   type ChangeLedgerInput,
   type LeaseInput,
+  type BackupInput,
+  type BackupResult,
   type HeldLeaseInput,
 } from './create-activities';
 export type { HistoryRow } from '../db/ledger';

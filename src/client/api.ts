@@ -3,7 +3,8 @@ import { WorkflowNotFoundError, type Client, type WorkflowHandleWithFirstExecuti
 import type { inspectDatabase, DatabaseStatus } from '../workflows/inspect-database';
 import type { migrateDatabase } from '../workflows/migrate-database';
 import type { changeLedger as changeLedgerWorkflow, ChangeLedgerInput } from '../workflows/change-ledger';
-import type { LedgerChangeResult } from '../activities';
+import type { BackupInput, BackupResult, LedgerChangeResult } from '../activities';
+import type { backupDatabase } from '../workflows/backup-database';
 import {
   approveUpdate,
   cancelUpdate,
@@ -97,4 +98,13 @@ export async function approve({ client }: PgconvoyClient, db: string, input: App
 /** Cancels the run of `db`: at once while it waits, otherwise after the migration in progress. */
 export async function cancel({ client }: PgconvoyClient, db: string, input: CancelInput): Promise<MessageAck> {
   return client.workflow.getHandle(databaseWorkflowId(db)).executeUpdate(cancelUpdate, { args: [input] });
+}
+
+/** Takes a verified backup of one database on a worker (which alone holds its connection string). */
+export async function backup({ client, taskQueue }: PgconvoyClient, input: BackupInput): Promise<BackupResult> {
+  return client.workflow.execute<typeof backupDatabase>('backupDatabase', {
+    workflowId: `pgconvoy/backup/${input.db}/${randomUUID()}`,
+    taskQueue,
+    args: [input],
+  });
 }

@@ -11,7 +11,7 @@ import { createWorker, installRuntime } from '../worker/worker';
 import { hostname, userInfo } from 'node:os';
 import { parseDuration } from '../core/directives';
 import { executionModes, type ExecutionMode } from '../workflows/messages';
-import { approve, cancel, changeLedger, inspect, runningProgress, startMigration, type PgconvoyClient } from './api';
+import { approve, backup, cancel, changeLedger, inspect, runningProgress, startMigration, type PgconvoyClient } from './api';
 import { ExitCode, exitCodeForFailure } from './exit-codes';
 import { summarizeFailure } from './failure';
 import { renderHistory, renderMigrateResult, renderPlan, renderProgressLine, renderStatus, type PlannedMigration } from './render';
@@ -321,6 +321,33 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
       await ledgerCommand(options.db, { kind: 'import', from: options.from }, (result) => {
         const r = result as { applied: string[]; baseline: string | null };
         return `imported from ${options.from} into "${options.db}": ${r.applied.length} applied${r.baseline ? `, baseline at version ${r.baseline}` : ''}\n`;
+      });
+    });
+
+  program
+    .command('backup')
+    .description('take a backup of a database now: pg_dump to the configured store, verified by a full read-through, older ones beyond `keep` deleted')
+    .addOption(dbOption())
+    .option('--tables <list>', 'only these tables, comma-separated')
+    .action(async (options: { db: string; tables?: string }) => {
+      const { global, config, logger } = context();
+      const tables = options.tables?.split(',').map((x) => x.trim()).filter(Boolean);
+      exitCode = await withTemporal(config, logger, async (pgconvoy) => {
+        try {
+          const result = await backup(pgconvoy, { db: options.db, ...(tables?.length ? { tables } : {}) });
+          const m = result.manifest;
+          print(
+            global,
+            result,
+            `backup ${m.id} of "${m.db}": ${m.bytes} bytes, sha256 ${m.sha256}, verified\n` +
+              `  ${result.location}/${m.key}\n  ${m.serverVersion === 'unknown' ? '' : `server ${m.serverVersion}, `}${m.pgDumpVersion}, ledger at ${m.ledgerVersion ?? 'no version'}` +
+              `${m.tables ? `, tables ${m.tables.join(', ')}` : ''}\n` +
+              (result.deleted.length ? `  deleted older backups: ${result.deleted.join(', ')}\n` : ''),
+          );
+          return ExitCode.ok;
+        } catch (error) {
+          return reportFailure(io, global, error);
+        }
       });
     });
 

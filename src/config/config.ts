@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { PgconvoyError } from '../core/errors';
 import { defaultExecutionSettings, type ExecutionSettings } from '../core/execution-settings';
@@ -26,6 +26,23 @@ const fileSchema = z.strictObject({
     })
     .optional(),
   stateDir: z.string().min(1).optional(),
+  backup: z
+    .strictObject({
+      /** A directory, or s3://bucket/prefix. */
+      store: z.string().min(1).optional(),
+      /** Backups kept per database; older ones are deleted after each new backup. */
+      keep: z.number().int().min(1).optional(),
+      s3: z
+        .strictObject({
+          region: z.string().min(1).optional(),
+          endpoint: z.string().url().optional(),
+          partSizeBytes: z.number().int().min(5 * 1024 * 1024).optional(),
+          queueSize: z.number().int().min(1).max(16).optional(),
+          serverSideEncryption: z.enum(['AES256', 'aws:kms']).optional(),
+        })
+        .optional(),
+    })
+    .optional(),
   lease: z
     .strictObject({
       ttlMs: z.number().int().min(1000).optional(),
@@ -61,10 +78,25 @@ export interface Config {
   execution: ExecutionSettings;
   /** The database lease: how long it lives without renewal, and how often its holder renews it. */
   lease: LeaseSettings;
+  backup: BackupSettings;
   /** The temporal CLI binary for the embedded dev server. */
   temporalBin?: string;
   /** PGCONVOY_LOG_LEVEL; unset: the command picks (warn for the CLI, info for a worker). */
   logLevel?: string;
+}
+
+export interface BackupSettings {
+  /** Absolute directory, or s3://bucket/prefix. */
+  store: string;
+  keep: number;
+  s3: {
+    region: string;
+    endpoint?: string;
+    credentials?: { accessKeyId: string; secretAccessKey: string };
+    partSizeBytes: number;
+    queueSize: number;
+    serverSideEncryption?: 'AES256' | 'aws:kms';
+  };
 }
 
 export interface LeaseSettings {
@@ -165,8 +197,26 @@ export function loadConfig(options: LoadOptions): Config {
     stateDir: absolute(cwd, env.PGCONVOY_STATE_DIR) ?? absolute(base, fromFile.stateDir ?? '.pgconvoy')!,
     execution: { ...defaultExecutionSettings, ...fromFile.execution },
     lease: { ...defaultLeaseSettings, ...fromFile.lease },
+    backup: backupSettings(fromFile.backup, env, base, absolute(cwd, env.PGCONVOY_STATE_DIR) ?? absolute(base, fromFile.stateDir ?? '.pgconvoy')!),
     ...(env.PGCONVOY_TEMPORAL_BIN ? { temporalBin: env.PGCONVOY_TEMPORAL_BIN } : {}),
     ...(env.PGCONVOY_LOG_LEVEL ? { logLevel: env.PGCONVOY_LOG_LEVEL } : {}),
+  };
+}
+
+function backupSettings(file: z.infer<typeof fileSchema>['backup'], env: NodeJS.ProcessEnv, base: string, stateDir: string): BackupSettings {
+  const store = env.PGCONVOY_BACKUP_STORE || file?.store;
+  const endpoint = env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || file?.s3?.endpoint;
+  return {
+    store: store === undefined ? join(stateDir, 'backups') : store.startsWith('s3://') ? store : absolute(base, store)!,
+    keep: file?.keep ?? 5,
+    s3: {
+      region: env.AWS_REGION || env.AWS_DEFAULT_REGION || file?.s3?.region || 'us-east-1',
+      ...(endpoint ? { endpoint } : {}),
+      ...(env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY ? { credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY } } : {}),
+      partSizeBytes: file?.s3?.partSizeBytes ?? 16 * 1024 * 1024,
+      queueSize: file?.s3?.queueSize ?? 2,
+      ...(file?.s3?.serverSideEncryption ? { serverSideEncryption: file.s3.serverSideEncryption } : {}),
+    },
   };
 }
 

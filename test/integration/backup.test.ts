@@ -13,6 +13,9 @@ import { ensureLedger, insertHistory } from '../../src/db/ledger';
 import { FilesystemStore } from '../../src/backup/filesystem-store';
 import { S3Store } from '../../src/backup/s3-store';
 import { adminQuery, createTestDatabase, type TestDatabase } from '../helpers/database';
+import { runInProcess } from '../helpers/in-process-cli';
+import { services } from '../helpers/services';
+import { testConfig, withWorker } from '../helpers/temporal';
 
 function scratch(t: { after(fn: () => void): void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'pgconvoy-backup-'));
@@ -163,4 +166,30 @@ test('a restore puts back a dropped column with every row and removes what came 
   assert.deepEqual((await db.query(`SELECT count(*)::int AS n FROM billing.invoices`)).rows, [{ n: 2 }]);
   assert.equal((await db.query(`SELECT to_regclass('public.extra') AS t`)).rows[0]?.t, null);
   assert.deepEqual((await db.query(`SELECT version::text, description FROM pgconvoy.history`)).rows, [{ version: '1', description: 'kept' }], 'the ledger is not rewound');
+});
+
+test('`pgconvoy backup` takes a verified backup on a worker into the S3-compatible server and keeps the configured number', async (t) => {
+  const db = await seeded(t, 1_000);
+  const name = `pgconvoy-cli-${Date.now()}`;
+  await bucket(name);
+  const config = testConfig({
+    databases: { shop: db.url },
+    migrationsDir: '/unused',
+    backup: { store: `s3://${name}/nightly`, keep: 2, s3: { region: 'us-east-1', ...s3(), partSizeBytes: 5 * 1024 * 1024, queueSize: 2 } },
+  });
+  const env = { TEMPORAL_ADDRESS: services.temporalAddress, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent' };
+  const runs = await withWorker(config, async () => {
+    const out = [];
+    for (let i = 0; i < 3; i++) out.push(await runInProcess(['--migrations', '/unused', '--json', 'backup', '--db', 'shop'], env));
+    return out;
+  });
+  const results = runs.map((r) => {
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as { manifest: { id: string; key: string; bytes: number }; location: string; deleted: string[] };
+  });
+  assert.equal(results[0]!.location, `s3://${name}/nightly`);
+  assert.deepEqual(results[2]!.deleted, [results[0]!.manifest.id], 'the third backup deleted the first (keep 2)');
+  const store = new S3Store({ bucket: name, prefix: 'nightly', region: 'us-east-1', ...s3(), partSizeBytes: 5 * 1024 * 1024, queueSize: 1 });
+  t.after(() => store.destroy());
+  assert.deepEqual((await listBackups(store, 'shop')).map((m) => m.id), [results[2]!.manifest.id, results[1]!.manifest.id]);
 });
