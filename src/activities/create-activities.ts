@@ -8,13 +8,28 @@ import type { Version } from '../core/version';
 import { databaseEnvName, type Config } from '../config/config';
 import { withClient, type Target } from '../db/connection';
 import { applyGroup as applyGroupInDb, applyMigration as applyOne, type ApplyResult, type EngineContext, type EngineEvent } from '../db/execute';
-import { ensureLedger, readHistory, readLedgerState, type HistoryRow } from '../db/ledger';
+import { ensureLedger, markRolledBack, readHistory, readLedgerState, recordFingerprint, type HistoryRow } from '../db/ledger';
 import { changeLedger as changeLedgerInDb, type LedgerChange, type LedgerChangeResult } from '../db/ledger-admin';
 import { acquireLease, releaseLease, renewLease, type Lease } from '../db/lease';
 import { readMigrationSet } from '../source/read-migration-set';
-import { applyRetention, backupDatabase, verifyBackup, type BackupManifest } from '../backup/backup';
+import { applyRetention, backupDatabase, BackupCorruptError, listBackups, restoreDatabase, verifyBackup, type BackupManifest } from '../backup/backup';
+import { withTransaction } from '../db/connection';
+import { fingerprint } from '../db/fingerprint';
+import { checkFence } from '../db/lease';
+import { undoMigration } from '../db/undo';
+import { catalogProblems, runChecks } from '../db/verify';
+import { readChecks } from '../source/read-checks';
 import { openStore } from '../backup/open-store';
 import type { Logger } from '../worker/logger';
+
+/** What the run left does not pass verification (new invalid objects, failing user checks). */
+export class VerificationFailedError extends PgconvoyError {
+  readonly type = 'VerificationFailed';
+  readonly retryable = false;
+  constructor(alias: string, problems: string[]) {
+    super(`verification of "${alias}" failed:\n` + problems.map((p) => `  ${p}`).join('\n'), { db: alias, problems });
+  }
+}
 
 export interface ActivityDeps {
   config: Config;
@@ -93,6 +108,44 @@ export interface BackupResult {
   verified: { bytes: number; sha256: string };
   /** Ids of older backups deleted to keep the configured number. */
   deleted: string[];
+}
+
+export interface RunStateInput {
+  db: string;
+  migrationsDir: string;
+}
+
+/** The database before a run changes it: what compensation must get back to. */
+export interface RunStart {
+  fingerprint: string;
+  /** Invalid indexes and NOT VALID constraints that were there before (only new ones fail a run). */
+  knownProblems: string[];
+}
+
+export interface VerifyInput extends RunStateInput {
+  knownProblems: string[];
+}
+
+export interface UndoInput {
+  db: string;
+  migrationsDir: string;
+  manifestDigest: string;
+  version: Version;
+  leaseToken: string;
+}
+
+export interface RestoreInput {
+  db: string;
+  backupKey: string;
+  leaseToken: string;
+}
+
+export interface FinishCompensationInput {
+  db: string;
+  /** The fingerprint before the run; the compensated database must match it. */
+  fingerprint: string;
+  versions: Version[];
+  leaseToken: string;
 }
 
 export interface HistoryInput {
@@ -194,6 +247,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
           withEngine(input.db, input.leaseToken, async (ctx) => {
             await ensureLedger(client);
             const result = await applyOne(client, migration, ctx);
+            if (result.status === 'applied') await recordFingerprint(client, migration.version, (await fingerprint(client)).sha256);
             logger.info({ event: result.status === 'applied' ? 'migration.applied' : 'migration.skipped', db: input.db, ...result });
             return result;
           }),
@@ -302,6 +356,88 @@ export function createActivities({ config, logger }: ActivityDeps) {
       } finally {
         clearInterval(ticker);
       }
+    },
+
+    async beginRun(input: RunStateInput): Promise<RunStart> {
+      return edge(() =>
+        withClient(target(input.db), async (client) => {
+          const fp = await fingerprint(client);
+          const known = (await catalogProblems(client)).map((p) => p.subject);
+          return { fingerprint: fp.sha256, knownProblems: known };
+        }),
+      );
+    },
+
+    /** After the last migration: no new invalid index or NOT VALID constraint, and every user check returns no rows. */
+    async verifyRun(input: VerifyInput): Promise<{ fingerprint: string }> {
+      return edge(async () => {
+        const checks = await readChecks(input.migrationsDir);
+        return withClient(target(input.db), async (client) => {
+          const known = new Set(input.knownProblems);
+          const problems = [...(await catalogProblems(client)).filter((p) => !known.has(p.subject)), ...(await runChecks(client, checks))];
+          if (problems.length > 0) throw new VerificationFailedError(input.db, problems.map((p) => p.message));
+          logger.info({ event: 'run.verified', db: input.db, checks: checks.length });
+          return { fingerprint: (await fingerprint(client)).sha256 };
+        });
+      });
+    },
+
+    async undoMigration(input: UndoInput): Promise<void> {
+      return edge(async () => {
+        const set = await pinnedSet(input.migrationsDir, input.manifestDigest);
+        const m = (await prepareMigrations(set, new Set([input.version]))).get(input.version);
+        if (!m) throw new ManifestChangedError(input.migrationsDir, input.manifestDigest, set.digest);
+        const runId = Context.current().info.workflowExecution?.runId ?? '';
+        await withClient(target(input.db), (client) => undoMigration(client, m, runId, { alias: input.db, token: input.leaseToken }));
+        logger.warn({ event: 'compensation.undone', db: input.db, version: input.version, file: m.undo?.file });
+      });
+    },
+
+    async restoreFromBackup(input: RestoreInput): Promise<void> {
+      const activity = Context.current();
+      const ticker = setInterval(() => activity.heartbeat(), heartbeatEveryMs);
+      try {
+        await edge(async () => {
+          const db = target(input.db);
+          const store = openStore(config.backup);
+          const manifest = (await listBackups(store, input.db)).find((m) => m.key === input.backupKey);
+          if (!manifest) throw new BackupCorruptError(`backup ${input.backupKey} of "${input.db}" is gone from ${store.location}`, { key: input.backupKey });
+          await withClient(db, async (client) => {
+            await checkFence(client, { alias: input.db, token: input.leaseToken });
+            await restoreDatabase(
+              {
+                alias: input.db,
+                url: db.url,
+                store,
+                manifest,
+                onTerminate: (sessions) =>
+                  logger.warn({ event: 'restore.terminating_sessions', db: input.db, sessions }, `terminating ${sessions.length} other session(s) of "${input.db}" before restoring backup ${manifest.id}`),
+              },
+              async (sql) => (await client.query<Record<string, unknown>>(sql)).rows,
+            );
+          });
+          logger.warn({ event: 'compensation.restored', db: input.db, backup: manifest.id });
+        });
+      } finally {
+        clearInterval(ticker);
+      }
+    },
+
+    /** Proves the compensated database matches the state before the run, then records the run's versions as rolled back. */
+    async finishCompensation(input: FinishCompensationInput): Promise<void> {
+      return edge(() =>
+        withClient(target(input.db), async (client) => {
+          const now = await fingerprint(client);
+          if (now.sha256 !== input.fingerprint) {
+            throw new VerificationFailedError(input.db, [`after compensation the schema fingerprint is ${now.sha256.slice(0, 12)}, not ${input.fingerprint.slice(0, 12)} as before the run`]);
+          }
+          const runId = Context.current().info.workflowExecution?.runId ?? '';
+          await withTransaction(client, async () => {
+            await checkFence(client, { alias: input.db, token: input.leaseToken });
+            await markRolledBack(client, input.versions, runId);
+          });
+        }),
+      );
     },
 
     async readHistory(input: HistoryInput): Promise<HistoryRow[]> {

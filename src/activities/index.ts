@@ -10,6 +10,7 @@ export {
   type ChangeLedgerInput,
   type LeaseInput,
   type BackupInput,
+  type RunStart,
   type BackupResult,
   type HeldLeaseInput,
 } from './create-activities';

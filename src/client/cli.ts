@@ -10,7 +10,7 @@ import { createLogger, type Logger } from '../worker/logger';
 import { createWorker, installRuntime } from '../worker/worker';
 import { hostname, userInfo } from 'node:os';
 import { parseDuration } from '../core/directives';
-import { executionModes, type ExecutionMode } from '../workflows/messages';
+import { executionModes, failurePolicies, type ExecutionMode, type FailurePolicy } from '../workflows/messages';
 import { approve, backup, cancel, changeLedger, inspect, runningProgress, startMigration, type PgconvoyClient } from './api';
 import { ExitCode, exitCodeForFailure } from './exit-codes';
 import { summarizeFailure } from './failure';
@@ -83,7 +83,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
     .addOption(new Option('--mode <mode>', 'what may run without approval').choices(executionModes).default('auto'))
     .option('--require-approval', 'wait for `pgconvoy approve` before changing anything')
     .option('--approval-timeout <duration>', 'give up waiting for approval after this long (e.g. 30min, 24h)', '24h')
-    .action(async (options: { db: string; target?: string; group?: boolean; outOfOrder?: boolean; detailedExitcode?: boolean; mode: ExecutionMode; requireApproval?: boolean; approvalTimeout: string }) => {
+    .addOption(new Option('--on-failure <policy>', 'restore from the verified backup, undo with U scripts, or halt').choices(failurePolicies).default('restore'))
+    .action(async (options: { db: string; target?: string; group?: boolean; outOfOrder?: boolean; detailedExitcode?: boolean; mode: ExecutionMode; requireApproval?: boolean; approvalTimeout: string; onFailure: FailurePolicy }) => {
       const target = versionArgument('--target', options.target);
       const approvalTimeoutMs = parseDuration(options.approvalTimeout);
       if (approvalTimeoutMs === undefined || approvalTimeoutMs <= 0) throw new UsageError(`--approval-timeout needs a duration such as 30min or 24h, got "${options.approvalTimeout}"`);
@@ -96,6 +97,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
           ...(options.group ? { group: true } : {}),
           ...(options.outOfOrder ? { allowOutOfOrder: true } : {}),
           mode: options.mode,
+          onFailure: options.onFailure,
           ...(options.requireApproval ? { requireApproval: true, approvalTimeoutMs } : {}),
         });
         if (!global.json) io.stderr(`pgconvoy: migrating "${options.db}" from ${config.migrationsDir}\n`);

@@ -33,6 +33,7 @@ const badInputTypes = new Set([
 export function exitCodeForFailure(type: string | undefined, details?: unknown): ExitCode {
   if (type !== undefined && badInputTypes.has(type)) return ExitCode.badInput;
   if (type === 'DatabaseUnavailable' || type === 'DevServerFailed' || type === 'StateDirBusy') return ExitCode.unavailable;
+  if ((details as { compensated?: string } | null | undefined)?.compensated) return ExitCode.rolledBack;
   if (type === 'MigrationFailed' || type === 'LockTimeout') {
     const done = (details as { statementsDone?: number } | null | undefined)?.statementsDone ?? 0;
     return done > 0 ? ExitCode.failed : ExitCode.rolledBack;

@@ -9,21 +9,17 @@ export interface FailureSummary {
 }
 
 /**
- * The innermost pgconvoy failure in a chain of Temporal failures
- * (WorkflowFailed -> ActivityFailure -> ApplicationFailure), or the error itself.
+ * The outermost application failure in a chain of Temporal failures
+ * (WorkflowFailed -> ActivityFailure -> ApplicationFailure, or a workflow's own
+ * ApplicationFailure wrapping the one that caused it), or the error itself.
  */
 export function summarizeFailure(error: unknown): FailureSummary {
-  let current: unknown = error;
-  let found: FailureSummary | undefined;
-  while (current instanceof Error) {
-    if (current instanceof ApplicationFailure) {
-      found = { type: current.type ?? undefined, message: current.message, details: current.details?.[0] ?? null };
-    } else if (current instanceof PgconvoyError) {
-      found ??= { type: current.type, message: current.message, details: current.details };
-    } else if (!(current instanceof TemporalFailure) && found === undefined) {
-      found = { type: undefined, message: current.message, details: null };
-    }
-    current = current.cause;
-  }
-  return found ?? { type: undefined, message: String(error), details: null };
+  const chain: Error[] = [];
+  for (let current: unknown = error; current instanceof Error; current = current.cause) chain.push(current);
+  const application = chain.find((e): e is ApplicationFailure => e instanceof ApplicationFailure);
+  if (application) return { type: application.type ?? undefined, message: application.message, details: application.details?.[0] ?? null };
+  const own = chain.find((e): e is PgconvoyError => e instanceof PgconvoyError);
+  if (own) return { type: own.type, message: own.message, details: own.details };
+  const plain = chain.find((e) => !(e instanceof TemporalFailure)) ?? chain[0];
+  return { type: undefined, message: plain?.message ?? String(error), details: null };
 }

@@ -21,11 +21,13 @@ export function renderFailureReport(input: {
   const lines: string[] = [`pgconvoy: [${failure.type ?? 'Error'}] ${failure.message}`];
   const point = failure.details as (FailurePoint & { sqlstate?: string | null }) | null;
   const isMigration = (failure.type === 'MigrationFailed' || failure.type === 'LockTimeout') && point && typeof point.statement === 'number';
+  const compensated = (failure.details as { compensated?: string } | null)?.compensated;
   if (isMigration) {
     const frame = codeFrame(join(input.migrationsDir, point.file), point.line, point.column);
     if (frame) lines.push('', ...frame);
-    lines.push('', `state: ${stateAfter(point)}`);
+    if (!compensated) lines.push('', `state: ${stateAfter(point)}`);
   }
+  if (compensated) lines.push('', `state: the whole run was rolled back (${compensated === 'undo' ? 'undo scripts' : 'restore from the verified backup'}); the database is as it was before the run`);
   if (input.history && input.history.length > 0) {
     lines.push('', 'last ledger entries:');
     for (const h of input.history) {

@@ -31,6 +31,8 @@ const ledgerSteps: string[] = [
      error_sqlstate text,
      error_message text,
      error_statement integer,
+     -- catalog fingerprint (sha256) right after this version was applied
+     fingerprint text,
      -- how the row came to be: run, mark-applied, baseline, import:flyway, ...
      source text NOT NULL DEFAULT 'run',
      reason text,
@@ -274,4 +276,19 @@ export async function finishAttempt(
       WHERE id = $1`,
     [id, outcome.status, outcome.executionMs, outcome.errorSqlstate ?? null, outcome.errorMessage ?? null, outcome.errorStatement ?? null],
   );
+}
+
+/** Records the catalog fingerprint taken right after `version` was applied. */
+export async function recordFingerprint(client: pg.Client, version: Version, sha256: string): Promise<void> {
+  await client.query(`UPDATE pgconvoy.history SET fingerprint = $2 WHERE version = $1 AND status = 'applied'`, [version, sha256]);
+}
+
+/** Marks what a run applied as rolled back (after its compensation). */
+export async function markRolledBack(client: pg.Client, versions: Version[], runId: string): Promise<number> {
+  const result = await client.query(
+    `UPDATE pgconvoy.history SET status = 'rolled_back', finished_at = clock_timestamp()
+      WHERE status = 'applied' AND version = ANY($1::numeric[]) AND run_id = $2`,
+    [versions, runId],
+  );
+  return result.rowCount ?? 0;
 }

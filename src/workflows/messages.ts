@@ -2,7 +2,21 @@ import { defineQuery, defineUpdate } from '@temporalio/workflow';
 import type { PendingMigration } from '../activities';
 import type { Version } from '../core/version';
 
-export type Phase = 'planning' | 'awaiting-approval' | 'locking' | 'applying' | 'done' | 'failed' | 'cancelled';
+export type Phase =
+  | 'planning'
+  | 'awaiting-approval'
+  | 'locking'
+  | 'backing-up'
+  | 'applying'
+  | 'verifying'
+  | 'compensating'
+  | 'done'
+  | 'failed'
+  | 'cancelled';
+
+/** On failure: `restore` from the verified backup (default), `undo` with U scripts when every applied step has one (else restore), or `halt`. */
+export type FailurePolicy = 'restore' | 'undo' | 'halt';
+export const failurePolicies: FailurePolicy[] = ['restore', 'undo', 'halt'];
 
 /**
  * What may run without an explicit approval. Until risk analysis exists every
@@ -80,6 +94,8 @@ export interface MigrateDatabaseInput {
   requireApproval?: boolean;
   /** How long to wait for approval before failing (default 24 hours). */
   approvalTimeoutMs?: number;
+  /** Default `restore`. */
+  onFailure?: FailurePolicy;
 }
 
 /** `version` is the highest applied version after the run, null for an empty ledger. */

@@ -52,6 +52,17 @@ const { holdLease } = proxyActivities<Activities>({
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '5s', nonRetryableErrorTypes: nonRetryableTypes },
 });
 
+const { beginRun, verifyRun, finishCompensation } = proxyActivities<Activities>({
+  startToCloseTimeout: '10 minutes',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: [...nonRetryableTypes, 'VerificationFailed'] },
+});
+
+const { takeBackup, restoreFromBackup, undoMigration } = proxyActivities<Activities>({
+  startToCloseTimeout: '12 hours',
+  heartbeatTimeout: '30 seconds',
+  retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 3, nonRetryableErrorTypes: [...nonRetryableTypes, 'BackupCorrupt', 'UndoFailed'] },
+});
+
 const { releaseLease } = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10 },
@@ -203,32 +214,50 @@ async function gateLockAndApply(
   let keeper = keepLease(input.db, lease.token);
   const applied: AppliedStep[] = [];
   try {
-    enter('applying');
-    const steps: PendingMigration[][] = input.group ? [plan.pending] : plan.pending.map((p) => [p]);
-    for (const step of steps) {
-      if (progress.cancelRequested) return cancelled(applied);
-      progress.current = step[0]!;
-      for (let recoveries = 0; ; recoveries++) {
-        try {
-          const results = input.group
-            ? await applyGroup({ ...base, migrationsDir: input.migrationsDir, versions: step.map((p) => p.version), leaseToken: lease.token })
-            : [await applyMigration({ ...base, migrationsDir: input.migrationsDir, version: step[0]!.version, leaseToken: lease.token })];
-          results.forEach((result, i) => {
-            const entry = step[i]!;
-            const done: AppliedStep = { version: entry.version, description: entry.description, status: result.status, durationMs: result.status === 'applied' ? result.durationMs : 0 };
-            applied.push(done);
-            progress.completed.push(done);
-          });
-          break;
-        } catch (error) {
-          // The lease expired while the run stalled: take it again (a new token) and retry the step.
-          if (failureType(error) !== 'LeaseLost' || recoveries >= maxLeaseRecoveries) throw error;
-          keeper.cancel();
-          lease = await acquireLease({ db: input.db, holder });
-          keeper = keepLease(input.db, lease.token);
+    // Runs started before backups and compensation existed go on without them.
+    const safeguarded = patched('backup-verify-compensate');
+    let start: { fingerprint: string; knownProblems: string[] } | undefined;
+    let backupKey: string | undefined;
+    if (safeguarded) {
+      enter('backing-up');
+      start = await beginRun({ db: input.db, migrationsDir: input.migrationsDir });
+      backupKey = (await takeBackup({ db: input.db })).manifest.key;
+    }
+    try {
+      enter('applying');
+      const steps: PendingMigration[][] = input.group ? [plan.pending] : plan.pending.map((p) => [p]);
+      for (const step of steps) {
+        if (progress.cancelRequested) return cancelled(applied);
+        progress.current = step[0]!;
+        for (let recoveries = 0; ; recoveries++) {
+          try {
+            const results = input.group
+              ? await applyGroup({ ...base, migrationsDir: input.migrationsDir, versions: step.map((p) => p.version), leaseToken: lease.token })
+              : [await applyMigration({ ...base, migrationsDir: input.migrationsDir, version: step[0]!.version, leaseToken: lease.token })];
+            results.forEach((result, i) => {
+              const entry = step[i]!;
+              const done: AppliedStep = { version: entry.version, description: entry.description, status: result.status, durationMs: result.status === 'applied' ? result.durationMs : 0 };
+              applied.push(done);
+              progress.completed.push(done);
+            });
+            break;
+          } catch (error) {
+            // The lease expired while the run stalled: take it again (a new token) and retry the step.
+            if (failureType(error) !== 'LeaseLost' || recoveries >= maxLeaseRecoveries) throw error;
+            keeper.cancel();
+            lease = await acquireLease({ db: input.db, holder });
+            keeper = keepLease(input.db, lease.token);
+          }
         }
+        progress.current = null;
       }
-      progress.current = null;
+      if (start) {
+        enter('verifying');
+        await verifyRun({ db: input.db, migrationsDir: input.migrationsDir, knownProblems: start.knownProblems });
+      }
+    } catch (error) {
+      if (!start || !backupKey || (input.onFailure ?? 'restore') === 'halt') throw error;
+      await compensate(error, { input, plan, applied, start, backupKey, leaseToken: lease.token, enter });
     }
   } finally {
     keeper.cancel();
@@ -238,6 +267,74 @@ async function gateLockAndApply(
   enter('done');
   const version = applied.at(-1)!.version;
   return { status: 'applied', ...base, version, applied, ...(progress.approval.approvedBy ? { approvedBy: progress.approval.approvedBy } : {}) };
+}
+
+interface CompensationContext {
+  input: MigrateDatabaseInput;
+  plan: DatabasePlan;
+  applied: AppliedStep[];
+  start: { fingerprint: string };
+  backupKey: string;
+  leaseToken: string;
+  enter: (phase: Progress['phase']) => void;
+}
+
+function failureOf(error: unknown): ApplicationFailure | undefined {
+  if (error instanceof ActivityFailure && error.cause instanceof ApplicationFailure) return error.cause;
+  return error instanceof ApplicationFailure ? error : undefined;
+}
+
+/**
+ * The saga's compensation, run last-in-first-out in a non-cancellable scope:
+ * undo scripts in reverse when the policy is `undo` and every step this run
+ * applied has one, otherwise a restore from the backup verified before the
+ * first change. Then the schema must match its fingerprint from before the
+ * run, and the run's versions are recorded as rolled back. The original
+ * failure is always what the run fails with; a compensation failure is added
+ * to it, never put in its place.
+ */
+async function compensate(error: unknown, c: CompensationContext): Promise<never> {
+  const original = failureOf(error);
+  const details = (original?.details?.[0] ?? {}) as Record<string, unknown>;
+  const partial = typeof details.statementsDone === 'number' && details.statementsDone > 0;
+  const done = c.applied.filter((a) => a.status === 'applied');
+  if (done.length === 0 && !partial && original?.type !== 'VerificationFailed') throw error; // nothing of this run is in the database
+  const undoable = new Set(c.plan.pending.filter((p) => p.undoChecksum !== null).map((p) => p.version));
+  const how = c.input.onFailure === 'undo' && !partial && done.every((d) => undoable.has(d.version)) ? 'undo' : 'restore';
+  c.enter('compensating');
+  try {
+    await CancellationScope.nonCancellable(async () => {
+      if (how === 'undo') {
+        for (const step of [...done].reverse()) {
+          await undoMigration({ db: c.input.db, migrationsDir: c.input.migrationsDir, manifestDigest: c.plan.manifestDigest, version: step.version, leaseToken: c.leaseToken });
+        }
+      } else {
+        await restoreFromBackup({ db: c.input.db, backupKey: c.backupKey, leaseToken: c.leaseToken });
+      }
+      await finishCompensation({ db: c.input.db, fingerprint: c.start.fingerprint, versions: done.map((d) => d.version), leaseToken: c.leaseToken });
+    });
+  } catch (compensationError) {
+    const second = failureOf(compensationError);
+    throw ApplicationFailure.create({
+      type: 'CompensationFailed',
+      message:
+        `${original?.message ?? String(error)}\n` +
+        `COMPENSATION FAILED (${how}): ${second?.message ?? String(compensationError)}\n` +
+        `the database is NOT back to its state before the run; the verified backup is ${c.backupKey}`,
+      nonRetryable: true,
+      details: [{ ...details, originalType: original?.type ?? null, compensation: how, compensationType: second?.type ?? null, backupKey: c.backupKey }],
+      cause: original ?? (error as Error),
+    });
+  }
+  c.enter('failed');
+  const what = how === 'undo' ? `undo scripts of ${done.map((d) => `V${d.version}`).join(', ')} ran in reverse` : `restored from the verified backup ${c.backupKey}`;
+  throw ApplicationFailure.create({
+    type: original?.type ?? 'MigrationFailed',
+    message: `${original?.message ?? String(error)}\ncompensated: ${what}; the schema matches its fingerprint from before the run`,
+    nonRetryable: true,
+    details: [{ ...details, compensated: how, rolledBack: done.map((d) => d.version), backupKey: c.backupKey }],
+    cause: original ?? (error as Error),
+  });
 }
 
 /** Renews the lease in the background until cancelled. */

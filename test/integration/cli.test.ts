@@ -61,7 +61,7 @@ test('embedded: with no TEMPORAL_ADDRESS, up starts its own dev server and worke
   }
   assert.deepEqual(
     histories.sort((a, b) => b.length - a.length),
-    [['planDatabase', 'acquireLease', 'holdLease', 'applyMigration', 'applyMigration', 'applyMigration', 'releaseLease'], ['planDatabase']],
+    [['planDatabase', 'acquireLease', 'holdLease', 'beginRun', 'takeBackup', 'applyMigration', 'applyMigration', 'applyMigration', 'verifyRun', 'releaseLease'], ['planDatabase']],
   );
 });
 

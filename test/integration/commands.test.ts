@@ -24,12 +24,12 @@ async function ledger(db: TestDatabase): Promise<Array<{ version: string; status
   return result.rows;
 }
 
-test('a failed transactional migration: exit 4, a report with the line, the ledger tail and the next step', async (t) => {
+test('halt: a failed transactional migration exits 4 with a report of the line, the ledger tail and the next step', async (t) => {
   const { db, config, cli } = await fixture(t, {
     'V1__ok.sql': 'CREATE TABLE ok (id int);',
     'V2__broken.sql': 'CREATE TABLE half (id int);\nALTER TABLE half ADD COLUMN total numeric;\nUPDATE half SET totl = 0;\n',
   });
-  const result = await withWorker(config, () => cli('up', '--db', 'app'));
+  const result = await withWorker(config, () => cli('up', '--db', 'app', '--on-failure', 'halt'));
   assert.equal(result.code, ExitCode.rolledBack, result.stderr);
   const report = result.stderr.replace(/^pgconvoy: migrating .*\n/, '');
   assert.match(
@@ -48,7 +48,7 @@ test('a failed no-transaction migration: exit 1, the report says which statement
     'V1__steps.sql': '-- pgconvoy:no-transaction\nCREATE TABLE s1 (id int);\nCREATE TABLE s2 (id int);\nCREATE TABLE s1 (id int);\nCREATE TABLE s4 (id int);\n',
   });
   await withWorker(config, async () => {
-    const failed = await cli('up', '--db', 'app');
+    const failed = await cli('up', '--db', 'app', '--on-failure', 'halt');
     assert.equal(failed.code, ExitCode.failed, failed.stderr);
     assert.ok(failed.stderr.includes('\nstate: statements 1-2 of 4 of V1__steps.sql are applied and stay; the rest did not run\n'), failed.stderr);
     assert.ok(failed.stderr.includes('\nnext: fix statement 3 of V1__steps.sql and run `pgconvoy up --db app`: it resumes at statement 3 as long as statements 1-2 are unchanged\n'), failed.stderr);

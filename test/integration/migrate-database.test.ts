@@ -49,9 +49,12 @@ test('the sample set is applied through the workflow, one activity per migration
     'planDatabase',
     'acquireLease',
     'holdLease',
+    'beginRun',
+    'takeBackup',
     'applyMigration',
     'applyMigration',
     'applyMigration',
+    'verifyRun',
     'releaseLease',
   ]);
   const lease = await db.query('SELECT * FROM pgconvoy.lease');
@@ -78,7 +81,7 @@ test('the sample set is applied through the workflow, one activity per migration
   assert.ok(historyJson.includes('pgconvoy/db/shop'), 'the history was fetched and holds the run');
   assert.ok(!historyJson.includes(password), 'the database password must not appear in workflow history');
   assert.ok(!historyJson.includes(db.url), 'the connection string must not appear in workflow history');
-  maybeRecordHistory('migrate-database-applied-with-lease', first.history);
+  maybeRecordHistory('migrate-database-applied-with-backup', first.history);
 
   const second = await withWorker(config, async () => {
     const handle = await startMigration(pgconvoy, { db: 'shop', migrationsDir: sampleMigrationsDir });
@@ -91,7 +94,7 @@ test('the sample set is applied through the workflow, one activity per migration
   assert.equal(count.rows[0]?.n, '3');
 });
 
-test('a failing migration rolls back entirely, is recorded as failed, and fails the workflow with its SQLSTATE and line', async (t) => {
+test('with --on-failure halt, a failing migration rolls back entirely, is recorded as failed, and fails the workflow with its SQLSTATE and line', async (t) => {
   const db = await createTestDatabase();
   t.after(() => db.drop());
   const set = writeMigrations({
@@ -103,13 +106,13 @@ test('a failing migration rolls back entirely, is recorded as failed, and fails 
   const config = testConfig({ databases: { broken: db.url }, migrationsDir: set.dir });
 
   const error = await withWorker(config, () =>
-    migrate({ client: shared.client, taskQueue: config.temporal.taskQueue }, { db: 'broken', migrationsDir: set.dir }).then(
+    migrate({ client: shared.client, taskQueue: config.temporal.taskQueue }, { db: 'broken', migrationsDir: set.dir, onFailure: 'halt' }).then(
       () => assert.fail('the run should have failed'),
       (e: unknown) => e,
     ),
   );
   assert.ok(error instanceof WorkflowFailedError, 'the workflow itself fails, so the Temporal UI shows it failed');
-  maybeRecordHistory('migrate-database-failed-with-lease', await shared.client.workflow.getHandle('pgconvoy/db/broken').fetchHistory());
+  maybeRecordHistory('migrate-database-halted-with-backup', await shared.client.workflow.getHandle('pgconvoy/db/broken').fetchHistory());
   const failure = summarizeFailure(error);
   assert.equal(failure.type, 'MigrationFailed');
   assert.equal(
@@ -186,8 +189,8 @@ test('--group runs the whole set in one applyGroup activity', async (t) => {
   });
   assert.equal(result.status, 'applied');
   assert.deepEqual(result.applied.map((s) => s.version), ['1', '2', '3']);
-  assert.deepEqual(scheduledActivities(history), ['planDatabase', 'acquireLease', 'holdLease', 'applyGroup', 'releaseLease']);
-  maybeRecordHistory('migrate-database-group-with-lease', history);
+  assert.deepEqual(scheduledActivities(history), ['planDatabase', 'acquireLease', 'holdLease', 'beginRun', 'takeBackup', 'applyGroup', 'verifyRun', 'releaseLease']);
+  maybeRecordHistory('migrate-database-group-with-backup', history);
   const ledger = await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM pgconvoy.history WHERE status = 'applied'`);
   assert.equal(ledger.rows[0]?.n, '3');
 });

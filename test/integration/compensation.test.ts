@@ -1,0 +1,116 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { migrate } from '../../src/client/api';
+import { summarizeFailure } from '../../src/client/failure';
+import { ExitCode, exitCodeForFailure } from '../../src/client/exit-codes';
+import { withClient } from '../../src/db/connection';
+import { fingerprint } from '../../src/db/fingerprint';
+import type { FailurePolicy } from '../../src/workflows/messages';
+import { createTestDatabase, type TestDatabase } from '../helpers/database';
+import { maybeRecordHistory } from '../helpers/histories';
+import { writeMigrations } from '../helpers/migrations';
+import { sharedTestClient, testConfig, withWorker } from '../helpers/temporal';
+
+const shared = sharedTestClient();
+
+async function runFailing(t: { after(fn: () => unknown): void }, alias: string, files: Record<string, string>, onFailure: FailurePolicy, setup?: (db: TestDatabase) => Promise<void>) {
+  const db = await createTestDatabase();
+  t.after(() => db.drop());
+  await setup?.(db);
+  const set = writeMigrations(files);
+  t.after(() => set.remove());
+  const before = await withClient({ alias, url: db.url }, (c) => fingerprint(c));
+  const config = testConfig({ databases: { [alias]: db.url }, migrationsDir: set.dir });
+  const failure = await withWorker(config, () =>
+    migrate({ client: shared.client, taskQueue: config.temporal.taskQueue }, { db: alias, migrationsDir: set.dir, onFailure }).then(
+      () => assert.fail('the run should fail'),
+      summarizeFailure,
+    ),
+  );
+  const after = await withClient({ alias, url: db.url }, (c) => fingerprint(c));
+  const ledger = (await db.query<{ version: string; status: string }>('SELECT version::text, status FROM pgconvoy.history ORDER BY id')).rows;
+  const history = await shared.client.workflow.getHandle(`pgconvoy/db/${alias}`).fetchHistory();
+  return { db, failure, before, after, ledger, history };
+}
+
+test('restore: a failing migration after a destructive one brings back every row of the dropped column, and the schema matches its fingerprint', async (t) => {
+  const { db, failure, before, after, ledger, history } = await runFailing(
+    t,
+    'restored',
+    { 'V1__drop_email.sql': 'ALTER TABLE customers DROP COLUMN email;', 'V2__boom.sql': 'CREATE TABLE audit (id int);\nSELECT * FROM nowhere;' },
+    'restore',
+    (d) => d.query(`CREATE TABLE customers (id int PRIMARY KEY, email text); INSERT INTO customers SELECT g, 'c' || g || '@x' FROM generate_series(1, 5000) g;`).then(() => undefined),
+  );
+  assert.equal(failure.type, 'MigrationFailed');
+  assert.match(failure.message, /^V2__boom\.sql \(version 2\) failed at statement 2 of 2, line 2, column 15: SQLSTATE 42P01: relation "nowhere" does not exist\ncompensated: restored from the verified backup restored\/\S+\.dump; the schema matches its fingerprint from before the run$/);
+  assert.equal(exitCodeForFailure(failure.type, failure.details), ExitCode.rolledBack);
+  assert.equal(after.sha256, before.sha256);
+  assert.deepEqual((await db.query(`SELECT count(email)::int AS n FROM customers`)).rows, [{ n: 5000 }], 'every row of the dropped column is back');
+  assert.deepEqual(ledger, [{ version: '1', status: 'rolled_back' }, { version: '2', status: 'failed' }]);
+  maybeRecordHistory('migrate-database-compensated-restore', history);
+});
+
+test('undo: when every applied step has an undo script they run in reverse instead of a restore', async (t) => {
+  const { db, failure, before, after, ledger } = await runFailing(
+    t,
+    'undone',
+    {
+      'V1__a.sql': 'CREATE TABLE a (id int);',
+      'U1__a.sql': 'DROP TABLE a;',
+      'V2__b.sql': 'CREATE TABLE b (id int);\nCREATE INDEX b_id ON b (id);',
+      'U2__b.sql': 'DROP TABLE b;',
+      'V3__boom.sql': 'SELECT 1/0;',
+    },
+    'undo',
+    (d) => d.query('CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (1);').then(() => undefined),
+  );
+  assert.match(failure.message, /\ncompensated: undo scripts of V1, V2 ran in reverse; the schema matches its fingerprint from before the run$/);
+  assert.equal(after.sha256, before.sha256);
+  assert.deepEqual((await db.query('SELECT id FROM keep_me')).rows, [{ id: 1 }]);
+  assert.deepEqual(ledger, [
+    { version: '1', status: 'rolled_back' },
+    { version: '2', status: 'rolled_back' },
+    { version: '3', status: 'failed' },
+  ]);
+});
+
+test('halt: the database is left as the ledger says, with a precise failure', async (t) => {
+  const { failure, before, after, ledger } = await runFailing(t, 'halted', { 'V1__a.sql': 'CREATE TABLE a (id int);', 'V2__boom.sql': 'SELECT 1/0;' }, 'halt');
+  assert.equal(failure.message, 'V2__boom.sql (version 2) failed at statement 1 of 1, line 1, column 1: SQLSTATE 22012: division by zero');
+  assert.notEqual(after.sha256, before.sha256, 'V1 stays applied');
+  assert.deepEqual(ledger, [{ version: '1', status: 'applied' }, { version: '2', status: 'failed' }]);
+});
+
+test('a failing user check is a failed migration: the run is compensated', async (t) => {
+  const { db, failure, before, after, ledger } = await runFailing(
+    t,
+    'checked',
+    {
+      'V1__orders.sql': 'CREATE TABLE orders (id int, customer_id int);\nINSERT INTO orders VALUES (1, 42);',
+      'checks/no_orphans.sql': 'SELECT o.id, o.customer_id FROM orders o WHERE o.customer_id NOT IN (SELECT id FROM customers)',
+    },
+    'restore',
+    (d) => d.query('CREATE TABLE customers (id int PRIMARY KEY); INSERT INTO customers VALUES (1);').then(() => undefined),
+  );
+  assert.equal(failure.type, 'VerificationFailed');
+  assert.match(failure.message, /^verification of "checked" failed:\n {2}check checks\/no_orphans\.sql returned 1 row \(it must return none\): \{"id":1,"customer_id":42\}\ncompensated: restored/);
+  assert.equal(after.sha256, before.sha256);
+  assert.equal((await db.query(`SELECT to_regclass('public.orders') AS t`)).rows[0]?.t, null);
+  assert.deepEqual(ledger, [{ version: '1', status: 'rolled_back' }]);
+});
+
+test('a compensation that fails is reported loudly, with the original error first', async (t) => {
+  const { failure, ledger } = await runFailing(
+    t,
+    'doubly',
+    { 'V1__a.sql': 'CREATE TABLE a (id int);', 'U1__a.sql': 'DROP TABLE not_a;', 'V2__boom.sql': 'SELECT 1/0;' },
+    'undo',
+  );
+  assert.equal(failure.type, 'CompensationFailed');
+  assert.match(
+    failure.message,
+    /^V2__boom\.sql \(version 2\) failed at statement 1 of 1, line 1, column 1: SQLSTATE 22012: division by zero\nCOMPENSATION FAILED \(undo\): undo U1__a\.sql \(version 1\) failed at statement 1, line 1: SQLSTATE 42P01: table "not_a" does not exist\nthe database is NOT back to its state before the run; the verified backup is doubly\/\S+\.dump$/,
+  );
+  assert.equal(exitCodeForFailure(failure.type, failure.details), ExitCode.failed);
+  assert.deepEqual(ledger, [{ version: '1', status: 'applied' }, { version: '2', status: 'failed' }], 'the ledger says what is really there');
+});
