@@ -1,7 +1,8 @@
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
 import type { LedgerChange, LedgerSource } from '../activities';
-import { aliasPattern, loadConfig, type Config } from '../config/config';
+import { aliasPattern, databaseEnvName, loadConfig, type Config } from '../config/config';
+import { rehearse } from './rehearse';
 import { lockTaken } from '../core/locks';
 import { prepareMigrations } from '../core/prepare';
 import { parseVersion, type Version } from '../core/version';
@@ -351,6 +352,26 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
           return reportFailure(io, global, error);
         }
       });
+    });
+
+  program
+    .command('rehearse')
+    .description('dress rehearsal on a SCRATCH database: seed, upgrade, verify, undo to the start, compare, upgrade again, compare')
+    .addOption(dbOption())
+    .option('--seed <file>', 'SQL file with sample data, loaded first')
+    .action(async (options: { db: string; seed?: string }) => {
+      const { global, config } = context();
+      const url = config.databases[options.db];
+      if (url === undefined) throw new UsageError(`database alias "${options.db}" is not configured: rehearse connects directly; set ${databaseEnvName(options.db)}`);
+      const steps = await rehearse({ alias: options.db, url }, config.migrationsDir, options.seed);
+      const failed = steps.find((s) => !s.ok);
+      print(
+        global,
+        { ok: !failed, steps },
+        steps.map((s) => `${s.ok ? 'ok    ' : 'FAILED'}  ${s.step.padEnd(15)} ${s.detail}`).join('\n') +
+          `\n${failed ? `rehearsal failed at step "${failed.step}"` : 'rehearsal passed'}\n`,
+      );
+      exitCode = failed ? ExitCode.failed : ExitCode.ok;
     });
 
   program
