@@ -458,13 +458,13 @@ function reportFailure(io: Io, global: GlobalOptions, error: unknown): ExitCode 
 
 export function main(): void {
   const io: Io = { stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t) };
+  // Exit explicitly: a Temporal runtime that was installed but never got to
+  // run a worker (a dev server that failed to start) keeps the process alive.
   run(process.argv.slice(2), process.env, process.cwd(), io).then(
-    (code) => {
-      process.exitCode = code;
-    },
+    (code) => process.exit(code),
     (error: unknown) => {
       process.stderr.write(`pgconvoy: unexpected error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-      process.exitCode = ExitCode.failed;
+      process.exit(ExitCode.failed);
     },
   );
 }

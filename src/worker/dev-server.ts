@@ -58,17 +58,39 @@ export async function freePort(): Promise<number> {
  * The caller owns the process and must call stop().
  */
 export async function startDevServer(options: DevServerOptions): Promise<DevServer> {
+  // A free port can be taken by someone else before the server binds it: try
+  // again on fresh ports when the server dies at start (not with a fixed port).
+  const attempts = options.port === undefined ? 3 : 1;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(options);
+    } catch (error) {
+      if (!(error instanceof DevServerError) || !error.message.includes('before it was ready') || attempt >= attempts) throw error;
+    }
+  }
+}
+
+async function distinctFreePorts(count: number, taken: number[] = []): Promise<number[]> {
+  const ports: number[] = [];
+  while (ports.length < count) {
+    const port = await freePort();
+    if (!ports.includes(port) && !taken.includes(port)) ports.push(port);
+  }
+  return ports;
+}
+
+async function startOnce(options: DevServerOptions): Promise<DevServer> {
   const bin = findTemporalBinary(options.temporalBin);
-  const port = options.port ?? (await freePort());
-  const httpPort = await freePort();
-  const metricsPort = await freePort();
+  const fixed = options.port === undefined ? [] : [options.port];
+  const [httpPort, metricsPort, ...rest] = await distinctFreePorts(options.port === undefined ? 3 : 2, fixed);
+  const port = options.port ?? rest[0]!;
   const args = [
     'server', 'start-dev',
     '--db-filename', options.dbFile,
     '--ip', '127.0.0.1',
     '--port', String(port),
-    '--http-port', String(httpPort),
-    '--metrics-port', String(metricsPort),
+    '--http-port', String(httpPort!),
+    '--metrics-port', String(metricsPort!),
     '--log-level', 'warn',
   ];
   if (options.uiPort === undefined) args.push('--headless');

@@ -156,3 +156,11 @@ function isAlive(pid: number): boolean {
     return false;
   }
 }
+
+test('embedded: a dev server that cannot start is reported with exit 3, and the command ends', async (t) => {
+  const dir = scratchDir(t);
+  const env = cliEnv({ PGCONVOY_TEMPORAL_BIN: '/bin/false', PGCONVOY_STATE_DIR: join(dir, 'state'), PGCONVOY_DB_X: 'postgres://127.0.0.1:1/x' });
+  const result = await runCli(['up', '--db', 'x', '--migrations', sampleMigrationsDir], { env, timeoutMs: 30_000 });
+  assert.equal(result.code, 3, result.stderr);
+  assert.match(result.stderr, /\[DevServerFailed\] \/bin\/false exited with code 1 before it was ready; see .*temporal\.log/);
+});
