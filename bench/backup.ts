@@ -25,11 +25,11 @@ const sizes = sizesArg.split(',').map(Number);
 const dbUrl = (name: string) => Object.assign(new URL(adminUrl), { pathname: `/${name}` }).toString();
 const mb = (bytes: number) => bytes / 1024 / 1024;
 
-async function query(url: string, sql: string): Promise<pg.QueryResult> {
+async function query(url: string, sql: string): Promise<pg.QueryResult<Record<string, string>>> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
-    return await c.query(sql);
+    return await c.query<Record<string, string>>(sql);
   } finally {
     await c.end();
   }
@@ -68,11 +68,11 @@ async function main(): Promise<void> {
         const t0 = performance.now();
         await query(url, `CREATE TABLE events (id bigint PRIMARY KEY, a text, b text, note text);
           INSERT INTO events SELECT g, md5(g::text), md5((g * 3)::text), 'event number ' || g FROM generate_series(1, ${rows}) g;`);
-        const dbBytes = Number((await query(url, 'SELECT pg_database_size(current_database()) AS n')).rows[0]!.n);
+        const dbBytes = Number((await query(url, 'SELECT pg_database_size(current_database())::text AS n')).rows[0]?.n);
         process.stderr.write(`${sizeMb} MB: generated ${mb(dbBytes).toFixed(0)} MB in ${((performance.now() - t0) / 1000).toFixed(0)} s\n`);
 
         const file = join(scratch, `${name}.dump`);
-        const plain = await measured(async () => execSync(`pg_dump -Fc > ${file}`, { env: libpqEnv(url), shell: '/bin/bash' }));
+        const plain = await measured(() => Promise.resolve(execSync(`pg_dump -Fc > ${file}`, { env: libpqEnv(url), shell: '/bin/sh' })));
         const plainBytes = statSync(file).size;
         rmSync(file);
         const local = new FilesystemStore(join(scratch, 'store'));
@@ -87,7 +87,7 @@ async function main(): Promise<void> {
           restoreDatabase({ alias: name, url, store: local, manifest: toLocal.value }, async (sql) => (await c.query<Record<string, unknown>>(sql)).rows),
         );
         await c.end();
-        const restoredRows = Number((await query(url, 'SELECT count(*) AS n FROM events')).rows[0]!.n);
+        const restoredRows = Number((await query(url, 'SELECT count(*)::text AS n FROM events')).rows[0]?.n);
         if (restoredRows !== rows) throw new Error(`restore lost rows: ${restoredRows} of ${rows}`);
 
         const rate = (bytes: number, ms: number) => `${(mb(bytes) / (ms / 1000)).toFixed(1)} MB/s`;

@@ -12,7 +12,7 @@ import { ensureLedger, markRolledBack, readHistory, readLedgerState, recordFinge
 import { changeLedger as changeLedgerInDb, type LedgerChange, type LedgerChangeResult } from '../db/ledger-admin';
 import { acquireLease, releaseLease, renewLease, type Lease } from '../db/lease';
 import { readMigrationSet } from '../source/read-migration-set';
-import { applyRetention, backupDatabase, BackupCorruptError, listBackups, restoreDatabase, verifyBackup, type BackupManifest } from '../backup/backup';
+import { applyRetention, backupDatabase, BackupCorruptError, drillRestore, listBackups, restoreDatabase, verifyBackup, type BackupManifest } from '../backup/backup';
 import { withTransaction } from '../db/connection';
 import { fingerprint } from '../db/fingerprint';
 import { checkFence } from '../db/lease';
@@ -108,6 +108,8 @@ export interface BackupResult {
   verified: { bytes: number; sha256: string };
   /** Ids of older backups deleted to keep the configured number. */
   deleted: string[];
+  /** With backup.drill: where and how fast the backup was restored. */
+  drill?: string;
 }
 
 export interface RunStateInput {
@@ -210,7 +212,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
 
   return {
     async planDatabase(input: PlanInput): Promise<DatabasePlan> {
-      return edge(async () => {
+      return heartbeating(() => edge(async () => {
         const set = await readMigrationSet(input.migrationsDir);
         // Every file goes through the parser before anything runs.
         const prepared = await prepareMigrations(set);
@@ -235,7 +237,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
           logger.info({ event: 'plan.made', db: input.db, pending: plan.pending.length, problems: result.problems.length });
           return result;
         });
-      });
+      }));
     },
 
     async applyMigration(input: ApplyInput): Promise<ApplyResult> {
@@ -335,10 +337,8 @@ export function createActivities({ config, logger }: ActivityDeps) {
 
     /** pg_dump to the configured store, verified by a full read-through, then older backups beyond `keep` deleted. */
     async takeBackup(input: BackupInput): Promise<BackupResult> {
-      const activity = Context.current();
-      const ticker = setInterval(() => activity.heartbeat(), heartbeatEveryMs);
-      try {
-        return await edge(async () => {
+      return heartbeating(() =>
+        edge(async () => {
           const db = target(input.db);
           const { serverVersion, ledgerVersion } = await withClient(db, async (client) => {
             const version = await client.query<{ server_version: string }>('SHOW server_version');
@@ -350,27 +350,31 @@ export function createActivities({ config, logger }: ActivityDeps) {
           logger.info({ event: 'backup.taken', db: input.db, id: manifest.id, bytes: manifest.bytes, location: store.location });
           const verified = await verifyBackup(store, manifest);
           logger.info({ event: 'backup.verified', db: input.db, id: manifest.id });
+          let drill: string | undefined;
+          if (config.backup.drill) {
+            const result = await withClient(db, (client) => drillRestore({ alias: input.db, url: db.url, store, manifest }, (sql) => client.query(sql)));
+            drill = `restored into ${result.database} in ${Math.round(result.ms)} ms`;
+            logger.info({ event: 'backup.drilled', db: input.db, id: manifest.id, ms: Math.round(result.ms) });
+          }
           const deleted = await applyRetention(store, input.db, config.backup.keep);
-          return { manifest, location: store.location, verified, deleted };
-        });
-      } finally {
-        clearInterval(ticker);
-      }
+          return { manifest, location: store.location, verified, deleted, ...(drill ? { drill } : {}) };
+        }),
+      );
     },
 
     async beginRun(input: RunStateInput): Promise<RunStart> {
-      return edge(() =>
+      return heartbeating(() => edge(() =>
         withClient(target(input.db), async (client) => {
           const fp = await fingerprint(client);
           const known = (await catalogProblems(client)).map((p) => p.subject);
           return { fingerprint: fp.sha256, knownProblems: known };
         }),
-      );
+      ));
     },
 
     /** After the last migration: no new invalid index or NOT VALID constraint, and every user check returns no rows. */
     async verifyRun(input: VerifyInput): Promise<{ fingerprint: string }> {
-      return edge(async () => {
+      return heartbeating(() => edge(async () => {
         const checks = await readChecks(input.migrationsDir);
         return withClient(target(input.db), async (client) => {
           const known = new Set(input.knownProblems);
@@ -379,25 +383,23 @@ export function createActivities({ config, logger }: ActivityDeps) {
           logger.info({ event: 'run.verified', db: input.db, checks: checks.length });
           return { fingerprint: (await fingerprint(client)).sha256 };
         });
-      });
+      }));
     },
 
     async undoMigration(input: UndoInput): Promise<void> {
-      return edge(async () => {
+      return heartbeating(() => edge(async () => {
         const set = await pinnedSet(input.migrationsDir, input.manifestDigest);
         const m = (await prepareMigrations(set, new Set([input.version]))).get(input.version);
         if (!m) throw new ManifestChangedError(input.migrationsDir, input.manifestDigest, set.digest);
         const runId = Context.current().info.workflowExecution?.runId ?? '';
         await withClient(target(input.db), (client) => undoMigration(client, m, runId, { alias: input.db, token: input.leaseToken }));
         logger.warn({ event: 'compensation.undone', db: input.db, version: input.version, file: m.undo?.file });
-      });
+      }));
     },
 
     async restoreFromBackup(input: RestoreInput): Promise<void> {
-      const activity = Context.current();
-      const ticker = setInterval(() => activity.heartbeat(), heartbeatEveryMs);
-      try {
-        await edge(async () => {
+      return heartbeating(() =>
+        edge(async () => {
           const db = target(input.db);
           const store = openStore(config.backup);
           const manifest = (await listBackups(store, input.db)).find((m) => m.key === input.backupKey);
@@ -417,15 +419,13 @@ export function createActivities({ config, logger }: ActivityDeps) {
             );
           });
           logger.warn({ event: 'compensation.restored', db: input.db, backup: manifest.id });
-        });
-      } finally {
-        clearInterval(ticker);
-      }
+        }),
+      );
     },
 
     /** Proves the compensated database matches the state before the run, then records the run's versions as rolled back. */
     async finishCompensation(input: FinishCompensationInput): Promise<void> {
-      return edge(() =>
+      return heartbeating(() => edge(() =>
         withClient(target(input.db), async (client) => {
           const now = await fingerprint(client);
           if (now.sha256 !== input.fingerprint) {
@@ -437,7 +437,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
             await markRolledBack(client, input.versions, runId);
           });
         }),
-      );
+      ));
     },
 
     async readHistory(input: HistoryInput): Promise<HistoryRow[]> {
@@ -449,6 +449,21 @@ export function createActivities({ config, logger }: ActivityDeps) {
 }
 
 export type Activities = ReturnType<typeof createActivities>;
+
+/**
+ * Heartbeats while `fn` runs, so Temporal tells a dead worker from a slow one
+ * within the heartbeat timeout instead of the (long) start-to-close timeout.
+ */
+async function heartbeating<T>(fn: () => Promise<T>): Promise<T> {
+  const activity = Context.current();
+  activity.heartbeat();
+  const ticker = setInterval(() => activity.heartbeat(), heartbeatEveryMs);
+  try {
+    return await fn();
+  } finally {
+    clearInterval(ticker);
+  }
+}
 
 /** At the activity edge a pgconvoy error becomes an ApplicationFailure of the same type. */
 async function edge<T>(fn: () => Promise<T>): Promise<T> {

@@ -265,3 +265,36 @@ export async function restoreDatabase(options: RestoreOptions, query: (sql: stri
     throw new BackupFailedError(`restore of "${options.alias}" from backup ${manifest.id} failed and was rolled back: ${problems.join('; ')}`, { db: options.alias, id: manifest.id });
   }
 }
+
+/**
+ * The restore drill: restores the backup into a scratch database on the same
+ * server (`pgconvoy_drill_<random>`, needs CREATEDB), then drops it. Proves
+ * the backup restores, not just that it reads.
+ */
+export async function drillRestore(
+  options: { alias: string; url: string; store: BackupStore; manifest: BackupManifest },
+  query: (sql: string) => Promise<unknown>,
+): Promise<{ database: string; ms: number }> {
+  const database = `pgconvoy_drill_${randomBytes(4).toString('hex')}`;
+  const started = performance.now();
+  await query(`CREATE DATABASE ${database}`);
+  try {
+    const restore = runTool('pg_restore', ['--no-owner', '--exit-on-error', `--dbname=${database}`], { ...libpqEnv(options.url), PGDATABASE: database });
+    let readError: unknown;
+    try {
+      await pipeline(await options.store.get(options.manifest.key), restore.stdin);
+    } catch (error) {
+      readError = error;
+    }
+    const { code, stderr } = await restore.exit;
+    if (code !== 0 || readError !== undefined) {
+      throw new BackupCorruptError(
+        `restore drill of backup ${options.manifest.id} of "${options.alias}" failed: ${code !== 0 ? `pg_restore exited ${String(code)}: ${stderr}` : String(readError)}`,
+        { db: options.alias, id: options.manifest.id },
+      );
+    }
+    return { database, ms: performance.now() - started };
+  } finally {
+    await query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`).catch(() => undefined);
+  }
+}

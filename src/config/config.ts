@@ -32,6 +32,8 @@ const fileSchema = z.strictObject({
       store: z.string().min(1).optional(),
       /** Backups kept per database; older ones are deleted after each new backup. */
       keep: z.number().int().min(1).optional(),
+      /** Also restore every backup into a scratch database before the run goes on. */
+      drill: z.boolean().optional(),
       s3: z
         .strictObject({
           region: z.string().min(1).optional(),
@@ -89,6 +91,7 @@ export interface BackupSettings {
   /** Absolute directory, or s3://bucket/prefix. */
   store: string;
   keep: number;
+  drill: boolean;
   s3: {
     region: string;
     endpoint?: string;
@@ -209,6 +212,7 @@ function backupSettings(file: z.infer<typeof fileSchema>['backup'], env: NodeJS.
   return {
     store: store === undefined ? join(stateDir, 'backups') : store.startsWith('s3://') ? store : absolute(base, store)!,
     keep: file?.keep ?? 5,
+    drill: file?.drill ?? false,
     s3: {
       region: env.AWS_REGION || env.AWS_DEFAULT_REGION || file?.s3?.region || 'us-east-1',
       ...(endpoint ? { endpoint } : {}),

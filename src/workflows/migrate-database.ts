@@ -26,7 +26,8 @@ export const nonRetryableTypes = [
 ];
 
 const { planDatabase } = proxyActivities<Activities>({
-  startToCloseTimeout: '2 minutes',
+  startToCloseTimeout: '10 minutes',
+  heartbeatTimeout: '10 seconds',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10, nonRetryableErrorTypes: nonRetryableTypes },
 });
 
@@ -53,13 +54,14 @@ const { holdLease } = proxyActivities<Activities>({
 });
 
 const { beginRun, verifyRun, finishCompensation } = proxyActivities<Activities>({
-  startToCloseTimeout: '10 minutes',
+  startToCloseTimeout: '1 hour',
+  heartbeatTimeout: '10 seconds',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: [...nonRetryableTypes, 'VerificationFailed'] },
 });
 
 const { takeBackup, restoreFromBackup, undoMigration } = proxyActivities<Activities>({
   startToCloseTimeout: '12 hours',
-  heartbeatTimeout: '30 seconds',
+  heartbeatTimeout: '10 seconds',
   retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 3, nonRetryableErrorTypes: [...nonRetryableTypes, 'BackupCorrupt', 'UndoFailed'] },
 });
 

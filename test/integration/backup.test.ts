@@ -175,7 +175,7 @@ test('`pgconvoy backup` takes a verified backup on a worker into the S3-compatib
   const config = testConfig({
     databases: { shop: db.url },
     migrationsDir: '/unused',
-    backup: { store: `s3://${name}/nightly`, keep: 2, s3: { region: 'us-east-1', ...s3(), partSizeBytes: 5 * 1024 * 1024, queueSize: 2 } },
+    backup: { store: `s3://${name}/nightly`, keep: 2, drill: true, s3: { region: 'us-east-1', ...s3(), partSizeBytes: 5 * 1024 * 1024, queueSize: 2 } },
   });
   const env = { TEMPORAL_ADDRESS: services.temporalAddress, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent' };
   const runs = await withWorker(config, async () => {
@@ -185,9 +185,12 @@ test('`pgconvoy backup` takes a verified backup on a worker into the S3-compatib
   });
   const results = runs.map((r) => {
     assert.equal(r.code, 0, r.stderr);
-    return JSON.parse(r.stdout) as { manifest: { id: string; key: string; bytes: number }; location: string; deleted: string[] };
+    return JSON.parse(r.stdout) as { manifest: { id: string; key: string; bytes: number }; location: string; deleted: string[]; drill?: string };
   });
   assert.equal(results[0]!.location, `s3://${name}/nightly`);
+  assert.match(results[0]!.drill ?? '', /^restored into pgconvoy_drill_[0-9a-f]{8} in \d+ ms$/, 'with drill on, each backup was restored into a scratch database');
+  const leftovers = await adminQuery(`SELECT datname FROM pg_database WHERE datname LIKE 'pgconvoy_drill_%'`);
+  assert.equal(leftovers.rowCount, 0, 'the scratch database was dropped');
   assert.deepEqual(results[2]!.deleted, [results[0]!.manifest.id], 'the third backup deleted the first (keep 2)');
   const store = new S3Store({ bucket: name, prefix: 'nightly', region: 'us-east-1', ...s3(), partSizeBytes: 5 * 1024 * 1024, queueSize: 1 });
   t.after(() => store.destroy());
