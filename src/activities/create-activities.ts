@@ -2,6 +2,7 @@ import { ApplicationFailure, Context, sleep } from '@temporalio/activity';
 import { ManifestChangedError, PgconvoyError, UnknownDatabaseError } from '../core/errors';
 import type { ManifestEntry, MigrationSet } from '../core/migration-set';
 import { integrityProblems, planMigrations, type AppliedEntry, type Divergence } from '../core/plan';
+import { tablesTouched } from '../core/locks';
 import { prepareMigrations, type PreparedMigration } from '../core/prepare';
 import type { TransactionMode } from '../core/statements';
 import type { Version } from '../core/version';
@@ -46,6 +47,8 @@ export interface PlanInput {
 export interface PendingMigration extends ManifestEntry {
   mode: TransactionMode;
   statements: number;
+  /** Tables its statements lock (names only), for a `touched-tables` backup. */
+  tables?: string[];
 }
 
 export interface DatabasePlan {
@@ -100,6 +103,8 @@ export interface BackupInput {
   db: string;
   /** Only these tables; default the whole database. */
   tables?: string[];
+  /** The tables a run's pending migrations touch; used instead of the whole database when backup.scope is `touched-tables`. */
+  touched?: string[];
 }
 
 export interface BackupResult {
@@ -223,7 +228,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
           const fileOf = (v: Version) => set.migrations.find((m) => m.version === v)?.forward.file;
           const pending = plan.pending.map((entry) => {
             const script = prepared.get(entry.version)!.forward.script;
-            return { ...entry, mode: script.mode, statements: script.statements.length };
+            return { ...entry, mode: script.mode, statements: script.statements.length, tables: tablesTouched(script.statements) };
           });
           const result: DatabasePlan = {
             db: input.db,
@@ -346,7 +351,17 @@ export function createActivities({ config, logger }: ActivityDeps) {
             return { serverVersion: version.rows[0]?.server_version ?? 'unknown', ledgerVersion: ledger.applied.at(-1)?.version ?? ledger.baseline };
           });
           const store = openStore(config.backup);
-          const manifest = await backupDatabase({ alias: input.db, url: db.url, store, serverVersion, ledgerVersion, ...(input.tables ? { tables: input.tables } : {}) });
+          let tables = input.tables;
+          if (!tables && input.touched && config.backup.scope === 'touched-tables') {
+            // Only tables that exist now: the run may create the others.
+            tables = await withClient(db, async (client) => {
+              const existing: string[] = [];
+              for (const t of input.touched!) if ((await client.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [t])).rows[0]?.ok) existing.push(t);
+              return existing;
+            });
+            if (tables.length === 0) tables = undefined;
+          }
+          const manifest = await backupDatabase({ alias: input.db, url: db.url, store, serverVersion, ledgerVersion, ...(tables ? { tables } : {}) });
           logger.info({ event: 'backup.taken', db: input.db, id: manifest.id, bytes: manifest.bytes, location: store.location });
           const verified = await verifyBackup(store, manifest);
           logger.info({ event: 'backup.verified', db: input.db, id: manifest.id });

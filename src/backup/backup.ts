@@ -227,27 +227,33 @@ export interface RestoreOptions {
  */
 export async function restoreDatabase(options: RestoreOptions, query: (sql: string) => Promise<Array<Record<string, unknown>>>): Promise<void> {
   const { manifest } = options;
-  if (manifest.tables !== null) {
-    throw new BackupCorruptError(`backup ${manifest.id} of "${options.alias}" holds only ${manifest.tables.join(', ')}; a restore needs a whole-database backup`, { id: manifest.id });
-  }
   const sessions = (await query(
     `SELECT pid, coalesce(application_name, '') AS application, coalesce(usename, '') AS "user" FROM pg_stat_activity
       WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`,
   )) as Array<{ pid: number; application: string; user: string }>;
   options.onTerminate?.(sessions);
   for (const s of sessions) await query(`SELECT pg_terminate_backend(${Number(s.pid)})`);
-  const schemas = (await query(
-    `SELECT quote_ident(nspname) AS name FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pgconvoy')
-       AND nspname NOT LIKE 'pg_toast%' AND nspname NOT LIKE 'pg_temp%'`,
-  )) as Array<{ name: string }>;
+  // A whole-database backup replaces every application schema; a
+  // touched-tables backup replaces just its tables.
+  const schemas =
+    manifest.tables === null
+      ? ((await query(
+          `SELECT quote_ident(nspname) AS name FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pgconvoy')
+             AND nspname NOT LIKE 'pg_toast%' AND nspname NOT LIKE 'pg_temp%'`,
+        )) as Array<{ name: string }>)
+      : [];
+  const tables = manifest.tables ?? [];
 
   const env = libpqEnv(options.url);
   const psql = runTool('psql', ['--no-psqlrc', '--quiet', '--single-transaction', '--set=ON_ERROR_STOP=1', '--file=-'], env);
   const script = runTool('pg_restore', ['--file=-', '--no-owner'], { PATH: process.env.PATH });
+  const quoted = (name: string) => name.split('.').map((part) => `"${part.replace(/"/g, '""')}"`).join('.');
   const prelude =
-    schemas.map((s) => `DROP SCHEMA ${s.name} CASCADE;\n`).join('') +
-    // pg_dump leaves out the public schema unless it was changed; give the restore one to fill.
-    `CREATE SCHEMA IF NOT EXISTS public;\nGRANT USAGE ON SCHEMA public TO PUBLIC;\n`;
+    manifest.tables === null
+      ? schemas.map((s) => `DROP SCHEMA ${s.name} CASCADE;\n`).join('') +
+        // pg_dump leaves out the public schema unless it was changed; give the restore one to fill.
+        `CREATE SCHEMA IF NOT EXISTS public;\nGRANT USAGE ON SCHEMA public TO PUBLIC;\n`
+      : tables.map((t) => `DROP TABLE IF EXISTS ${quoted(t)} CASCADE;\n`).join('');
   const feed = (async () => {
     psql.stdin.write(prelude);
     await pipeline(script.stdout, psql.stdin);

@@ -34,6 +34,8 @@ const fileSchema = z.strictObject({
       keep: z.number().int().min(1).optional(),
       /** Also restore every backup into a scratch database before the run goes on. */
       drill: z.boolean().optional(),
+      /** `database` (default) or `touched-tables`: only the existing tables the pending migrations lock, for large databases. */
+      scope: z.enum(['database', 'touched-tables']).optional(),
       s3: z
         .strictObject({
           region: z.string().min(1).optional(),
@@ -92,6 +94,7 @@ export interface BackupSettings {
   store: string;
   keep: number;
   drill: boolean;
+  scope: 'database' | 'touched-tables';
   s3: {
     region: string;
     endpoint?: string;
@@ -213,6 +216,7 @@ function backupSettings(file: z.infer<typeof fileSchema>['backup'], env: NodeJS.
     store: store === undefined ? join(stateDir, 'backups') : store.startsWith('s3://') ? store : absolute(base, store)!,
     keep: file?.keep ?? 5,
     drill: file?.drill ?? false,
+    scope: file?.scope ?? 'database',
     s3: {
       region: env.AWS_REGION || env.AWS_DEFAULT_REGION || file?.s3?.region || 'us-east-1',
       ...(endpoint ? { endpoint } : {}),

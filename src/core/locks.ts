@@ -141,3 +141,10 @@ export function lockTaken(s: Pick<Statement, 'kind' | 'node'>): StatementLock {
       return { mode: null, relations: [] };
   }
 }
+
+/** The existing tables a set of statements locks: what a `touched-tables` backup must hold. */
+export function tablesTouched(statements: Array<Pick<Statement, 'kind' | 'node'>>): string[] {
+  const tables = new Set<string>();
+  for (const s of statements) for (const r of lockTaken(s).relations) tables.add(r);
+  return [...tables].sort();
+}

@@ -223,7 +223,8 @@ async function gateLockAndApply(
     if (safeguarded) {
       enter('backing-up');
       start = await beginRun({ db: input.db, migrationsDir: input.migrationsDir });
-      backupKey = (await takeBackup({ db: input.db })).manifest.key;
+      const touched = [...new Set(plan.pending.flatMap((p) => p.tables ?? []))].sort();
+      backupKey = (await takeBackup({ db: input.db, touched })).manifest.key;
     }
     try {
       enter('applying');

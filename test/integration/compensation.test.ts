@@ -13,14 +13,22 @@ import { sharedTestClient, testConfig, withWorker } from '../helpers/temporal';
 
 const shared = sharedTestClient();
 
-async function runFailing(t: { after(fn: () => unknown): void }, alias: string, files: Record<string, string>, onFailure: FailurePolicy, setup?: (db: TestDatabase) => Promise<void>) {
+async function runFailing(
+  t: { after(fn: () => unknown): void },
+  alias: string,
+  files: Record<string, string>,
+  onFailure: FailurePolicy,
+  setup?: (db: TestDatabase) => Promise<void>,
+  scope: 'database' | 'touched-tables' = 'database',
+) {
   const db = await createTestDatabase();
   t.after(() => db.drop());
   await setup?.(db);
   const set = writeMigrations(files);
   t.after(() => set.remove());
   const before = await withClient({ alias, url: db.url }, (c) => fingerprint(c));
-  const config = testConfig({ databases: { [alias]: db.url }, migrationsDir: set.dir });
+  const base = testConfig({ databases: { [alias]: db.url }, migrationsDir: set.dir });
+  const config = { ...base, backup: { ...base.backup, scope } };
   const failure = await withWorker(config, () =>
     migrate({ client: shared.client, taskQueue: config.temporal.taskQueue }, { db: alias, migrationsDir: set.dir, onFailure }).then(
       () => assert.fail('the run should fail'),
@@ -113,4 +121,29 @@ test('a compensation that fails is reported loudly, with the original error firs
   );
   assert.equal(exitCodeForFailure(failure.type, failure.details), ExitCode.failed);
   assert.deepEqual(ledger, [{ version: '1', status: 'applied' }, { version: '2', status: 'failed' }], 'the ledger says what is really there');
+});
+
+test('touched-tables backups: only the tables the run locks are dumped, and a restore puts them back', async (t) => {
+  const { db, failure, before, after, ledger } = await runFailing(
+    t,
+    'touched',
+    { 'V1__drop_email.sql': 'ALTER TABLE customers DROP COLUMN email;', 'V2__boom.sql': 'SELECT 1/0;' },
+    'restore',
+    (d) =>
+      d
+        .query(`CREATE TABLE customers (id int PRIMARY KEY, email text); INSERT INTO customers SELECT g, 'c' || g FROM generate_series(1, 1000) g;
+          CREATE TABLE unrelated (id int); INSERT INTO unrelated SELECT generate_series(1, 10);`)
+        .then(() => undefined),
+    'touched-tables',
+  );
+  assert.match(failure.message, /\ncompensated: restored from the verified backup touched\/\S+\.dump/);
+  assert.equal(after.sha256, before.sha256);
+  assert.deepEqual((await db.query('SELECT count(email)::int AS n FROM customers')).rows, [{ n: 1000 }]);
+  assert.deepEqual((await db.query('SELECT count(*)::int AS n FROM unrelated')).rows, [{ n: 10 }], 'tables the run did not touch were left alone');
+  assert.deepEqual(ledger, [{ version: '1', status: 'rolled_back' }, { version: '2', status: 'failed' }]);
+  const details = failure.details as { backupKey: string };
+  const { listBackups } = await import('../../src/backup/backup');
+  const { FilesystemStore } = await import('../../src/backup/filesystem-store');
+  const manifest = (await listBackups(new FilesystemStore(testConfig({ databases: {}, migrationsDir: '' }).backup.store), 'touched')).find((m) => m.key === details.backupKey);
+  assert.deepEqual(manifest?.tables, ['customers']);
 });
