@@ -72,6 +72,24 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
     return { global, config, logger: createLogger(config.logLevel ?? defaultLogLevel) };
   };
   const print = (global: GlobalOptions, json: unknown, human: string) => io.stdout(global.json ? JSON.stringify(json, null, 2) + '\n' : human);
+  /** Runs a command against Temporal; a failure becomes its report and exit code. */
+  const viaTemporal = (
+    c: { global: GlobalOptions; config: Config; logger: Logger },
+    fn: (pgconvoy: PgconvoyClient) => Promise<ExitCode>,
+    options: { attach?: boolean } = {},
+  ): Promise<ExitCode> =>
+    withTemporal(
+      c.config,
+      c.logger,
+      async (pgconvoy) => {
+        try {
+          return await fn(pgconvoy);
+        } catch (error) {
+          return reportFailure(io, c.global, error);
+        }
+      },
+      options,
+    );
 
   program
     .command('up')
@@ -121,19 +139,14 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
     .option('-w, --watch', 'follow a running migration live until it ends')
     .action(async (options: { db: string; watch?: boolean }) => {
       const { global, config, logger } = context();
-      exitCode = await withTemporal(
-        config,
-        logger,
+      exitCode = await viaTemporal(
+        { global, config, logger },
         async (pgconvoy) => {
-          try {
-            if (options.watch) await watch(pgconvoy, options.db, global, io);
-            const status = await inspect(pgconvoy, { db: options.db, migrationsDir: config.migrationsDir });
-            const running = await runningProgress(pgconvoy, options.db);
-            print(global, { ...status, running }, renderStatus(status, running));
-            return status.plan.problems.length > 0 ? ExitCode.badInput : ExitCode.ok;
-          } catch (error) {
-            return reportFailure(io, global, error);
-          }
+          if (options.watch) await watch(pgconvoy, options.db, global, io);
+          const status = await inspect(pgconvoy, { db: options.db, migrationsDir: config.migrationsDir });
+          const running = await runningProgress(pgconvoy, options.db);
+          print(global, { ...status, running }, renderStatus(status, running));
+          return status.plan.problems.length > 0 ? ExitCode.badInput : ExitCode.ok;
         },
         { attach: true },
       );
@@ -193,35 +206,31 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
       // Statements are read here, from the files: SQL text never travels through workflow history.
       const set = await readMigrationSet(config.migrationsDir);
       const prepared = await prepareMigrations(set);
-      exitCode = await withTemporal(config, logger, async (pgconvoy) => {
-        try {
-          const { plan } = await inspect(pgconvoy, { db: options.db, migrationsDir: config.migrationsDir, historyLast: 0, ...(options.outOfOrder ? { allowOutOfOrder: true } : {}) });
-          const pending = plan.pending.filter((p) => target === undefined || BigInt(p.version) <= BigInt(target));
-          const planned: PlannedMigration[] = pending.map((p) => {
-            const m = prepared.get(p.version)!;
-            return {
-              version: p.version,
-              description: p.description,
-              file: m.forward.file,
-              mode: m.forward.script.mode,
-              statements: m.forward.script.statements.map((s) => {
-                const lock = lockTaken(s);
-                return {
-                  index: s.index,
-                  line: s.line,
-                  kind: s.kind,
-                  lock: lock.mode === null ? 'no table lock' : `${lock.mode}${lock.relations.length ? ` on ${lock.relations.join(', ')}` : ''}`,
-                  text: s.sql.replace(/\s+/g, ' ').slice(0, 72),
-                };
-              }),
-            };
-          });
-          const version = plan.applied.at(-1)?.version ?? plan.baseline ?? null;
-          print(global, { db: options.db, version, pending: planned, problems: plan.problems }, renderPlan(options.db, version, planned, plan.problems));
-          return plan.problems.length > 0 ? ExitCode.badInput : ExitCode.ok;
-        } catch (error) {
-          return reportFailure(io, global, error);
-        }
+      exitCode = await viaTemporal({ global, config, logger }, async (pgconvoy) => {
+        const { plan } = await inspect(pgconvoy, { db: options.db, migrationsDir: config.migrationsDir, historyLast: 0, ...(options.outOfOrder ? { allowOutOfOrder: true } : {}) });
+        const pending = plan.pending.filter((p) => target === undefined || BigInt(p.version) <= BigInt(target));
+        const planned: PlannedMigration[] = pending.map((p) => {
+          const m = prepared.get(p.version)!;
+          return {
+            version: p.version,
+            description: p.description,
+            file: m.forward.file,
+            mode: m.forward.script.mode,
+            statements: m.forward.script.statements.map((s) => {
+              const lock = lockTaken(s);
+              return {
+                index: s.index,
+                line: s.line,
+                kind: s.kind,
+                lock: lock.mode === null ? 'no table lock' : `${lock.mode}${lock.relations.length ? ` on ${lock.relations.join(', ')}` : ''}`,
+                text: s.sql.replace(/\s+/g, ' ').slice(0, 72),
+              };
+            }),
+          };
+        });
+        const version = plan.applied.at(-1)?.version ?? plan.baseline ?? null;
+        print(global, { db: options.db, version, pending: planned, problems: plan.problems }, renderPlan(options.db, version, planned, plan.problems));
+        return plan.problems.length > 0 ? ExitCode.badInput : ExitCode.ok;
       });
     });
 
@@ -240,19 +249,15 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
         return;
       }
       const db = options.db;
-      exitCode = await withTemporal(config, logger, async (pgconvoy) => {
-        try {
-          const { plan } = await inspect(pgconvoy, { db, migrationsDir: config.migrationsDir, historyLast: 0, ...(options.outOfOrder ? { allowOutOfOrder: true } : {}) });
-          const ok = plan.problems.length === 0;
-          print(
-            global,
-            { valid: ok, migrations: set.migrations.length, manifestDigest: set.digest, problems: plan.problems },
-            ok ? `${summary}; the ledger of "${db}" agrees (${plan.pending.length} pending)\n` : `the ledger of "${db}" and the files disagree:\n${plan.problems.map((p) => `  ${p}`).join('\n')}\n`,
-          );
-          return ok ? ExitCode.ok : ExitCode.badInput;
-        } catch (error) {
-          return reportFailure(io, global, error);
-        }
+      exitCode = await viaTemporal({ global, config, logger }, async (pgconvoy) => {
+        const { plan } = await inspect(pgconvoy, { db, migrationsDir: config.migrationsDir, historyLast: 0, ...(options.outOfOrder ? { allowOutOfOrder: true } : {}) });
+        const ok = plan.problems.length === 0;
+        print(
+          global,
+          { valid: ok, migrations: set.migrations.length, manifestDigest: set.digest, problems: plan.problems },
+          ok ? `${summary}; the ledger of "${db}" agrees (${plan.pending.length} pending)\n` : `the ledger of "${db}" and the files disagree:\n${plan.problems.map((p) => `  ${p}`).join('\n')}\n`,
+        );
+        return ok ? ExitCode.ok : ExitCode.badInput;
       });
     });
 
@@ -265,14 +270,10 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
       const last = options.last === undefined ? undefined : Number(options.last);
       if (last !== undefined && (!Number.isInteger(last) || last < 1)) throw new UsageError(`--last must be a positive whole number, got "${options.last}"`);
       const { global, config, logger } = context();
-      exitCode = await withTemporal(config, logger, async (pgconvoy) => {
-        try {
-          const { history } = await inspect(pgconvoy, { db: options.db, migrationsDir: config.migrationsDir, ...(last ? { historyLast: last } : {}) });
-          print(global, history, renderHistory(options.db, history));
-          return ExitCode.ok;
-        } catch (error) {
-          return reportFailure(io, global, error);
-        }
+      exitCode = await viaTemporal({ global, config, logger }, async (pgconvoy) => {
+        const { history } = await inspect(pgconvoy, { db: options.db, migrationsDir: config.migrationsDir, ...(last ? { historyLast: last } : {}) });
+        print(global, history, renderHistory(options.db, history));
+        return ExitCode.ok;
       });
     });
 
@@ -335,22 +336,18 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
     .action(async (options: { db: string; tables?: string }) => {
       const { global, config, logger } = context();
       const tables = options.tables?.split(',').map((x) => x.trim()).filter(Boolean);
-      exitCode = await withTemporal(config, logger, async (pgconvoy) => {
-        try {
-          const result = await backup(pgconvoy, { db: options.db, ...(tables?.length ? { tables } : {}) });
-          const m = result.manifest;
-          print(
-            global,
-            result,
-            `backup ${m.id} of "${m.db}": ${m.bytes} bytes, sha256 ${m.sha256}, verified\n` +
-              `  ${result.location}/${m.key}\n  ${m.serverVersion === 'unknown' ? '' : `server ${m.serverVersion}, `}${m.pgDumpVersion}, ledger at ${m.ledgerVersion ?? 'no version'}` +
-              `${m.tables ? `, tables ${m.tables.join(', ')}` : ''}\n` +
-              (result.deleted.length ? `  deleted older backups: ${result.deleted.join(', ')}\n` : ''),
-          );
-          return ExitCode.ok;
-        } catch (error) {
-          return reportFailure(io, global, error);
-        }
+      exitCode = await viaTemporal({ global, config, logger }, async (pgconvoy) => {
+        const result = await backup(pgconvoy, { db: options.db, ...(tables?.length ? { tables } : {}) });
+        const m = result.manifest;
+        print(
+          global,
+          result,
+          `backup ${m.id} of "${m.db}": ${m.bytes} bytes, sha256 ${m.sha256}, verified\n` +
+            `  ${result.location}/${m.key}\n  ${m.serverVersion === 'unknown' ? '' : `server ${m.serverVersion}, `}${m.pgDumpVersion}, ledger at ${m.ledgerVersion ?? 'no version'}` +
+            `${m.tables ? `, tables ${m.tables.join(', ')}` : ''}\n` +
+            (result.deleted.length ? `  deleted older backups: ${result.deleted.join(', ')}\n` : ''),
+        );
+        return ExitCode.ok;
       });
     });
 
