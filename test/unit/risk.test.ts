@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { analyzeRisk, highestLevel, type ScriptForRisk } from '../../src/core/risk';
+import { analyzeScript } from '../../src/core/statements';
+
+/** Parses each snippet as a migration (versions 1, 2, ... in order) and returns the findings of the last one. */
+async function findingsOfLast(...snippets: string[]): Promise<string[]> {
+  const migrations: ScriptForRisk[] = [];
+  for (const [i, sql] of snippets.entries()) {
+    const parsed = await analyzeScript(sql);
+    assert.ok(parsed.ok, parsed.ok ? '' : parsed.problems.join('\n'));
+    migrations.push({ version: String(i + 1), file: `V${i + 1}__x.sql`, script: parsed.script });
+  }
+  const all = analyzeRisk(migrations);
+  return (all.get(String(snippets.length)) ?? []).map((f) => `${f.rule}:${f.level}${f.allowed ? ' (allowed)' : ''}`);
+}
+
+const SET_LT = "SET lock_timeout = '5s';\n";
+
+const cases: Array<[string, string[], string[]]> = [
+  // [name, snippets (earlier ones set the scene), expected findings of the last]
+  ['drop table', ['DROP TABLE orders;'], ['drop-table:high', 'missing-lock-timeout:low']],
+  ['drop table with lock_timeout', [SET_LT + 'DROP TABLE orders;'], ['drop-table:high']],
+  ['drop column', [SET_LT + 'ALTER TABLE orders DROP COLUMN note;'], ['drop-column:high']],
+  ['drop schema', ['DROP SCHEMA billing CASCADE;'], ['drop-schema:high']],
+  ['drop database', ['DROP DATABASE legacy;'], ['drop-database:high']],
+  ['truncate', [SET_LT + 'TRUNCATE orders;'], ['truncate:high']],
+  ['rename table', [SET_LT + 'ALTER TABLE orders RENAME TO purchases;'], ['rename-table:high']],
+  ['rename column', [SET_LT + 'ALTER TABLE orders RENAME COLUMN note TO remark;'], ['rename-column:high']],
+  ['column type that rewrites', [SET_LT + 'ALTER TABLE orders ALTER COLUMN id TYPE bigint;'], ['alter-column-type:high']],
+  ['column type to text does not rewrite', [SET_LT + 'ALTER TABLE orders ALTER COLUMN note TYPE text;'], []],
+  ['column type to varchar(n) rewrites or checks', [SET_LT + 'ALTER TABLE orders ALTER COLUMN note TYPE varchar(20);'], ['alter-column-type:high']],
+  ['add column with volatile default', [SET_LT + 'ALTER TABLE orders ADD COLUMN token uuid DEFAULT gen_random_uuid();'], ['add-column-volatile-default:high']],
+  ['add column with random() in an expression', [SET_LT + 'ALTER TABLE orders ADD COLUMN r float DEFAULT (random() * 10);'], ['add-column-volatile-default:high']],
+  ['add column with now() is fine (stable, no rewrite)', [SET_LT + 'ALTER TABLE orders ADD COLUMN at timestamptz DEFAULT now();'], []],
+  ['add column with constant default is fine', [SET_LT + "ALTER TABLE orders ADD COLUMN state text NOT NULL DEFAULT 'new';"], []],
+  ['add nullable column is fine', [SET_LT + 'ALTER TABLE orders ADD COLUMN note2 text;'], []],
+  ['set not null', [SET_LT + 'ALTER TABLE orders ALTER COLUMN note SET NOT NULL;'], ['set-not-null:medium']],
+  [
+    'set not null after a validated check (false positive avoided)',
+    [SET_LT + 'ALTER TABLE orders ADD CONSTRAINT note_nn CHECK (note IS NOT NULL) NOT VALID;', 'ALTER TABLE orders VALIDATE CONSTRAINT note_nn;', SET_LT + 'ALTER TABLE orders ALTER COLUMN note SET NOT NULL;'],
+    [],
+  ],
+  ['set not null after a NOT VALID check that was never validated', [SET_LT + 'ALTER TABLE orders ADD CONSTRAINT note_nn CHECK (note IS NOT NULL) NOT VALID;', SET_LT + 'ALTER TABLE orders ALTER COLUMN note SET NOT NULL;'], ['set-not-null:medium']],
+  ['foreign key without NOT VALID', [SET_LT + 'ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (customer_id) REFERENCES customers (id);'], ['add-foreign-key:medium']],
+  ['foreign key NOT VALID (false positive avoided)', [SET_LT + 'ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (customer_id) REFERENCES customers (id) NOT VALID;'], []],
+  ['validating a constraint later is fine', ['ALTER TABLE orders VALIDATE CONSTRAINT fk;'], []],
+  ['check constraint without NOT VALID', [SET_LT + 'ALTER TABLE orders ADD CONSTRAINT positive CHECK (total > 0);'], ['add-check-constraint:medium']],
+  ['check constraint NOT VALID', [SET_LT + 'ALTER TABLE orders ADD CONSTRAINT positive CHECK (total > 0) NOT VALID;'], []],
+  ['index without CONCURRENTLY on an existing table', ['CREATE INDEX orders_note ON orders (note);'], ['create-index-blocking:medium']],
+  ['concurrent index in a no-transaction file (false positive avoided)', ['-- pgconvoy:no-transaction\nCREATE INDEX CONCURRENTLY orders_note ON orders (note);\nCREATE INDEX CONCURRENTLY orders_total ON orders (total);'], []],
+  ['concurrent index alone in a file', ['CREATE INDEX CONCURRENTLY orders_note ON orders (note);'], []],
+  ['index on a table created in the same file', ['CREATE TABLE fresh (id int, note text);\nCREATE INDEX fresh_note ON fresh (note);'], []],
+  ['index on a table created earlier in the set', ['CREATE TABLE fresh (id int, note text);', 'CREATE INDEX fresh_note ON fresh (note);'], []],
+  ['drop index without CONCURRENTLY', [SET_LT + 'DROP INDEX orders_note;'], ['drop-index-blocking:medium']],
+  ['drop index CONCURRENTLY', ['DROP INDEX CONCURRENTLY orders_note;'], []],
+  ['primary key without an index', [SET_LT + 'ALTER TABLE orders ADD PRIMARY KEY (id);'], ['add-unique-without-index:medium']],
+  ['unique constraint without an index', [SET_LT + 'ALTER TABLE orders ADD CONSTRAINT u UNIQUE (note);'], ['add-unique-without-index:medium']],
+  ['unique constraint USING INDEX', [SET_LT + 'ALTER TABLE orders ADD CONSTRAINT u UNIQUE USING INDEX orders_note_key;'], []],
+  ['update without WHERE', ['UPDATE orders SET note = NULL;'], ['update-without-where:high']],
+  ['update with WHERE', ['UPDATE orders SET note = NULL WHERE id < 1000;'], []],
+  ['delete without WHERE', ['DELETE FROM orders;'], ['delete-without-where:high']],
+  ['delete with WHERE', ['DELETE FROM orders WHERE id = 1;'], []],
+  ['vacuum full', ['VACUUM FULL orders;'], ['vacuum-full:high', 'missing-lock-timeout:low']],
+  ['plain vacuum', ['VACUUM orders;'], []],
+  ['cluster', [SET_LT + 'CLUSTER orders USING orders_pkey;'], ['cluster:high']],
+  ['new table: foreign key, constraints and rows are all fine', ['CREATE TABLE t (id int PRIMARY KEY, c int REFERENCES customers (id));\nALTER TABLE t ADD CONSTRAINT pos CHECK (id > 0);\nUPDATE t SET c = 1;\nALTER TABLE t RENAME COLUMN c TO d;'], []],
+  ['drop a table created earlier in the set', ['CREATE TABLE tmp (id int);', 'DROP TABLE tmp;'], []],
+  ['accepted with pgconvoy:allow', ['-- pgconvoy:allow drop-column released in v42 without the column\n' + SET_LT + 'ALTER TABLE orders DROP COLUMN note;'], ['drop-column:high (allowed)']],
+  ['function bodies are not analysed as statements', ["CREATE FUNCTION wipe() RETURNS void LANGUAGE sql AS $$ DELETE FROM orders $$;"], []],
+];
+
+for (const [name, snippets, expected] of cases) {
+  test(`risk: ${name}`, async () => {
+    assert.deepEqual(await findingsOfLast(...snippets), expected);
+  });
+}
+
+test('the table holds at least 40 cases', () => {
+  assert.ok(cases.length >= 40, `${cases.length} cases`);
+});
+
+test('concurrent index creation inside a transaction is high risk', async () => {
+  const parsed = await analyzeScript('CREATE INDEX CONCURRENTLY i ON orders (note);');
+  assert.ok(parsed.ok);
+  const inTransaction = { ...parsed.script, mode: 'transaction' as const };
+  const findings = analyzeRisk([{ version: '1', file: 'V1__x.sql', script: inTransaction }]).get('1')!;
+  assert.deepEqual(findings.map((f) => [f.rule, f.level, f.lock, f.table, f.line]), [['concurrent-index-in-transaction', 'high', 'SHARE UPDATE EXCLUSIVE', 'orders', 1]]);
+});
+
+test('the highest level ignores accepted findings', async () => {
+  const parsed = await analyzeScript("-- pgconvoy:allow drop-column gone since v42\nSET lock_timeout = '5s';\nALTER TABLE orders DROP COLUMN note;\nCREATE INDEX i ON orders (id);");
+  assert.ok(parsed.ok);
+  const findings = analyzeRisk([{ version: '1', file: 'V1__x.sql', script: parsed.script }]).get('1')!;
+  assert.equal(highestLevel(findings), 'medium');
+  assert.equal(findings.find((f) => f.rule === 'drop-column')?.allowed, 'gone since v42');
+});
