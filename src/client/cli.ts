@@ -3,6 +3,9 @@ import { Command, CommanderError, Option } from 'commander';
 import type { LedgerChange, LedgerSource } from '../activities';
 import { aliasPattern, databaseEnvName, loadConfig, type Config } from '../config/config';
 import { rehearse } from './rehearse';
+import { basename, relative } from 'node:path';
+import { analyzeRisk, highestLevel } from '../core/risk';
+import { renderLint } from './render-lint';
 import { lockTaken } from '../core/locks';
 import { prepareMigrations } from '../core/prepare';
 import { parseVersion, type Version } from '../core/version';
@@ -349,6 +352,26 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
         );
         return ExitCode.ok;
       });
+    });
+
+  program
+    .command('lint')
+    .description('risk analysis of the migration set, offline (parser only); exit 0 when nothing is above low risk, 11 for medium, 12 for high')
+    .argument('[files...]', 'report only these files (the whole set is still read, in order)')
+    .addOption(new Option('--format <format>', 'output format').choices(['human', 'json', 'github']).default('human'))
+    .action(async (files: string[], options: { format: 'human' | 'json' | 'github' }) => {
+      const { global, config } = context();
+      const set = await readMigrationSet(config.migrationsDir);
+      const prepared = [...(await prepareMigrations(set)).values()];
+      const all = analyzeRisk(prepared.map((m) => ({ version: m.version, file: m.forward.file, script: m.forward.script })));
+      const wanted = new Set(files.map((f) => basename(f)));
+      const findings = prepared
+        .filter((m) => wanted.size === 0 || wanted.has(m.forward.file))
+        .flatMap((m) => (all.get(m.version) ?? []).map((f) => ({ file: m.forward.file, version: m.version, ...f })));
+      const format = global.json ? 'json' : options.format;
+      io.stdout(renderLint(findings, format, relative(cwd, config.migrationsDir) || '.'));
+      const level = highestLevel(findings);
+      exitCode = level === 'high' ? ExitCode.lintHigh : level === 'medium' ? ExitCode.lintMedium : ExitCode.ok;
     });
 
   program

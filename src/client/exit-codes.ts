@@ -14,6 +14,10 @@ export const ExitCode = {
   cancelled: 5,
   /** With --detailed-exitcode: migrations were applied. */
   applied: 10,
+  /** `lint`: the highest finding (not accepted with pgconvoy:allow) is medium risk. */
+  lintMedium: 11,
+  /** `lint`: the highest finding is high risk. */
+  lintHigh: 12,
 } as const;
 
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
