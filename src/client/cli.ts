@@ -8,7 +8,7 @@ import { analyzeRisk, highestLevel } from '../core/risk';
 import { renderLint } from './render-lint';
 import { lockTaken } from '../core/locks';
 import { prepareMigrations } from '../core/prepare';
-import { parseVersion, type Version } from '../core/version';
+import { compareVersions, parseVersion, type Version } from '../core/version';
 import { readMigrationSet } from '../source/read-migration-set';
 import { createLogger, type Logger } from '../worker/logger';
 import { createWorker, installRuntime } from '../worker/worker';
@@ -211,7 +211,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
       const prepared = await prepareMigrations(set);
       exitCode = await viaTemporal({ global, config, logger }, async (pgconvoy) => {
         const { plan } = await inspect(pgconvoy, { db: options.db, migrationsDir: config.migrationsDir, historyLast: 0, ...(options.outOfOrder ? { allowOutOfOrder: true } : {}) });
-        const pending = plan.pending.filter((p) => target === undefined || BigInt(p.version) <= BigInt(target));
+        const pending = plan.pending.filter((p) => target === undefined || compareVersions(p.version, target) <= 0);
         const planned: PlannedMigration[] = pending.map((p) => {
           const m = prepared.get(p.version)!;
           return {

@@ -56,15 +56,3 @@ export class UnknownDatabaseError extends PgconvoyError {
     );
   }
 }
-
-/** The ledger and the files on disk disagree (divergent, missing, out of order). */
-export class IntegrityError extends PgconvoyError {
-  readonly type = 'IntegrityCheckFailed';
-  readonly retryable = false;
-  constructor(readonly alias: string, readonly problems: string[]) {
-    super(`refusing to migrate "${alias}": the ledger and the migration files disagree:\n` + problems.map((p) => `  ${p}`).join('\n'), {
-      alias,
-      problems,
-    });
-  }
-}

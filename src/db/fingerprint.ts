@@ -1,8 +1,7 @@
 import type pg from 'pg';
 import { sha256Hex } from '../core/checksum';
 
-/** Schemas that are not the application's: never part of a fingerprint or a restore. */
-export const systemSchemas = ['pg_catalog', 'information_schema', 'pgconvoy'];
+/** The application's schemas: not the system's, not pgconvoy's ledger. */
 const userSchemas = `n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgconvoy') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'`;
 
 /** Each part of the catalog, as rows of text, each query ordered so the result is stable. */

@@ -5,9 +5,6 @@ import { join, resolve } from 'node:path';
 import { Connection } from '@temporalio/client';
 import { PgconvoyError } from '../core/errors';
 
-/** The temporal CLI version the project builds (scripts/provision-tools.sh). */
-export const temporalCliVersion = '1.5.1';
-
 export class DevServerError extends PgconvoyError {
   readonly type = 'DevServerFailed';
   readonly retryable = false;
