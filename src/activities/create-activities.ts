@@ -3,13 +3,15 @@ import { ManifestChangedError, PgconvoyError, UnknownDatabaseError } from '../co
 import type { ManifestEntry, MigrationSet } from '../core/migration-set';
 import { integrityProblems, planMigrations, type AppliedEntry, type Divergence } from '../core/plan';
 import { tablesTouched } from '../core/locks';
+import type { MigrationRisk, RiskLevel, TableContext } from '../core/risk';
+import { assessOnDatabase } from '../db/risk-context';
 import { prepareMigrations, type PreparedMigration } from '../core/prepare';
 import type { TransactionMode } from '../core/statements';
 import type { Version } from '../core/version';
 import { databaseEnvName, type Config } from '../config/config';
 import { withClient, type Target } from '../db/connection';
 import { applyGroup as applyGroupInDb, applyMigration as applyOne, type ApplyResult, type EngineContext, type EngineEvent } from '../db/execute';
-import { ensureLedger, markRolledBack, readHistory, readLedgerState, recordFingerprint, type HistoryRow } from '../db/ledger';
+import { ensureLedger, markRolledBack, readHistory, readLedgerState, recordFingerprint, recordRisk, type HistoryRow } from '../db/ledger';
 import { changeLedger as changeLedgerInDb, type LedgerChange, type LedgerChangeResult } from '../db/ledger-admin';
 import { acquireLease, releaseLease, renewLease, type Lease } from '../db/lease';
 import { readMigrationSet } from '../source/read-migration-set';
@@ -49,6 +51,8 @@ export interface PendingMigration extends ManifestEntry {
   statements: number;
   /** Tables its statements lock (names only), for a `touched-tables` backup. */
   tables?: string[];
+  /** Risk with context from the live database; the execution mode gates on its level. */
+  risk?: MigrationRisk;
 }
 
 export interface DatabasePlan {
@@ -63,6 +67,22 @@ export interface DatabasePlan {
   outOfOrder: ManifestEntry[];
   /** Why the plan must not run; empty when it may. */
   problems: string[];
+  /** What the database said about the tables the pending migrations lock. */
+  tableContext?: Array<TableContext & { table: string }>;
+}
+
+/** A version's risk as the run assessed it, recorded in the ledger when it is applied. */
+export interface RunRisk {
+  version: Version;
+  level: RiskLevel;
+  findings: Array<{ rule: string; level: RiskLevel; table: string | null; line: number; context: string | null; accepted: string | null }>;
+}
+
+/** Who approved the run, and when (workflow time, ms since the epoch). */
+export interface RunApproval {
+  by: string;
+  at: number;
+  note: string | null;
 }
 
 export interface ApplyInput {
@@ -72,6 +92,8 @@ export interface ApplyInput {
   version: Version;
   /** The lease token the run holds; absent in histories from before the lease existed. */
   leaseToken?: string;
+  risk?: RunRisk[];
+  approval?: RunApproval;
 }
 
 export interface ApplyGroupInput {
@@ -80,6 +102,8 @@ export interface ApplyGroupInput {
   manifestDigest: string;
   versions: Version[];
   leaseToken?: string;
+  risk?: RunRisk[];
+  approval?: RunApproval;
 }
 
 export interface LeaseInput {
@@ -226,9 +250,14 @@ export function createActivities({ config, logger }: ActivityDeps) {
           const ledger = await readLedgerState(client);
           const plan = planMigrations(set.manifest, ledger.applied, { baseline: ledger.baseline, ...(input.target ? { target: input.target } : {}) });
           const fileOf = (v: Version) => set.migrations.find((m) => m.version === v)?.forward.file;
-          const pending = plan.pending.map((entry) => {
-            const script = prepared.get(entry.version)!.forward.script;
-            return { ...entry, mode: script.mode, statements: script.statements.length, tables: tablesTouched(script.statements) };
+          const scripts = plan.pending.map((entry) => {
+            const forward = prepared.get(entry.version)!.forward;
+            return { version: entry.version, file: forward.file, script: forward.script };
+          });
+          const { risk, tables } = await assessOnDatabase(client, scripts, config.risk);
+          const pending = plan.pending.map((entry, i) => {
+            const script = scripts[i]!.script;
+            return { ...entry, mode: script.mode, statements: script.statements.length, tables: tablesTouched(script.statements), risk: risk.get(entry.version)! };
           });
           const result: DatabasePlan = {
             db: input.db,
@@ -238,6 +267,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
             ...plan,
             pending,
             problems: integrityProblems(plan, fileOf, { allowOutOfOrder: input.allowOutOfOrder ?? false }),
+            tableContext: tables,
           };
           logger.info({ event: 'plan.made', db: input.db, pending: plan.pending.length, problems: result.problems.length });
           return result;
@@ -254,7 +284,10 @@ export function createActivities({ config, logger }: ActivityDeps) {
           withEngine(input.db, input.leaseToken, async (ctx) => {
             await ensureLedger(client);
             const result = await applyOne(client, migration, ctx);
-            if (result.status === 'applied') await recordFingerprint(client, migration.version, (await fingerprint(client)).sha256);
+            if (result.status === 'applied') {
+              await recordFingerprint(client, migration.version, (await fingerprint(client)).sha256);
+              await recordRisk(client, migration.version, input.risk?.find((r) => r.version === migration.version), input.approval);
+            }
             logger.info({ event: result.status === 'applied' ? 'migration.applied' : 'migration.skipped', db: input.db, ...result });
             return result;
           }),
@@ -271,6 +304,10 @@ export function createActivities({ config, logger }: ActivityDeps) {
           withEngine(input.db, input.leaseToken, async (ctx) => {
             await ensureLedger(client);
             const results = await applyGroupInDb(client, migrations, ctx);
+            for (const [i, result] of results.entries()) {
+              const version = migrations[i]!.version;
+              if (result.status === 'applied') await recordRisk(client, version, input.risk?.find((r) => r.version === version), input.approval);
+            }
             logger.info({ event: 'group.applied', db: input.db, versions: input.versions });
             return results;
           }),

@@ -7,6 +7,8 @@ export {
   type PlanInput,
   type ApplyInput,
   type ApplyGroupInput,
+  type RunRisk,
+  type RunApproval,
   type ChangeLedgerInput,
   type LeaseInput,
   type BackupInput,

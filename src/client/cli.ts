@@ -4,7 +4,11 @@ import type { LedgerChange, LedgerSource } from '../activities';
 import { aliasPattern, databaseEnvName, loadConfig, type Config } from '../config/config';
 import { rehearse } from './rehearse';
 import { basename, relative } from 'node:path';
-import { analyzeRisk, highestLevel } from '../core/risk';
+import { analyzeRisk, highestLevel, type Finding } from '../core/risk';
+import { planMigrations } from '../core/plan';
+import { withClient } from '../db/connection';
+import { readLedgerState } from '../db/ledger';
+import { assessOnDatabase } from '../db/risk-context';
 import { renderLint } from './render-lint';
 import { lockTaken } from '../core/locks';
 import { prepareMigrations } from '../core/prepare';
@@ -18,7 +22,7 @@ import { executionModes, failurePolicies, type ExecutionMode, type FailurePolicy
 import { approve, backup, cancel, changeLedger, inspect, runningProgress, startMigration, type PgconvoyClient } from './api';
 import { ExitCode, exitCodeForFailure } from './exit-codes';
 import { summarizeFailure } from './failure';
-import { renderHistory, renderMigrateResult, renderPlan, renderProgressLine, renderStatus, type PlannedMigration } from './render';
+import { renderHistory, renderMigrateResult, renderPlan, renderProgressLine, renderStatus, renderWaiting, type PlannedMigration } from './render';
 import { renderFailureReport } from './report';
 import { withTemporal } from './session';
 
@@ -123,9 +127,10 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
           ...(options.requireApproval ? { requireApproval: true, approvalTimeoutMs } : {}),
         });
         if (!global.json) io.stderr(`pgconvoy: migrating "${options.db}" from ${config.migrationsDir}\n`);
-        if (!global.json && options.requireApproval) io.stderr(`pgconvoy: waiting for approval: run \`pgconvoy approve --db ${options.db}\` (or \`pgconvoy cancel --db ${options.db}\`)\n`);
+        const announced = global.json ? Promise.resolve() : announceWait(pgconvoy, options.db, handle.result(), io);
         try {
           const result = await handle.result();
+          await announced;
           print(global, { workflowId: handle.workflowId, runId: handle.firstExecutionRunId, ...result }, renderMigrateResult(result, handle.workflowId));
           if (result.status === 'cancelled') return ExitCode.cancelled;
           return options.detailedExitcode && result.status === 'applied' ? ExitCode.applied : ExitCode.ok;
@@ -229,10 +234,11 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
                 text: s.sql.replace(/\s+/g, ' ').slice(0, 72),
               };
             }),
+            risk: p.risk ?? null,
           };
         });
         const version = plan.applied.at(-1)?.version ?? plan.baseline ?? null;
-        print(global, { db: options.db, version, pending: planned, problems: plan.problems }, renderPlan(options.db, version, planned, plan.problems));
+        print(global, { db: options.db, version, pending: planned, tables: plan.tableContext ?? [], problems: plan.problems }, renderPlan(options.db, version, planned, plan.problems));
         return plan.problems.length > 0 ? ExitCode.badInput : ExitCode.ok;
       });
     });
@@ -356,18 +362,34 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
 
   program
     .command('lint')
-    .description('risk analysis of the migration set, offline (parser only); exit 0 when nothing is above low risk, 11 for medium, 12 for high')
+    .description('risk analysis: offline over the whole set (parser only), or with --db over the pending migrations with context from that database; exit 0 when nothing is above low risk, 11 for medium, 12 for high')
     .argument('[files...]', 'report only these files (the whole set is still read, in order)')
     .addOption(new Option('--format <format>', 'output format').choices(['human', 'json', 'github']).default('human'))
-    .action(async (files: string[], options: { format: 'human' | 'json' | 'github' }) => {
+    .addOption(new Option('-d, --db <alias>', 'assess the pending migrations against this database: table sizes and blocking sessions move the levels').argParser(parseAlias))
+    .action(async (files: string[], options: { format: 'human' | 'json' | 'github'; db?: string }) => {
       const { global, config } = context();
       const set = await readMigrationSet(config.migrationsDir);
       const prepared = [...(await prepareMigrations(set)).values()];
-      const all = analyzeRisk(prepared.map((m) => ({ version: m.version, file: m.forward.file, script: m.forward.script })));
+      const scripts = prepared.map((m) => ({ version: m.version, file: m.forward.file, script: m.forward.script }));
+      let risk: Map<Version, { findings: Finding[] }>;
+      let linted = prepared;
+      if (options.db !== undefined) {
+        const url = config.databases[options.db];
+        if (url === undefined) throw new UsageError(`database alias "${options.db}" is not configured: lint --db connects directly; set ${databaseEnvName(options.db)}`);
+        risk = await withClient({ alias: options.db, url }, async (client) => {
+          const ledger = await readLedgerState(client);
+          const plan = planMigrations(set.manifest, ledger.applied, { baseline: ledger.baseline });
+          const pending = new Set(plan.pending.map((p) => p.version));
+          linted = prepared.filter((m) => pending.has(m.version));
+          return (await assessOnDatabase(client, scripts.filter((m) => pending.has(m.version)), config.risk)).risk;
+        });
+      } else {
+        risk = new Map([...analyzeRisk(scripts)].map(([v, findings]) => [v, { findings }]));
+      }
       const wanted = new Set(files.map((f) => basename(f)));
-      const findings = prepared
+      const findings = linted
         .filter((m) => wanted.size === 0 || wanted.has(m.forward.file))
-        .flatMap((m) => (all.get(m.version) ?? []).map((f) => ({ file: m.forward.file, version: m.version, ...f })));
+        .flatMap((m) => (risk.get(m.version)?.findings ?? []).map((f) => ({ file: m.forward.file, version: m.version, ...f })));
       const format = global.json ? 'json' : options.format;
       io.stdout(renderLint(findings, format, relative(cwd, config.migrationsDir) || '.'));
       const level = highestLevel(findings);
@@ -455,6 +477,23 @@ async function reportRunFailure(io: Io, global: GlobalOptions, pgconvoy: Pgconvo
 }
 
 /** Prints a line whenever the running migration's progress changes, until it ends. */
+/** Tells the person at the terminal when the run stops to wait for approval (--require-approval or the risk gate), and why. */
+async function announceWait(pgconvoy: PgconvoyClient, db: string, finished: Promise<unknown>, io: Io): Promise<void> {
+  let done = false;
+  finished.then(
+    () => (done = true),
+    () => (done = true),
+  );
+  while (!done) {
+    const progress = await runningProgress(pgconvoy, db).catch(() => null);
+    if (progress && progress.phase !== 'planning') {
+      if (progress.phase === 'awaiting-approval') io.stderr(`pgconvoy: ${renderWaiting(progress)}\n`);
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300));
+  }
+}
+
 async function watch(pgconvoy: PgconvoyClient, db: string, global: GlobalOptions, io: Io): Promise<void> {
   let last = '';
   for (;;) {

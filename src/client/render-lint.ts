@@ -26,7 +26,8 @@ export function renderLint(findings: LintFinding[], format: 'human' | 'json' | '
     const where = `${f.file}:${f.line}`;
     const lock = f.lock ? ` (${f.lock}${f.table ? ` on ${f.table}` : ''})` : f.table ? ` (${f.table})` : '';
     const accepted = f.allowed ? `\n    accepted: ${f.allowed}` : '';
-    return `${where}  ${f.level.padEnd(6)}  ${f.rule}${lock}\n    why: ${f.why}\n    instead: ${f.instead}${accepted}`;
+    const database = f.context ? `\n    database: ${f.context}${f.baseLevel && f.baseLevel !== f.level ? ` (the rule alone says ${f.baseLevel})` : ''}` : '';
+    return `${where}  ${f.level.padEnd(6)}  ${f.rule}${lock}\n    why: ${f.why}\n    instead: ${f.instead}${database}${accepted}`;
   });
   const counted = (level: string) => findings.filter((f) => f.level === level && !f.allowed).length;
   return `${lines.join('\n')}\n${findings.length} finding${findings.length === 1 ? '' : 's'}: ${counted('high')} high, ${counted('medium')} medium, ${counted('low')} low (not counting accepted ones)\n`;

@@ -1,3 +1,4 @@
+import type { Finding, MigrationRisk } from '../core/risk';
 import type { DatabaseStatus } from '../workflows/inspect-database';
 import type { MigrateDatabaseResult, Progress } from '../workflows/messages';
 
@@ -12,7 +13,7 @@ export function renderMigrateResult(result: MigrateDatabaseResult, workflowId: s
     return (
       `dry run: database "${result.db}" ${result.version === null ? 'has no migrations applied' : `is at version ${result.version}`}; ` +
       `${result.pending.length} would be applied, nothing was changed\n` +
-      table(result.pending.map((p) => [`V${p.version}`, p.description, p.mode, `${p.statements} statement${p.statements === 1 ? '' : 's'}`]), '  ')
+      table(result.pending.map((p) => [`V${p.version}`, p.description, p.mode, `${p.statements} statement${p.statements === 1 ? '' : 's'}`, p.risk ? `${p.risk.level} risk` : '']), '  ')
     );
   }
   if (result.status === 'cancelled') {
@@ -51,14 +52,34 @@ export function renderStatus(status: DatabaseStatus, running: Progress | null): 
   }
   if (plan.pending.length > 0) {
     lines.push('', 'pending:');
-    for (const p of plan.pending) lines.push(`  V${p.version}  ${p.description}`);
+    for (const p of plan.pending) {
+      lines.push(`  V${p.version}  ${p.description}${p.risk ? `  (${p.risk.level} risk)` : ''}`);
+      for (const f of p.risk?.findings ?? []) lines.push(`      ${renderFinding(f)}`);
+    }
   }
   if (plan.problems.length > 0) {
     lines.push('', 'problems (a run is refused until they are fixed):');
     for (const p of plan.problems) lines.push(`  ${p}`);
   }
-  if (running) lines.push('', `running: ${renderProgressLine(running)}`);
+  if (running) {
+    lines.push('', `running: ${renderProgressLine(running)}`);
+    if (running.phase === 'awaiting-approval') lines.push(renderWaiting(running));
+  }
   return lines.join('\n') + '\n';
+}
+
+/** A finding in one line: level, rule, where, what the database said, and whether the file accepted it. */
+export function renderFinding(f: Pick<Finding, 'rule' | 'level' | 'line' | 'table' | 'lock' | 'context' | 'allowed' | 'baseLevel'>): string {
+  const where = f.context ?? (f.table ? `${f.lock ?? ''}${f.lock ? ' on ' : ''}${f.table}` : (f.lock ?? ''));
+  const moved = f.baseLevel && f.baseLevel !== f.level ? ` (the rule alone says ${f.baseLevel})` : '';
+  return `${f.level.padEnd(6)} ${f.rule} at line ${f.line}${where ? ` — ${where}` : ''}${moved}${f.allowed ? ` [accepted: ${f.allowed}]` : ''}`;
+}
+
+/** Why a run waits for approval, and how to give it. */
+export function renderWaiting(p: Progress): string {
+  const since = new Date(p.approval.waitingSince ?? p.phaseStartedAt).toISOString();
+  const reason = (p.approval.reason ?? 'approval required').split('\n').map((l) => `  ${l}`).join('\n');
+  return `waiting for approval since ${since}:\n${reason}\napprove with \`pgconvoy approve --db ${p.db}\`, or stop with \`pgconvoy cancel --db ${p.db}\``;
 }
 
 export function table(rows: string[][], indent: string): string {
@@ -81,6 +102,7 @@ export interface PlannedMigration {
   file: string;
   mode: string;
   statements: PlannedStatement[];
+  risk: MigrationRisk | null;
 }
 
 export function renderPlan(db: string, version: string | null, planned: PlannedMigration[], problems: string[]): string {
@@ -89,6 +111,10 @@ export function renderPlan(db: string, version: string | null, planned: PlannedM
   for (const m of planned) {
     lines.push('', `V${m.version}  ${m.description}  (${m.file}, ${m.mode === 'no-transaction' ? 'no transaction: statement by statement' : 'one transaction'}, ${m.statements.length} statement${m.statements.length === 1 ? '' : 's'})`);
     lines.push(table(m.statements.map((s) => [String(s.index), `line ${s.line}`, s.lock, s.text]), '  ').trimEnd());
+    if (m.risk) {
+      lines.push(`  risk: ${m.risk.level}${m.risk.findings.length === 0 ? ' (no findings)' : ''}`);
+      for (const f of m.risk.findings) lines.push(`    ${renderFinding(f)}`, `      instead: ${f.instead}`);
+    }
   }
   if (problems.length > 0) {
     lines.push('', 'problems (a run is refused until they are fixed):');
@@ -97,7 +123,10 @@ export function renderPlan(db: string, version: string | null, planned: PlannedM
   return lines.join('\n') + '\n';
 }
 
-export function renderHistory(db: string, history: Array<{ version: string; description: string; status: string; finishedAt: string; executionMs: number; source: string; errorSqlstate: string | null; reason: string | null }>): string {
+export function renderHistory(
+  db: string,
+  history: Array<{ version: string; description: string; status: string; finishedAt: string; executionMs: number; source: string; errorSqlstate: string | null; reason: string | null; riskLevel?: string | null; approvedBy?: string | null }>,
+): string {
   if (history.length === 0) return `database "${db}": the ledger is empty\n`;
   const rows = history.map((h) => [
     h.version,
@@ -106,7 +135,7 @@ export function renderHistory(db: string, history: Array<{ version: string; desc
     h.finishedAt,
     `${h.executionMs} ms`,
     h.source,
-    [h.errorSqlstate ? `SQLSTATE ${h.errorSqlstate}` : '', h.reason ?? ''].filter(Boolean).join('; '),
+    [h.errorSqlstate ? `SQLSTATE ${h.errorSqlstate}` : '', h.reason ?? '', h.riskLevel ? `${h.riskLevel} risk` : '', h.approvedBy ? `approved by ${h.approvedBy}` : ''].filter(Boolean).join('; '),
   ]);
   return table([['version', 'description', 'status', 'finished', 'time', 'source', 'note'], ...rows], '');
 }
@@ -116,7 +145,8 @@ export function renderProgressLine(p: Progress): string {
   const current = p.current ? `, applying V${p.current.version} ${p.current.description}` : '';
   let line = `phase ${p.phase}${current}, ${p.completed.length}/${p.pending.length} done`;
   if (p.phase === 'awaiting-approval') {
-    line += ` — waiting for approval since ${new Date(p.approval.waitingSince ?? p.phaseStartedAt).toISOString()} (${p.approval.reason ?? 'approval required'}); approve with \`pgconvoy approve --db ${p.db}\``;
+    const gated = p.approval.gated?.map((g) => `V${g.version} ${g.level} risk`).join(', ');
+    line += ` — waiting for approval since ${new Date(p.approval.waitingSince ?? p.phaseStartedAt).toISOString()} (${gated ?? p.approval.reason ?? 'approval required'}); approve with \`pgconvoy approve --db ${p.db}\``;
   }
   if (p.approval.approvedBy) line += `; approved by ${p.approval.approvedBy} at ${new Date(p.approval.approvedAt ?? 0).toISOString()}`;
   if (p.cancelRequested) line += `; cancel requested by ${p.cancelRequested.by}`;

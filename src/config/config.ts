@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { PgconvoyError } from '../core/errors';
+import { defaultThresholds, type RiskThresholds } from '../core/risk';
 import { defaultExecutionSettings, type ExecutionSettings } from '../core/execution-settings';
 
 /** A database alias: safe in a workflow id, a log line and a file name. */
@@ -53,6 +54,14 @@ const fileSchema = z.strictObject({
       renewEveryMs: z.number().int().min(100).optional(),
     })
     .optional(),
+  risk: z
+    .strictObject({
+      smallRows: z.number().int().min(0).optional(),
+      smallBytes: z.number().int().min(0).optional(),
+      largeRows: z.number().int().min(1).optional(),
+      largeBytes: z.number().int().min(1).optional(),
+    })
+    .optional(),
   execution: z
     .strictObject({
       lockTimeoutMs: z.number().int().positive().optional(),
@@ -83,6 +92,8 @@ export interface Config {
   /** The database lease: how long it lives without renewal, and how often its holder renews it. */
   lease: LeaseSettings;
   backup: BackupSettings;
+  /** Table sizes that make a locking statement low or high risk. */
+  risk: RiskThresholds;
   /** The temporal CLI binary for the embedded dev server. */
   temporalBin?: string;
   /** PGCONVOY_LOG_LEVEL; unset: the command picks (warn for the CLI, info for a worker). */
@@ -203,6 +214,7 @@ export function loadConfig(options: LoadOptions): Config {
     stateDir: absolute(cwd, env.PGCONVOY_STATE_DIR) ?? absolute(base, fromFile.stateDir ?? '.pgconvoy')!,
     execution: { ...defaultExecutionSettings, ...fromFile.execution },
     lease: { ...defaultLeaseSettings, ...fromFile.lease },
+    risk: { ...defaultThresholds, ...fromFile.risk },
     backup: backupSettings(fromFile.backup, env, base, absolute(cwd, env.PGCONVOY_STATE_DIR) ?? absolute(base, fromFile.stateDir ?? '.pgconvoy')!),
     ...(env.PGCONVOY_TEMPORAL_BIN ? { temporalBin: env.PGCONVOY_TEMPORAL_BIN } : {}),
     ...(env.PGCONVOY_LOG_LEVEL ? { logLevel: env.PGCONVOY_LOG_LEVEL } : {}),

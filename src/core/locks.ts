@@ -148,3 +148,26 @@ export function tablesTouched(statements: Array<Pick<Statement, 'kind' | 'node'>
   for (const s of statements) for (const r of lockTaken(s).relations) tables.add(r);
   return [...tables].sort();
 }
+
+/** PostgreSQL's lock conflict table ("Conflicting Lock Modes"): for each mode, the modes it waits for. */
+const conflictTable: Record<LockMode, LockMode[]> = {
+  'ACCESS SHARE': ['ACCESS EXCLUSIVE'],
+  'ROW SHARE': ['EXCLUSIVE', 'ACCESS EXCLUSIVE'],
+  'ROW EXCLUSIVE': ['SHARE', 'SHARE ROW EXCLUSIVE', 'EXCLUSIVE', 'ACCESS EXCLUSIVE'],
+  'SHARE UPDATE EXCLUSIVE': ['SHARE UPDATE EXCLUSIVE', 'SHARE', 'SHARE ROW EXCLUSIVE', 'EXCLUSIVE', 'ACCESS EXCLUSIVE'],
+  SHARE: ['ROW EXCLUSIVE', 'SHARE UPDATE EXCLUSIVE', 'SHARE ROW EXCLUSIVE', 'EXCLUSIVE', 'ACCESS EXCLUSIVE'],
+  'SHARE ROW EXCLUSIVE': ['ROW EXCLUSIVE', 'SHARE UPDATE EXCLUSIVE', 'SHARE', 'SHARE ROW EXCLUSIVE', 'EXCLUSIVE', 'ACCESS EXCLUSIVE'],
+  EXCLUSIVE: ['ROW SHARE', 'ROW EXCLUSIVE', 'SHARE UPDATE EXCLUSIVE', 'SHARE', 'SHARE ROW EXCLUSIVE', 'EXCLUSIVE', 'ACCESS EXCLUSIVE'],
+  'ACCESS EXCLUSIVE': [...lockModes],
+};
+
+/** Whether a lock in mode `wanted` must wait for one held (or queued) in mode `held`. */
+export function lockConflicts(wanted: LockMode, held: LockMode): boolean {
+  return conflictTable[wanted].includes(held);
+}
+
+/** The lock mode named as pg_locks names it (`AccessExclusiveLock`), or null for other lock kinds. */
+export function fromPgLocksMode(mode: string): LockMode | null {
+  const words = mode.replace(/Lock$/, '').replace(/([a-z])([A-Z])/g, '$1 $2').toUpperCase();
+  return (lockModes as readonly string[]).includes(words) ? (words as LockMode) : null;
+}

@@ -1,4 +1,4 @@
-import { lockTaken, type LockMode } from './locks';
+import { lockConflicts, lockTaken, type LockMode } from './locks';
 import type { Script, Statement } from './statements';
 import type { Version } from './version';
 
@@ -12,6 +12,8 @@ export interface RiskRule {
   why: string;
   /** The safe way to get the same result. */
   instead: string;
+  /** Its cost grows with the table: context from the live database moves its level by the table's size. */
+  scales?: boolean;
 }
 
 export interface Finding {
@@ -26,6 +28,10 @@ export interface Finding {
   instead: string;
   /** Set when the file accepts the finding with `-- pgconvoy:allow <rule> <reason>`. */
   allowed: string | null;
+  /** What the live database said about the table (size, sessions), when it was asked. */
+  context: string | null;
+  /** The rule's own level, when the context moved it. */
+  baseLevel?: RiskLevel;
 }
 
 /** The rules, by id. Levels are for an existing table of unknown size; context from the live database adjusts them. */
@@ -37,19 +43,20 @@ export const rules: Record<string, RiskRule> = {
   truncate: { id: 'truncate', level: 'high', why: 'deletes every row under an ACCESS EXCLUSIVE lock', instead: 'delete in batches, or archive the table first' },
   'rename-table': { id: 'rename-table', level: 'high', why: 'the running application version still uses the old name and breaks at once', instead: 'create a view with the old name, or expand/contract across releases' },
   'rename-column': { id: 'rename-column', level: 'high', why: 'the running application version still uses the old name and breaks at once', instead: 'add the new column, write both, backfill, switch reads, drop the old one later' },
-  'alter-column-type': { id: 'alter-column-type', level: 'high', why: 'most type changes rewrite the whole table under an ACCESS EXCLUSIVE lock', instead: 'add a column of the new type, backfill in batches, switch over' },
-  'add-column-volatile-default': { id: 'add-column-volatile-default', level: 'high', why: 'a volatile default (random(), clock_timestamp(), gen_random_uuid()) rewrites the whole table under an ACCESS EXCLUSIVE lock', instead: 'add the column without a default, set the default, backfill in batches' },
-  'set-not-null': { id: 'set-not-null', level: 'medium', why: 'SET NOT NULL scans the whole table under an ACCESS EXCLUSIVE lock', instead: 'add CHECK (col IS NOT NULL) NOT VALID, VALIDATE it, then SET NOT NULL (no scan)' },
-  'add-foreign-key': { id: 'add-foreign-key', level: 'medium', why: 'validating the new foreign key scans the table while holding SHARE ROW EXCLUSIVE locks on both tables', instead: 'add it NOT VALID, then VALIDATE CONSTRAINT in a later migration' },
-  'add-check-constraint': { id: 'add-check-constraint', level: 'medium', why: 'validating the new check scans the whole table under an ACCESS EXCLUSIVE lock', instead: 'add it NOT VALID, then VALIDATE CONSTRAINT in a later migration' },
-  'create-index-blocking': { id: 'create-index-blocking', level: 'medium', why: 'CREATE INDEX without CONCURRENTLY blocks every write to the table until it finishes', instead: 'CREATE INDEX CONCURRENTLY in a file with "-- pgconvoy:no-transaction"' },
-  'drop-index-blocking': { id: 'drop-index-blocking', level: 'medium', why: 'DROP INDEX without CONCURRENTLY takes an ACCESS EXCLUSIVE lock on the table', instead: 'DROP INDEX CONCURRENTLY in a file with "-- pgconvoy:no-transaction"' },
+  'alter-column-type': { id: 'alter-column-type', level: 'high', why: 'most type changes rewrite the whole table under an ACCESS EXCLUSIVE lock', instead: 'add a column of the new type, backfill in batches, switch over', scales: true },
+  'add-column-volatile-default': { id: 'add-column-volatile-default', level: 'high', why: 'a volatile default (random(), clock_timestamp(), gen_random_uuid()) rewrites the whole table under an ACCESS EXCLUSIVE lock', instead: 'add the column without a default, set the default, backfill in batches', scales: true },
+  'set-not-null': { id: 'set-not-null', level: 'medium', why: 'SET NOT NULL scans the whole table under an ACCESS EXCLUSIVE lock', instead: 'add CHECK (col IS NOT NULL) NOT VALID, VALIDATE it, then SET NOT NULL (no scan)', scales: true },
+  'add-foreign-key': { id: 'add-foreign-key', level: 'medium', why: 'validating the new foreign key scans the table while holding SHARE ROW EXCLUSIVE locks on both tables', instead: 'add it NOT VALID, then VALIDATE CONSTRAINT in a later migration', scales: true },
+  'add-check-constraint': { id: 'add-check-constraint', level: 'medium', why: 'validating the new check scans the whole table under an ACCESS EXCLUSIVE lock', instead: 'add it NOT VALID, then VALIDATE CONSTRAINT in a later migration', scales: true },
+  'create-index-blocking': { id: 'create-index-blocking', level: 'medium', why: 'CREATE INDEX without CONCURRENTLY blocks every write to the table until it finishes', instead: 'CREATE INDEX CONCURRENTLY in a file with "-- pgconvoy:no-transaction"', scales: true },
+  'drop-index-blocking': { id: 'drop-index-blocking', level: 'medium', why: 'DROP INDEX without CONCURRENTLY takes an ACCESS EXCLUSIVE lock on the table', instead: 'DROP INDEX CONCURRENTLY in a file with "-- pgconvoy:no-transaction"', scales: true },
   'concurrent-index-in-transaction': { id: 'concurrent-index-in-transaction', level: 'high', why: 'CREATE INDEX CONCURRENTLY cannot run inside a transaction block', instead: 'put it in a file of its own or mark the file "-- pgconvoy:no-transaction"' },
-  'add-unique-without-index': { id: 'add-unique-without-index', level: 'medium', why: 'adding a primary key or unique constraint builds its index under an ACCESS EXCLUSIVE lock', instead: 'CREATE UNIQUE INDEX CONCURRENTLY first, then ADD CONSTRAINT ... USING INDEX' },
-  'update-without-where': { id: 'update-without-where', level: 'high', why: 'updates every row in one transaction: long locks, bloat, replication lag', instead: 'update in batches with a WHERE on the key' },
+  'add-unique-without-index': { id: 'add-unique-without-index', level: 'medium', why: 'adding a primary key or unique constraint builds its index under an ACCESS EXCLUSIVE lock', instead: 'CREATE UNIQUE INDEX CONCURRENTLY first, then ADD CONSTRAINT ... USING INDEX', scales: true },
+  'update-without-where': { id: 'update-without-where', level: 'high', why: 'updates every row in one transaction: long locks, bloat, replication lag', instead: 'update in batches with a WHERE on the key', scales: true },
   'delete-without-where': { id: 'delete-without-where', level: 'high', why: 'deletes every row in one transaction', instead: 'delete in batches, or TRUNCATE deliberately' },
-  'vacuum-full': { id: 'vacuum-full', level: 'high', why: 'rewrites the table under an ACCESS EXCLUSIVE lock', instead: 'plain VACUUM, or pg_repack' },
-  cluster: { id: 'cluster', level: 'high', why: 'rewrites the table under an ACCESS EXCLUSIVE lock', instead: 'pg_repack' },
+  'vacuum-full': { id: 'vacuum-full', level: 'high', why: 'rewrites the table under an ACCESS EXCLUSIVE lock', instead: 'plain VACUUM, or pg_repack', scales: true },
+  cluster: { id: 'cluster', level: 'high', why: 'rewrites the table under an ACCESS EXCLUSIVE lock', instead: 'pg_repack', scales: true },
+  'blocked-by-session': { id: 'blocked-by-session', level: 'medium', why: 'other sessions hold or wait for locks this statement conflicts with: it will wait behind them, and every query on the table will queue behind it', instead: 'run when they are gone (pgconvoy retries lock timeouts with backoff), or end the long transactions first' },
   'missing-lock-timeout': { id: 'missing-lock-timeout', level: 'low', why: 'takes an ACCESS EXCLUSIVE lock with no lock_timeout in the file: run by hand, it could queue every query on the table behind it', instead: 'start the file with SET lock_timeout = \'5s\' (pgconvoy sets it for you)' },
 };
 
@@ -58,6 +65,11 @@ const volatileFunctions = new Set(['random', 'clock_timestamp', 'gen_random_uuid
 const relname = (rel: unknown): string | null => {
   const r = rel as { relname?: string } | undefined;
   return r?.relname ? r.relname.toLowerCase() : null;
+};
+/** The table as the file names it, schema included when given. */
+const shownName = (rel: unknown): string | null => {
+  const r = rel as { schemaname?: string; relname?: string } | undefined;
+  return r?.relname ? (r.schemaname ? `${r.schemaname}.${r.relname}` : r.relname) : null;
 };
 
 function functionNames(node: unknown, out: string[] = []): string[] {
@@ -99,7 +111,8 @@ export function analyzeRisk(migrations: ScriptForRisk[]): Map<Version, Finding[]
     const allow = new Map(m.script.directives.allow.map((a) => [a.rule, a.reason]));
     const flag = (id: string, s: Statement, table: string | null) => {
       const rule = rules[id]!;
-      findings.push({ rule: id, level: rule.level, lock: lockTaken(s).mode, table, statement: s.index, line: s.line, why: rule.why, instead: rule.instead, allowed: allow.get(id) ?? null });
+      const shown = table !== null && table === relname(s.node.relation) ? shownName(s.node.relation) : table;
+      findings.push({ rule: id, level: rule.level, lock: lockTaken(s).mode, table: shown, statement: s.index, line: s.line, why: rule.why, instead: rule.instead, allowed: allow.get(id) ?? null, context: null });
     };
     const existing = (table: string | null) => table !== null && !created.has(table);
     let hasLockTimeout = false;
@@ -212,4 +225,150 @@ export function analyzeRisk(migrations: ScriptForRisk[]): Map<Version, Finding[]
 /** The highest level among findings that are not allowed, or 'low' when there are none. */
 export function highestLevel(findings: Finding[]): RiskLevel {
   return findings.filter((f) => f.allowed === null).reduce<RiskLevel>((max, f) => (riskLevels.indexOf(f.level) > riskLevels.indexOf(max) ? f.level : max), 'low');
+}
+
+/** A session that holds or waits for a lock on a table. */
+export interface LockingSession {
+  pid: number;
+  mode: LockMode;
+  granted: boolean;
+  /** pg_stat_activity.state: active, idle in transaction, ... */
+  state: string | null;
+  /** How long its transaction has been open. */
+  transactionMs: number | null;
+  application: string | null;
+}
+
+/** What the live database says about a table a migration locks. */
+export interface TableContext {
+  /** Schema-qualified name in the database; null when the table does not exist (yet). */
+  qualified: string | null;
+  /** pg_class.reltuples; null when the table was never analyzed. */
+  rows: number | null;
+  /** pg_total_relation_size: table, indexes and TOAST; null when it could not be read. */
+  bytes: number | null;
+  sessions: LockingSession[];
+  /** Reading its size waited past the timeout: a session holds an ACCESS EXCLUSIVE lock on it. */
+  lockedOut: boolean;
+}
+
+/** Tables as the files name them (lower case) to what the database says about them. */
+export type RiskContext = Map<string, TableContext>;
+
+export interface RiskThresholds {
+  /** Below both, a table is small: statements whose cost grows with the table drop to low. */
+  smallRows: number;
+  smallBytes: number;
+  /** At or above either, a table is large: those statements rise to high. */
+  largeRows: number;
+  largeBytes: number;
+}
+
+export const defaultThresholds: RiskThresholds = {
+  smallRows: 10_000,
+  smallBytes: 10 * 1024 * 1024,
+  largeRows: 1_000_000,
+  largeBytes: 1024 * 1024 * 1024,
+};
+
+export const contextKey = (table: string): string => table.toLowerCase();
+
+export function sizeClass(t: TableContext, th: RiskThresholds): 'small' | 'large' | 'medium' {
+  if ((t.rows !== null && t.rows >= th.largeRows) || (t.bytes !== null && t.bytes >= th.largeBytes)) return 'large';
+  if (t.bytes !== null && t.bytes < th.smallBytes && (t.rows === null || t.rows < th.smallRows)) return 'small';
+  return 'medium';
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${unit === 0 ? value : value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
+}
+
+function describeTable(t: TableContext): string {
+  const rows = t.rows === null ? 'never analyzed' : `~${Math.round(t.rows).toLocaleString('en-US')} rows`;
+  return `${t.qualified}: ${rows}, ${t.bytes === null ? 'size unknown' : formatBytes(t.bytes)}`;
+}
+
+function describeSession(s: LockingSession): string {
+  const age = s.transactionMs === null ? '' : `, transaction open ${Math.round(s.transactionMs / 1000)} s`;
+  return `pid ${s.pid} ${s.granted ? 'holds' : 'waits for'} ${s.mode} (${s.state ?? 'unknown state'}${age}${s.application ? `, ${s.application}` : ''})`;
+}
+
+const raise = (level: RiskLevel): RiskLevel => riskLevels[Math.min(riskLevels.indexOf(level) + 1, riskLevels.length - 1)]!;
+
+/**
+ * Adjusts one migration's findings with what the live database says: a
+ * statement whose cost grows with the table is low risk on a small table and
+ * high on a large one; sessions whose locks conflict with a statement's
+ * become a `blocked-by-session` finding and raise that statement's other
+ * findings by a level. Pure: the database was read before.
+ */
+export function applyContext(findings: Finding[], script: Script, context: RiskContext, th: RiskThresholds = defaultThresholds): Finding[] {
+  const allow = new Map(script.directives.allow.map((a) => [a.rule, a.reason]));
+  const adjusted = findings.map((f): Finding => {
+    const t = f.table === null ? undefined : context.get(contextKey(f.table));
+    if (!rules[f.rule]?.scales || !t?.qualified) return f;
+    const size = sizeClass(t, th);
+    const level: RiskLevel = size === 'small' ? 'low' : size === 'large' ? 'high' : f.level;
+    return { ...f, level, context: describeTable(t), ...(level !== f.level ? { baseLevel: f.level } : {}) };
+  });
+
+  const blocked: Finding[] = [];
+  for (const s of script.statements) {
+    const lock = lockTaken(s);
+    if (lock.mode === null) continue;
+    const wanted = lock.mode;
+    for (const name of lock.relations) {
+      const t = context.get(contextKey(name));
+      if (!t?.qualified) continue;
+      const sessions = t.sessions.filter((x) => lockConflicts(wanted, x.mode));
+      if (sessions.length === 0 && !t.lockedOut) continue;
+      const rule = rules['blocked-by-session']!;
+      const what = [...sessions.map(describeSession), ...(t.lockedOut ? ['a session holds ACCESS EXCLUSIVE (reading the table size timed out)'] : [])];
+      blocked.push({
+        rule: rule.id,
+        // Medium, not high: pgconvoy bounds the wait with lock_timeout and retries.
+        level: rule.level,
+        lock: wanted,
+        table: name,
+        statement: s.index,
+        line: s.line,
+        why: rule.why,
+        instead: rule.instead,
+        allowed: allow.get(rule.id) ?? null,
+        context: `${t.qualified}: ${what.join('; ')}`,
+      });
+      for (const [i, f] of adjusted.entries()) {
+        if (f.statement === s.index && rules[f.rule]?.scales) adjusted[i] = { ...f, level: raise(f.level), baseLevel: f.baseLevel ?? f.level, context: `${f.context ?? t.qualified}; blocked by ${sessions.length || 1} session(s)` };
+      }
+    }
+  }
+  return [...adjusted, ...blocked].sort((a, b) => a.statement - b.statement);
+}
+
+/** A pending migration's risk: its findings with context and the highest level not accepted. */
+export interface MigrationRisk {
+  level: RiskLevel;
+  findings: Finding[];
+}
+
+/**
+ * Risk of the pending migrations of a database, in order. Only they are
+ * analysed: a table created by a migration already applied is an existing
+ * table now, with rows. With a context, levels follow the live database.
+ */
+export function assessPending(pending: ScriptForRisk[], context: RiskContext | null, th: RiskThresholds = defaultThresholds): Map<Version, MigrationRisk> {
+  const result = new Map<Version, MigrationRisk>();
+  for (const [version, found] of analyzeRisk(pending)) {
+    const script = pending.find((p) => p.version === version)!.script;
+    const findings = context ? applyContext(found, script, context, th) : found;
+    result.set(version, { level: highestLevel(findings), findings });
+  }
+  return result;
 }

@@ -53,6 +53,14 @@ const ledgerSteps: string[] = [
      renewed_at timestamptz NOT NULL,
      expires_at timestamptz NOT NULL
    );`,
+  // Risk analysis: each applied version's risk with the database's context,
+  // the reasons its file gave for accepting findings, and who approved the run.
+  `ALTER TABLE pgconvoy.history
+     ADD COLUMN risk_level text CHECK (risk_level IN ('low', 'medium', 'high')),
+     ADD COLUMN risk_findings jsonb,
+     ADD COLUMN approved_by text,
+     ADD COLUMN approved_at timestamptz,
+     ADD COLUMN approval_note text;`,
 ];
 
 /** Any constant works; it only has to be the same in every pgconvoy. */
@@ -105,6 +113,11 @@ export interface HistoryRow {
   errorStatement: number | null;
   source: string;
   reason: string | null;
+  riskLevel: string | null;
+  riskFindings: unknown[] | null;
+  approvedBy: string | null;
+  approvedAt: string | null;
+  approvalNote: string | null;
 }
 
 interface RawHistoryRow {
@@ -126,11 +139,18 @@ interface RawHistoryRow {
   error_statement: number | null;
   source: string;
   reason: string | null;
+  risk_level?: string | null;
+  risk_findings?: unknown[] | null;
+  approved_by?: string | null;
+  approved_at?: Date | null;
+  approval_note?: string | null;
 }
 
 const historyColumns = `id::text AS id, version::text AS version, description, file, checksum, status, started_at, finished_at,
   execution_ms, statements_done, statements_total, done_prefix_sha, workflow_id, error_sqlstate, error_message,
   error_statement, source, reason`;
+/** Columns of later ledger steps: read with readHistory, which upgrades nothing, so only when present. */
+const riskColumns = `, risk_level, risk_findings, approved_by, approved_at, approval_note`;
 
 function toHistoryRow(r: RawHistoryRow): HistoryRow {
   return {
@@ -151,20 +171,27 @@ function toHistoryRow(r: RawHistoryRow): HistoryRow {
     errorStatement: r.error_statement,
     source: r.source,
     reason: r.reason,
+    riskLevel: r.risk_level ?? null,
+    riskFindings: r.risk_findings ?? null,
+    approvedBy: r.approved_by ?? null,
+    approvedAt: r.approved_at ? r.approved_at.toISOString() : null,
+    approvalNote: r.approval_note ?? null,
   };
 }
 
 /** Ledger rows, oldest first; `last` keeps only the newest N. */
 export async function readHistory(client: pg.Client, options: { last?: number } = {}): Promise<HistoryRow[]> {
-  if (!(await ledgerExists(client))) return [];
+  const steps = await ledgerStepsDone(client);
+  if (steps === 0) return [];
+  const columns = historyColumns + (steps >= 2 ? riskColumns : '');
   if (options.last !== undefined) {
     const result = await client.query<RawHistoryRow>(
-      `SELECT * FROM (SELECT ${historyColumns} FROM pgconvoy.history ORDER BY id DESC LIMIT $1) newest ORDER BY id::bigint`,
+      `SELECT * FROM (SELECT ${columns} FROM pgconvoy.history ORDER BY id DESC LIMIT $1) newest ORDER BY id::bigint`,
       [options.last],
     );
     return result.rows.map(toHistoryRow);
   }
-  const result = await client.query<RawHistoryRow>(`SELECT ${historyColumns} FROM pgconvoy.history ORDER BY id`);
+  const result = await client.query<RawHistoryRow>(`SELECT ${columns} FROM pgconvoy.history ORDER BY id`);
   return result.rows.map(toHistoryRow);
 }
 
@@ -281,6 +308,21 @@ export async function finishAttempt(
 /** Records the catalog fingerprint taken right after `version` was applied. */
 export async function recordFingerprint(client: pg.Client, version: Version, sha256: string): Promise<void> {
   await client.query(`UPDATE pgconvoy.history SET fingerprint = $2 WHERE version = $1 AND status = 'applied'`, [version, sha256]);
+}
+
+/** Records an applied version's risk (findings with context, accepted reasons) and who approved the run. */
+export async function recordRisk(
+  client: pg.Client,
+  version: Version,
+  risk: { level: string; findings: unknown[] } | undefined,
+  approval: { by: string; at: number; note: string | null } | undefined,
+): Promise<void> {
+  await client.query(
+    `UPDATE pgconvoy.history
+        SET risk_level = $2, risk_findings = $3::jsonb, approved_by = $4, approved_at = to_timestamp($5::float8 / 1000), approval_note = $6
+      WHERE version = $1 AND status = 'applied'`,
+    [version, risk?.level ?? null, risk ? JSON.stringify(risk.findings) : null, approval?.by ?? null, approval?.at ?? null, approval?.note ?? null],
+  );
 }
 
 /** Marks what a run applied as rolled back (after its compensation). */

@@ -1,6 +1,7 @@
 import { defineQuery, defineUpdate } from '@temporalio/workflow';
 import type { PendingMigration } from '../activities';
 import type { Version } from '../core/version';
+import type { GatedMigration } from './gates';
 
 export type Phase =
   | 'planning'
@@ -19,9 +20,9 @@ export type FailurePolicy = 'restore' | 'undo' | 'halt';
 export const failurePolicies: FailurePolicy[] = ['restore', 'undo', 'halt'];
 
 /**
- * What may run without an explicit approval. Until risk analysis exists every
- * migration counts as low risk, so only `dry-run` and `requireApproval`
- * change what happens; `safe` will gate medium and high risk, `auto` high.
+ * What may run without an explicit approval, by the risk of each pending
+ * migration (with context from the live database): `safe` only low, `auto`
+ * low and medium, `aggressive` everything; `dry-run` plans and stops.
  */
 export type ExecutionMode = 'safe' | 'auto' | 'aggressive' | 'dry-run';
 export const executionModes: ExecutionMode[] = ['safe', 'auto', 'aggressive', 'dry-run'];
@@ -35,7 +36,10 @@ export interface AppliedStep {
 
 export interface ApprovalState {
   required: boolean;
+  /** Why the run waits, in words: --require-approval and/or the risk gate. */
   reason: string | null;
+  /** The migrations the execution mode does not let run without an approval. */
+  gated?: GatedMigration[];
   /** Workflow time (ms since epoch) the wait began. */
   waitingSince: number | null;
   approvedBy: string | null;

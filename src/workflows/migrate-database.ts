@@ -8,8 +8,9 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { Activities, DatabasePlan, PendingMigration } from '../activities';
+import type { Activities, ApplyInput, DatabasePlan, PendingMigration, RunRisk } from '../activities';
 import type { Version } from '../core/version';
+import { describeGate, gatedMigrations } from './gates';
 import { approveUpdate, cancelUpdate, progressQuery } from './messages';
 import type { AppliedStep, ApproveInput, CancelInput, MigrateDatabaseInput, MigrateDatabaseResult, Progress } from './messages';
 
@@ -193,9 +194,15 @@ async function gateLockAndApply(
     enter('done');
     return { status: 'dry-run', ...base, version: versionBefore, applied: [], pending: plan.pending };
   }
-  if (input.requireApproval) {
+  // Runs started before risk analysis existed gate only on --require-approval.
+  const gated = patched('risk-gates') ? gatedMigrations(progress.mode, plan.pending) : [];
+  if (input.requireApproval || gated.length > 0) {
     progress.approval.required = true;
-    progress.approval.reason = 'the run was started with --require-approval';
+    progress.approval.reason = [
+      ...(input.requireApproval ? ['the run was started with --require-approval'] : []),
+      ...(gated.length > 0 ? [describeGate(progress.mode, gated)] : []),
+    ].join('\n');
+    if (gated.length > 0) progress.approval.gated = gated;
     progress.approval.waitingSince = Date.now();
     enter('awaiting-approval');
     const decided = await condition(() => approved || progress.cancelRequested !== null, input.approvalTimeoutMs ?? defaultApprovalTimeoutMs);
@@ -234,9 +241,10 @@ async function gateLockAndApply(
         progress.current = step[0]!;
         for (let recoveries = 0; ; recoveries++) {
           try {
+            const record = runRecord(step, progress);
             const results = input.group
-              ? await applyGroup({ ...base, migrationsDir: input.migrationsDir, versions: step.map((p) => p.version), leaseToken: lease.token })
-              : [await applyMigration({ ...base, migrationsDir: input.migrationsDir, version: step[0]!.version, leaseToken: lease.token })];
+              ? await applyGroup({ ...base, migrationsDir: input.migrationsDir, versions: step.map((p) => p.version), leaseToken: lease.token, ...record })
+              : [await applyMigration({ ...base, migrationsDir: input.migrationsDir, version: step[0]!.version, leaseToken: lease.token, ...record })];
             results.forEach((result, i) => {
               const entry = step[i]!;
               const done: AppliedStep = { version: entry.version, description: entry.description, status: result.status, durationMs: result.status === 'applied' ? result.durationMs : 0 };
@@ -270,6 +278,20 @@ async function gateLockAndApply(
   enter('done');
   const version = applied.at(-1)!.version;
   return { status: 'applied', ...base, version, applied, ...(progress.approval.approvedBy ? { approvedBy: progress.approval.approvedBy } : {}) };
+}
+
+/** What the ledger records with each applied version: its risk, the accepted findings' reasons and the approval. */
+function runRecord(step: PendingMigration[], progress: Progress): Pick<ApplyInput, 'risk' | 'approval'> {
+  const risk: RunRisk[] = step.flatMap((p) =>
+    p.risk
+      ? [{ version: p.version, level: p.risk.level, findings: p.risk.findings.map((f) => ({ rule: f.rule, level: f.level, table: f.table, line: f.line, context: f.context, accepted: f.allowed })) }]
+      : [],
+  );
+  const { approvedBy, approvedAt, note } = progress.approval;
+  return {
+    ...(risk.length > 0 ? { risk } : {}),
+    ...(approvedBy !== null && approvedAt !== null ? { approval: { by: approvedBy, at: approvedAt, note } } : {}),
+  };
 }
 
 interface CompensationContext {

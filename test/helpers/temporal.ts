@@ -1,3 +1,4 @@
+import { defaultThresholds } from '../../src/core/risk';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -52,6 +53,7 @@ export function testConfig(overrides: Partial<Config> & Pick<Config, 'databases'
     stateDir: '/nonexistent',
     execution: defaultExecutionSettings,
     lease: defaultLeaseSettings,
+    risk: defaultThresholds,
     backup: { store: join(process.env.PGCONVOY_TEST_SCRATCH ?? tmpdir(), `backups-${process.pid}`), keep: 5, drill: false, scope: 'database', s3: { region: 'us-east-1', partSizeBytes: 5 * 1024 * 1024, queueSize: 2 } },
     ...overrides,
     temporal: { address: services.temporalAddress, namespace: 'default', taskQueue: uniqueTaskQueue(), ...overrides.temporal },

@@ -1,0 +1,32 @@
+import type { PendingMigration } from '../activities';
+import type { RiskLevel } from '../core/risk';
+import type { ExecutionMode } from './messages';
+
+/** The highest risk each mode runs without an approval. */
+const runsUnapproved: Record<ExecutionMode, RiskLevel> = { safe: 'low', auto: 'medium', aggressive: 'high', 'dry-run': 'high' };
+const order: RiskLevel[] = ['low', 'medium', 'high'];
+
+export interface GatedMigration {
+  version: string;
+  description: string;
+  level: RiskLevel;
+  /** One line per finding not accepted in the file: rule, table and what the database said. */
+  findings: string[];
+}
+
+/** The pending migrations the mode does not let run without an approval, with why. */
+export function gatedMigrations(mode: ExecutionMode, pending: PendingMigration[]): GatedMigration[] {
+  const limit = order.indexOf(runsUnapproved[mode]);
+  return pending.flatMap((p) => {
+    if (!p.risk || order.indexOf(p.risk.level) <= limit) return [];
+    const findings = p.risk.findings
+      .filter((f) => f.allowed === null && order.indexOf(f.level) > limit)
+      .map((f) => `${f.rule} (${f.level}) at line ${f.line}${f.context ? `: ${f.context}` : f.table ? ` on ${f.table}` : ''}`);
+    return [{ version: p.version, description: p.description, level: p.risk.level, findings }];
+  });
+}
+
+export function describeGate(mode: ExecutionMode, gated: GatedMigration[]): string {
+  const what = gated.map((g) => `V${g.version} (${g.description}) is ${g.level} risk: ${g.findings.join('; ')}`).join('\n');
+  return `${mode} mode runs only ${runsUnapproved[mode] === 'low' ? 'low' : 'low and medium'} risk migrations without an approval:\n${what}`;
+}
