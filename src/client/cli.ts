@@ -476,7 +476,6 @@ async function reportRunFailure(io: Io, global: GlobalOptions, pgconvoy: Pgconvo
   return code;
 }
 
-/** Prints a line whenever the running migration's progress changes, until it ends. */
 /** Tells the person at the terminal when the run stops to wait for approval (--require-approval or the risk gate), and why. */
 async function announceWait(pgconvoy: PgconvoyClient, db: string, finished: Promise<unknown>, io: Io): Promise<void> {
   let done = false;
@@ -494,6 +493,7 @@ async function announceWait(pgconvoy: PgconvoyClient, db: string, finished: Prom
   }
 }
 
+/** Prints a line whenever the running migration's progress changes, until it ends. */
 async function watch(pgconvoy: PgconvoyClient, db: string, global: GlobalOptions, io: Io): Promise<void> {
   let last = '';
   for (;;) {

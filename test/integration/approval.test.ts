@@ -23,13 +23,14 @@ async function fixture(t: { after(fn: () => unknown): void }, files: Record<stri
   t.after(close);
   const history = () => client.workflow.getHandle(`pgconvoy/db/${alias}`).fetchHistory();
   const phase = async () => (await client.workflow.getHandle(`pgconvoy/db/${alias}`).query(progressQuery).catch(() => undefined))?.phase;
-  return { db, config, cli, phase, history };
+  return { db, config, cli, env, phase, history };
 }
 
 test('--require-approval waits, status says why, and `pgconvoy approve` lets it run, recording who approved', async (t) => {
-  const { db, config, cli, phase, history } = await fixture(t, { 'V1__a.sql': 'CREATE TABLE a (id int);' }, 'gated');
+  const { db, config, cli, env, phase, history } = await fixture(t, { 'V1__a.sql': 'CREATE TABLE a (id int);' }, 'gated');
   await withWorker(config, async () => {
-    const up = cli('up', '--db', 'gated', '--require-approval');
+    const live = { stderr: '' };
+    const up = runInProcess(['--migrations', config.migrationsDir, 'up', '--db', 'gated', '--require-approval'], env, config.migrationsDir, live);
     await waitFor('the approval wait', async () => ((await phase()) === 'awaiting-approval' ? true : undefined));
     assert.equal((await db.query(`SELECT to_regclass('public.a') AS t`)).rows[0]?.t, null, 'nothing ran before approval');
     const status = await cli('status', '--db', 'gated');
@@ -38,12 +39,13 @@ test('--require-approval waits, status says why, and `pgconvoy approve` lets it 
     assert.equal(tooEarly.code, ExitCode.failed);
     assert.match(tooEarly.stderr, /no migration of "nobody" is running/);
 
+    await waitFor('up to announce the wait', async () => (live.stderr.includes('waiting for approval since') ? true : undefined));
     const approved = await cli('approve', '--db', 'gated', '--by', 'dba@example', '--note', 'reviewed in PR 7');
     assert.equal(approved.code, ExitCode.ok, approved.stderr);
     assert.equal(approved.stdout, 'approved the migration of "gated" as dba@example (the run was awaiting-approval)\n');
     const result = await up;
     assert.equal(result.code, ExitCode.ok, result.stderr);
-    assert.match(result.stderr, /waiting for approval: run `pgconvoy approve --db gated`/);
+    assert.match(result.stderr, /pgconvoy: waiting for approval since \S+:\n  the run was started with --require-approval\napprove with `pgconvoy approve --db gated`, or stop with `pgconvoy cancel --db gated`\n/);
     const again = await cli('approve', '--db', 'gated');
     assert.equal(again.code, ExitCode.failed, 'nothing waits any more');
     maybeRecordHistory('migrate-database-approved', await history());
@@ -104,7 +106,7 @@ test('--mode dry-run plans and reports without changing anything', async (t) => 
   assert.equal(result.code, ExitCode.ok, result.stderr);
   assert.equal(
     result.stdout,
-    'dry run: database "gated-dry" has no migrations applied; 2 would be applied, nothing was changed\n  V1  a  transaction     1 statement\n  V2  b  no-transaction  1 statement\n',
+    'dry run: database "gated-dry" has no migrations applied; 2 would be applied, nothing was changed\n  V1  a  transaction     1 statement  low risk\n  V2  b  no-transaction  1 statement  low risk\n',
   );
   assert.equal((await db.query(`SELECT 1 FROM pg_namespace WHERE nspname = 'pgconvoy'`)).rowCount, 0);
 });

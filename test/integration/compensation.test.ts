@@ -45,7 +45,7 @@ test('restore: a failing migration after a destructive one brings back every row
   const { db, failure, before, after, ledger, history } = await runFailing(
     t,
     'restored',
-    { 'V1__drop_email.sql': 'ALTER TABLE customers DROP COLUMN email;', 'V2__boom.sql': 'CREATE TABLE audit (id int);\nSELECT * FROM nowhere;' },
+    { 'V1__drop_email.sql': '-- pgconvoy:allow drop-column the application stopped reading it\nALTER TABLE customers DROP COLUMN email;', 'V2__boom.sql': 'CREATE TABLE audit (id int);\nSELECT * FROM nowhere;' },
     'restore',
     (d) => d.query(`CREATE TABLE customers (id int PRIMARY KEY, email text); INSERT INTO customers SELECT g, 'c' || g || '@x' FROM generate_series(1, 5000) g;`).then(() => undefined),
   );
@@ -127,7 +127,7 @@ test('touched-tables backups: only the tables the run locks are dumped, and a re
   const { db, failure, before, after, ledger } = await runFailing(
     t,
     'touched',
-    { 'V1__drop_email.sql': 'ALTER TABLE customers DROP COLUMN email;', 'V2__boom.sql': 'SELECT 1/0;' },
+    { 'V1__drop_email.sql': '-- pgconvoy:allow drop-column the application stopped reading it\nALTER TABLE customers DROP COLUMN email;', 'V2__boom.sql': 'SELECT 1/0;' },
     'restore',
     (d) =>
       d
