@@ -39,7 +39,7 @@ test('--require-approval waits, status says why, and `pgconvoy approve` lets it 
     assert.equal(tooEarly.code, ExitCode.failed);
     assert.match(tooEarly.stderr, /no migration of "nobody" is running/);
 
-    await waitFor('up to announce the wait', async () => (live.stderr.includes('waiting for approval since') ? true : undefined));
+    await waitFor('up to announce the wait', () => Promise.resolve(live.stderr.includes('waiting for approval since') ? true : undefined));
     const approved = await cli('approve', '--db', 'gated', '--by', 'dba@example', '--note', 'reviewed in PR 7');
     assert.equal(approved.code, ExitCode.ok, approved.stderr);
     assert.equal(approved.stdout, 'approved the migration of "gated" as dba@example (the run was awaiting-approval)\n');

@@ -106,7 +106,7 @@ test('the same index is low risk on an empty table and high on a million rows; s
     assert.equal((await dbs['risk_large']!.query(`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'pgconvoy'`)).rows[0]?.n, 0, 'not even the ledger');
 
     // `up` tells its terminal why it waits (it polls the run's progress).
-    await waitFor('up to announce the wait', async () => (live.stderr.includes('waiting for approval since') ? true : undefined));
+    await waitFor('up to announce the wait', () => Promise.resolve(live.stderr.includes('waiting for approval since') ? true : undefined));
     const approved = await cli('approve', '--db', 'risk_large', '--by', 'dba@example', '--note', 'quiet hour');
     assert.equal(approved.code, ExitCode.ok, approved.stderr);
     const result = await up;
@@ -145,7 +145,7 @@ test('modes: auto waits on high risk (cancel leaves the database alone), aggress
     const result = await up;
     assert.equal(result.code, ExitCode.cancelled, result.stderr);
     assert.deepEqual(
-      (await dbs['modes-auto']!.query(`SELECT column_name FROM information_schema.columns WHERE table_name = 'accounts' ORDER BY ordinal_position`)).rows.map((r) => r.column_name),
+      (await dbs['modes-auto']!.query(`SELECT column_name FROM information_schema.columns WHERE table_name = 'accounts' ORDER BY ordinal_position`)).rows.map((r) => String(r.column_name)),
       ['id', 'email', 'balance'],
     );
 
