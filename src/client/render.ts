@@ -135,9 +135,10 @@ export function renderHistory(
     h.finishedAt,
     `${h.executionMs} ms`,
     h.source,
-    [h.errorSqlstate ? `SQLSTATE ${h.errorSqlstate}` : '', h.reason ?? '', h.riskLevel ? `${h.riskLevel} risk` : '', h.approvedBy ? `approved by ${h.approvedBy}` : ''].filter(Boolean).join('; '),
+    h.riskLevel ?? '',
+    [h.errorSqlstate ? `SQLSTATE ${h.errorSqlstate}` : '', h.reason ?? '', h.approvedBy ? `approved by ${h.approvedBy}` : ''].filter(Boolean).join('; '),
   ]);
-  return table([['version', 'description', 'status', 'finished', 'time', 'source', 'note'], ...rows], '');
+  return table([['version', 'description', 'status', 'finished', 'time', 'source', 'risk', 'note'], ...rows], '');
 }
 
 /** One line for a running migration: phase, current migration, counts, and why it waits. */

@@ -138,7 +138,7 @@ test('baseline adopts an existing database; mark-applied records a hand-applied 
 
     const history = await cli('history', '--db', 'app');
     assert.equal(history.code, ExitCode.ok);
-    assert.match(history.stdout, /^version +description +status +finished +time +source +note\n2 +<< baseline >> +baseline .* baseline +baseline of an existing database\n3 +c +applied .* mark-applied +applied by hand during incident 42\n4 +d +applied .* run\n$/);
+    assert.match(history.stdout, /^version +description +status +finished +time +source +risk +note\n2 +<< baseline >> +baseline .* baseline +baseline of an existing database\n3 +c +applied .* mark-applied +applied by hand during incident 42\n4 +d +applied .* run +low\n$/);
   });
 });
 

@@ -126,7 +126,7 @@ test('the same index is low risk on an empty table and high on a million rows; s
   assert.equal(small!.risk_level, 'low');
   assert.equal(small!.approved_by, null, 'nobody had to approve the low-risk run');
   const history = await withWorker(config, () => cli('history', '--db', 'risk_large'));
-  assert.match(history.stdout, /high risk; approved by dba@example/);
+  assert.match(history.stdout, /\n1 +index email +applied .* run +high +approved by dba@example\n/);
 });
 
 test('modes: auto waits on high risk (cancel leaves the database alone), aggressive runs it, and an accepted finding runs in safe mode with its reason in the ledger', async (t) => {
