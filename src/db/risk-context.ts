@@ -22,68 +22,89 @@ function quoted(name: string): string {
  * no data (only the catalog and pg_stat_activity).
  */
 export async function readRiskContext(client: pg.Client, tables: string[]): Promise<RiskContext> {
+  const names = [...new Set(tables)];
+  const found = await client.query<{ name: string; oid: string | null; qualified: string | null; reltuples: number | null }>(
+    `SELECT w.name, c.oid::text AS oid, CASE WHEN c.oid IS NOT NULL THEN format('%I.%I', n.nspname, c.relname) END AS qualified, c.reltuples::float8 AS reltuples
+       FROM unnest($1::text[], $2::text[]) AS w(name, quoted)
+       LEFT JOIN pg_catalog.pg_class c ON c.oid = to_regclass(w.quoted)
+       LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`,
+    [names, names.map(quoted)],
+  );
+  const oids = found.rows.flatMap((r) => (r.oid === null ? [] : [r.oid]));
+  const sizes = await totalSizes(client, oids);
+  const sessions = await lockingSessions(client, oids);
   const context: RiskContext = new Map();
-  for (const name of [...new Set(tables)]) {
-    const found = await client.query<{ oid: string; qualified: string; reltuples: number }>(
-      `SELECT c.oid::text AS oid, format('%I.%I', n.nspname, c.relname) AS qualified, c.reltuples::float8 AS reltuples
-         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.oid = to_regclass($1)`,
-      [quoted(name)],
-    );
-    const row = found.rows[0];
-    if (!row) {
-      context.set(contextKey(name), { qualified: null, rows: null, bytes: null, sessions: [], lockedOut: false });
-      continue;
-    }
-    const { bytes, lockedOut } = await totalSize(client, row.oid);
-    const table: TableContext = {
-      qualified: row.qualified,
-      // -1 (PostgreSQL 14 and later) means never vacuumed or analyzed.
-      rows: row.reltuples < 0 ? null : row.reltuples,
-      bytes,
-      sessions: await lockingSessions(client, row.oid),
-      lockedOut,
-    };
-    context.set(contextKey(name), table);
+  for (const row of found.rows) {
+    const size = row.oid === null ? undefined : sizes.get(row.oid);
+    const table: TableContext =
+      row.oid === null
+        ? { qualified: null, rows: null, bytes: null, sessions: [], lockedOut: false }
+        : {
+            qualified: row.qualified,
+            // -1 (PostgreSQL 14 and later) means never vacuumed or analyzed.
+            rows: row.reltuples === null || row.reltuples < 0 ? null : row.reltuples,
+            bytes: size ?? null,
+            sessions: sessions.get(row.oid) ?? [],
+            lockedOut: size === undefined,
+          };
+    context.set(contextKey(row.name), table);
   }
   return context;
 }
 
-/** pg_total_relation_size takes an ACCESS SHARE lock: bounded, so a held ACCESS EXCLUSIVE cannot hang planning. */
-async function totalSize(client: pg.Client, oid: string): Promise<{ bytes: number | null; lockedOut: boolean }> {
-  await client.query('BEGIN');
-  try {
-    await client.query(`SET LOCAL lock_timeout = ${sizeLockTimeoutMs}`);
-    const size = await client.query<{ bytes: string | null }>('SELECT pg_total_relation_size($1::oid)::text AS bytes', [oid]);
-    await client.query('COMMIT');
-    const bytes = size.rows[0]?.bytes;
-    return { bytes: bytes === null || bytes === undefined ? null : Number(bytes), lockedOut: false };
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    if (pgErrorFields(error).code === '55P03') return { bytes: null, lockedOut: true };
-    throw error;
-  }
+/**
+ * pg_total_relation_size takes an ACCESS SHARE lock: bounded, so a held
+ * ACCESS EXCLUSIVE cannot hang planning. All tables in one query; when that
+ * times out, one by one, and a table whose size still cannot be read is
+ * missing from the result (locked out).
+ */
+async function totalSizes(client: pg.Client, oids: string[]): Promise<Map<string, number | null>> {
+  const read = async (some: string[]) => {
+    await client.query('BEGIN');
+    try {
+      await client.query(`SET LOCAL lock_timeout = ${sizeLockTimeoutMs}`);
+      const result = await client.query<{ oid: string; bytes: string | null }>(
+        'SELECT oid::text AS oid, pg_total_relation_size(oid)::text AS bytes FROM unnest($1::oid[]) AS oid',
+        [some],
+      );
+      await client.query('COMMIT');
+      return result.rows.map((r) => [r.oid, r.bytes === null ? null : Number(r.bytes)] as const);
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      if (pgErrorFields(error).code === '55P03') return undefined;
+      throw error;
+    }
+  };
+  if (oids.length === 0) return new Map();
+  const all = await read(oids);
+  if (all) return new Map(all);
+  const sizes = new Map<string, number | null>();
+  for (const oid of oids) for (const [o, bytes] of (await read([oid])) ?? []) sizes.set(o, bytes);
+  return sizes;
 }
 
-async function lockingSessions(client: pg.Client, oid: string): Promise<LockingSession[]> {
-  const result = await client.query<{ pid: number | null; mode: string; granted: boolean; state: string | null; transaction_ms: number | null; application: string | null }>(
-    `SELECT l.pid, l.mode, l.granted, a.state,
+async function lockingSessions(client: pg.Client, oids: string[]): Promise<Map<string, LockingSession[]>> {
+  const result = await client.query<{ oid: string; pid: number | null; mode: string; granted: boolean; state: string | null; transaction_ms: number | null; application: string | null }>(
+    `SELECT l.relation::text AS oid, l.pid, l.mode, l.granted, a.state,
             (extract(epoch FROM clock_timestamp() - a.xact_start) * 1000)::float8 AS transaction_ms,
             nullif(a.application_name, '') AS application
        FROM pg_catalog.pg_locks l
        LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
-      WHERE l.locktype = 'relation' AND l.relation = $1::oid
+      WHERE l.locktype = 'relation' AND l.relation = ANY($1::oid[])
         AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
         AND l.pid IS DISTINCT FROM pg_backend_pid()
       ORDER BY a.xact_start NULLS LAST, l.pid`,
-    [oid],
+    [oids],
   );
-  return result.rows.flatMap((r) => {
+  const sessions = new Map<string, LockingSession[]>();
+  for (const r of result.rows) {
     const mode = fromPgLocksMode(r.mode);
-    if (mode === null) return [];
+    if (mode === null) continue;
     // A prepared transaction holds its locks with no backend: pid null.
-    return [{ pid: r.pid ?? 0, mode, granted: r.granted, state: r.pid === null ? 'prepared transaction' : r.state, transactionMs: r.transaction_ms, application: r.application }];
-  });
+    const session = { pid: r.pid ?? 0, mode, granted: r.granted, state: r.pid === null ? 'prepared transaction' : r.state, transactionMs: r.transaction_ms, application: r.application };
+    sessions.set(r.oid, [...(sessions.get(r.oid) ?? []), session]);
+  }
+  return sessions;
 }
 
 /**

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import pg from 'pg';
 import { ExitCode } from '../../src/client/exit-codes';
 import { databaseEnvName } from '../../src/config/config';
+import { readRiskContext } from '../../src/db/risk-context';
 import { progressQuery } from '../../src/workflows/messages';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { maybeRecordHistory } from '../helpers/histories';
@@ -171,4 +173,42 @@ test('a finding the file accepts with pgconvoy:allow does not gate, even in safe
   const [row] = await ledgerRisk(dbs.accepted!);
   assert.equal(row!.risk_level, 'low');
   assert.deepEqual(row!.risk_findings?.map((f) => [f.rule, f.level, f.accepted]), [['drop-column', 'high', 'the app stopped reading it in release 41']]);
+});
+
+test('the context comes from the catalog and pg_locks, and a table under an ACCESS EXCLUSIVE lock does not hang it', async (t) => {
+  const files = { 'V1__note.sql': "SET lock_timeout = '5s';\nALTER TABLE busy ADD COLUMN note text;\n" };
+  const { dbs, cli } = await fixture(t, files, {
+    ctx: (db) => db.query(`CREATE TABLE quiet (id int); INSERT INTO quiet SELECT generate_series(1, 5000); ANALYZE quiet; CREATE TABLE busy (id int); CREATE TABLE locked (id int);`),
+  });
+  const db = dbs.ctx!;
+  const holder = new pg.Client({ connectionString: db.url, application_name: 'nightly-report' });
+  holder.on('error', () => undefined);
+  await holder.connect();
+  t.after(() => holder.end());
+  await holder.query('BEGIN; INSERT INTO busy VALUES (1); LOCK TABLE locked IN ACCESS EXCLUSIVE MODE;');
+
+  const reader = new pg.Client({ connectionString: db.url });
+  reader.on('error', () => undefined);
+  await reader.connect();
+  t.after(() => reader.end());
+  const started = Date.now();
+  const context = await readRiskContext(reader, ['quiet', 'busy', 'locked', 'public.missing']);
+  const took = Date.now() - started;
+  assert.ok(took < 5_000, `bounded by the lock timeout, took ${took} ms`);
+  const quiet = context.get('quiet')!;
+  assert.deepEqual([quiet.qualified, quiet.rows, quiet.lockedOut, quiet.sessions], ['public.quiet', 5000, false, []]);
+  assert.ok(quiet.bytes !== null && quiet.bytes > 100_000, `size of 5000 rows: ${quiet.bytes}`);
+  const locked = context.get('locked')!;
+  assert.equal(locked.lockedOut, true);
+  assert.deepEqual(locked.sessions.map((s) => [s.mode, s.granted, s.state, s.application]), [['ACCESS EXCLUSIVE', true, 'idle in transaction', 'nightly-report']]);
+  assert.deepEqual(context.get('busy')!.sessions.map((s) => s.mode), ['ROW EXCLUSIVE']);
+  assert.equal(context.get('public.missing')!.qualified, null);
+
+  // The writer's open transaction would block the ALTER: lint --db says so, by name.
+  const lint = await cli('lint', '--db', 'ctx');
+  assert.equal(lint.code, ExitCode.lintMedium, lint.stdout + lint.stderr);
+  assert.match(lint.stdout, /V1__note\.sql:2  medium  blocked-by-session \(ACCESS EXCLUSIVE on busy\)\n[^]*database: public\.busy: pid \d+ holds ROW EXCLUSIVE \(idle in transaction, transaction open \d+ s, nightly-report\)/);
+  await holder.query('ROLLBACK');
+  const quietNow = await cli('lint', '--db', 'ctx');
+  assert.equal(quietNow.code, ExitCode.ok, 'once the transaction ends nothing is in the way');
 });
