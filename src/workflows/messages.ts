@@ -1,5 +1,6 @@
 import { defineQuery, defineUpdate } from '@temporalio/workflow';
 import type { PendingMigration } from '../activities';
+import type { RiskLevel } from '../core/risk';
 import type { Version } from '../core/version';
 import type { GatedMigration } from './gates';
 
@@ -98,6 +99,14 @@ export interface MigrateDatabaseInput {
   requireApproval?: boolean;
   /** How long to wait for approval before failing (default 24 hours). */
   approvalTimeoutMs?: number;
+  /**
+   * An approval given before the run starts: by a deploy service, or by a
+   * rollout that was approved once for all its databases or for a wave. It
+   * covers gated migrations up to `upTo` (default `high`: all) and
+   * --require-approval; a migration above it still waits. Recorded like an
+   * `approve` update.
+   */
+  approved?: { by: string; note?: string; upTo?: RiskLevel };
   /** Default `restore`. */
   onFailure?: FailurePolicy;
 }

@@ -9,6 +9,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities, ApplyInput, DatabasePlan, PendingMigration, RunRisk } from '../activities';
+import type { RiskLevel } from '../core/risk';
 import type { Version } from '../core/version';
 import { describeGate, gatedMigrations } from './gates';
 import { approveUpdate, cancelUpdate, progressQuery } from './messages';
@@ -72,6 +73,7 @@ const { releaseLease } = proxyActivities<Activities>({
 });
 
 const defaultApprovalTimeoutMs = 24 * 60 * 60 * 1000;
+const levelOrder: RiskLevel[] = ['low', 'medium', 'high'];
 /** How often a run re-takes a lease it lost (it expired while the run stalled) before giving up. */
 const maxLeaseRecoveries = 3;
 
@@ -196,7 +198,16 @@ async function gateLockAndApply(
   }
   // Runs started before risk analysis existed gate only on --require-approval.
   const gated = patched('risk-gates') ? gatedMigrations(progress.mode, plan.pending) : [];
-  if (input.requireApproval || gated.length > 0) {
+  // An approval given before the run (a deploy service, a rollout once per rollout or per wave) covers what it says.
+  const given = input.approved;
+  const covered = given !== undefined && gated.every((g) => levelOrder.indexOf(g.level) <= levelOrder.indexOf(given.upTo ?? 'high'));
+  if (given && covered) {
+    approved = true;
+    progress.approval.approvedBy = given.by;
+    progress.approval.approvedAt = Date.now();
+    progress.approval.note = given.note ?? null;
+  }
+  if ((input.requireApproval || gated.length > 0) && !approved) {
     progress.approval.required = true;
     progress.approval.reason = [
       ...(input.requireApproval ? ['the run was started with --require-approval'] : []),

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pg from 'pg';
+import { cancel, migrate, startMigration } from '../../src/client/api';
 import { ExitCode } from '../../src/client/exit-codes';
 import { databaseEnvName } from '../../src/config/config';
 import { readRiskContext } from '../../src/db/risk-context';
@@ -211,4 +212,25 @@ test('the context comes from the catalog and pg_locks, and a table under an ACCE
   await holder.query('ROLLBACK');
   const quietNow = await cli('lint', '--db', 'ctx');
   assert.equal(quietNow.code, ExitCode.ok, 'once the transaction ends nothing is in the way');
+});
+
+test('an approval given before the run (a deploy service, a rollout per wave) covers the levels it names; above them the run still waits', async (t) => {
+  const seed = (db: TestDatabase) => db.query(`${accounts}; INSERT INTO accounts VALUES (1, 'a@example.com', 5)`);
+  const files = { 'V1__rename.sql': "SET lock_timeout = '5s';\nALTER TABLE accounts RENAME COLUMN balance TO balance_cents;\n" };
+  const { dbs, config, phase } = await fixture(t, files, { 'pre-all': seed, 'pre-medium': seed });
+  const { client, close } = await testClient();
+  t.after(close);
+  const pgconvoy = { client, taskQueue: config.temporal.taskQueue };
+  await withWorker(config, async () => {
+    const all = await migrate(pgconvoy, { db: 'pre-all', migrationsDir: config.migrationsDir, mode: 'safe', approved: { by: 'deploy-service', note: 'release 42, wave 1' } });
+    assert.equal(all.status, 'applied');
+    assert.equal(all.status === 'applied' && all.approvedBy, 'deploy-service');
+
+    const handle = await startMigration(pgconvoy, { db: 'pre-medium', migrationsDir: config.migrationsDir, mode: 'safe', approved: { by: 'deploy-service', upTo: 'medium' } });
+    await waitFor('the risk gate', async () => ((await phase('pre-medium')) === 'awaiting-approval' ? true : undefined));
+    await cancel(pgconvoy, 'pre-medium', { by: 'test' });
+    assert.equal((await handle.result()).status, 'cancelled');
+  });
+  const [row] = await ledgerRisk(dbs['pre-all']!);
+  assert.deepEqual([row!.risk_level, row!.approved_by, row!.approval_note], ['high', 'deploy-service', 'release 42, wave 1']);
 });
