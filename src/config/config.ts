@@ -60,6 +60,7 @@ const fileSchema = z.strictObject({
       smallBytes: z.number().int().min(0).optional(),
       largeRows: z.number().int().min(1).optional(),
       largeBytes: z.number().int().min(1).optional(),
+      blockingSessionMs: z.number().int().min(0).optional(),
     })
     .optional(),
   execution: z

@@ -49,7 +49,7 @@ export const rules: Record<string, RiskRule> = {
   'add-foreign-key': { id: 'add-foreign-key', level: 'medium', why: 'validating the new foreign key scans the table while holding SHARE ROW EXCLUSIVE locks on both tables', instead: 'add it NOT VALID, then VALIDATE CONSTRAINT in a later migration', scales: true },
   'add-check-constraint': { id: 'add-check-constraint', level: 'medium', why: 'validating the new check scans the whole table under an ACCESS EXCLUSIVE lock', instead: 'add it NOT VALID, then VALIDATE CONSTRAINT in a later migration', scales: true },
   'create-index-blocking': { id: 'create-index-blocking', level: 'medium', why: 'CREATE INDEX without CONCURRENTLY blocks every write to the table until it finishes', instead: 'CREATE INDEX CONCURRENTLY in a file with "-- pgconvoy:no-transaction"', scales: true },
-  'drop-index-blocking': { id: 'drop-index-blocking', level: 'medium', why: 'DROP INDEX without CONCURRENTLY takes an ACCESS EXCLUSIVE lock on the table', instead: 'DROP INDEX CONCURRENTLY in a file with "-- pgconvoy:no-transaction"', scales: true },
+  'drop-index-blocking': { id: 'drop-index-blocking', level: 'medium', why: 'DROP INDEX without CONCURRENTLY takes an ACCESS EXCLUSIVE lock on the table', instead: 'DROP INDEX CONCURRENTLY in a file with "-- pgconvoy:no-transaction"' },
   'concurrent-index-in-transaction': { id: 'concurrent-index-in-transaction', level: 'high', why: 'CREATE INDEX CONCURRENTLY cannot run inside a transaction block', instead: 'put it in a file of its own or mark the file "-- pgconvoy:no-transaction"' },
   'add-unique-without-index': { id: 'add-unique-without-index', level: 'medium', why: 'adding a primary key or unique constraint builds its index under an ACCESS EXCLUSIVE lock', instead: 'CREATE UNIQUE INDEX CONCURRENTLY first, then ADD CONSTRAINT ... USING INDEX', scales: true },
   'update-without-where': { id: 'update-without-where', level: 'high', why: 'updates every row in one transaction: long locks, bloat, replication lag', instead: 'update in batches with a WHERE on the key', scales: true },
@@ -262,6 +262,13 @@ export interface RiskThresholds {
   /** At or above either, a table is large: those statements rise to high. */
   largeRows: number;
   largeBytes: number;
+  /**
+   * A session holding a conflicting lock counts as in the way when its
+   * transaction is at least this old, or it is idle in transaction, or its
+   * request is queued: a query that started a moment ago is gone before a
+   * migration's lock_timeout.
+   */
+  blockingSessionMs: number;
 }
 
 export const defaultThresholds: RiskThresholds = {
@@ -269,6 +276,7 @@ export const defaultThresholds: RiskThresholds = {
   smallBytes: 10 * 1024 * 1024,
   largeRows: 1_000_000,
   largeBytes: 1024 * 1024 * 1024,
+  blockingSessionMs: 1_000,
 };
 
 export const contextKey = (table: string): string => table.toLowerCase();
@@ -320,15 +328,18 @@ export function applyContext(findings: Finding[], script: Script, context: RiskC
   });
 
   const blocked: Finding[] = [];
+  const inTheWay = (x: LockingSession) => !x.granted || x.state === 'idle in transaction' || (x.transactionMs ?? 0) >= th.blockingSessionMs;
   for (const s of script.statements) {
     const lock = lockTaken(s);
     if (lock.mode === null) continue;
     const wanted = lock.mode;
+    let sessionsInTheWay = 0;
     for (const name of lock.relations) {
       const t = context.get(contextKey(name));
       if (!t?.qualified) continue;
-      const sessions = t.sessions.filter((x) => lockConflicts(wanted, x.mode));
+      const sessions = t.sessions.filter((x) => lockConflicts(wanted, x.mode) && inTheWay(x));
       if (sessions.length === 0 && !t.lockedOut) continue;
+      sessionsInTheWay += Math.max(sessions.length, 1);
       const rule = rules['blocked-by-session']!;
       const what = [...sessions.map(describeSession), ...(t.lockedOut ? ['a session holds ACCESS EXCLUSIVE (reading the table size timed out)'] : [])];
       blocked.push({
@@ -344,8 +355,12 @@ export function applyContext(findings: Finding[], script: Script, context: RiskC
         allowed: allow.get(rule.id) ?? null,
         context: `${t.qualified}: ${what.join('; ')}`,
       });
-      for (const [i, f] of adjusted.entries()) {
-        if (f.statement === s.index && rules[f.rule]?.scales) adjusted[i] = { ...f, level: raise(f.level), baseLevel: f.baseLevel ?? f.level, context: `${f.context ?? t.qualified}; blocked by ${sessions.length || 1} session(s)` };
+    }
+    // Waiting makes a long lock longer: the statement's size-bound findings rise one level, however many tables are in the way.
+    if (sessionsInTheWay === 0) continue;
+    for (const [i, f] of adjusted.entries()) {
+      if (f.statement === s.index && rules[f.rule]?.scales) {
+        adjusted[i] = { ...f, level: raise(f.level), baseLevel: f.baseLevel ?? f.level, context: `${f.context ?? f.table ?? ''}; ${sessionsInTheWay} session(s) in the way` };
       }
     }
   }

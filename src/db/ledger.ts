@@ -55,12 +55,14 @@ const ledgerSteps: string[] = [
    );`,
   // Risk analysis: each applied version's risk with the database's context,
   // the reasons its file gave for accepting findings, and who approved the run.
+  // Steps from here on must be idempotent: an older pgconvoy still running in
+  // a rolling deploy writes its own (lower) step count back after them.
   `ALTER TABLE pgconvoy.history
-     ADD COLUMN risk_level text CHECK (risk_level IN ('low', 'medium', 'high')),
-     ADD COLUMN risk_findings jsonb,
-     ADD COLUMN approved_by text,
-     ADD COLUMN approved_at timestamptz,
-     ADD COLUMN approval_note text;`,
+     ADD COLUMN IF NOT EXISTS risk_level text CHECK (risk_level IN ('low', 'medium', 'high')),
+     ADD COLUMN IF NOT EXISTS risk_findings jsonb,
+     ADD COLUMN IF NOT EXISTS approved_by text,
+     ADD COLUMN IF NOT EXISTS approved_at timestamptz,
+     ADD COLUMN IF NOT EXISTS approval_note text;`,
 ];
 
 /** Any constant works; it only has to be the same in every pgconvoy. */
@@ -76,7 +78,7 @@ export async function ensureLedger(client: pg.Client): Promise<void> {
     for (const step of ledgerSteps.slice(done)) await client.query(step);
     await client.query(
       `INSERT INTO pgconvoy.meta (key, value) VALUES ('ledger_steps', $1)
-       ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`,
+       ON CONFLICT (key) DO UPDATE SET value = greatest(pgconvoy.meta.value::int, EXCLUDED.value::int)::text`,
       [String(ledgerSteps.length)],
     );
   });

@@ -7,12 +7,14 @@ import { pgErrorFields } from './sqlstate';
 /** How long reading a table's size may wait for a lock before we say the table is locked. */
 const sizeLockTimeoutMs = 1_000;
 
-/** `"schema"."table"` from a name as the parser gave it (unquoted names are already folded). */
-function quoted(name: string): string {
-  return name
-    .split('.')
-    .map((part) => `"${part.replace(/"/g, '""')}"`)
-    .join('.');
+/**
+ * `"schema"."table"` from a name as the parser gave it (unquoted names are
+ * already folded), or null when it has more than two parts: the quotes that
+ * told `app."v1.orders"` from `"app.v1".orders` are gone, so no guess.
+ */
+function quoted(name: string): string | null {
+  const parts = name.split('.');
+  return parts.length > 2 ? null : parts.map((part) => `"${part.replace(/"/g, '""')}"`).join('.');
 }
 
 /**
@@ -23,11 +25,27 @@ function quoted(name: string): string {
  */
 export async function readRiskContext(client: pg.Client, tables: string[]): Promise<RiskContext> {
   const names = [...new Set(tables)];
+  // A partitioned or inheritance parent holds no rows itself: rows and size
+  // are those of the whole tree, which a rewrite or an index build touches.
   const found = await client.query<{ name: string; oid: string | null; qualified: string | null; reltuples: number | null }>(
-    `SELECT w.name, c.oid::text AS oid, CASE WHEN c.oid IS NOT NULL THEN format('%I.%I', n.nspname, c.relname) END AS qualified, c.reltuples::float8 AS reltuples
-       FROM unnest($1::text[], $2::text[]) AS w(name, quoted)
-       LEFT JOIN pg_catalog.pg_class c ON c.oid = to_regclass(w.quoted)
-       LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`,
+    `WITH RECURSIVE wanted AS (
+       SELECT w.name, CASE WHEN w.quoted IS NOT NULL THEN to_regclass(w.quoted) END AS root FROM unnest($1::text[], $2::text[]) AS w(name, quoted)
+     ), tree AS (
+       SELECT root, root AS member FROM wanted WHERE root IS NOT NULL
+       UNION ALL
+       SELECT tree.root, i.inhrelid::regclass FROM tree JOIN pg_catalog.pg_inherits i ON i.inhparent = tree.member
+     ), rows AS (
+       SELECT tree.root,
+              CASE WHEN bool_and(c.reltuples >= 0 OR c.relkind = 'p') THEN sum(greatest(c.reltuples, 0)) END AS reltuples
+         FROM tree JOIN pg_catalog.pg_class c ON c.oid = tree.member
+        GROUP BY tree.root
+     )
+     SELECT wanted.name, c.oid::text AS oid, CASE WHEN c.oid IS NOT NULL THEN format('%I.%I', n.nspname, c.relname) END AS qualified,
+            rows.reltuples::float8 AS reltuples
+       FROM wanted
+       LEFT JOIN pg_catalog.pg_class c ON c.oid = wanted.root
+       LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+       LEFT JOIN rows ON rows.root = wanted.root`,
     [names, names.map(quoted)],
   );
   const oids = found.rows.flatMap((r) => (r.oid === null ? [] : [r.oid]));
@@ -41,8 +59,8 @@ export async function readRiskContext(client: pg.Client, tables: string[]): Prom
         ? { qualified: null, rows: null, bytes: null, sessions: [], lockedOut: false }
         : {
             qualified: row.qualified,
-            // -1 (PostgreSQL 14 and later) means never vacuumed or analyzed.
-            rows: row.reltuples === null || row.reltuples < 0 ? null : row.reltuples,
+            // Null when a member was never vacuumed or analyzed (reltuples -1, PostgreSQL 14 and later).
+            rows: row.reltuples,
             bytes: size ?? null,
             sessions: sessions.get(row.oid) ?? [],
             lockedOut: size === undefined,
@@ -64,7 +82,12 @@ async function totalSizes(client: pg.Client, oids: string[]): Promise<Map<string
     try {
       await client.query(`SET LOCAL lock_timeout = ${sizeLockTimeoutMs}`);
       const result = await client.query<{ oid: string; bytes: string | null }>(
-        'SELECT oid::text AS oid, pg_total_relation_size(oid)::text AS bytes FROM unnest($1::oid[]) AS oid',
+        `WITH RECURSIVE tree AS (
+           SELECT oid AS root, oid AS member FROM unnest($1::oid[]) AS oid
+           UNION ALL
+           SELECT tree.root, i.inhrelid FROM tree JOIN pg_catalog.pg_inherits i ON i.inhparent = tree.member
+         )
+         SELECT root::text AS oid, sum(pg_total_relation_size(member))::text AS bytes FROM tree GROUP BY root`,
         [some],
       );
       await client.query('COMMIT');
@@ -93,6 +116,8 @@ async function lockingSessions(client: pg.Client, oids: string[]): Promise<Map<s
       WHERE l.locktype = 'relation' AND l.relation = ANY($1::oid[])
         AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
         AND l.pid IS DISTINCT FROM pg_backend_pid()
+        -- autovacuum cancels itself when a lock request waits for it
+        AND a.backend_type IS DISTINCT FROM 'autovacuum worker'
       ORDER BY a.xact_start NULLS LAST, l.pid`,
     [oids],
   );

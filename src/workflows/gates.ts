@@ -18,7 +18,9 @@ export interface GatedMigration {
 export function gatedMigrations(mode: ExecutionMode, pending: PendingMigration[]): GatedMigration[] {
   const limit = order.indexOf(runsUnapproved[mode]);
   return pending.flatMap((p) => {
-    if (!p.risk || order.indexOf(p.risk.level) <= limit) return [];
+    // No risk: planned by a worker from before risk analysis; unknown is treated as high.
+    if (!p.risk) return limit < order.indexOf('high') ? [{ version: p.version, description: p.description, level: 'high' as const, findings: ['risk not assessed (planned by an older pgconvoy worker)'] }] : [];
+    if (order.indexOf(p.risk.level) <= limit) return [];
     const findings = p.risk.findings
       .filter((f) => f.allowed === null && order.indexOf(f.level) > limit)
       .map((f) => `${f.rule} (${f.level}) at line ${f.line}${f.context ? `: ${f.context}` : f.table ? ` on ${f.table}` : ''}`);

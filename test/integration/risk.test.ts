@@ -5,6 +5,9 @@ import { cancel, migrate, startMigration } from '../../src/client/api';
 import { ExitCode } from '../../src/client/exit-codes';
 import { databaseEnvName } from '../../src/config/config';
 import { readRiskContext } from '../../src/db/risk-context';
+import { ensureLedger, readHistory } from '../../src/db/ledger';
+import { assessPending } from '../../src/core/risk';
+import { analyzeScript } from '../../src/core/statements';
 import { progressQuery } from '../../src/workflows/messages';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { maybeRecordHistory } from '../helpers/histories';
@@ -233,4 +236,43 @@ test('an approval given before the run (a deploy service, a rollout per wave) co
   });
   const [row] = await ledgerRisk(dbs['pre-all']!);
   assert.deepEqual([row!.risk_level, row!.approved_by, row!.approval_note], ['high', 'deploy-service', 'release 42, wave 1']);
+});
+
+test('context sums a partitioned table over its partitions, and a name the database cannot resolve gets none instead of failing the plan', async (t) => {
+  const db = await createTestDatabase();
+  t.after(() => db.drop());
+  await db.query(`CREATE TABLE ev (id int, at date) PARTITION BY RANGE (at);
+    CREATE TABLE ev_2025 PARTITION OF ev FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+    CREATE TABLE ev_2026 PARTITION OF ev FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+    INSERT INTO ev SELECT g, date '2025-01-01' + (g % 700) FROM generate_series(1, 200000) g;
+    ANALYZE ev_2025; ANALYZE ev_2026;
+    CREATE SCHEMA app; CREATE TABLE app."v1.orders" (id int);`);
+  const reader = new pg.Client({ connectionString: db.url });
+  reader.on('error', () => undefined);
+  await reader.connect();
+  t.after(() => reader.end());
+  const context = await readRiskContext(reader, ['ev', 'app.v1.orders']);
+  const ev = context.get('ev')!;
+  assert.equal(ev.rows, 200_000, 'rows of every partition');
+  assert.ok(ev.bytes !== null && ev.bytes > 5 * 1024 * 1024, `bytes of every partition: ${ev.bytes}`);
+  assert.equal(context.get('app.v1.orders')!.qualified, null, 'ambiguous once the quotes are gone: no context, no error');
+
+  const s = await analyzeScript("SET lock_timeout = '5s';\nALTER TABLE ev ALTER COLUMN id TYPE bigint;");
+  assert.ok(s.ok);
+  const risk = assessPending([{ version: '1', file: 'V1__x.sql', script: s.script }], context);
+  assert.equal(risk.get('1')?.level, 'high', 'a rewrite of 200,000 rows in partitions is not a small table');
+});
+
+test('the ledger upgrade is idempotent: an older pgconvoy that wrote its step count back does not break the next run', async (t) => {
+  const db = await createTestDatabase();
+  t.after(() => db.drop());
+  const client = new pg.Client({ connectionString: db.url });
+  client.on('error', () => undefined);
+  await client.connect();
+  t.after(() => client.end());
+  await ensureLedger(client);
+  await client.query(`UPDATE pgconvoy.meta SET value = '1' WHERE key = 'ledger_steps'`); // what an older worker's ensureLedger writes
+  await ensureLedger(client);
+  assert.equal((await client.query<{ value: string }>(`SELECT value FROM pgconvoy.meta WHERE key = 'ledger_steps'`)).rows[0]?.value, '2');
+  assert.deepEqual(await readHistory(client), []);
 });

@@ -58,3 +58,25 @@ test('every problem in a config file is reported at once, unknown keys included'
     dir.remove();
   }
 });
+
+test('risk thresholds: defaults, overrides from the file, and bad values refused', () => {
+  assert.deepEqual(loadConfig({ cwd: '/', env: {} }).risk, { smallRows: 10_000, smallBytes: 10 * 1024 * 1024, largeRows: 1_000_000, largeBytes: 1024 ** 3, blockingSessionMs: 1_000 });
+  const dir = writeMigrations({});
+  try {
+    const file = join(dir.dir, 'pg.json');
+    writeFileSync(file, JSON.stringify({ risk: { largeRows: 100_000, blockingSessionMs: 0 } }));
+    const risk = loadConfig({ cwd: '/', configFile: file, env: {} }).risk;
+    assert.equal(risk.largeRows, 100_000);
+    assert.equal(risk.blockingSessionMs, 0);
+    assert.equal(risk.smallRows, 10_000);
+    writeFileSync(file, JSON.stringify({ risk: { largeRows: -1, hugeRows: 5 } }));
+    assert.throws(() => loadConfig({ cwd: '/', configFile: file, env: {} }), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(error.message, /risk\.largeRows/);
+      assert.match(error.message, /Unrecognized key: "hugeRows"/);
+      return true;
+    });
+  } finally {
+    dir.remove();
+  }
+});

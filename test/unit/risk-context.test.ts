@@ -120,3 +120,28 @@ test('modes gate by level; accepted findings never gate', () => {
   assert.deepEqual(gated('aggressive'), []);
   assert.deepEqual(gatedMigrations('safe', set)[1]?.findings, ['r (high) at line 1 on t']);
 });
+
+test('a statement blocked on two tables rises one level, not two; momentary sessions and autovacuum do not count', async () => {
+  const writer = { pid: 7, mode: 'ROW EXCLUSIVE' as const, granted: true, state: 'idle in transaction', transactionMs: 90_000, application: 'app' };
+  const empty = { rows: 0, bytes: 8192 };
+  assert.deepEqual(
+    await withContext('ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (customer_id) REFERENCES customers (id);', {
+      orders: table({ ...empty, sessions: [writer] }),
+      customers: table({ qualified: 'public.customers', ...empty, sessions: [writer] }),
+    }),
+    ['add-foreign-key:medium', 'blocked-by-session:medium', 'blocked-by-session:medium'],
+    'low on empty tables, raised once for being blocked',
+  );
+  const alter = SET_LT + 'ALTER TABLE orders ADD COLUMN note2 text;';
+  const reader = (over: object) => ({ pid: 8, mode: 'ACCESS SHARE' as const, granted: true, state: 'active', transactionMs: 4, application: 'app', ...over });
+  assert.deepEqual(await withContext(alter, { orders: table({ sessions: [reader({})] }) }), [], 'a query that started 4 ms ago is not in the way');
+  assert.deepEqual(await withContext(alter, { orders: table({ sessions: [reader({ transactionMs: 30_000 })] }) }), ['blocked-by-session:medium'], 'a 30 s report is');
+  assert.deepEqual(await withContext(alter, { orders: table({ sessions: [reader({ state: 'idle in transaction', transactionMs: 10 })] }) }), ['blocked-by-session:medium'], 'idle in transaction holds its locks until it ends');
+  assert.deepEqual(await withContext(alter, { orders: table({ sessions: [reader({ granted: false })] }) }), ['blocked-by-session:medium'], 'a queued lock request is ahead of us');
+});
+
+test('a pending migration whose risk was not assessed (planned by an older worker) is gated as high', () => {
+  const unassessed: PendingMigration = { version: '1', description: 'm1', checksum: 'x', undoChecksum: null, mode: 'transaction', statements: 1 };
+  assert.deepEqual(gatedMigrations('auto', [unassessed]).map((g) => [g.version, g.level, g.findings]), [['1', 'high', ['risk not assessed (planned by an older pgconvoy worker)']]]);
+  assert.deepEqual(gatedMigrations('aggressive', [unassessed]), []);
+});
