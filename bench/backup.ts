@@ -18,22 +18,12 @@ import { FilesystemStore } from '../src/backup/filesystem-store';
 import { S3Store } from '../src/backup/s3-store';
 import { freePort } from '../src/worker/dev-server';
 import { startMinio } from '../test/helpers/minio';
+import { databaseUrl, query } from './support';
 
-const adminUrl = process.env.PGCONVOY_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const sizesArg = process.argv.includes('--sizes') ? process.argv[process.argv.indexOf('--sizes') + 1]! : '100,1000';
 const sizes = sizesArg.split(',').map(Number);
-const dbUrl = (name: string) => Object.assign(new URL(adminUrl), { pathname: `/${name}` }).toString();
 const mb = (bytes: number) => bytes / 1024 / 1024;
 
-async function query(url: string, sql: string): Promise<pg.QueryResult<Record<string, string>>> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return await c.query<Record<string, string>>(sql);
-  } finally {
-    await c.end();
-  }
-}
 
 /** Runs fn while sampling RSS; returns its duration and the peak RSS growth over the start. */
 async function measured<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number; rssGrowthMb: number }> {
@@ -60,15 +50,15 @@ async function main(): Promise<void> {
   try {
     for (const sizeMb of sizes) {
       const name = `pgconvoy_bench_backup_${process.pid}_${sizeMb}`;
-      await query(adminUrl, `DROP DATABASE IF EXISTS ${name}`);
-      await query(adminUrl, `CREATE DATABASE ${name}`);
+      await query(`DROP DATABASE IF EXISTS ${name}`);
+      await query(`CREATE DATABASE ${name}`);
       try {
-        const url = dbUrl(name);
+        const url = databaseUrl(name);
         const rows = Math.round(sizeMb * 8_000);
         const t0 = performance.now();
-        await query(url, `CREATE TABLE events (id bigint PRIMARY KEY, a text, b text, note text);
-          INSERT INTO events SELECT g, md5(g::text), md5((g * 3)::text), 'event number ' || g FROM generate_series(1, ${rows}) g;`);
-        const dbBytes = Number((await query(url, 'SELECT pg_database_size(current_database())::text AS n')).rows[0]?.n);
+        await query<Record<string, string>>(`CREATE TABLE events (id bigint PRIMARY KEY, a text, b text, note text);
+          INSERT INTO events SELECT g, md5(g::text), md5((g * 3)::text), 'event number ' || g FROM generate_series(1, ${rows}) g;`, url);
+        const dbBytes = Number((await query<Record<string, string>>('SELECT pg_database_size(current_database())::text AS n', url)).rows[0]?.n);
         process.stderr.write(`${sizeMb} MB: generated ${mb(dbBytes).toFixed(0)} MB in ${((performance.now() - t0) / 1000).toFixed(0)} s\n`);
 
         const file = join(scratch, `${name}.dump`);
@@ -87,7 +77,7 @@ async function main(): Promise<void> {
           restoreDatabase({ alias: name, url, store: local, manifest: toLocal.value }, async (sql) => (await c.query<Record<string, unknown>>(sql)).rows),
         );
         await c.end();
-        const restoredRows = Number((await query(url, 'SELECT count(*)::text AS n FROM events')).rows[0]?.n);
+        const restoredRows = Number((await query<Record<string, string>>('SELECT count(*)::text AS n FROM events', url)).rows[0]?.n);
         if (restoredRows !== rows) throw new Error(`restore lost rows: ${restoredRows} of ${rows}`);
 
         const rate = (bytes: number, ms: number) => `${(mb(bytes) / (ms / 1000)).toFixed(1)} MB/s`;
@@ -100,7 +90,7 @@ async function main(): Promise<void> {
           `  restore (one transaction)       ${(restored.ms / 1000).toFixed(1)} s`,
         );
       } finally {
-        await query(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+        await query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       }
     }
     console.log(lines.join('\n'));

@@ -12,21 +12,16 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { defaultExecutionSettings } from '../src/core/execution-settings';
 import { prepareMigrations } from '../src/core/prepare';
 import { withClient } from '../src/db/connection';
 import { applyMigration, type EngineContext } from '../src/db/execute';
 import { ensureLedger } from '../src/db/ledger';
 import { readMigrationSet } from '../src/source/read-migration-set';
+import { adminUrl, databaseUrl, median, numberArg, query } from './support';
 
-const adminUrl = process.env.PGCONVOY_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const count = arg('migrations', 200);
-const runs = arg('runs', 3);
+const count = numberArg('migrations', 200);
+const runs = numberArg('runs', 3);
 
 function migration(i: number): string {
   return `CREATE TABLE bench_${i} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text NOT NULL, created_at timestamptz DEFAULT now());
@@ -35,21 +30,6 @@ CREATE INDEX bench_${i}_name ON bench_${i} (name);
 `;
 }
 
-async function admin(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: adminUrl });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
-
-function dbUrl(name: string): string {
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
 
 const ctx: EngineContext = { settings: defaultExecutionSettings, run: {}, sleep: (ms) => new Promise((r) => setTimeout(r, ms)), onEvent: () => undefined };
 
@@ -57,21 +37,20 @@ async function timed(label: string, fn: (db: string) => Promise<void>): Promise<
   const times: number[] = [];
   for (let r = 0; r < runs; r++) {
     const db = `pgconvoy_bench_${process.pid}_${r}`;
-    await admin(`DROP DATABASE IF EXISTS ${db}`);
-    await admin(`CREATE DATABASE ${db}`);
+    await query(`DROP DATABASE IF EXISTS ${db}`);
+    await query(`CREATE DATABASE ${db}`);
     try {
       const start = performance.now();
       await fn(db);
       times.push(performance.now() - start);
     } finally {
-      await admin(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+      await query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
     }
   }
   process.stderr.write(`${label}: ${times.map((t) => t.toFixed(0)).join(', ')} ms\n`);
   return times;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'pgconvoy-bench-'));
@@ -84,13 +63,13 @@ async function main(): Promise<void> {
     writeFileSync(join(dir, 'all.sql.txt'), all);
 
     const psql = await timed('psql -1 -f', (db) => {
-      execFileSync('psql', ['-q', '-X', '-v', 'ON_ERROR_STOP=1', '-1', '-f', join(dir, 'all.sql.txt'), dbUrl(db)], { stdio: ['ignore', 'ignore', 'inherit'] });
+      execFileSync('psql', ['-q', '-X', '-v', 'ON_ERROR_STOP=1', '-1', '-f', join(dir, 'all.sql.txt'), databaseUrl(db)], { stdio: ['ignore', 'ignore', 'inherit'] });
       return Promise.resolve();
     });
     const engineOne = await timed('engine, one connection', async (db) => {
       const set = await readMigrationSet(dir);
       const prepared = await prepareMigrations(set);
-      await withClient({ alias: 'bench', url: dbUrl(db) }, async (client) => {
+      await withClient({ alias: 'bench', url: databaseUrl(db) }, async (client) => {
         await ensureLedger(client);
         for (const m of prepared.values()) await applyMigration(client, m, ctx);
       });
@@ -98,8 +77,8 @@ async function main(): Promise<void> {
     const enginePer = await timed('engine, connection per migration', async (db) => {
       const set = await readMigrationSet(dir);
       const prepared = await prepareMigrations(set);
-      await withClient({ alias: 'bench', url: dbUrl(db) }, (client) => ensureLedger(client));
-      for (const m of prepared.values()) await withClient({ alias: 'bench', url: dbUrl(db) }, (client) => applyMigration(client, m, ctx));
+      await withClient({ alias: 'bench', url: databaseUrl(db) }, (client) => ensureLedger(client));
+      for (const m of prepared.values()) await withClient({ alias: 'bench', url: databaseUrl(db) }, (client) => applyMigration(client, m, ctx));
     });
 
     const base = median(psql);

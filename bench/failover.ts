@@ -13,7 +13,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import pg from 'pg';
 import { startMigration } from '../src/client/api';
 import { defaultExecutionSettings } from '../src/core/execution-settings';
 import { prepareMigrations } from '../src/core/prepare';
@@ -22,28 +21,13 @@ import { applyMigration } from '../src/db/execute';
 import { ensureLedger } from '../src/db/ledger';
 import { readMigrationSet } from '../src/source/read-migration-set';
 import { startDevServer } from '../src/worker/dev-server';
+import { databaseUrl, median, numberArg, query } from './support';
 
-const adminUrl = process.env.PGCONVOY_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const samples = arg('samples', 10);
-const migrations = arg('migrations', 50);
+const samples = numberArg('samples', 10);
+const migrations = numberArg('migrations', 50);
 const bin = join(__dirname, '..', '..', 'bin', 'pgconvoy');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-async function admin<T extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, url = adminUrl): Promise<pg.QueryResult<T>> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await client.query<T>(sql);
-  } finally {
-    await client.end();
-  }
-}
-const dbUrl = (name: string) => Object.assign(new URL(adminUrl), { pathname: `/${name}` }).toString();
 
 async function main(): Promise<void> {
   const scratch = mkdtempSync(join(tmpdir(), 'pgconvoy-bench-failover-'));
@@ -60,9 +44,9 @@ async function main(): Promise<void> {
     const env: NodeJS.ProcessEnv = { ...process.env, TEMPORAL_ADDRESS: server.address, PGCONVOY_TASK_QUEUE: 'bench', PGCONVOY_LOG_LEVEL: 'warn' };
     for (let i = 0; i < samples; i++) {
       const name = `pgconvoy_bench_fo_${process.pid}_${i}`;
-      await admin(`CREATE DATABASE ${name}`);
+      await query(`CREATE DATABASE ${name}`);
       dbs.push(name);
-      env[`PGCONVOY_DB_FO${i}`] = dbUrl(name);
+      env[`PGCONVOY_DB_FO${i}`] = databaseUrl(name);
     }
     const startWorker = () => {
       const child = spawn(bin, ['--migrations', set, 'worker'], { env, stdio: 'ignore' });
@@ -78,7 +62,7 @@ async function main(): Promise<void> {
       const db = dbs[i]!;
       const handle = await startMigration({ client, taskQueue: 'bench' }, { db: `fo${i}`, migrationsDir: set });
       const running = async () =>
-        (await admin<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = '${db}' AND state = 'active' AND query LIKE '%failover bench%' AND pid <> pg_backend_pid()`)).rows[0]?.pid;
+        (await query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = '${db}' AND state = 'active' AND query LIKE '%failover bench%' AND pid <> pg_backend_pid()`)).rows[0]?.pid;
       let first: number | undefined;
       while (!(first = await running())) await sleep(20);
       const started = (await handle.fetchHistory()).events?.filter((e) => e.activityTaskStartedEventAttributes).at(-1)?.activityTaskStartedEventAttributes?.identity ?? '';
@@ -86,7 +70,7 @@ async function main(): Promise<void> {
       if (!victim) throw new Error(`no live worker matches ${started}`);
       victim.kill('SIGKILL');
       const t0 = performance.now();
-      await admin(`SELECT pg_terminate_backend(${first})`); // the dead worker's statement would run on until its sleep ends
+      await query(`SELECT pg_terminate_backend(${first})`); // the dead worker's statement would run on until its sleep ends
       let again: number | undefined;
       while (!(again = await running()) || again === first) await sleep(20);
       failover.push(performance.now() - t0);
@@ -101,10 +85,10 @@ async function main(): Promise<void> {
     for (let i = 1; i <= migrations; i++) writeFileSync(join(many, `V${i}__t${i}.sql`), `CREATE TABLE t${i} (id int PRIMARY KEY, v text);`);
     const wfDb = `pgconvoy_bench_wf_${process.pid}`;
     const engineDb = `pgconvoy_bench_en_${process.pid}`;
-    await admin(`CREATE DATABASE ${wfDb}`);
-    await admin(`CREATE DATABASE ${engineDb}`);
+    await query(`CREATE DATABASE ${wfDb}`);
+    await query(`CREATE DATABASE ${engineDb}`);
     dbs.push(wfDb, engineDb);
-    env.PGCONVOY_DB_WF = dbUrl(wfDb);
+    env.PGCONVOY_DB_WF = databaseUrl(wfDb);
     for (const w of workers) w.kill('SIGKILL');
     const overheadWorker = spawn(bin, ['--migrations', many, 'worker'], { env, stdio: 'ignore' });
     workers.push(overheadWorker);
@@ -116,8 +100,8 @@ async function main(): Promise<void> {
     const t2 = performance.now();
     const prepared = await prepareMigrations(await readMigrationSet(many));
     const ctx = { settings: defaultExecutionSettings, run: {}, sleep, onEvent: () => undefined };
-    await withClient({ alias: 'engine', url: dbUrl(engineDb) }, (c) => ensureLedger(c));
-    for (const m of prepared.values()) await withClient({ alias: 'engine', url: dbUrl(engineDb) }, (c) => applyMigration(c, m, ctx));
+    await withClient({ alias: 'engine', url: databaseUrl(engineDb) }, (c) => ensureLedger(c));
+    for (const m of prepared.values()) await withClient({ alias: 'engine', url: databaseUrl(engineDb) }, (c) => applyMigration(c, m, ctx));
     const engineMs = performance.now() - t2;
 
     console.log(`failover (SIGKILL the worker running a migration -> it runs again on another worker), ${samples} samples:`);
@@ -128,7 +112,7 @@ async function main(): Promise<void> {
     for (const w of workers) w.kill('SIGKILL');
     await connection.close();
     await server.stop();
-    for (const db of dbs) await admin(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`).catch(() => undefined);
+    for (const db of dbs) await query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`).catch(() => undefined);
     rmSync(scratch, { recursive: true, force: true });
   }
 }

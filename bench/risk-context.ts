@@ -12,40 +12,23 @@
  *   npm run build && node dist/bench/risk-context.js [--tables 50] [--runs 5]
  */
 import { performance } from 'node:perf_hooks';
-import pg from 'pg';
 import { analyzeRisk, defaultThresholds } from '../src/core/risk';
 import { analyzeScript, type Script } from '../src/core/statements';
 import { withClient } from '../src/db/connection';
 import { assessOnDatabase } from '../src/db/risk-context';
+import { databaseUrl, median, numberArg, query } from './support';
 
-const adminUrl = process.env.PGCONVOY_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const tables = arg('tables', 50);
-const runs = arg('runs', 5);
+const tables = numberArg('tables', 50);
+const runs = numberArg('runs', 5);
 
-async function admin(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: adminUrl });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {
   const db = `pgconvoy_bench_risk_${process.pid}`;
-  const url = new URL(adminUrl);
-  url.pathname = `/${db}`;
-  await admin(`DROP DATABASE IF EXISTS ${db}`);
-  await admin(`CREATE DATABASE ${db}`);
+  await query(`DROP DATABASE IF EXISTS ${db}`);
+  await query(`CREATE DATABASE ${db}`);
   try {
-    const target = { alias: 'bench', url: url.toString() };
+    const target = { alias: 'bench', url: databaseUrl(db) };
     await withClient(target, async (client) => {
       for (let i = 0; i < tables; i++) await client.query(`CREATE TABLE t_${i} (id bigint PRIMARY KEY, name text)`);
       await client.query(`INSERT INTO t_0 SELECT g, 'name ' || g FROM generate_series(1, 1000000) g`);
@@ -83,7 +66,7 @@ async function main(): Promise<void> {
     console.log(line('analysis with context from the database', median(online)));
     console.log(line('SELECT count(*) of the large table', base));
   } finally {
-    await admin(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+    await query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
   }
 }
 

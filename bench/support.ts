@@ -1,0 +1,26 @@
+import pg from 'pg';
+
+/** The PostgreSQL the benchmarks create their databases in. */
+export const adminUrl = process.env.PGCONVOY_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+/** `--name <number>` from the command line. */
+export function numberArg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+/** One statement (or several) on a connection of its own. */
+export async function query<T extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, url = adminUrl): Promise<pg.QueryResult<T>> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await client.query<T>(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+/** The connection string of another database on the same server. */
+export const databaseUrl = (name: string): string => Object.assign(new URL(adminUrl), { pathname: `/${name}` }).toString();
+
+export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
