@@ -243,9 +243,9 @@ export interface LockingSession {
 export interface TableContext {
   /** Schema-qualified name in the database; null when the table does not exist (yet). */
   qualified: string | null;
-  /** pg_class.reltuples; null when the table was never analyzed. */
+  /** pg_class.reltuples (over all partitions or children); null when one was never analyzed. */
   rows: number | null;
-  /** pg_total_relation_size: table, indexes and TOAST; null when it could not be read. */
+  /** pg_total_relation_size: table, indexes and TOAST, over all partitions or children; null when it could not be read. */
   bytes: number | null;
   sessions: LockingSession[];
   /** Reading its size waited past the timeout: a session holds an ACCESS EXCLUSIVE lock on it. */
@@ -313,9 +313,9 @@ const raise = (level: RiskLevel): RiskLevel => riskLevels[Math.min(riskLevels.in
 /**
  * Adjusts one migration's findings with what the live database says: a
  * statement whose cost grows with the table is low risk on a small table and
- * high on a large one; sessions whose locks conflict with a statement's
- * become a `blocked-by-session` finding and raise that statement's other
- * findings by a level. Pure: the database was read before.
+ * high on a large one; sessions in the way of a statement's lock become a
+ * `blocked-by-session` finding and raise that statement's size-bound
+ * findings by one level. Pure: the database was read before.
  */
 export function applyContext(findings: Finding[], script: Script, context: RiskContext, th: RiskThresholds = defaultThresholds): Finding[] {
   const allow = new Map(script.directives.allow.map((a) => [a.rule, a.reason]));

@@ -20,7 +20,8 @@ function quoted(name: string): string | null {
 /**
  * What the live database says about tables a migration locks: estimated
  * rows, total size and the sessions that hold or wait for locks on them.
- * Read-only, never waits for a table lock for more than a second, and reads
+ * Read-only, waits for a table lock at most a second (and a second more per
+ * table that is locked), and reads
  * no data (only the catalog and pg_stat_activity).
  */
 export async function readRiskContext(client: pg.Client, tables: string[]): Promise<RiskContext> {

@@ -6,6 +6,9 @@ import type { ExecutionMode } from './messages';
 const runsUnapproved: Record<ExecutionMode, RiskLevel> = { safe: 'low', auto: 'medium', aggressive: 'high', 'dry-run': 'high' };
 const order: RiskLevel[] = ['low', 'medium', 'high'];
 
+/** Whether `level` is at most `limit`. */
+export const within = (level: RiskLevel, limit: RiskLevel): boolean => order.indexOf(level) <= order.indexOf(limit);
+
 export interface GatedMigration {
   version: string;
   description: string;

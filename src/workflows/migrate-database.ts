@@ -9,9 +9,8 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities, ApplyInput, DatabasePlan, PendingMigration, RunRisk } from '../activities';
-import type { RiskLevel } from '../core/risk';
 import type { Version } from '../core/version';
-import { describeGate, gatedMigrations } from './gates';
+import { describeGate, gatedMigrations, within } from './gates';
 import { approveUpdate, cancelUpdate, progressQuery } from './messages';
 import type { AppliedStep, ApproveInput, CancelInput, MigrateDatabaseInput, MigrateDatabaseResult, Progress } from './messages';
 
@@ -73,7 +72,6 @@ const { releaseLease } = proxyActivities<Activities>({
 });
 
 const defaultApprovalTimeoutMs = 24 * 60 * 60 * 1000;
-const levelOrder: RiskLevel[] = ['low', 'medium', 'high'];
 /** How often a run re-takes a lease it lost (it expired while the run stalled) before giving up. */
 const maxLeaseRecoveries = 3;
 
@@ -200,7 +198,7 @@ async function gateLockAndApply(
   const gated = patched('risk-gates') ? gatedMigrations(progress.mode, plan.pending) : [];
   // An approval given before the run (a deploy service, a rollout once per rollout or per wave) covers what it says.
   const given = input.approved;
-  const covered = given !== undefined && gated.every((g) => levelOrder.indexOf(g.level) <= levelOrder.indexOf(given.upTo ?? 'high'));
+  const covered = given !== undefined && gated.every((g) => within(g.level, given.upTo ?? 'high'));
   if (given && covered) {
     approved = true;
     progress.approval.approvedBy = given.by;
