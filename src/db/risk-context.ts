@@ -21,8 +21,9 @@ function quoted(name: string): string | null {
  * What the live database says about tables a migration locks: estimated
  * rows, total size and the sessions that hold or wait for locks on them.
  * Read-only, waits for a table lock at most a second (and a second more per
- * table that is locked), and reads
- * no data (only the catalog and pg_stat_activity).
+ * table that is locked), and reads no data: only the catalog, pg_locks and
+ * pg_stat_activity. Unqualified names resolve with the connection's
+ * search_path, not one a migration file sets.
  */
 export async function readRiskContext(client: pg.Client, tables: string[]): Promise<RiskContext> {
   const names = [...new Set(tables)];
