@@ -1,0 +1,140 @@
+import { Option } from 'commander';
+import { basename, relative } from 'node:path';
+import { databaseEnvName } from '../../config/config';
+import { lockTaken } from '../../core/locks';
+import { planMigrations } from '../../core/plan';
+import { prepareMigrations } from '../../core/prepare';
+import { analyzeRisk, highestLevel, type Finding } from '../../core/risk';
+import { compareVersions, type Version } from '../../core/version';
+import { withClient } from '../../db/connection';
+import { readLedgerState } from '../../db/ledger';
+import { assessOnDatabase } from '../../db/risk-context';
+import { readMigrationSet } from '../../source/read-migration-set';
+import { inspect } from '../api';
+import { ExitCode } from '../exit-codes';
+import { renderHistory, renderPlan, type PlannedMigration } from '../render';
+import { renderLint } from '../render-lint';
+import { dbOption, parseAlias, UsageError, versionArgument, type CliKit } from './kit';
+
+/** plan, validate, history, lint: what would run, and whether it should. */
+export function registerReadCommands(kit: CliKit): void {
+  kit.program
+    .command('plan')
+    .description('dry run: what `up` would run, statement by statement, with transaction mode and the lock each statement takes')
+    .addOption(dbOption())
+    .option('-t, --target <version>', 'stop at this version')
+    .option('--out-of-order', 'allow pending versions lower than the highest applied one')
+    .action(async (options: { db: string; target?: string; outOfOrder?: boolean }) => {
+      const target = versionArgument('--target', options.target);
+      const { global, config, logger } = kit.context();
+      // Statements are read here, from the files: SQL text never travels through workflow history.
+      const set = await readMigrationSet(config.migrationsDir);
+      const prepared = await prepareMigrations(set);
+      kit.exitCode = await kit.viaTemporal({ global, config, logger }, async (pgconvoy) => {
+        const { plan } = await inspect(pgconvoy, { db: options.db, migrationsDir: config.migrationsDir, historyLast: 0, ...(options.outOfOrder ? { allowOutOfOrder: true } : {}) });
+        const pending = plan.pending.filter((p) => target === undefined || compareVersions(p.version, target) <= 0);
+        const planned: PlannedMigration[] = pending.map((p) => {
+          const m = prepared.get(p.version)!;
+          return {
+            version: p.version,
+            description: p.description,
+            file: m.forward.file,
+            mode: m.forward.script.mode,
+            statements: m.forward.script.statements.map((s) => {
+              const lock = lockTaken(s);
+              return {
+                index: s.index,
+                line: s.line,
+                kind: s.kind,
+                lock: lock.mode === null ? 'no table lock' : `${lock.mode}${lock.relations.length ? ` on ${lock.relations.join(', ')}` : ''}`,
+                text: s.sql.replace(/\s+/g, ' ').slice(0, 72),
+              };
+            }),
+            risk: p.risk ?? null,
+          };
+        });
+        const version = plan.applied.at(-1)?.version ?? plan.baseline ?? null;
+        kit.print(global, { db: options.db, version, pending: planned, tables: plan.tableContext ?? [], problems: plan.problems }, renderPlan(options.db, version, planned, plan.problems));
+        return plan.problems.length > 0 ? ExitCode.badInput : ExitCode.ok;
+      });
+    });
+
+  kit.program
+    .command('validate')
+    .description('check the migration set (names, duplicates, SQL syntax, transaction modes, directives); with --db, also against the ledger')
+    .addOption(new Option('-d, --db <alias>', 'also check the ledger of this database').argParser(parseAlias))
+    .option('--out-of-order', 'allow pending versions lower than the highest applied one')
+    .action(async (options: { db?: string; outOfOrder?: boolean }) => {
+      const { global, config, logger } = kit.context();
+      const set = await readMigrationSet(config.migrationsDir);
+      const prepared = await prepareMigrations(set);
+      const summary = `${set.migrations.length} migrations in ${config.migrationsDir} are valid (${[...prepared.values()].filter((m) => m.undo).length} with undo scripts; manifest ${set.digest.slice(0, 12)})`;
+      if (options.db === undefined) {
+        kit.print(global, { valid: true, migrations: set.migrations.length, manifestDigest: set.digest }, summary + '\n');
+        return;
+      }
+      const db = options.db;
+      kit.exitCode = await kit.viaTemporal({ global, config, logger }, async (pgconvoy) => {
+        const { plan } = await inspect(pgconvoy, { db, migrationsDir: config.migrationsDir, historyLast: 0, ...(options.outOfOrder ? { allowOutOfOrder: true } : {}) });
+        const ok = plan.problems.length === 0;
+        kit.print(
+          global,
+          { valid: ok, migrations: set.migrations.length, manifestDigest: set.digest, problems: plan.problems },
+          ok ? `${summary}; the ledger of "${db}" agrees (${plan.pending.length} pending)\n` : `the ledger of "${db}" and the files disagree:\n${plan.problems.map((p) => `  ${p}`).join('\n')}\n`,
+        );
+        return ok ? ExitCode.ok : ExitCode.badInput;
+      });
+    });
+
+  kit.program
+    .command('history')
+    .description("show a database's ledger, every attempt, oldest first")
+    .addOption(dbOption())
+    .option('--last <n>', 'only the newest n entries')
+    .action(async (options: { db: string; last?: string }) => {
+      const last = options.last === undefined ? undefined : Number(options.last);
+      if (last !== undefined && (!Number.isInteger(last) || last < 1)) throw new UsageError(`--last must be a positive whole number, got "${options.last}"`);
+      const { global, config, logger } = kit.context();
+      kit.exitCode = await kit.viaTemporal({ global, config, logger }, async (pgconvoy) => {
+        const { history } = await inspect(pgconvoy, { db: options.db, migrationsDir: config.migrationsDir, ...(last ? { historyLast: last } : {}) });
+        kit.print(global, history, renderHistory(options.db, history));
+        return ExitCode.ok;
+      });
+    });
+
+  kit.program
+    .command('lint')
+    .description('risk analysis: offline over the whole set (parser only), or with --db over the pending migrations with context from that database; exit 0 when nothing is above low risk, 11 for medium, 12 for high')
+    .argument('[files...]', 'report only these files (the whole set is still read, in order)')
+    .addOption(new Option('--format <format>', 'output format').choices(['human', 'json', 'github']).default('human'))
+    .addOption(new Option('-d, --db <alias>', 'assess the pending migrations against this database: table sizes and blocking sessions move the levels').argParser(parseAlias))
+    .action(async (files: string[], options: { format: 'human' | 'json' | 'github'; db?: string }) => {
+      const { global, config } = kit.context();
+      const set = await readMigrationSet(config.migrationsDir);
+      const prepared = [...(await prepareMigrations(set)).values()];
+      const scripts = prepared.map((m) => ({ version: m.version, file: m.forward.file, script: m.forward.script }));
+      let risk: Map<Version, { findings: Finding[] }>;
+      let linted = prepared;
+      if (options.db !== undefined) {
+        const url = config.databases[options.db];
+        if (url === undefined) throw new UsageError(`database alias "${options.db}" is not configured: lint --db connects directly; set ${databaseEnvName(options.db)}`);
+        risk = await withClient({ alias: options.db, url }, async (client) => {
+          const ledger = await readLedgerState(client);
+          const plan = planMigrations(set.manifest, ledger.applied, { baseline: ledger.baseline });
+          const pending = new Set(plan.pending.map((p) => p.version));
+          linted = prepared.filter((m) => pending.has(m.version));
+          return (await assessOnDatabase(client, scripts.filter((m) => pending.has(m.version)), config.risk)).risk;
+        });
+      } else {
+        risk = new Map([...analyzeRisk(scripts)].map(([v, findings]) => [v, { findings }]));
+      }
+      const wanted = new Set(files.map((f) => basename(f)));
+      const findings = linted
+        .filter((m) => wanted.size === 0 || wanted.has(m.forward.file))
+        .flatMap((m) => (risk.get(m.version)?.findings ?? []).map((f) => ({ file: m.forward.file, version: m.version, ...f })));
+      const format = global.json ? 'json' : options.format;
+      kit.io.stdout(renderLint(findings, format, relative(kit.cwd, config.migrationsDir) || '.'));
+      const level = highestLevel(findings);
+      kit.exitCode = level === 'high' ? ExitCode.lintHigh : level === 'medium' ? ExitCode.lintMedium : ExitCode.ok;
+    });
+}

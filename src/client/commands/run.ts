@@ -1,0 +1,170 @@
+import { Option } from 'commander';
+import type { Config } from '../../config/config';
+import { parseDuration } from '../../core/directives';
+import { executionModes, failurePolicies, type ExecutionMode, type FailurePolicy } from '../../workflows/messages';
+import { approve, cancel, inspect, runningProgress, startMigration, type PgconvoyClient } from '../api';
+import { ExitCode, exitCodeForFailure } from '../exit-codes';
+import { summarizeFailure } from '../failure';
+import { renderMigrateResult, renderProgressLine, renderStatus, renderWaiting } from '../render';
+import { renderFailureReport } from '../report';
+import { withTemporal } from '../session';
+import { dbOption, UsageError, versionArgument, whoAmI, type CliKit, type GlobalOptions, type Io } from './kit';
+
+/** up, status, approve, cancel: starting a run, watching it, deciding on it. */
+export function registerRunCommands(kit: CliKit): void {
+  kit.program
+    .command('up')
+    .description('apply pending migrations to a database through the migrateDatabase workflow')
+    .addOption(dbOption())
+    .option('-t, --target <version>', 'stop at this version')
+    .option('--group', 'apply all pending migrations in one transaction (all or none)')
+    .option('--out-of-order', 'apply pending versions lower than the highest applied one')
+    .option('--detailed-exitcode', 'exit 0 when there is nothing to do and 10 when migrations were applied')
+    .addOption(new Option('--mode <mode>', 'what may run without approval').choices(executionModes).default('auto'))
+    .option('--require-approval', 'wait for `pgconvoy approve` before changing anything')
+    .option('--approval-timeout <duration>', 'give up waiting for approval after this long (e.g. 30min, 24h)', '24h')
+    .addOption(new Option('--on-failure <policy>', 'restore from the verified backup, undo with U scripts, or halt').choices(failurePolicies).default('restore'))
+    .action(async (options: { db: string; target?: string; group?: boolean; outOfOrder?: boolean; detailedExitcode?: boolean; mode: ExecutionMode; requireApproval?: boolean; approvalTimeout: string; onFailure: FailurePolicy }) => {
+      const target = versionArgument('--target', options.target);
+      const approvalTimeoutMs = parseDuration(options.approvalTimeout);
+      if (approvalTimeoutMs === undefined || approvalTimeoutMs <= 0) throw new UsageError(`--approval-timeout needs a duration such as 30min or 24h, got "${options.approvalTimeout}"`);
+      const { global, config, logger } = kit.context();
+      kit.exitCode = await withTemporal(config, logger, async (pgconvoy) => {
+        const handle = await startMigration(pgconvoy, {
+          db: options.db,
+          migrationsDir: config.migrationsDir,
+          ...(target ? { target } : {}),
+          ...(options.group ? { group: true } : {}),
+          ...(options.outOfOrder ? { allowOutOfOrder: true } : {}),
+          mode: options.mode,
+          onFailure: options.onFailure,
+          ...(options.requireApproval ? { requireApproval: true, approvalTimeoutMs } : {}),
+        });
+        if (!global.json) kit.io.stderr(`pgconvoy: migrating "${options.db}" from ${config.migrationsDir}\n`);
+        const announced = global.json ? Promise.resolve() : announceWait(pgconvoy, options.db, handle.result(), kit.io);
+        try {
+          const result = await handle.result();
+          await announced;
+          kit.print(global, { workflowId: handle.workflowId, runId: handle.firstExecutionRunId, ...result }, renderMigrateResult(result, handle.workflowId));
+          if (result.status === 'cancelled') return ExitCode.cancelled;
+          return options.detailedExitcode && result.status === 'applied' ? ExitCode.applied : ExitCode.ok;
+        } catch (error) {
+          return reportRunFailure(kit.io, global, pgconvoy, config, options.db, error, handle.workflowId);
+        }
+      });
+    });
+
+  kit.program
+    .command('status')
+    .description("show a database's ledger, pending migrations and any running migration")
+    .addOption(dbOption())
+    .option('-w, --watch', 'follow a running migration live until it ends')
+    .action(async (options: { db: string; watch?: boolean }) => {
+      const { global, config, logger } = kit.context();
+      kit.exitCode = await kit.viaTemporal(
+        { global, config, logger },
+        async (pgconvoy) => {
+          if (options.watch) await watch(pgconvoy, options.db, global, kit.io);
+          const status = await inspect(pgconvoy, { db: options.db, migrationsDir: config.migrationsDir });
+          const running = await runningProgress(pgconvoy, options.db);
+          kit.print(global, { ...status, running }, renderStatus(status, running));
+          return status.plan.problems.length > 0 ? ExitCode.badInput : ExitCode.ok;
+        },
+        { attach: true },
+      );
+    });
+
+  const runMessage = async (db: string, send: (pgconvoy: PgconvoyClient) => Promise<{ phase: string }>, done: string) => {
+    const { global, config, logger } = kit.context();
+    kit.exitCode = await withTemporal(
+      config,
+      logger,
+      async (pgconvoy) => {
+        try {
+          const ack = await send(pgconvoy);
+          kit.print(global, ack, `${done} (the run was ${ack.phase})\n`);
+          return ExitCode.ok;
+        } catch (error) {
+          const failure = summarizeFailure(error);
+          kit.io.stderr(`pgconvoy: ${failure.message.includes('not found') ? `no migration of "${db}" is running` : failure.message}\n`);
+          return ExitCode.failed;
+        }
+      },
+      { attach: true },
+    );
+  };
+
+  kit.program
+    .command('approve')
+    .description('approve the migration of a database that waits for approval')
+    .addOption(dbOption())
+    .option('--by <who>', 'who approves (default: user@host)')
+    .option('--note <text>', 'recorded with the approval')
+    .action(async (options: { db: string; by?: string; note?: string }) => {
+      const by = options.by ?? whoAmI();
+      await runMessage(options.db, (p) => approve(p, options.db, { by, ...(options.note ? { note: options.note } : {}) }), `approved the migration of "${options.db}" as ${by}`);
+    });
+
+  kit.program
+    .command('cancel')
+    .description('cancel the migration of a database: at once while it waits, otherwise after the migration in progress')
+    .addOption(dbOption())
+    .option('--by <who>', 'who cancels (default: user@host)')
+    .option('--reason <text>', 'recorded with the cancellation')
+    .action(async (options: { db: string; by?: string; reason?: string }) => {
+      const by = options.by ?? whoAmI();
+      await runMessage(options.db, (p) => cancel(p, options.db, { by, ...(options.reason ? { reason: options.reason } : {}) }), `asked the migration of "${options.db}" to stop`);
+    });
+}
+
+/** A failed `up`: the full report, with the last ledger entries read back through a worker. */
+async function reportRunFailure(io: Io, global: GlobalOptions, pgconvoy: PgconvoyClient, config: Config, db: string, error: unknown, workflowId: string): Promise<ExitCode> {
+  const failure = summarizeFailure(error);
+  const code = exitCodeForFailure(failure.type, failure.details);
+  if (global.json) {
+    io.stdout(JSON.stringify({ status: 'failed', workflowId, error: failure }, null, 2) + '\n');
+    return code;
+  }
+  let history;
+  if (failure.type === 'MigrationFailed' || failure.type === 'LockTimeout') {
+    history = await inspect(pgconvoy, { db, migrationsDir: config.migrationsDir, historyLast: 5 }).then(
+      (s) => s.history,
+      () => undefined,
+    );
+  }
+  io.stderr(renderFailureReport({ failure, db, migrationsDir: config.migrationsDir, workflowId, ...(history ? { history } : {}) }));
+  return code;
+}
+
+/** Tells the person at the terminal when the run stops to wait for approval (--require-approval or the risk gate), and why. */
+async function announceWait(pgconvoy: PgconvoyClient, db: string, finished: Promise<unknown>, io: Io): Promise<void> {
+  let done = false;
+  finished.then(
+    () => (done = true),
+    () => (done = true),
+  );
+  while (!done) {
+    const progress = await runningProgress(pgconvoy, db).catch(() => null);
+    if (progress && progress.phase !== 'planning') {
+      if (progress.phase === 'awaiting-approval') io.stderr(`pgconvoy: ${renderWaiting(progress)}\n`);
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300));
+  }
+}
+
+/** Prints a line whenever the running migration's progress changes, until it ends. */
+async function watch(pgconvoy: PgconvoyClient, db: string, global: GlobalOptions, io: Io): Promise<void> {
+  let last = '';
+  for (;;) {
+    const progress = await runningProgress(pgconvoy, db);
+    if (progress === null) return;
+    const line = renderProgressLine(progress);
+    if (line !== last) {
+      if (!global.json) io.stderr(`${new Date().toISOString()}  ${line}\n`);
+      last = line;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+  }
+}
+
