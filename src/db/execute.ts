@@ -7,7 +7,7 @@ import type { Statement } from '../core/statements';
 import type { Version } from '../core/version';
 import { withTransaction } from './connection';
 import { AlreadyAppliedDifferentlyError, GroupNotPossibleError, LockTimeoutError, MigrationBusyError, MigrationFailedError, type FailurePoint } from './errors';
-import { finishAttempt, insertHistory, latestAttempt, recordProgress } from './ledger';
+import { finishAttempt, insertHistory, latestAttempt, migrationColumns, recordProgress } from './ledger';
 import { checkFence, type Fence } from './lease';
 import { pgErrorFields } from './sqlstate';
 
@@ -116,10 +116,7 @@ export function positionInFile(s: Statement, position: number | undefined): { li
 async function recordFailure(client: pg.Client, m: PreparedMigration, started: { at: Date; t: bigint }, ctx: EngineContext, error: PgconvoyError & { point: FailurePoint }, sqlstate: string | undefined, message: string): Promise<void> {
   try {
     await fenced(client, ctx, () => insertHistory(client, {
-      version: m.version,
-      description: m.description,
-      file: m.forward.file,
-      checksum: m.forward.checksum,
+      ...migrationColumns(m),
       status: 'failed',
       startedAt: started.at,
       executionMs: elapsedMs(started.t),
@@ -165,10 +162,7 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
           const durationMs = elapsedMs(begun);
           const total = m.forward.script.statements.length;
           await insertHistory(client, {
-            version: m.version,
-            description: m.description,
-            file: m.forward.file,
-            checksum: m.forward.checksum,
+            ...migrationColumns(m),
             status: 'applied',
             startedAt: started.at,
             executionMs: durationMs,
@@ -239,10 +233,7 @@ async function applyStatementByStatement(client: pg.Client, m: PreparedMigration
         await finishAttempt(client, previous.id, { status: 'failed', executionMs: 0, errorMessage: 'interrupted: the runner stopped before finishing' });
       }
       return insertHistory(client, {
-      version: m.version,
-      description: m.description,
-      file: m.forward.file,
-      checksum: m.forward.checksum,
+      ...migrationColumns(m),
       status: 'running',
       startedAt: started.at,
       executionMs: 0,

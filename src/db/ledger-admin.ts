@@ -3,7 +3,7 @@ import { PgconvoyError } from '../core/errors';
 import type { MigrationSet } from '../core/migration-set';
 import { compareVersions, parseVersion, type Version } from '../core/version';
 import { withTransaction } from './connection';
-import { insertHistory } from './ledger';
+import { insertHistory, migrationColumns } from './ledger';
 import type { RunContext } from './execute';
 import { checkFence, type Fence } from './lease';
 
@@ -61,10 +61,7 @@ export async function changeLedger(client: pg.Client, set: MigrationSet, change:
         const existing = await client.query(`SELECT 1 FROM pgconvoy.history WHERE version = $1 AND status = 'applied'`, [change.version]);
         if (existing.rowCount) throw new LedgerChangeRefusedError(`version ${change.version} (${m.forward.file}) is already applied`);
         await insertHistory(client, {
-          version: m.version,
-          description: m.description,
-          file: m.forward.file,
-          checksum: m.forward.checksum,
+          ...migrationColumns(m),
           status: 'applied',
           startedAt: new Date(),
           executionMs: 0,
@@ -135,10 +132,7 @@ async function importLedger(client: pg.Client, set: MigrationSet, from: LedgerSo
     const m = set.migrations.find((x) => x.version === version);
     if (!m) throw new LedgerChangeRefusedError(`cannot import from ${from}: version ${version} is applied but there is no V${version}__*.sql in ${set.directory}`);
     await insertHistory(client, {
-      version,
-      description: m.description,
-      file: m.forward.file,
-      checksum: m.forward.checksum,
+      ...migrationColumns(m),
       status: 'applied',
       startedAt: Number.isNaN(Date.parse(row.when)) ? new Date() : new Date(row.when),
       executionMs: 0,

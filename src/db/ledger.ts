@@ -241,6 +241,11 @@ export interface HistoryInsert {
   reason?: string;
 }
 
+/** The columns that name a migration file in a ledger row. */
+export function migrationColumns(m: { version: Version; description: string; forward: { file: string; checksum: string } }): Pick<HistoryInsert, 'version' | 'description' | 'file' | 'checksum'> {
+  return { version: m.version, description: m.description, file: m.forward.file, checksum: m.forward.checksum };
+}
+
 /** Inserts a ledger row and returns its id. */
 export async function insertHistory(client: pg.Client, row: HistoryInsert): Promise<string> {
   const result = await client.query<{ id: string }>(
