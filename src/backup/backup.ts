@@ -165,11 +165,16 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupMani
 export async function verifyBackup(store: BackupStore, manifest: BackupManifest): Promise<{ bytes: number; sha256: string }> {
   const restore = runTool('pg_restore', ['--file=/dev/null'], { PATH: process.env.PATH });
   const digest = new Digest();
+  // The verdict is on the bytes, not on how the streams ended: pg_restore
+  // closes its input once it has read what it needs (EPIPE, "Premature
+  // close"), on a good archive too. Every byte hashed to the manifest's
+  // sha256 and pg_restore exiting 0 is a verified backup; a read that stopped
+  // early shows as a size and sha256 mismatch, with its error added.
   let readError: unknown;
   try {
     await pipeline(await store.get(manifest.key), digest, restore.stdin);
   } catch (error) {
-    readError = error; // pg_restore may stop reading early on a corrupt archive (EPIPE)
+    readError = error;
   }
   const { code, stderr } = await restore.exit;
   const problems: string[] = [];
@@ -177,7 +182,7 @@ export async function verifyBackup(store: BackupStore, manifest: BackupManifest)
   if (digest.bytes !== manifest.bytes) problems.push(`size is ${digest.bytes} bytes, the manifest says ${manifest.bytes}`);
   if (sha256 !== manifest.sha256) problems.push(`sha256 is ${sha256.slice(0, 16)}…, the manifest says ${manifest.sha256.slice(0, 16)}…`);
   if (code !== 0) problems.push(`pg_restore could not read it (exit ${String(code)}): ${stderr || '(no message)'}`);
-  else if (readError !== undefined && problems.length === 0) problems.push(`reading it failed: ${(readError as Error).message}`);
+  if (problems.length > 0 && readError !== undefined) problems.push(`reading stopped: ${(readError as Error).message}`);
   if (problems.length > 0) {
     throw new BackupCorruptError(`backup ${manifest.id} of "${manifest.db}" in ${store.location} failed verification: ${problems.join('; ')}`, {
       db: manifest.db,

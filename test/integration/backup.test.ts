@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, rmSync, statSync, truncateSync, writeSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { CreateBucketCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import pg from 'pg';
@@ -11,6 +12,7 @@ import { withClient } from '../../src/db/connection';
 import { fingerprint, fingerprintDiff } from '../../src/db/fingerprint';
 import { ensureLedger, insertHistory } from '../../src/db/ledger';
 import { FilesystemStore } from '../../src/backup/filesystem-store';
+import type { BackupStore } from '../../src/backup/store';
 import { S3Store } from '../../src/backup/s3-store';
 import { adminQuery, createTestDatabase, type TestDatabase } from '../helpers/database';
 import { runInProcess } from '../helpers/in-process-cli';
@@ -62,6 +64,44 @@ test('a backup to the local store streams pg_dump with its sha256 and size, veri
   assert.deepEqual((await restored.query(`SELECT count(*)::int AS n, sum(id)::text AS ids, count(*) FILTER (WHERE token = md5(id::text) || md5((id * 7)::text))::int AS intact FROM customers`)).rows, [
     { n: 20_000, ids: '200010000', intact: 20_000 },
   ]);
+});
+
+test('verification judges the bytes, not how the stream ended: all of them then an error passes, an error halfway fails', async (t) => {
+  const db = await seeded(t, 2_000);
+  const files = new FilesystemStore(scratch(t));
+  const manifest = await backupDatabase({ alias: 'shop', url: db.url, store: files, serverVersion: '15', ledgerVersion: null });
+  /** The real store, with its stream failing after `limit` bytes (Infinity: after the last one), as a reset connection would. */
+  const failingAfter = (limit: number): BackupStore => ({
+    location: files.location,
+    put: (key, body) => files.put(key, body),
+    list: (prefix) => files.list(prefix),
+    delete: (key) => files.delete(key),
+    get: async (key) => {
+      const source = await files.get(key);
+      return Readable.from(
+        (async function* () {
+          let sent = 0;
+          for await (const chunk of source) {
+            const buffer = Buffer.from(chunk as Buffer);
+            if (sent + buffer.length > limit) {
+              yield buffer.subarray(0, limit - sent);
+              throw new Error('connection reset by peer');
+            }
+            sent += buffer.length;
+            yield buffer;
+          }
+          throw new Error('connection reset by peer');
+        })(),
+      );
+    },
+  });
+  assert.deepEqual(await verifyBackup(failingAfter(Infinity), manifest), { bytes: manifest.bytes, sha256: manifest.sha256 });
+  await assert.rejects(verifyBackup(failingAfter(Math.floor(manifest.bytes / 2)), manifest), (error: unknown) => {
+    assert.ok(error instanceof BackupCorruptError);
+    assert.match(error.message, new RegExp(`size is ${Math.floor(manifest.bytes / 2)} bytes, the manifest says ${manifest.bytes}`));
+    assert.match(error.message, /reading stopped: connection reset by peer/);
+    return true;
+  });
 });
 
 test('verification catches a truncated backup and a changed byte', async (t) => {
