@@ -11,7 +11,7 @@ import type { Version } from '../core/version';
 import { databaseEnvName, type Config } from '../config/config';
 import { withClient, type Target } from '../db/connection';
 import { applyGroup as applyGroupInDb, applyMigration as applyOne, type ApplyResult, type EngineContext, type EngineEvent } from '../db/execute';
-import { ensureLedger, markRolledBack, readHistory, readLedgerState, recordFingerprint, recordRisk, type HistoryRow } from '../db/ledger';
+import { appliedByRun, ensureLedger, ledgerExists, markRolledBack, readHistory, readLedgerState, type AuditColumns, type HistoryRow } from '../db/ledger';
 import { changeLedger as changeLedgerInDb, type LedgerChange, type LedgerChangeResult } from '../db/ledger-admin';
 import { acquireLease, releaseLease, renewLease, type Lease } from '../db/lease';
 import { readMigrationSet } from '../source/read-migration-set';
@@ -19,7 +19,7 @@ import { applyRetention, backupDatabase, BackupCorruptError, drillRestore, listB
 import { withTransaction } from '../db/connection';
 import { fingerprint } from '../db/fingerprint';
 import { checkFence } from '../db/lease';
-import { undoMigration } from '../db/undo';
+import { undoMigration, type UndoResult } from '../db/undo';
 import { catalogProblems, runChecks } from '../db/verify';
 import { readChecks } from '../source/read-checks';
 import { openStore } from '../backup/open-store';
@@ -207,7 +207,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
   }
 
   /** Engine hooks: structured logs, heartbeats with progress, a sleep Temporal can cancel, the lease fence. */
-  function engineContext(db: string, leaseToken: string | undefined): { ctx: EngineContext; stop: () => void } {
+  function engineContext(db: string, leaseToken: string | undefined, record: Pick<ApplyInput, 'risk' | 'approval'> = {}): { ctx: EngineContext; stop: () => void } {
     const activity = Context.current();
     const execution = activity.info.workflowExecution;
     let progress: Record<string, unknown> = {};
@@ -217,6 +217,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
       run: execution ? { workflowId: execution.workflowId, runId: execution.runId } : {},
       ...(leaseToken ? { fence: { alias: db, token: leaseToken } } : {}),
       sleep: (ms) => sleep(ms),
+      audit: (version) => auditColumns(version, record),
       onEvent: (event: EngineEvent) => {
         if (event.event === 'statement.done') {
           progress = { version: event.version, statementsDone: event.statement, statementsTotal: event.of };
@@ -230,8 +231,8 @@ export function createActivities({ config, logger }: ActivityDeps) {
     return { ctx, stop: () => clearInterval(ticker) };
   }
 
-  async function withEngine<T>(db: string, leaseToken: string | undefined, fn: (ctx: EngineContext) => Promise<T>): Promise<T> {
-    const { ctx, stop } = engineContext(db, leaseToken);
+  async function withEngine<T>(db: string, leaseToken: string | undefined, record: Pick<ApplyInput, 'risk' | 'approval'>, fn: (ctx: EngineContext) => Promise<T>): Promise<T> {
+    const { ctx, stop } = engineContext(db, leaseToken, record);
     try {
       return await fn(ctx);
     } finally {
@@ -281,13 +282,9 @@ export function createActivities({ config, logger }: ActivityDeps) {
         const migration = (await prepareMigrations(set, new Set([input.version]))).get(input.version);
         if (migration === undefined) throw new ManifestChangedError(input.migrationsDir, input.manifestDigest, set.digest);
         return withClient(target(input.db), (client) =>
-          withEngine(input.db, input.leaseToken, async (ctx) => {
+          withEngine(input.db, input.leaseToken, input, async (ctx) => {
             await ensureLedger(client);
             const result = await applyOne(client, migration, ctx);
-            if (result.status === 'applied') {
-              await recordFingerprint(client, migration.version, (await fingerprint(client)).sha256);
-              await recordRisk(client, migration.version, input.risk?.find((r) => r.version === migration.version), input.approval);
-            }
             logger.info({ event: result.status === 'applied' ? 'migration.applied' : 'migration.skipped', db: input.db, ...result });
             return result;
           }),
@@ -301,13 +298,9 @@ export function createActivities({ config, logger }: ActivityDeps) {
         const prepared = await prepareMigrations(set, new Set(input.versions));
         const migrations = input.versions.map((v) => prepared.get(v)).filter((m): m is PreparedMigration => m !== undefined);
         return withClient(target(input.db), (client) =>
-          withEngine(input.db, input.leaseToken, async (ctx) => {
+          withEngine(input.db, input.leaseToken, input, async (ctx) => {
             await ensureLedger(client);
             const results = await applyGroupInDb(client, migrations, ctx);
-            for (const [i, result] of results.entries()) {
-              const version = migrations[i]!.version;
-              if (result.status === 'applied') await recordRisk(client, version, input.risk?.find((r) => r.version === version), input.approval);
-            }
             logger.info({ event: 'group.applied', db: input.db, versions: input.versions });
             return results;
           }),
@@ -318,8 +311,8 @@ export function createActivities({ config, logger }: ActivityDeps) {
     async changeLedger(input: ChangeLedgerInput): Promise<LedgerChangeResult> {
       return edge(async () => {
         const set = await readMigrationSet(input.migrationsDir);
-        const execution = Context.current().info.workflowExecution;
-        const holder = execution?.workflowId ?? `pgconvoy/ledger/${input.db}`;
+        const { workflowExecution: execution, workflowNamespace } = Context.current().info;
+        const holder = execution ? `${workflowNamespace}/${execution.workflowId}/${execution.runId}` : `pgconvoy/ledger/${input.db}`;
         return withClient(target(input.db), async (client) => {
           await ensureLedger(client);
           const lease = await acquireLease(client, input.db, holder, config.lease.ttlMs);
@@ -358,6 +351,12 @@ export function createActivities({ config, logger }: ActivityDeps) {
       const fence = { alias: input.db, token: input.token };
       return edge(() =>
         withClient(target(input.db), async (client) => {
+          // A renewal that cannot finish fails fast and closes its connection
+          // before the retry opens another: the lease costs one connection.
+          await client.query(`SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)`, [
+            `${Math.max(500, Math.floor(config.lease.renewEveryMs))}ms`,
+            `${Math.max(1_000, config.lease.renewEveryMs * 2)}ms`,
+          ]);
           for (;;) {
             await renewLease(client, fence, config.lease.ttlMs);
             activity.heartbeat();
@@ -438,14 +437,15 @@ export function createActivities({ config, logger }: ActivityDeps) {
       }));
     },
 
-    async undoMigration(input: UndoInput): Promise<void> {
+    async undoMigration(input: UndoInput): Promise<UndoResult> {
       return heartbeating(() => edge(async () => {
         const set = await pinnedSet(input.migrationsDir, input.manifestDigest);
         const m = (await prepareMigrations(set, new Set([input.version]))).get(input.version);
         if (!m) throw new ManifestChangedError(input.migrationsDir, input.manifestDigest, set.digest);
         const runId = Context.current().info.workflowExecution?.runId ?? '';
-        await withClient(target(input.db), (client) => undoMigration(client, m, runId, { alias: input.db, token: input.leaseToken }));
-        logger.warn({ event: 'compensation.undone', db: input.db, version: input.version, file: m.undo?.file });
+        const result = await withClient(target(input.db), (client) => undoMigration(client, m, runId, { alias: input.db, token: input.leaseToken }));
+        logger.warn({ event: result.status === 'undone' ? 'compensation.undone' : 'compensation.undo_skipped', db: input.db, version: input.version, file: m.undo?.file });
+        return result;
       }));
     },
 
@@ -476,7 +476,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
     },
 
     /** Proves the compensated database matches the state before the run, then records the run's versions as rolled back. */
-    async finishCompensation(input: FinishCompensationInput): Promise<void> {
+    async finishCompensation(input: FinishCompensationInput): Promise<{ rolledBack: Version[] }> {
       return heartbeating(() => edge(() =>
         withClient(target(input.db), async (client) => {
           const now = await fingerprint(client);
@@ -484,12 +484,25 @@ export function createActivities({ config, logger }: ActivityDeps) {
             throw new VerificationFailedError(input.db, [`after compensation the schema fingerprint is ${now.sha256.slice(0, 12)}, not ${input.fingerprint.slice(0, 12)} as before the run`]);
           }
           const runId = Context.current().info.workflowExecution?.runId ?? '';
-          await withTransaction(client, async () => {
+          // What the ledger says this run applied, not what the workflow last heard.
+          const versions = await withTransaction(client, async () => {
             await checkFence(client, { alias: input.db, token: input.leaseToken });
-            await markRolledBack(client, input.versions, runId);
+            return markRolledBack(client, runId);
           });
+          logger.warn({ event: 'compensation.finished', db: input.db, rolledBack: versions });
+          return { rolledBack: versions };
         }),
       ));
+    },
+
+    /** What this run changed, as the ledger says: versions applied and a no-transaction file left part-way. */
+    async runChanges(input: { db: string }): Promise<{ applied: Version[]; partial: Version[] }> {
+      return edge(() =>
+        withClient(target(input.db), async (client) => {
+          const runId = Context.current().info.workflowExecution?.runId ?? '';
+          return (await ledgerExists(client)) ? appliedByRun(client, runId) : { applied: [], partial: [] };
+        }),
+      );
     },
 
     async readHistory(input: HistoryInput): Promise<HistoryRow[]> {
@@ -501,6 +514,18 @@ export function createActivities({ config, logger }: ActivityDeps) {
 }
 
 export type Activities = ReturnType<typeof createActivities>;
+
+/** The run's risk assessment and approval of a version, as ledger columns. */
+function auditColumns(version: Version, record: Pick<ApplyInput, 'risk' | 'approval'>): AuditColumns {
+  const risk = record.risk?.find((r) => r.version === version);
+  return {
+    riskLevel: risk?.level ?? null,
+    riskFindings: risk?.findings ?? null,
+    approvedBy: record.approval?.by ?? null,
+    approvedAt: record.approval?.at ?? null,
+    approvalNote: record.approval?.note ?? null,
+  };
+}
 
 /**
  * Heartbeats while `fn` runs, so Temporal tells a dead worker from a slow one

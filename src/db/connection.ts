@@ -38,8 +38,8 @@ export async function withClient<T>(target: Target, fn: (client: pg.Client) => P
 }
 
 /** Runs `fn` inside BEGIN/COMMIT, rolling back if it throws. */
-export async function withTransaction<T>(client: pg.Client, fn: () => Promise<T>): Promise<T> {
-  await client.query('BEGIN');
+export async function withTransaction<T>(client: pg.Client, fn: () => Promise<T>, begin: 'BEGIN' | 'BEGIN READ WRITE' = 'BEGIN'): Promise<T> {
+  await client.query(begin);
   try {
     const result = await fn();
     await client.query('COMMIT');

@@ -7,7 +7,8 @@ import type { Statement } from '../core/statements';
 import type { Version } from '../core/version';
 import { withTransaction } from './connection';
 import { AlreadyAppliedDifferentlyError, GroupNotPossibleError, LockTimeoutError, MigrationBusyError, MigrationFailedError, type FailurePoint } from './errors';
-import { finishAttempt, insertHistory, latestAttempt, migrationColumns, recordProgress } from './ledger';
+import { fingerprint } from './fingerprint';
+import { finishAttempt, insertHistory, latestAttempt, migrationColumns, recordProgress, type AuditColumns } from './ledger';
 import { checkFence, type Fence } from './lease';
 import { pgErrorFields } from './sqlstate';
 
@@ -19,6 +20,14 @@ export interface RunContext {
 export type ApplyResult =
   | { status: 'applied'; version: Version; durationMs: number; statements: number }
   | { status: 'skipped'; version: Version; reason: 'already-applied' };
+
+/** The ledger's record of a version this run (workflow run) may already have applied in an earlier attempt. */
+interface AppliedRecord {
+  checksum: string;
+  runId: string | null;
+  executionMs: number;
+  statements: number;
+}
 
 /** The closed set of events the engine reports. */
 export type EngineEvent =
@@ -34,18 +43,50 @@ export interface EngineContext {
   fence?: Fence;
   /** Waits between lock attempts; the activity passes a cancellable sleep, tests a fake clock. */
   sleep(ms: number): Promise<void>;
+  /** What the ledger records with an applied version (risk, approval), committed with its row. */
+  audit?(version: Version): AuditColumns | undefined;
   onEvent(event: EngineEvent): void;
 }
 
 /** Namespace of pgconvoy's per-version advisory locks (any constant int4). */
 const versionLockKey = 1_886_417_250;
 
-/** Runs ledger writes in a transaction that first proves this run still holds the lease. */
+/**
+ * Runs ledger writes in a transaction that first proves this run still holds
+ * the lease. A no-transaction file's session settings (SET ROLE, search_path,
+ * default_transaction_read_only) stay with its statements; the ledger write
+ * runs as the connecting user, read-write, whatever they were.
+ */
 async function fenced<T>(client: pg.Client, ctx: EngineContext, fn: () => Promise<T>): Promise<T> {
-  return withTransaction(client, async () => {
-    if (ctx.fence) await checkFence(client, ctx.fence);
-    return fn();
-  });
+  return withTransaction(
+    client,
+    async () => {
+      await client.query(`SET LOCAL SESSION AUTHORIZATION DEFAULT; SET LOCAL search_path = pg_catalog, pg_temp`);
+      if (ctx.fence) await checkFence(client, ctx.fence);
+      return fn();
+    },
+    'BEGIN READ WRITE',
+  );
+}
+
+/**
+ * Inside a migration's transaction, after its statements: undoes what they
+ * did to the session (SET ROLE, SET search_path, SET default_transaction_read_only,
+ * ...), so neither the ledger write that follows nor the next migration on
+ * this connection runs under it.
+ */
+async function resetSession(client: pg.Client): Promise<void> {
+  await client.query('RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL');
+}
+
+/** The audit columns for a version: the run's risk and approval, and the fingerprint of the catalog as it is now. */
+async function auditNow(client: pg.Client, m: PreparedMigration, ctx: EngineContext, schemaBefore: Record<string, string[]> | undefined): Promise<AuditColumns> {
+  return { ...ctx.audit?.(m.version), fingerprint: (await fingerprint(client)).sha256, ...(schemaBefore ? { schemaBefore } : {}) };
+}
+
+/** The catalog before a version that has an undo script: what its undo must get back to. */
+async function schemaBeforeUndoable(client: pg.Client, m: PreparedMigration): Promise<Record<string, string[]> | undefined> {
+  return m.undo ? (await fingerprint(client)).parts : undefined;
 }
 
 const elapsedMs = (since: bigint) => Number((process.hrtime.bigint() - since) / 1_000_000n);
@@ -69,16 +110,28 @@ export async function applyGroup(client: pg.Client, migrations: PreparedMigratio
   return applyInTransaction(client, migrations, ctx);
 }
 
-async function appliedChecksum(client: pg.Client, version: Version): Promise<string | undefined> {
-  const result = await client.query<{ checksum: string }>(`SELECT checksum FROM pgconvoy.history WHERE version = $1 AND status = 'applied'`, [version]);
-  return result.rows[0]?.checksum;
+async function appliedRecord(client: pg.Client, version: Version): Promise<AppliedRecord | undefined> {
+  const result = await client.query<{ checksum: string; run_id: string | null; execution_ms: number; statements_total: number | null }>(
+    `SELECT checksum, run_id, execution_ms, statements_total FROM pgconvoy.history WHERE version = $1 AND status = 'applied'`,
+    [version],
+  );
+  const row = result.rows[0];
+  return row ? { checksum: row.checksum, runId: row.run_id, executionMs: row.execution_ms, statements: row.statements_total ?? 0 } : undefined;
 }
 
-async function alreadyApplied(client: pg.Client, m: PreparedMigration): Promise<boolean> {
-  const checksum = await appliedChecksum(client, m.version);
-  if (checksum === undefined) return false;
-  if (checksum !== m.forward.checksum) throw new AlreadyAppliedDifferentlyError(m.version, m.forward.file, checksum, m.forward.checksum);
-  return true;
+/**
+ * A version already in the ledger is not applied again. When this very run
+ * applied it (an attempt that committed and then died before reporting), it
+ * is reported applied, as the ledger says: compensation must undo it too.
+ */
+async function alreadyApplied(client: pg.Client, m: PreparedMigration, ctx: EngineContext): Promise<ApplyResult | undefined> {
+  const record = await appliedRecord(client, m.version);
+  if (record === undefined) return undefined;
+  if (record.checksum !== m.forward.checksum) throw new AlreadyAppliedDifferentlyError(m.version, m.forward.file, record.checksum, m.forward.checksum);
+  if (ctx.run.runId !== undefined && record.runId === ctx.run.runId) {
+    return { status: 'applied', version: m.version, durationMs: record.executionMs, statements: record.statements };
+  }
+  return { status: 'skipped', version: m.version, reason: 'already-applied' };
 }
 
 async function setTimeouts(client: pg.Client, lockTimeoutMs: number, statementTimeoutMs: number, local: boolean): Promise<void> {
@@ -148,12 +201,15 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
           // A second runner for the same version waits here, then sees it applied.
           await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [versionLockKey, m.version]);
           if (ctx.fence) await checkFence(client, ctx.fence);
-          if (await alreadyApplied(client, m)) {
-            results.push({ status: 'skipped', version: m.version, reason: 'already-applied' });
+          const done = await alreadyApplied(client, m, ctx);
+          if (done) {
+            results.push(done);
             continue;
           }
+          const schemaBefore = await schemaBeforeUndoable(client, m);
           const begun = process.hrtime.bigint();
-          await setTimeouts(client, attempt.lockTimeoutMs, statementTimeoutFor(ctx.settings, m.forward.script.directives), true);
+          const statementTimeoutMs = statementTimeoutFor(ctx.settings, m.forward.script.directives);
+          await setTimeouts(client, attempt.lockTimeoutMs, statementTimeoutMs, true);
           for (const s of m.forward.script.statements) {
             current = { m, s };
             await client.query(s.sql);
@@ -161,7 +217,10 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
           current = undefined;
           const durationMs = elapsedMs(begun);
           const total = m.forward.script.statements.length;
+          await resetSession(client);
+          await setTimeouts(client, attempt.lockTimeoutMs, statementTimeoutMs, true);
           await insertHistory(client, {
+            audit: await auditNow(client, m, ctx, schemaBefore),
             ...migrationColumns(m),
             status: 'applied',
             startedAt: started.at,
@@ -218,7 +277,8 @@ async function applyStatementByStatement(client: pg.Client, m: PreparedMigration
   const locked = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [versionLockKey, m.version]);
   if (!locked.rows[0]?.ok) throw new MigrationBusyError(m.version, m.forward.file);
   try {
-    if (await alreadyApplied(client, m)) return { status: 'skipped', version: m.version, reason: 'already-applied' };
+    const earlier = await alreadyApplied(client, m, ctx);
+    if (earlier) return earlier;
 
     let from = 0;
     const previous = await latestAttempt(client, m.version);
@@ -227,6 +287,7 @@ async function applyStatementByStatement(client: pg.Client, m: PreparedMigration
       if (same) from = previous.statementsDone;
     }
     if (from > 0) ctx.onEvent({ event: 'migration.resumed', version: m.version, file: m.forward.file, fromStatement: from + 1 });
+    const schemaBefore = from === 0 ? await schemaBeforeUndoable(client, m) : undefined;
     const id = await fenced(client, ctx, async () => {
       if (previous?.status === 'running') {
         // Its runner died (we hold the version's lock, so nobody runs it now).
@@ -241,8 +302,10 @@ async function applyStatementByStatement(client: pg.Client, m: PreparedMigration
       statementsTotal: total,
       donePrefixSha: prefixSha(statements, from),
       ...ctx.run,
+      ...(schemaBefore ? { audit: { schemaBefore } } : {}),
       });
     });
+    if (from > 0 && previous) await fenced(client, ctx, () => carrySchemaBefore(client, previous.id, id));
 
     let done = from;
     for (const s of statements.slice(from)) {
@@ -275,11 +338,16 @@ async function applyStatementByStatement(client: pg.Client, m: PreparedMigration
       ctx.onEvent({ event: 'statement.done', version: m.version, file: m.forward.file, statement: s.index, of: total });
     }
     const durationMs = elapsedMs(started.t);
-    await fenced(client, ctx, () => finishAttempt(client, id, { status: 'applied', executionMs: durationMs }));
+    await fenced(client, ctx, async () => finishAttempt(client, id, { status: 'applied', executionMs: durationMs, audit: await auditNow(client, m, ctx, undefined) }));
     return { status: 'applied', version: m.version, durationMs, statements: total };
   } finally {
     await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [versionLockKey, m.version]).catch(() => undefined);
   }
+}
+
+/** A resumed attempt keeps the schema description its first attempt took before any statement ran. */
+async function carrySchemaBefore(client: pg.Client, fromId: string, toId: string): Promise<void> {
+  await client.query(`UPDATE pgconvoy.history SET schema_before = (SELECT schema_before FROM pgconvoy.history WHERE id = $1) WHERE id = $2`, [fromId, toId]);
 }
 
 async function runWithLockRetries(client: pg.Client, m: PreparedMigration, s: Statement, schedule: LockAttempt[], statementTimeoutMs: number, ctx: EngineContext): Promise<void> {

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { AppliedEntry } from '../core/plan';
-import type { Version } from '../core/version';
+import { compareVersions, type Version } from '../core/version';
 import { withTransaction } from './connection';
 
 /**
@@ -63,6 +63,12 @@ const ledgerSteps: string[] = [
      ADD COLUMN IF NOT EXISTS approved_by text,
      ADD COLUMN IF NOT EXISTS approved_at timestamptz,
      ADD COLUMN IF NOT EXISTS approval_note text;`,
+  // The lease token is a key, so a takeover waits for a fenced transaction
+  // (FOR KEY SHARE) while the holder's renewal does not. schema_before: the
+  // catalog description before a version that has an undo script, so an
+  // undo that leaves the schema different can say how.
+  `CREATE UNIQUE INDEX IF NOT EXISTS lease_token_key ON pgconvoy.lease (token);
+   ALTER TABLE pgconvoy.history ADD COLUMN IF NOT EXISTS schema_before jsonb;`,
 ];
 
 /** Any constant works; it only has to be the same in every pgconvoy. */
@@ -239,6 +245,38 @@ export interface HistoryInsert {
   errorStatement?: number;
   source?: string;
   reason?: string;
+  /** Written in the same transaction as the row (never after it): the run's record of this version. */
+  audit?: AuditColumns;
+}
+
+/** What the ledger records with an applied version besides the fact: risk, approval, catalog fingerprints. */
+export interface AuditColumns {
+  riskLevel?: string | null;
+  riskFindings?: unknown[] | null;
+  approvedBy?: string | null;
+  /** ms since the epoch */
+  approvedAt?: number | null;
+  approvalNote?: string | null;
+  /** sha256 of the catalog right after the version was applied. */
+  fingerprint?: string;
+  /** The catalog description before the version, kept for versions with an undo script. */
+  schemaBefore?: Record<string, string[]>;
+}
+
+/** The audit columns as SQL assignments, for an UPDATE of the row in the transaction that writes it. */
+async function writeAudit(client: pg.Client, id: string, audit: AuditColumns | undefined): Promise<void> {
+  if (!audit) return;
+  const columns: Array<[string, unknown, string?]> = [];
+  if (audit.riskLevel !== undefined) columns.push(['risk_level', audit.riskLevel]);
+  if (audit.riskFindings !== undefined) columns.push(['risk_findings', audit.riskFindings === null ? null : JSON.stringify(audit.riskFindings), 'jsonb']);
+  if (audit.approvedBy !== undefined) columns.push(['approved_by', audit.approvedBy]);
+  if (audit.approvedAt !== undefined) columns.push(['approved_at', audit.approvedAt === null ? null : new Date(audit.approvedAt), 'timestamptz']);
+  if (audit.approvalNote !== undefined) columns.push(['approval_note', audit.approvalNote]);
+  if (audit.fingerprint !== undefined) columns.push(['fingerprint', audit.fingerprint]);
+  if (audit.schemaBefore !== undefined) columns.push(['schema_before', JSON.stringify(audit.schemaBefore), 'jsonb']);
+  if (columns.length === 0) return;
+  const sets = columns.map(([name, , cast], i) => `${name} = $${i + 2}${cast ? `::${cast}` : ''}`).join(', ');
+  await client.query(`UPDATE pgconvoy.history SET ${sets} WHERE id = $1`, [id, ...columns.map(([, value]) => value)]);
 }
 
 /** The columns that name a migration file in a ledger row. */
@@ -274,7 +312,9 @@ export async function insertHistory(client: pg.Client, row: HistoryInsert): Prom
       row.reason ?? null,
     ],
   );
-  return result.rows[0]!.id;
+  const id = result.rows[0]!.id;
+  await writeAudit(client, id, row.audit);
+  return id;
 }
 
 /** The newest unfinished or failed attempt at a version: where a no-transaction file resumes. */
@@ -302,8 +342,9 @@ export async function recordProgress(client: pg.Client, id: string, statementsDo
 export async function finishAttempt(
   client: pg.Client,
   id: string,
-  outcome: { status: 'applied' | 'failed'; executionMs: number; errorSqlstate?: string; errorMessage?: string; errorStatement?: number },
+  outcome: { status: 'applied' | 'failed'; executionMs: number; errorSqlstate?: string; errorMessage?: string; errorStatement?: number; audit?: AuditColumns },
 ): Promise<void> {
+  await writeAudit(client, id, outcome.audit);
   await client.query(
     `UPDATE pgconvoy.history
         SET status = $2, execution_ms = $3, error_sqlstate = $4, error_message = $5, error_statement = $6, finished_at = clock_timestamp()
@@ -312,32 +353,33 @@ export async function finishAttempt(
   );
 }
 
-/** Records the catalog fingerprint taken right after `version` was applied. */
-export async function recordFingerprint(client: pg.Client, version: Version, sha256: string): Promise<void> {
-  await client.query(`UPDATE pgconvoy.history SET fingerprint = $2 WHERE version = $1 AND status = 'applied'`, [version, sha256]);
-}
-
-/** Records an applied version's risk (findings with context, accepted reasons) and who approved the run. */
-export async function recordRisk(
-  client: pg.Client,
-  version: Version,
-  risk: { level: string; findings: unknown[] } | undefined,
-  approval: { by: string; at: number; note: string | null } | undefined,
-): Promise<void> {
-  await client.query(
-    `UPDATE pgconvoy.history
-        SET risk_level = $2, risk_findings = $3::jsonb, approved_by = $4, approved_at = to_timestamp($5::float8 / 1000), approval_note = $6
-      WHERE version = $1 AND status = 'applied'`,
-    [version, risk?.level ?? null, risk ? JSON.stringify(risk.findings) : null, approval?.by ?? null, approval?.at ?? null, approval?.note ?? null],
+/** What one run applied, as the ledger says (in the order it applied them), and a no-transaction file it left part-way. */
+export async function appliedByRun(client: pg.Client, runId: string): Promise<{ applied: Version[]; partial: Version[] }> {
+  const result = await client.query<{ version: string; status: string; statements_done: number | null }>(
+    `SELECT version::text AS version, status, statements_done FROM pgconvoy.history WHERE run_id = $1 AND status IN ('applied', 'running', 'failed') ORDER BY id`,
+    [runId],
   );
+  const applied = result.rows.filter((r) => r.status === 'applied').map((r) => r.version);
+  const partial = result.rows.filter((r) => r.status !== 'applied' && (r.statements_done ?? 0) > 0 && !applied.includes(r.version)).map((r) => r.version);
+  return { applied, partial: [...new Set(partial)] };
 }
 
-/** Marks what a run applied as rolled back (after its compensation). */
-export async function markRolledBack(client: pg.Client, versions: Version[], runId: string): Promise<number> {
-  const result = await client.query(
+/** The ledger row of a version this run applied: its fingerprint and the schema before it, for an undo to prove itself. */
+export async function appliedRow(client: pg.Client, version: Version): Promise<{ id: string; runId: string | null; fingerprint: string | null; schemaBefore: Record<string, string[]> | null } | undefined> {
+  const result = await client.query<{ id: string; run_id: string | null; fingerprint: string | null; schema_before: Record<string, string[]> | null }>(
+    `SELECT id::text AS id, run_id, fingerprint, schema_before FROM pgconvoy.history WHERE version = $1 AND status = 'applied'`,
+    [version],
+  );
+  const row = result.rows[0];
+  return row ? { id: row.id, runId: row.run_id, fingerprint: row.fingerprint, schemaBefore: row.schema_before } : undefined;
+}
+
+/** Marks everything a run applied as rolled back (after its compensation); returns the versions. */
+export async function markRolledBack(client: pg.Client, runId: string): Promise<Version[]> {
+  const result = await client.query<{ version: string }>(
     `UPDATE pgconvoy.history SET status = 'rolled_back', finished_at = clock_timestamp()
-      WHERE status = 'applied' AND version = ANY($1::numeric[]) AND run_id = $2`,
-    [versions, runId],
+      WHERE status = 'applied' AND run_id = $1 RETURNING version::text AS version`,
+    [runId],
   );
-  return result.rowCount ?? 0;
+  return result.rows.map((r) => r.version).sort(compareVersions);
 }

@@ -1,7 +1,9 @@
 import type pg from 'pg';
 import { PgconvoyError } from '../core/errors';
 import type { PreparedMigration } from '../core/prepare';
+import type { Version } from '../core/version';
 import { withTransaction } from './connection';
+import { fingerprint, fingerprintDiff } from './fingerprint';
 import { checkFence, type Fence } from './lease';
 import { pgErrorFields } from './sqlstate';
 
@@ -10,43 +12,107 @@ export class UndoFailedError extends PgconvoyError {
   readonly retryable = false;
 }
 
+/** An undo script ran but did not put the schema back to what it was before its version. */
+export class UndoLeftDifferenceError extends PgconvoyError {
+  readonly type = 'UndoLeftDifference';
+  readonly retryable = false;
+  constructor(version: Version, file: string, differences: string[]) {
+    const shown = differences.slice(0, 20);
+    super(
+      `undo ${file} (version ${version}) left the schema different from before version ${version}; it was rolled back:\n` +
+        shown.map((d) => `  ${d}`).join('\n') +
+        (differences.length > shown.length ? `\n  ... and ${differences.length - shown.length} more` : ''),
+      { version, file, differences: shown },
+    );
+  }
+}
+
+export type UndoResult = { status: 'undone'; version: Version; checked: boolean } | { status: 'skipped'; version: Version; reason: 'already-undone' };
+
+/** Namespace of the per-version advisory locks (the forward engine's, so an undo never races an apply). */
+const versionLockKey = 1_886_417_250;
+
 /**
- * Runs a migration's undo script and marks its ledger row rolled back: in one
- * transaction for a transactional script, statement by statement otherwise.
+ * Runs a migration's undo script and marks its ledger row rolled back. A
+ * transactional script, the proof and the ledger row commit together, so a
+ * retry after a crash at COMMIT finds the version undone and runs nothing
+ * twice. When the version recorded the schema before it (it had an undo
+ * script when it ran), the undo must get back to exactly that, or it is
+ * rolled back and the difference reported.
  */
-export async function undoMigration(client: pg.Client, m: PreparedMigration, runId: string, fence?: Fence): Promise<void> {
+export async function undoMigration(client: pg.Client, m: PreparedMigration, runId: string, fence?: Fence): Promise<UndoResult> {
   const undo = m.undo;
   if (!undo) throw new UndoFailedError(`version ${m.version} has no undo script`, { version: m.version });
-  const mark = async () => {
+
+  /** The version's state in the ledger for this run: undo it, it is done already, or it is not this run's to undo. */
+  const state = async (): Promise<{ id: string; schemaBefore: Record<string, string[]> | null } | 'undone'> => {
     if (fence) await checkFence(client, fence);
-    await client.query(
-      `UPDATE pgconvoy.history SET status = 'rolled_back', finished_at = clock_timestamp() WHERE version = $1 AND status = 'applied' AND run_id = $2`,
+    const rows = await client.query<{ id: string; status: string; schema_before: Record<string, string[]> | null }>(
+      `SELECT id::text AS id, status, schema_before FROM pgconvoy.history WHERE version = $1 AND run_id = $2 AND status IN ('applied', 'rolled_back') ORDER BY id DESC LIMIT 1`,
       [m.version, runId],
     );
+    const row = rows.rows[0];
+    if (row?.status === 'rolled_back') return 'undone';
+    if (!row) throw new UndoFailedError(`version ${m.version} (${undo.file}) was not applied by this run; refusing to undo it`, { version: m.version, file: undo.file });
+    return { id: row.id, schemaBefore: row.schema_before };
   };
+  const prove = async (schemaBefore: Record<string, string[]> | null): Promise<boolean> => {
+    if (schemaBefore === null) return false;
+    const now = await fingerprint(client);
+    const differences = fingerprintDiff({ sha256: '', parts: schemaBefore }, now);
+    if (differences.length > 0) throw new UndoLeftDifferenceError(m.version, undo.file, differences);
+    return true;
+  };
+  const mark = (id: string) => client.query(`UPDATE pgconvoy.history SET status = 'rolled_back', finished_at = clock_timestamp() WHERE id = $1`, [id]);
+
   let current = undo.script.statements[0];
   try {
     if (undo.script.mode === 'transaction') {
-      await withTransaction(client, async () => {
-        await mark();
+      return await withTransaction(client, async () => {
+        await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [versionLockKey, m.version]);
+        const found = await state();
+        if (found === 'undone') return { status: 'skipped', version: m.version, reason: 'already-undone' } as const;
         for (const s of undo.script.statements) {
           current = s;
           await client.query(s.sql);
         }
+        current = undefined;
+        await client.query('RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL');
+        const checked = await prove(found.schemaBefore);
+        await mark(found.id);
+        return { status: 'undone', version: m.version, checked } as const;
       });
-    } else {
-      for (const s of undo.script.statements) {
-        current = s;
-        await client.query(s.sql);
-      }
-      await withTransaction(client, mark);
     }
+    // Outside a transaction (statements PostgreSQL refuses in one): run, then
+    // prove and mark. A crash in between runs the script again, so such undo
+    // scripts must be written to run twice (IF EXISTS), like their forward files.
+    const found = await withTransaction(client, state);
+    if (found === 'undone') return { status: 'skipped', version: m.version, reason: 'already-undone' };
+    for (const s of undo.script.statements) {
+      current = s;
+      await client.query(s.sql);
+    }
+    current = undefined;
+    return await withTransaction(
+      client,
+      async () => {
+        await client.query('SET LOCAL SESSION AUTHORIZATION DEFAULT; SET LOCAL search_path = pg_catalog, pg_temp');
+        const again = await state();
+        if (again === 'undone') return { status: 'skipped', version: m.version, reason: 'already-undone' } as const;
+        const checked = await prove(again.schemaBefore);
+        await mark(again.id);
+        return { status: 'undone', version: m.version, checked } as const;
+      },
+      'BEGIN READ WRITE',
+    );
   } catch (error) {
     if (error instanceof PgconvoyError) throw error;
     const f = pgErrorFields(error);
-    throw new UndoFailedError(
-      `undo ${undo.file} (version ${m.version}) failed at statement ${current?.index ?? '?'}, line ${current?.line ?? '?'}: ${f.code ? `SQLSTATE ${f.code}: ` : ''}${f.message}`,
-      { version: m.version, file: undo.file, sqlstate: f.code ?? null },
-    );
+    const where = current ? `statement ${current.index}, line ${current.line}` : 'its ledger update';
+    throw new UndoFailedError(`undo ${undo.file} (version ${m.version}) failed at ${where}: ${f.code ? `SQLSTATE ${f.code}: ` : ''}${f.message}`, {
+      version: m.version,
+      file: undo.file,
+      sqlstate: f.code ?? null,
+    });
   }
 }

@@ -54,7 +54,7 @@ const { holdLease } = proxyActivities<Activities>({
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '5s', nonRetryableErrorTypes: nonRetryableTypes },
 });
 
-const { beginRun, verifyRun, finishCompensation } = proxyActivities<Activities>({
+const { beginRun, verifyRun, finishCompensation, runChanges } = proxyActivities<Activities>({
   startToCloseTimeout: '1 hour',
   heartbeatTimeout: '10 seconds',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: [...nonRetryableTypes, 'VerificationFailed'] },
@@ -63,7 +63,7 @@ const { beginRun, verifyRun, finishCompensation } = proxyActivities<Activities>(
 const { takeBackup, restoreFromBackup, undoMigration } = proxyActivities<Activities>({
   startToCloseTimeout: '12 hours',
   heartbeatTimeout: '10 seconds',
-  retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 3, nonRetryableErrorTypes: [...nonRetryableTypes, 'BackupCorrupt', 'UndoFailed'] },
+  retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 3, nonRetryableErrorTypes: [...nonRetryableTypes, 'BackupCorrupt', 'UndoFailed', 'UndoLeftDifference'] },
 });
 
 const { releaseLease } = proxyActivities<Activities>({
@@ -227,7 +227,10 @@ async function gateLockAndApply(
 
   // Lock.
   enter('locking');
-  const holder = workflowInfo().workflowId;
+  // The run, not the workflow id: the same id on another Temporal cluster
+  // (another embedded state directory) is another run, and must wait.
+  const { namespace, workflowId, runId } = workflowInfo();
+  const holder = `${namespace}/${workflowId}/${runId}`;
   let lease = await acquireLease({ db: input.db, holder });
   let keeper = keepLease(input.db, lease.token);
   const applied: AppliedStep[] = [];
@@ -277,7 +280,7 @@ async function gateLockAndApply(
       }
     } catch (error) {
       if (!start || !backupKey || (input.onFailure ?? 'restore') === 'halt') throw error;
-      await compensate(error, { input, plan, applied, start, backupKey, leaseToken: lease.token, enter });
+      await compensate(error, { input, plan, start, backupKey, leaseToken: lease.token, enter });
     }
   } finally {
     keeper.cancel();
@@ -306,7 +309,6 @@ function runRecord(step: PendingMigration[], progress: Progress): Pick<ApplyInpu
 interface CompensationContext {
   input: MigrateDatabaseInput;
   plan: DatabasePlan;
-  applied: AppliedStep[];
   start: { fingerprint: string };
   backupKey: string;
   leaseToken: string;
@@ -330,43 +332,65 @@ function failureOf(error: unknown): ApplicationFailure | undefined {
 async function compensate(error: unknown, c: CompensationContext): Promise<never> {
   const original = failureOf(error);
   const details = (original?.details?.[0] ?? {}) as Record<string, unknown>;
-  const partial = typeof details.statementsDone === 'number' && details.statementsDone > 0;
-  const done = c.applied.filter((a) => a.status === 'applied');
+  // What this run changed is what the ledger says it applied (an attempt may
+  // have committed and died before reporting), not what the workflow heard.
+  const ledger = await CancellationScope.nonCancellable(() => runChanges({ db: c.input.db }));
+  const done = ledger.applied;
+  const partial = ledger.partial.length > 0 || (typeof details.statementsDone === 'number' && details.statementsDone > 0);
   if (done.length === 0 && !partial && original?.type !== 'VerificationFailed') throw error; // nothing of this run is in the database
   const undoable = new Set(c.plan.pending.filter((p) => p.undoChecksum !== null).map((p) => p.version));
-  const how = c.input.onFailure === 'undo' && !partial && done.every((d) => undoable.has(d.version)) ? 'undo' : 'restore';
+  const chosen: 'undo' | 'restore' = c.input.onFailure === 'undo' && !partial && done.every((v) => undoable.has(v)) ? 'undo' : 'restore';
+  let how = chosen as 'undo' | 'restore' | 'undo-then-restore';
+  let undoFailure: ApplicationFailure | undefined;
+  let rolledBack: string[] = done;
   c.enter('compensating');
   try {
     await CancellationScope.nonCancellable(async () => {
       if (how === 'undo') {
-        for (const step of [...done].reverse()) {
-          await undoMigration({ db: c.input.db, migrationsDir: c.input.migrationsDir, manifestDigest: c.plan.manifestDigest, version: step.version, leaseToken: c.leaseToken });
+        try {
+          for (const version of [...done].reverse()) {
+            await undoMigration({ db: c.input.db, migrationsDir: c.input.migrationsDir, manifestDigest: c.plan.manifestDigest, version, leaseToken: c.leaseToken });
+          }
+        } catch (undoError) {
+          // An undo script that fails or leaves the schema different: the verified backup is the way back.
+          undoFailure = failureOf(undoError);
+          how = 'undo-then-restore';
+          await restoreFromBackup({ db: c.input.db, backupKey: c.backupKey, leaseToken: c.leaseToken });
         }
       } else {
         await restoreFromBackup({ db: c.input.db, backupKey: c.backupKey, leaseToken: c.leaseToken });
       }
-      await finishCompensation({ db: c.input.db, fingerprint: c.start.fingerprint, versions: done.map((d) => d.version), leaseToken: c.leaseToken });
+      rolledBack = (await finishCompensation({ db: c.input.db, fingerprint: c.start.fingerprint, versions: done, leaseToken: c.leaseToken })).rolledBack;
     });
   } catch (compensationError) {
     const second = failureOf(compensationError);
+    const backupUnusable = second?.type === 'BackupCorrupt';
     throw ApplicationFailure.create({
       type: 'CompensationFailed',
       message:
         `${original?.message ?? String(error)}\n` +
+        (undoFailure ? `the undo failed: ${undoFailure.message}\n` : '') +
         `COMPENSATION FAILED (${how}): ${second?.message ?? String(compensationError)}\n` +
-        `the database is NOT back to its state before the run; the verified backup is ${c.backupKey}`,
+        (backupUnusable
+          ? `the database is NOT back to its state before the run: the backup ${c.backupKey} failed its check and was not used; the ledger says what is applied`
+          : `the database is NOT back to its state before the run; the backup taken before the run is ${c.backupKey}`),
       nonRetryable: true,
-      details: [{ ...details, originalType: original?.type ?? null, compensation: how, compensationType: second?.type ?? null, backupKey: c.backupKey }],
+      details: [{ ...details, originalType: original?.type ?? null, compensation: how, compensationType: second?.type ?? null, backupKey: c.backupKey, ...(undoFailure ? { undoType: undoFailure.type } : {}) }],
       cause: original ?? (error as Error),
     });
   }
   c.enter('failed');
-  const what = how === 'undo' ? `undo scripts of ${done.map((d) => `V${d.version}`).join(', ')} ran in reverse` : `restored from the verified backup ${c.backupKey}`;
+  const what =
+    how === 'undo'
+      ? `undo scripts of ${done.map((v) => `V${v}`).join(', ')} ran in reverse`
+      : how === 'undo-then-restore'
+        ? `the undo failed (${undoFailure?.message ?? 'unknown'}); restored from the verified backup ${c.backupKey} instead`
+        : `restored from the verified backup ${c.backupKey}`;
   throw ApplicationFailure.create({
     type: original?.type ?? 'MigrationFailed',
     message: `${original?.message ?? String(error)}\ncompensated: ${what}; the schema matches its fingerprint from before the run`,
     nonRetryable: true,
-    details: [{ ...details, compensated: how, rolledBack: done.map((d) => d.version), backupKey: c.backupKey }],
+    details: [{ ...details, compensated: how, rolledBack, backupKey: c.backupKey }],
     cause: original ?? (error as Error),
   });
 }

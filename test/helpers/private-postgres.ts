@@ -9,7 +9,7 @@ import { freePort } from '../../src/worker/dev-server';
  * port), for tests that restart the server without disturbing the shared one.
  * Uses the machine's PostgreSQL binaries; run as root it runs them as `postgres`.
  */
-export async function startPrivatePostgres(): Promise<{ url: string; restart(): void; stop(): void }> {
+export async function startPrivatePostgres(options: { settings?: Record<string, string | number> } = {}): Promise<{ url: string; restart(): void; stop(): void }> {
   const versions = readdirSync('/usr/lib/postgresql').filter((v) => existsSync(`/usr/lib/postgresql/${v}/bin/initdb`));
   const version = versions.sort((a, b) => Number(b) - Number(a))[0];
   if (!version) throw new Error('no PostgreSQL server binaries under /usr/lib/postgresql');
@@ -24,9 +24,10 @@ export async function startPrivatePostgres(): Promise<{ url: string; restart(): 
     execFileSync(asRoot ? 'runuser' : cmd, asRoot ? ['-u', 'postgres', '--', cmd, ...args] : args, { stdio: ['ignore', 'ignore', 'pipe'] });
   const port = await freePort();
   const data = join(dir, 'data');
+  const settings = Object.entries(options.settings ?? {}).map(([k, v]) => ` -c ${k}=${v}`).join('');
   run(`${bin}/initdb`, ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8']);
   const ctl = (action: string, extra: string[] = []) =>
-    run(`${bin}/pg_ctl`, ['-D', data, '-l', join(dir, 'log'), '-w', '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`, ...extra, action]);
+    run(`${bin}/pg_ctl`, ['-D', data, '-l', join(dir, 'log'), '-w', '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off${settings}`, ...extra, action]);
   ctl('start');
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,

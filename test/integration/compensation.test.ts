@@ -6,7 +6,7 @@ import { ExitCode, exitCodeForFailure } from '../../src/client/exit-codes';
 import { withClient } from '../../src/db/connection';
 import { fingerprint } from '../../src/db/fingerprint';
 import type { FailurePolicy } from '../../src/workflows/messages';
-import { createTestDatabase, type TestDatabase } from '../helpers/database';
+import { adminQuery, createTestDatabase, type TestDatabase } from '../helpers/database';
 import { maybeRecordHistory } from '../helpers/histories';
 import { writeMigrations } from '../helpers/migrations';
 import { sharedTestClient, testConfig, withWorker } from '../helpers/temporal';
@@ -107,20 +107,72 @@ test('a failing user check is a failed migration: the run is compensated', async
   assert.deepEqual(ledger, [{ version: '1', status: 'rolled_back' }]);
 });
 
-test('a compensation that fails is reported loudly, with the original error first', async (t) => {
-  const { failure, ledger } = await runFailing(
+test('an undo script that fails: compensation falls back to the verified backup, and says so', async (t) => {
+  const { failure, before, after, ledger } = await runFailing(
     t,
     'doubly',
     { 'V1__a.sql': 'CREATE TABLE a (id int);', 'U1__a.sql': 'DROP TABLE not_a;', 'V2__boom.sql': 'SELECT 1/0;' },
     'undo',
   );
-  assert.equal(failure.type, 'CompensationFailed');
+  assert.equal(failure.type, 'MigrationFailed');
   assert.match(
     failure.message,
-    /^V2__boom\.sql \(version 2\) failed at statement 1 of 1, line 1, column 1: SQLSTATE 22012: division by zero\nCOMPENSATION FAILED \(undo\): undo U1__a\.sql \(version 1\) failed at statement 1, line 1: SQLSTATE 42P01: table "not_a" does not exist\nthe database is NOT back to its state before the run; the verified backup is doubly\/\S+\.dump$/,
+    /^V2__boom\.sql \(version 2\) failed at statement 1 of 1, line 1, column 1: SQLSTATE 22012: division by zero\ncompensated: the undo failed \(undo U1__a\.sql \(version 1\) failed at statement 1, line 1: SQLSTATE 42P01: table "not_a" does not exist\); restored from the verified backup doubly\/\S+\.dump instead; the schema matches its fingerprint from before the run$/,
   );
-  assert.equal(exitCodeForFailure(failure.type, failure.details), ExitCode.failed);
-  assert.deepEqual(ledger, [{ version: '1', status: 'applied' }, { version: '2', status: 'failed' }], 'the ledger says what is really there');
+  assert.equal((failure.details as { compensated: string }).compensated, 'undo-then-restore');
+  assert.equal(exitCodeForFailure(failure.type, failure.details), ExitCode.rolledBack);
+  assert.equal(after.sha256, before.sha256);
+  assert.deepEqual(ledger, [{ version: '1', status: 'rolled_back' }, { version: '2', status: 'failed' }]);
+});
+
+test('an undo script that leaves the schema different: the version and the difference are named, and the backup puts it right', async (t) => {
+  const { failure, before, after, ledger } = await runFailing(
+    t,
+    'leftover',
+    {
+      'V1__a.sql': 'CREATE TABLE a (id int);',
+      'U1__a.sql': 'DROP TABLE a;',
+      'V2__b.sql': "CREATE TABLE b (id int);\nCREATE TYPE mood AS ENUM ('ok', 'sad');",
+      'U2__b.sql': 'DROP TABLE b;',
+      'V3__boom.sql': 'SELECT 1/0;',
+    },
+    'undo',
+  );
+  assert.equal(failure.type, 'MigrationFailed');
+  assert.match(
+    failure.message,
+    /\ncompensated: the undo failed \(undo U2__b\.sql \(version 2\) left the schema different from before version 2; it was rolled back:\n {2}types: \+ public\.mood e ok,sad\); restored from the verified backup leftover\/\S+\.dump instead; the schema matches its fingerprint from before the run$/,
+  );
+  assert.equal(after.sha256, before.sha256);
+  assert.deepEqual(ledger, [
+    { version: '1', status: 'rolled_back' },
+    { version: '2', status: 'rolled_back' },
+    { version: '3', status: 'failed' },
+  ]);
+});
+
+test('session state a migration sets (SET ROLE, search_path, default_transaction_read_only) leaks neither into its ledger row nor into the next migration', async (t) => {
+  const role = `pgconvoy_test_lowpriv_${process.pid}`;
+  await adminQuery(`DROP ROLE IF EXISTS ${role}; CREATE ROLE ${role} NOLOGIN`);
+  t.after(() => adminQuery(`DROP ROLE IF EXISTS ${role}`));
+  const files = {
+    'V1__settings.sql': `SET ROLE ${role};\nSET search_path = nowhere;\nSET default_transaction_read_only = on;\nSELECT 1;`,
+    'V2__next.sql': 'CREATE TABLE after_settings (id int);',
+    'V3__steps.sql': `-- pgconvoy:no-transaction\nSET ROLE ${role};\nSET default_transaction_read_only = on;\nSELECT 1;`,
+    'V4__last.sql': 'CREATE TABLE last_one (id int);',
+  };
+  for (const group of [false, true]) {
+    const db = await createTestDatabase();
+    t.after(() => db.drop());
+    const set = writeMigrations(group ? { 'V1__settings.sql': files['V1__settings.sql'], 'V2__next.sql': files['V2__next.sql'] } : files);
+    t.after(() => set.remove());
+    const config = testConfig({ databases: { settings: db.url }, migrationsDir: set.dir });
+    const result = await withWorker(config, () => migrate({ client: shared.client, taskQueue: config.temporal.taskQueue }, { db: 'settings', migrationsDir: set.dir, ...(group ? { group: true } : {}) }));
+    assert.equal(result.status, 'applied', `group: ${group}`);
+    assert.equal((await db.query(`SELECT to_regclass('public.after_settings') IS NOT NULL AS t`)).rows[0]?.t, true, 'V2 ran in public, as the connecting user');
+    const rows = (await db.query<{ version: string; status: string; installed_by: string }>('SELECT version::text, status, installed_by FROM pgconvoy.history ORDER BY id')).rows;
+    assert.ok(rows.length >= 2 && rows.every((r) => r.status === 'applied' && r.installed_by === 'postgres'), JSON.stringify(rows));
+  }
 });
 
 test('touched-tables backups: only the tables the run locks are dumped, and a restore puts them back', async (t) => {

@@ -1,0 +1,141 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { WorkflowFailedError } from '@temporalio/client';
+import { startMigration } from '../../src/client/api';
+import { summarizeFailure } from '../../src/client/failure';
+import { withClient } from '../../src/db/connection';
+import { fingerprint } from '../../src/db/fingerprint';
+import { ensureLedger } from '../../src/db/ledger';
+import type { MigrateDatabaseInput } from '../../src/workflows/messages';
+import { adminQuery, createTestDatabase, type TestDatabase } from '../helpers/database';
+import { writeMigrations } from '../helpers/migrations';
+import { sharedTestClient, uniqueTaskQueue } from '../helpers/temporal';
+import { waitFor, workerPool } from '../helpers/workers';
+
+const shared = sharedTestClient();
+
+/**
+ * A deferred constraint trigger on the ledger that sleeps inside COMMIT the
+ * first time `when` matches: the transaction is committing, its client is
+ * waiting for the answer, and a SIGKILL now lands exactly in the window
+ * between the commit and the worker reporting it. It lives in the pgconvoy
+ * schema, which backups and fingerprints leave out.
+ */
+async function slowCommitWhen(db: TestDatabase, event: 'INSERT' | 'UPDATE', when: string): Promise<void> {
+  await withClient({ alias: 'fault', url: db.url }, (c) => ensureLedger(c));
+  await db.query(`
+    CREATE TABLE pgconvoy.test_commit_gate (fired boolean);
+    CREATE FUNCTION pgconvoy.test_slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF NOT EXISTS (SELECT 1 FROM pgconvoy.test_commit_gate) THEN
+        INSERT INTO pgconvoy.test_commit_gate VALUES (true);
+        PERFORM pg_notify('pgconvoy_test_commit', NEW.version::text);
+        PERFORM pg_sleep(3);
+      END IF;
+      RETURN NULL;
+    END $$;
+    CREATE CONSTRAINT TRIGGER test_slow_commit AFTER ${event} ON pgconvoy.history DEFERRABLE INITIALLY DEFERRED
+      FOR EACH ROW WHEN (${when}) EXECUTE FUNCTION pgconvoy.test_slow_commit();`);
+}
+
+/** A session of the test database is inside COMMIT, held there by the trigger. */
+async function committing(db: TestDatabase): Promise<true | undefined> {
+  const r = await adminQuery(`SELECT 1 FROM pg_stat_activity WHERE datname = '${db.name}' AND state = 'active' AND query = 'COMMIT' AND wait_event = 'PgSleep'`);
+  return r.rowCount ? true : undefined;
+}
+
+/** Runs a migration on worker process A, SIGKILLs A while a ledger write is inside COMMIT, and lets worker B finish the run. */
+async function killAtCommit(
+  t: { after(fn: () => unknown): void },
+  files: Record<string, string>,
+  gate: { event: 'INSERT' | 'UPDATE'; when: string },
+  input: Partial<MigrateDatabaseInput>,
+  setup?: (db: TestDatabase) => Promise<unknown>,
+) {
+  const db = await createTestDatabase();
+  t.after(() => db.drop());
+  await setup?.(db);
+  const before = await withClient({ alias: 'fault', url: db.url }, (c) => fingerprint(c));
+  await slowCommitWhen(db, gate.event, gate.when);
+  const set = writeMigrations(files);
+  t.after(() => set.remove());
+  const taskQueue = uniqueTaskQueue();
+  const pool = workerPool({ taskQueue, databases: { fault: db.url }, migrationsDir: set.dir });
+  t.after(() => pool.stopAll());
+  const a = pool.start();
+  const handle = await startMigration({ client: shared.client, taskQueue }, { db: 'fault', migrationsDir: set.dir, ...input });
+  await waitFor('a ledger write inside COMMIT', () => committing(db), 90_000);
+  a.kill('SIGKILL');
+  await a.exited;
+  pool.start();
+  const outcome = await handle.result().then(
+    (result) => ({ result, failure: undefined }),
+    (error: unknown) => {
+      assert.ok(error instanceof WorkflowFailedError, String(error));
+      return { result: undefined, failure: summarizeFailure(error) };
+    },
+  );
+  const after = await withClient({ alias: 'fault', url: db.url }, (c) => fingerprint(c));
+  const ledger = (await db.query<{ version: string; status: string; audited: boolean }>(
+    `SELECT version::text, status, (fingerprint IS NOT NULL AND risk_level IS NOT NULL) AS audited FROM pgconvoy.history ORDER BY id`,
+  )).rows;
+  const history = await handle.fetchHistory();
+  const retried = (history.events ?? []).filter((e) => (e.activityTaskStartedEventAttributes?.attempt ?? 1) > 1).length;
+  return { db, before, after, ledger, retried, ...outcome };
+}
+
+test('SIGKILL at the COMMIT of a migration, then a later one fails: the retry reports it applied, and the restore rolls it back in the ledger too', async (t) => {
+  const { db, before, after, ledger, retried, failure } = await killAtCommit(
+    t,
+    { 'V1__a.sql': 'CREATE TABLE a (id int);', 'V2__b.sql': 'CREATE TABLE b (id int);\nINSERT INTO b VALUES (2);', 'V3__boom.sql': 'SELECT 1/0;' },
+    { event: 'INSERT', when: `NEW.version = 2 AND NEW.status = 'applied'` },
+    { onFailure: 'restore' },
+    (d) => d.query('CREATE TABLE keep (id int PRIMARY KEY); INSERT INTO keep SELECT generate_series(1, 100);'),
+  );
+  assert.ok(retried >= 1, 'the migration whose COMMIT was cut off ran a second attempt');
+  assert.ok(failure, 'the run fails on V3');
+  assert.equal(failure.type, 'MigrationFailed');
+  assert.match(failure.message, /^V3__boom\.sql \(version 3\) failed .*division by zero\ncompensated: restored from the verified backup fault\/\S+\.dump; the schema matches its fingerprint from before the run$/);
+  assert.deepEqual((failure.details as { rolledBack: string[] }).rolledBack, ['1', '2']);
+  assert.equal(after.sha256, before.sha256);
+  assert.equal((await db.query(`SELECT to_regclass('public.b') AS t`)).rows[0]?.t, null, 'the restore removed what V2 created');
+  assert.deepEqual((await db.query('SELECT count(*)::int AS n FROM keep')).rows, [{ n: 100 }]);
+  assert.deepEqual(
+    ledger.map(({ version, status }) => ({ version, status })),
+    [
+      { version: '1', status: 'rolled_back' },
+      { version: '2', status: 'rolled_back' },
+      { version: '3', status: 'failed' },
+    ],
+    'the ledger says V2 is rolled back: it is not in the database',
+  );
+  assert.ok(ledger.filter((r) => r.version !== '3').every((r) => r.audited), 'risk and fingerprint committed with each applied row, the cut-off one too');
+  assert.equal((await db.query('SELECT 1 FROM pgconvoy.lease')).rowCount, 0);
+});
+
+test('SIGKILL at the COMMIT of an undo script: the retry finds it done and does not run it twice', async (t) => {
+  const { db, before, after, ledger, retried, failure } = await killAtCommit(
+    t,
+    {
+      'V1__a.sql': 'CREATE TABLE a (id int);',
+      'U1__a.sql': 'DROP TABLE a;',
+      // Not idempotent: run twice, it fails ("table b does not exist").
+      'V2__b.sql': 'CREATE TABLE b (id int);',
+      'U2__b.sql': 'DROP TABLE b;',
+      'V3__boom.sql': 'SELECT 1/0;',
+    },
+    { event: 'UPDATE', when: `NEW.version = 2 AND NEW.status = 'rolled_back'` },
+    { onFailure: 'undo' },
+  );
+  assert.ok(retried >= 1, 'the undo whose COMMIT was cut off ran a second attempt');
+  assert.ok(failure);
+  assert.match(failure.message, /\ncompensated: undo scripts of V1, V2 ran in reverse; the schema matches its fingerprint from before the run$/);
+  assert.equal((failure.details as { compensated: string }).compensated, 'undo');
+  assert.equal(after.sha256, before.sha256);
+  assert.deepEqual(ledger.map(({ version, status }) => ({ version, status })), [
+    { version: '1', status: 'rolled_back' },
+    { version: '2', status: 'rolled_back' },
+    { version: '3', status: 'failed' },
+  ]);
+  assert.equal((await db.query('SELECT 1 FROM pgconvoy.lease')).rowCount, 0);
+});
