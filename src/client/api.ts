@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { PgconvoyError } from '../core/errors';
 import { WorkflowNotFoundError, type Client, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import type { inspectDatabase, DatabaseStatus } from '../workflows/inspect-database';
 import type { migrateDatabase } from '../workflows/migrate-database';
@@ -28,22 +29,68 @@ export interface PgconvoyClient {
   taskQueue: string;
 }
 
+/** Another run of the database is going with options other than the ones asked for: it is not adopted. */
+export class RunConflictError extends PgconvoyError {
+  readonly type = 'RunConflict';
+  readonly retryable = false;
+}
+
+/** The options that make a run what it is; attaching to a run is only right when they are the same. */
+function runOptions(input: MigrateDatabaseInput): Record<string, unknown> {
+  return {
+    migrationsDir: input.migrationsDir,
+    target: input.target ?? null,
+    group: input.group ?? false,
+    allowOutOfOrder: input.allowOutOfOrder ?? false,
+    mode: input.mode ?? 'auto',
+    onFailure: input.onFailure ?? 'restore',
+    requireApproval: input.requireApproval ?? false,
+  };
+}
+
 /**
  * Starts the migration of one database, or attaches to the one already
- * running for it: the workflow id is the database, so Temporal itself
- * guarantees one migration per database at a time.
+ * running for it with the same options: the workflow id is the database, so
+ * Temporal itself guarantees one migration per database at a time. A run
+ * with other options (another mode, target, set, ...) is never passed off as
+ * this one: that is refused. A dry run changes nothing and takes an id of its
+ * own, so it neither blocks nor is mistaken for a real run.
  */
 export async function startMigration(
   { client, taskQueue }: PgconvoyClient,
   input: MigrateDatabaseInput,
 ): Promise<WorkflowHandleWithFirstExecutionRunId<typeof migrateDatabase>> {
-  return client.workflow.start<typeof migrateDatabase>('migrateDatabase', {
+  if (input.mode === 'dry-run') {
+    return client.workflow.start<typeof migrateDatabase>('migrateDatabase', {
+      workflowId: `pgconvoy/dry-run/${input.db}/${randomUUID()}`,
+      taskQueue,
+      args: [input],
+    });
+  }
+  const request = randomUUID();
+  const options = runOptions(input);
+  const handle = await client.workflow.start<typeof migrateDatabase>('migrateDatabase', {
     workflowId: databaseWorkflowId(input.db),
     taskQueue,
     args: [input],
+    memo: { request, options },
     workflowIdConflictPolicy: 'USE_EXISTING',
     workflowIdReusePolicy: 'ALLOW_DUPLICATE',
   });
+  const memo = (await handle.describe()).memo ?? {};
+  if (memo.request === request) return handle;
+  const theirs = (memo.options ?? {}) as Record<string, unknown>;
+  const differing = Object.keys(options).filter((k) => JSON.stringify(options[k]) !== JSON.stringify(theirs[k] ?? null));
+  if (differing.length > 0) {
+    const show = (v: unknown) => (v === null || v === undefined ? 'none' : JSON.stringify(v).replace(/^"(.*)"$/, '$1'));
+    throw new RunConflictError(
+      `a migration of "${input.db}" is already running (workflow ${handle.workflowId}, run ${handle.firstExecutionRunId}) with other options: ` +
+        differing.map((k) => `${k} ${show(theirs[k])} there, ${show(options[k])} here`).join('; ') +
+        `; nothing was started. Wait for it (pgconvoy status --db ${input.db} --watch) or cancel it (pgconvoy cancel --db ${input.db}), then run again`,
+      { db: input.db, workflowId: handle.workflowId, runId: handle.firstExecutionRunId, differing },
+    );
+  }
+  return handle;
 }
 
 export async function migrate(pgconvoy: PgconvoyClient, input: MigrateDatabaseInput): Promise<MigrateDatabaseResult> {

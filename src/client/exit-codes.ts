@@ -31,6 +31,7 @@ const badInputTypes = new Set([
   'ManifestChanged',
   'GroupNotPossible',
   'LedgerChangeRefused',
+  'RunConflict',
 ]);
 
 /** `details` is the failure's first detail object (FailurePoint for MigrationFailed and LockTimeout). */
