@@ -10,12 +10,12 @@ export async function prepared(files: Record<string, string>): Promise<PreparedM
 }
 
 /** An engine context with real sleeps whose events are kept for assertions. */
-export function engineContext(settings: Partial<ExecutionSettings> = {}): EngineContext & { events: EngineEvent[] } {
+export function engineContext(settings: Partial<ExecutionSettings> = {}, runId = 'run'): EngineContext & { events: EngineEvent[] } {
   const events: EngineEvent[] = [];
   return {
     events,
     settings: { ...defaultExecutionSettings, ...settings },
-    run: { workflowId: 'test', runId: 'run' },
+    run: { workflowId: 'test', runId },
     sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
     onEvent: (event) => events.push(event),
   };

@@ -74,7 +74,7 @@ SELECT bump();
   assert.deepEqual(rows.rows.map((r) => r.n), [1, 2, 3]);
 });
 
-test('applying is idempotent: a version already applied with the same checksum is skipped, a changed one refused', async (t) => {
+test('applying is idempotent: a version already applied with the same checksum is skipped by another run, reported applied to its own run, a changed one refused', async (t) => {
   const db = await createTestDatabase();
   t.after(() => db.drop());
   const [m] = await prepared({ 'V1__counter.sql': 'CREATE TABLE counter (n int); INSERT INTO counter VALUES (1);' });
@@ -82,7 +82,10 @@ test('applying is idempotent: a version already applied with the same checksum i
   assert.ok(m && edited);
   await withLedger(db, async (client) => {
     assert.equal((await applyMigration(client, m, engineContext())).status, 'applied');
-    assert.deepEqual(await applyMigration(client, m, engineContext()), { status: 'skipped', version: '1', reason: 'already-applied' });
+    // The same run again (an attempt that committed and died before reporting): applied, as the ledger says.
+    const again = await applyMigration(client, m, engineContext());
+    assert.equal(again.status, 'applied');
+    assert.deepEqual(await applyMigration(client, m, engineContext({}, 'another-run')), { status: 'skipped', version: '1', reason: 'already-applied' });
     await assert.rejects(applyMigration(client, edited, engineContext()), AlreadyAppliedDifferentlyError);
   });
   assert.deepEqual((await db.query('SELECT n FROM counter')).rows, [{ n: 1 }], 'the migration ran once');
@@ -94,7 +97,7 @@ test('two runners applying the same version at once commit it exactly once and r
   const [m] = await prepared({ 'V1__log.sql': 'CREATE TABLE log (n int); INSERT INTO log VALUES (1); SELECT pg_sleep(0.2);' });
   assert.ok(m);
   await withClient({ alias: 'db', url: db.url }, (client) => ensureLedger(client));
-  const results = await Promise.allSettled([1, 2].map(() => withClient({ alias: 'db', url: db.url }, (client) => applyMigration(client, m, engineContext()))));
+  const results = await Promise.allSettled([1, 2].map((n) => withClient({ alias: 'db', url: db.url }, (client) => applyMigration(client, m, engineContext({}, `runner-${n}`)))));
   const outcomes = results.map((r) => (r.status === 'fulfilled' ? r.value.status : `rejected: ${String(r.reason)}`)).sort();
   assert.deepEqual(outcomes, ['applied', 'skipped']);
   const ledger = await db.query<{ status: string }>('SELECT status FROM pgconvoy.history');

@@ -38,9 +38,8 @@ test('pgconvoy rehearse fails at the step that diverged, naming the index an und
     result.stdout,
     'ok      upgrade         1 migration applied\n' +
       'ok      verify          schema and 0 checks pass\n' +
-      'ok      undo            1 undo script ran in reverse\n' +
-      'FAILED  compare-start   schema differs from the start:\n' +
-      '    indexes: + CREATE INDEX base_email ON public.base USING btree (email)\n' +
-      'rehearsal failed at step "compare-start"\n',
+      'FAILED  undo            undo U1__idx.sql (version 1) left the schema different from before version 1; it was rolled back:\n' +
+      '  indexes: + CREATE INDEX base_email ON public.base USING btree (email)\n' +
+      'rehearsal failed at step "undo"\n',
   );
 });

@@ -273,6 +273,6 @@ test('the ledger upgrade is idempotent: an older pgconvoy that wrote its step co
   await ensureLedger(client);
   await client.query(`UPDATE pgconvoy.meta SET value = '1' WHERE key = 'ledger_steps'`); // what an older worker's ensureLedger writes
   await ensureLedger(client);
-  assert.equal((await client.query<{ value: string }>(`SELECT value FROM pgconvoy.meta WHERE key = 'ledger_steps'`)).rows[0]?.value, '2');
+  assert.equal((await client.query<{ value: string }>(`SELECT value FROM pgconvoy.meta WHERE key = 'ledger_steps'`)).rows[0]?.value, '3');
   assert.deepEqual(await readHistory(client), []);
 });
