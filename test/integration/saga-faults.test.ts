@@ -1,15 +1,19 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readdirSync, statSync, truncateSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { WorkflowFailedError } from '@temporalio/client';
 import { startMigration } from '../../src/client/api';
+import { ExitCode, exitCodeForFailure } from '../../src/client/exit-codes';
 import { summarizeFailure } from '../../src/client/failure';
 import { withClient } from '../../src/db/connection';
 import { fingerprint } from '../../src/db/fingerprint';
 import { ensureLedger } from '../../src/db/ledger';
 import type { MigrateDatabaseInput } from '../../src/workflows/messages';
-import { adminQuery, createTestDatabase, type TestDatabase } from '../helpers/database';
+import { adminQuery, createTestDatabase, statementRunning, type TestDatabase } from '../helpers/database';
 import { writeMigrations } from '../helpers/migrations';
-import { sharedTestClient, uniqueTaskQueue } from '../helpers/temporal';
+import { sharedTestClient, testConfig, uniqueTaskQueue, withWorker } from '../helpers/temporal';
 import { waitFor, workerPool } from '../helpers/workers';
 
 const shared = sharedTestClient();
@@ -138,4 +142,45 @@ test('SIGKILL at the COMMIT of an undo script: the retry finds it done and does 
     { version: '3', status: 'failed' },
   ]);
   assert.equal((await db.query('SELECT 1 FROM pgconvoy.lease')).rowCount, 0);
+});
+
+test('a backup truncated during the run: the restore refuses it before touching anything, and the report says the backup was not used', async (t) => {
+  const db = await createTestDatabase();
+  t.after(() => db.drop());
+  await db.query('CREATE TABLE keep (id int PRIMARY KEY, note text); INSERT INTO keep SELECT g, repeat(md5(g::text), 20) FROM generate_series(1, 20000) g;');
+  const set = writeMigrations({ 'V1__a.sql': 'CREATE TABLE a (id int);', 'V2__boom.sql': 'SELECT pg_sleep(2) /* before failing */;\nSELECT 1/0;' });
+  t.after(() => set.remove());
+  const config = testConfig({ databases: { cut: db.url }, migrationsDir: set.dir });
+  const failure = await withWorker(config, async () => {
+    const handle = await startMigration({ client: shared.client, taskQueue: config.temporal.taskQueue }, { db: 'cut', migrationsDir: set.dir });
+    await waitFor('V2 to run', () => statementRunning(db, 'before failing'), 60_000);
+    // A short read from the store: the backup file loses its last third.
+    const dir = join(config.backup.store, 'cut');
+    const dump = readdirSync(dir).find((f) => f.endsWith('.dump'));
+    assert.ok(dump, `a backup in ${dir}`);
+    truncateSync(join(dir, dump), Math.floor(statSync(join(dir, dump)).size * (2 / 3)));
+    return handle.result().then(() => assert.fail('the run should fail'), summarizeFailure);
+  });
+  assert.equal(failure.type, 'CompensationFailed');
+  assert.match(
+    failure.message,
+    /^V2__boom\.sql \(version 2\) failed at statement 2 of 2, .*division by zero\nCOMPENSATION FAILED \(restore\): .*\nthe database is NOT back to its state before the run: the backup cut\/\S+\.dump failed its check and was not used; the ledger says what is applied$/s,
+  );
+  assert.equal(exitCodeForFailure(failure.type, failure.details), ExitCode.failed);
+  // Exactly as the failed run left it: V1 applied, every row and the primary key of the untouched table there.
+  assert.equal((await db.query(`SELECT to_regclass('public.a') IS NOT NULL AS t`)).rows[0]?.t, true);
+  assert.deepEqual((await db.query('SELECT count(*)::int AS n FROM keep')).rows, [{ n: 20000 }]);
+  assert.equal((await db.query(`SELECT count(*)::int AS n FROM pg_constraint WHERE conrelid = 'public.keep'::regclass AND contype = 'p'`)).rows[0]?.n, 1);
+  assert.deepEqual(
+    (await db.query<{ version: string; status: string }>('SELECT version::text, status FROM pgconvoy.history ORDER BY id')).rows,
+    [
+      { version: '1', status: 'applied' },
+      { version: '2', status: 'failed' },
+    ],
+    'the ledger says what is really there',
+  );
+  const idle = await adminQuery(`SELECT pid FROM pg_stat_activity WHERE datname = '${db.name}' AND state LIKE 'idle in transaction%'`);
+  assert.equal(idle.rowCount, 0, 'no session left idle in transaction');
+  const children = execFileSync('ps', ['-o', 'comm=', '--ppid', String(process.pid)]).toString();
+  assert.doesNotMatch(children, /pg_restore|psql/, `no pg_restore or psql left running: ${children}`);
 });
