@@ -32,6 +32,12 @@ export interface EngineContext {
   run: RunContext;
   /** The lease this run holds; every ledger write checks it. Absent only outside workflows (tests, benchmarks). */
   fence?: Fence;
+  /**
+   * Time this run already spent on the migration before this call (earlier
+   * attempts of the activity and the pauses between them), so a duration
+   * covers every attempt, not only the one that succeeded.
+   */
+  priorMs?: number;
   /** Waits between lock attempts; the activity passes a cancellable sleep, tests a fake clock. */
   sleep(ms: number): Promise<void>;
   onEvent(event: EngineEvent): void;
@@ -49,6 +55,9 @@ async function fenced<T>(client: pg.Client, ctx: EngineContext, fn: () => Promis
 }
 
 const elapsedMs = (since: bigint) => Number((process.hrtime.bigint() - since) / 1_000_000n);
+
+/** Time spent on a migration so far: this call's (lock retries and their pauses included) and earlier attempts'. */
+const spentMs = (started: { t: bigint }, ctx: EngineContext) => elapsedMs(started.t) + (ctx.priorMs ?? 0);
 
 /**
  * Applies one migration: in one transaction together with its ledger row, or
@@ -119,7 +128,7 @@ async function recordFailure(client: pg.Client, m: PreparedMigration, started: {
       ...migrationColumns(m),
       status: 'failed',
       startedAt: started.at,
-      executionMs: elapsedMs(started.t),
+      executionMs: spentMs(started, ctx),
       statementsDone: error.point.statementsDone,
       statementsTotal: error.point.statementsTotal,
       errorStatement: error.point.statement,
@@ -144,6 +153,10 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
     try {
       return await withTransaction(client, async () => {
         const results: ApplyResult[] = [];
+        // The first migration's duration starts with the first attempt (earlier
+        // attempts, lock waits and pauses are its cost); each next one starts
+        // where the previous one ended, so a group's durations add up to the whole.
+        let from: bigint | null = null;
         for (const m of migrations) {
           // A second runner for the same version waits here, then sees it applied.
           await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [versionLockKey, m.version]);
@@ -152,14 +165,14 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
             results.push({ status: 'skipped', version: m.version, reason: 'already-applied' });
             continue;
           }
-          const begun = process.hrtime.bigint();
           await setTimeouts(client, attempt.lockTimeoutMs, statementTimeoutFor(ctx.settings, m.forward.script.directives), true);
           for (const s of m.forward.script.statements) {
             current = { m, s };
             await client.query(s.sql);
           }
           current = undefined;
-          const durationMs = elapsedMs(begun);
+          const durationMs = from === null ? spentMs(started, ctx) : elapsedMs(from);
+          from = process.hrtime.bigint();
           const total = m.forward.script.statements.length;
           await insertHistory(client, {
             ...migrationColumns(m),
@@ -183,7 +196,7 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
           await lockTimedOut(ctx, current.m, current.s, attempt);
           continue;
         }
-        const failure = new LockTimeoutError(point, schedule.length, attempt.lockTimeoutMs);
+        const failure = new LockTimeoutError(point, attempt.attempt, attempt.lockTimeoutMs);
         await recordFailure(client, current.m, started, ctx, failure, fields.code, failure.message);
         throw failure;
       }
@@ -262,7 +275,7 @@ async function applyStatementByStatement(client: pg.Client, m: PreparedMigration
         await fenced(client, ctx, () =>
           finishAttempt(client, id, {
             status: 'failed',
-            executionMs: elapsedMs(started.t),
+            executionMs: spentMs(started, ctx),
             ...(fields.code ? { errorSqlstate: fields.code } : {}),
             errorMessage: failure?.message ?? fields.message,
             errorStatement: s.index,
@@ -274,7 +287,7 @@ async function applyStatementByStatement(client: pg.Client, m: PreparedMigration
       await fenced(client, ctx, () => recordProgress(client, id, done, prefixSha(statements, done)));
       ctx.onEvent({ event: 'statement.done', version: m.version, file: m.forward.file, statement: s.index, of: total });
     }
-    const durationMs = elapsedMs(started.t);
+    const durationMs = spentMs(started, ctx);
     await fenced(client, ctx, () => finishAttempt(client, id, { status: 'applied', executionMs: durationMs }));
     return { status: 'applied', version: m.version, durationMs, statements: total };
   } finally {
