@@ -56,11 +56,12 @@ export function registerRunCommands(kit: CliKit): void {
           ),
           session.interrupted.then((signal) => ({ signal })),
         ]);
+        // Its last query has ended before the connection closes.
+        await announced;
         if ('signal' in outcome) return reportInterrupted(kit.io, global, pgconvoy, session, options.db, handle.workflowId, outcome.signal);
         try {
           if ('error' in outcome) throw outcome.error;
           const { result } = outcome;
-          await announced;
           kit.print(global, { workflowId: handle.workflowId, runId: handle.firstExecutionRunId, ...result }, renderMigrateResult(result, handle.workflowId));
           if (result.status === 'cancelled') return ExitCode.cancelled;
           return options.detailedExitcode && result.status === 'applied' ? ExitCode.applied : ExitCode.ok;
@@ -158,10 +159,11 @@ async function reportRunFailure(io: Io, global: GlobalOptions, pgconvoy: Pgconvo
  * (on the Temporal server, or in the embedded state directory).
  */
 async function reportInterrupted(io: Io, global: GlobalOptions, pgconvoy: PgconvoyClient, session: Session, db: string, workflowId: string, signal: NodeJS.Signals): Promise<ExitCode> {
-  const progress = await Promise.race([
-    runningProgress(pgconvoy, db).catch(() => null),
-    new Promise<null>((resolve) => setTimeout(() => resolve(null), 3_000).unref()),
-  ]);
+  const calls = new AbortController();
+  const query = pgconvoy.client.connection.withAbortSignal(calls.signal, () => runningProgress(pgconvoy, db)).catch(() => null);
+  const progress = await Promise.race([query, new Promise<null>((resolve) => setTimeout(() => resolve(null), 3_000).unref())]);
+  calls.abort();
+  await query; // ended before the connection closes
   const phase = progress?.phase ?? null;
   const unchanged = phase === 'planning' || phase === 'awaiting-approval';
   const where = phase === null ? `the state of the run of "${db}" is unknown` : phase === 'awaiting-approval' ? `the run of "${db}" waits for approval` : `the run of "${db}" was ${phase}`;
@@ -186,12 +188,16 @@ async function reportInterrupted(io: Io, global: GlobalOptions, pgconvoy: Pgconv
 /** Tells the person at the terminal when the run stops to wait for approval (--require-approval or the risk gate), and why. */
 async function announceWait(pgconvoy: PgconvoyClient, db: string, finished: Promise<unknown>, io: Io): Promise<void> {
   let done = false;
-  finished.then(
-    () => (done = true),
-    () => (done = true),
-  );
+  // A query still in flight when the command ends is cancelled, so the SDK
+  // does not retry it on a connection that is closed by then.
+  const calls = new AbortController();
+  const end = () => {
+    done = true;
+    calls.abort();
+  };
+  finished.then(end, end);
   while (!done) {
-    const progress = await runningProgress(pgconvoy, db).catch(() => null);
+    const progress = await pgconvoy.client.connection.withAbortSignal(calls.signal, () => runningProgress(pgconvoy, db)).catch(() => null);
     if (progress && progress.phase !== 'planning') {
       if (progress.phase === 'awaiting-approval') io.stderr(`pgconvoy: ${renderWaiting(progress)}\n`);
       return;
