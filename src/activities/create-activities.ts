@@ -1,7 +1,7 @@
 import { ApplicationFailure, Context, sleep } from '@temporalio/activity';
 import { ManifestChangedError, PgconvoyError, UnknownDatabaseError } from '../core/errors';
 import type { ManifestEntry, MigrationSet } from '../core/migration-set';
-import { integrityProblems, planMigrations, type AppliedEntry, type Divergence } from '../core/plan';
+import { checkTarget, integrityProblems, planMigrations, type AppliedEntry, type Divergence } from '../core/plan';
 import { tablesTouched } from '../core/locks';
 import type { MigrationRisk, RiskLevel, TableContext } from '../core/risk';
 import { assessOnDatabase } from '../db/risk-context';
@@ -212,8 +212,11 @@ export function createActivities({ config, logger }: ActivityDeps) {
     const execution = activity.info.workflowExecution;
     let progress: Record<string, unknown> = {};
     const ticker = setInterval(() => activity.heartbeat(progress), heartbeatEveryMs);
+    const { attempt, scheduledTimestampMs } = activity.info;
     const ctx: EngineContext = {
       settings: config.execution,
+      // Earlier attempts and the backoff between them are part of the migration's duration.
+      ...(attempt > 1 ? { priorMs: Math.max(0, Date.now() - scheduledTimestampMs) } : {}),
       run: execution ? { workflowId: execution.workflowId, runId: execution.runId } : {},
       ...(leaseToken ? { fence: { alias: db, token: leaseToken } } : {}),
       sleep: (ms) => sleep(ms),
@@ -244,6 +247,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
     async planDatabase(input: PlanInput): Promise<DatabasePlan> {
       return heartbeating(() => edge(async () => {
         const set = await readMigrationSet(input.migrationsDir);
+        if (input.target) checkTarget(set.directory, set.manifest, input.target);
         // Every file goes through the parser before anything runs.
         const prepared = await prepareMigrations(set);
         // Read-only: planning (and so status, plan, validate) never creates the ledger.

@@ -18,13 +18,26 @@ export const ExitCode = {
   lintMedium: 11,
   /** `lint`: the highest finding is high risk. */
   lintHigh: 12,
+  /** Stopped by SIGINT (128 + 2); the message says what state the run is in. */
+  interrupted: 130,
+  /** Stopped by SIGTERM (128 + 15); the message says what state the run is in. */
+  terminated: 143,
 } as const;
 
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
+/**
+ * The one mapping from error types to exit codes. Bad input: nothing ran and
+ * running again changes nothing until someone fixes a file, the config or the
+ * database's settings (a wrong database name, password or role, a URL that is
+ * not postgres://, a missing privilege).
+ */
 const badInputTypes = new Set([
   'InvalidMigrationSet',
   'InvalidConfig',
+  'DatabaseConfig',
+  'PermissionDenied',
+  'TargetBeyondSet',
   'UnknownDatabase',
   'IntegrityCheckFailed',
   'ChecksumMismatch',
@@ -34,10 +47,18 @@ const badInputTypes = new Set([
   'RunConflict',
 ]);
 
+/** A service could not be reached (after its retries): PostgreSQL unreachable or refusing connections for now, Temporal unreachable. */
+const unavailableTypes = new Set(['DatabaseUnavailable', 'TemporalUnavailable', 'DevServerFailed', 'StateDirBusy']);
+
+export function exitCodeForSignal(signal: NodeJS.Signals): ExitCode {
+  return signal === 'SIGINT' ? ExitCode.interrupted : ExitCode.terminated;
+}
+
 /** `details` is the failure's first detail object (FailurePoint for MigrationFailed and LockTimeout). */
 export function exitCodeForFailure(type: string | undefined, details?: unknown): ExitCode {
   if (type !== undefined && badInputTypes.has(type)) return ExitCode.badInput;
-  if (type === 'DatabaseUnavailable' || type === 'DevServerFailed' || type === 'StateDirBusy') return ExitCode.unavailable;
+  if (unavailableTypes.has(type ?? '')) return ExitCode.unavailable;
+  if (type === 'Interrupted') return exitCodeForSignal((details as { signal?: NodeJS.Signals } | null | undefined)?.signal ?? 'SIGTERM');
   if ((details as { compensated?: string } | null | undefined)?.compensated) return ExitCode.rolledBack;
   if (type === 'MigrationFailed' || type === 'LockTimeout') {
     const done = (details as { statementsDone?: number } | null | undefined)?.statementsDone ?? 0;

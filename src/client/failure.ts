@@ -1,5 +1,6 @@
 import { ApplicationFailure, TemporalFailure } from '@temporalio/client';
 import { PgconvoyError } from '../core/errors';
+import { isConnectionLoss } from './wait';
 
 export interface FailureSummary {
   /** Stable error type, e.g. MigrationFailed, InvalidMigrationSet. */
@@ -21,5 +22,6 @@ export function summarizeFailure(error: unknown): FailureSummary {
   const own = chain.find((e): e is PgconvoyError => e instanceof PgconvoyError);
   if (own) return { type: own.type, message: own.message, details: own.details };
   const plain = chain.find((e) => !(e instanceof TemporalFailure)) ?? chain[0];
+  if (isConnectionLoss(error)) return { type: 'TemporalUnavailable', message: `lost the connection to Temporal: ${plain?.message ?? String(error)}`, details: null };
   return { type: undefined, message: plain?.message ?? String(error), details: null };
 }

@@ -59,6 +59,13 @@ function nextStep(type: string, point: FailurePoint, db: string): string {
       `then run \`${again}\` again when it is gone (or raise "-- pgconvoy:lock-timeout" in ${point.file})`
     );
   }
+  if ((point as { sqlstate?: string | null }).sqlstate === '57014') {
+    const resume = point.mode === 'no-transaction' && point.statementsDone > 0 ? ` (it resumes at statement ${point.statementsDone + 1})` : '';
+    return (
+      `statement ${point.statement} ran past its statement_timeout, or someone cancelled it; pgconvoy does not retry that. ` +
+      `Make it faster or raise the limit with "-- pgconvoy:statement-timeout <duration>" in ${point.file}, then run \`${again}\`${resume}`
+    );
+  }
   if (point.mode === 'no-transaction' && point.statementsDone > 0) {
     return `fix statement ${point.statement} of ${point.file} and run \`${again}\`: it resumes at statement ${point.statementsDone + 1} as long as statements 1-${point.statementsDone} are unchanged`;
   }

@@ -13,6 +13,68 @@ export class StateDirBusyError extends PgconvoyError {
   readonly retryable = true;
 }
 
+/** The Temporal frontend does not answer (at the start, or for longer than the reconnect timeout while waiting). */
+export class TemporalUnavailableError extends PgconvoyError {
+  readonly type = 'TemporalUnavailable';
+  readonly retryable = true;
+}
+
+/** The command was stopped by SIGINT or SIGTERM. */
+export class InterruptedError extends PgconvoyError {
+  readonly type = 'Interrupted';
+  readonly retryable = false;
+  constructor(readonly signal: NodeJS.Signals) {
+    super(`stopped by ${signal}`, { signal });
+  }
+}
+
+/** How long to wait for a Temporal frontend to answer before saying it cannot be reached. */
+export const connectTimeoutMs = 5_000;
+
+/** Connects to Temporal, or says which address does not answer. */
+export async function connectTemporal(address: string, timeoutMs = connectTimeoutMs): Promise<Connection> {
+  try {
+    return await Connection.connect({ address, connectTimeout: timeoutMs });
+  } catch (error) {
+    throw new TemporalUnavailableError(
+      `cannot reach Temporal at ${address} within ${Math.round(timeoutMs / 1000)} s: check that the server runs there (TEMPORAL_ADDRESS, or temporal.address in the config)`,
+      { address },
+      { cause: error },
+    );
+  }
+}
+
+/** What a command learns about its Temporal session besides the client. */
+export interface Session {
+  /** The frontend's address, to reconnect after an outage. */
+  address: string;
+  namespace: string;
+  /** The CLI runs the dev server and the worker itself (no TEMPORAL_ADDRESS). */
+  embedded: boolean;
+  stateDir: string;
+  reconnectTimeoutMs: number;
+  /**
+   * Settles with the first SIGINT or SIGTERM. A command that passes
+   * `handlesInterrupts` reacts to it itself; any other is stopped with an
+   * InterruptedError. Either way the worker and dev server are shut down
+   * before the process exits; a second signal ends it at once.
+   */
+  interrupted: Promise<NodeJS.Signals>;
+}
+
+/** Listens for SIGINT/SIGTERM once while a command runs (without listeners, Node would die without cleaning up). */
+function listenForSignals(): { interrupted: Promise<NodeJS.Signals>; dispose(): void } {
+  let handler: (signal: NodeJS.Signals) => void = () => undefined;
+  const interrupted = new Promise<NodeJS.Signals>((resolve) => (handler = resolve));
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
+  const onSignal = (signal: NodeJS.Signals) => {
+    for (const s of signals) process.off(s, onSignal);
+    handler(signal);
+  };
+  for (const s of signals) process.on(s, onSignal);
+  return { interrupted, dispose: () => signals.forEach((s) => process.off(s, onSignal)) };
+}
+
 /**
  * Runs `fn` with a Temporal client. With an address configured it only talks
  * to that cluster, and a separate `pgconvoy worker` does the work. Without
@@ -23,14 +85,44 @@ export class StateDirBusyError extends PgconvoyError {
 export async function withTemporal<T>(
   config: Config,
   logger: Logger,
-  fn: (pgconvoy: PgconvoyClient) => Promise<T>,
-  options: { attach?: boolean } = {},
+  fn: (pgconvoy: PgconvoyClient, session: Session) => Promise<T>,
+  options: { attach?: boolean; handlesInterrupts?: boolean } = {},
+): Promise<T> {
+  const signals = listenForSignals();
+  try {
+    return await session(config, logger, fn, options, signals.interrupted);
+  } finally {
+    signals.dispose();
+  }
+}
+
+async function session<T>(
+  config: Config,
+  logger: Logger,
+  fn: (pgconvoy: PgconvoyClient, session: Session) => Promise<T>,
+  options: { attach?: boolean; handlesInterrupts?: boolean },
+  interrupted: Promise<NodeJS.Signals>,
 ): Promise<T> {
   const taskQueue = config.temporal.taskQueue;
-  const asClient = async (address: string) => {
-    const connection = await Connection.connect({ address });
+  const run = async (client: Client, address: string, embedded: boolean): Promise<T> => {
+    const info: Session = { address, namespace: config.temporal.namespace, embedded, stateDir: config.stateDir, reconnectTimeoutMs: config.temporal.reconnectTimeoutMs, interrupted };
+    const calls = new AbortController();
     try {
-      return await fn({ client: new Client({ connection, namespace: config.temporal.namespace }), taskQueue });
+      const done = client.connection.withAbortSignal(calls.signal, () => fn({ client, taskQueue }, info));
+      if (options.handlesInterrupts) return await done;
+      done.catch(() => undefined); // settles after the interruption; nobody waits for it any more
+      return await Promise.race([done, interrupted.then((signal) => Promise.reject(new InterruptedError(signal)))]);
+    } finally {
+      // End calls still in flight (a long poll for a result, a progress query
+      // in the background) before the connection closes: the SDK would retry
+      // them on the closed channel and crash the process.
+      calls.abort();
+    }
+  };
+  const asClient = async (address: string) => {
+    const connection = await connectTemporal(address);
+    try {
+      return await run(new Client({ connection, namespace: config.temporal.namespace }), address, false);
     } finally {
       await connection.close();
     }
@@ -45,7 +137,10 @@ export async function withTemporal<T>(
   }
 
   // The CLI reports failures itself; the SDK's own warnings would repeat them.
-  installRuntime(logger, 'ERROR');
+  // It also handles SIGINT/SIGTERM itself (listenForSignals): the SDK's
+  // handler would stop the worker under a waiting command and fail it with
+  // an SDK message.
+  installRuntime(logger, 'ERROR', { shutdownSignals: [] });
   const dbFile = join(config.stateDir, 'temporal.db');
   const lock = await lockStateDir(config.stateDir, dbFile, logger);
   let server: DevServer | undefined;
@@ -59,10 +154,10 @@ export async function withTemporal<T>(
     lock.record({ pid: process.pid, serverPid: server.pid, address: server.address });
     const address = server.address;
     const { worker, connection: workerConnection } = await createWorker({ config, logger, address });
-    const connection = await Connection.connect({ address });
+    const connection = await connectTemporal(address);
     try {
       const client = new Client({ connection, namespace: config.temporal.namespace });
-      return await worker.runUntil(fn({ client, taskQueue }));
+      return await worker.runUntil(run(client, address, true));
     } finally {
       await connection.close();
       await workerConnection.close();

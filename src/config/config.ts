@@ -24,6 +24,8 @@ const fileSchema = z.strictObject({
       address: z.string().min(1).optional(),
       namespace: z.string().min(1).optional(),
       taskQueue: z.string().min(1).optional(),
+      /** How long a CLI waiting for a run keeps reconnecting after it lost Temporal before it gives up (exit 3). */
+      reconnectTimeoutMs: z.number().int().min(0).optional(),
     })
     .optional(),
   stateDir: z.string().min(1).optional(),
@@ -85,6 +87,8 @@ export interface Config {
     address?: string;
     namespace: string;
     taskQueue: string;
+    /** How long a CLI waiting for a run keeps reconnecting to a Temporal it lost (the run goes on meanwhile). */
+    reconnectTimeoutMs: number;
   };
   /** Where the embedded dev server keeps its state. */
   stateDir: string;
@@ -121,6 +125,8 @@ export interface LeaseSettings {
   ttlMs: number;
   renewEveryMs: number;
 }
+
+export const defaultReconnectTimeoutMs = 5 * 60_000;
 
 export const defaultLeaseSettings: LeaseSettings = { ttlMs: 30_000, renewEveryMs: 3_000 };
 
@@ -204,6 +210,10 @@ export function loadConfig(options: LoadOptions): Config {
   if (problems.length > 0) throw new ConfigError(file, problems);
 
   const address = env.TEMPORAL_ADDRESS || fromFile.temporal?.address;
+  const reconnectTimeoutMs = env.PGCONVOY_TEMPORAL_RECONNECT_TIMEOUT_MS ? Number(env.PGCONVOY_TEMPORAL_RECONNECT_TIMEOUT_MS) : undefined;
+  if (reconnectTimeoutMs !== undefined && !(Number.isInteger(reconnectTimeoutMs) && reconnectTimeoutMs >= 0)) {
+    throw new ConfigError(file, [`PGCONVOY_TEMPORAL_RECONNECT_TIMEOUT_MS: expected a whole number of milliseconds, got "${env.PGCONVOY_TEMPORAL_RECONNECT_TIMEOUT_MS}"`]);
+  }
   return {
     migrationsDir: absolute(cwd, options.migrationsDir) ?? absolute(base, fromFile.migrations ?? 'migrations')!,
     databases,
@@ -211,6 +221,7 @@ export function loadConfig(options: LoadOptions): Config {
       ...(address ? { address } : {}),
       namespace: env.TEMPORAL_NAMESPACE || fromFile.temporal?.namespace || 'default',
       taskQueue: env.PGCONVOY_TASK_QUEUE || fromFile.temporal?.taskQueue || 'pgconvoy',
+      reconnectTimeoutMs: reconnectTimeoutMs ?? fromFile.temporal?.reconnectTimeoutMs ?? defaultReconnectTimeoutMs,
     },
     stateDir: absolute(cwd, env.PGCONVOY_STATE_DIR) ?? absolute(base, fromFile.stateDir ?? '.pgconvoy')!,
     execution: { ...defaultExecutionSettings, ...fromFile.execution },

@@ -56,3 +56,20 @@ export class UnknownDatabaseError extends PgconvoyError {
     );
   }
 }
+
+/**
+ * A target beyond the last migration of the set: most likely a typo or the
+ * wrong directory, and running "everything" instead would be a guess.
+ */
+export class TargetBeyondSetError extends PgconvoyError {
+  readonly type = 'TargetBeyondSet';
+  readonly retryable = false;
+  constructor(readonly directory: string, readonly target: string, readonly highest: string | null) {
+    super(
+      `target version ${target} is beyond the last migration in ${directory} ` +
+        `(${highest === null ? 'the set is empty' : `version ${highest}`}); nothing was changed: ` +
+        'name a version up to the last one, or leave out the target to apply everything',
+      { directory, target, highest },
+    );
+  }
+}

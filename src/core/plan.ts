@@ -1,3 +1,4 @@
+import { TargetBeyondSetError } from './errors';
 import type { ManifestEntry } from './migration-set';
 import { compareVersions, type Version } from './version';
 
@@ -35,6 +36,12 @@ export interface PlanOptions {
   target?: Version;
   /** Versions up to this one were in the database before pgconvoy (`baseline`). */
   baseline?: Version | null;
+}
+
+/** Refuses a target beyond the set's last version (one between two versions is fine: the run stops below it). */
+export function checkTarget(directory: string, manifest: ManifestEntry[], target: Version): void {
+  const highest = manifest.reduce<Version | null>((max, e) => (max === null || compareVersions(e.version, max) > 0 ? e.version : max), null);
+  if (highest === null || compareVersions(target, highest) > 0) throw new TargetBeyondSetError(directory, target, highest);
 }
 
 /**

@@ -12,6 +12,54 @@ export class DatabaseUnavailableError extends PgconvoyError {
   }
 }
 
+/**
+ * The connection settings of an alias are wrong: no such database, role or
+ * password, a pg_hba.conf refusal, or a string that is not a postgres:// URL.
+ * The same settings fail the same way every time, so nothing retries it.
+ */
+export class DatabaseConfigError extends PgconvoyError {
+  readonly type = 'DatabaseConfig';
+  readonly retryable = false;
+  constructor(readonly alias: string, problem: string, cause?: unknown) {
+    super(`cannot connect to database "${alias}": ${problem}`, { alias }, cause === undefined ? undefined : { cause });
+  }
+}
+
+/** The role of an alias's connection string lacks a privilege pgconvoy needs (outside a migration's own SQL). */
+export class PermissionDeniedError extends PgconvoyError {
+  readonly type = 'PermissionDenied';
+  readonly retryable = false;
+  constructor(readonly alias: string, cause: unknown) {
+    super(
+      `permission denied on database "${alias}": ${pgErrorFields(cause).message} (SQLSTATE 42501); ` +
+        'the role in its connection string needs CONNECT, and CREATE on the database for the pgconvoy schema',
+      { alias, sqlstate: '42501' },
+      { cause },
+    );
+  }
+}
+
+/** SQLSTATEs at connect time that mean the settings are wrong, with what to check. */
+const configStates: Record<string, string> = {
+  '3D000': 'check the database name in its connection string', // invalid_catalog_name
+  '28P01': 'check the password in its connection string', // invalid_password
+  '28000': 'check the user in its connection string and the server\'s pg_hba.conf', // invalid_authorization_specification
+};
+
+/** Only URLs: pg reads anything else as a host name and would retry a typo for minutes. */
+function checkUrl(target: Target): void {
+  let protocol: string | undefined;
+  try {
+    protocol = new URL(target.url).protocol;
+  } catch {
+    protocol = undefined;
+  }
+  // The message never quotes the string: it may hold a password.
+  if (protocol !== 'postgres:' && protocol !== 'postgresql:') {
+    throw new DatabaseConfigError(target.alias, 'its connection string is not a valid postgres:// or postgresql:// URL');
+  }
+}
+
 export interface Target {
   alias: string;
   url: string;
@@ -19,19 +67,33 @@ export interface Target {
 
 /** Opens one connection for the lifetime of `fn` and always closes it. */
 export async function withClient<T>(target: Target, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: target.url, application_name: 'pgconvoy' });
+  checkUrl(target);
+  let client: pg.Client;
+  try {
+    client = new pg.Client({ connectionString: target.url, application_name: 'pgconvoy' });
+  } catch {
+    throw new DatabaseConfigError(target.alias, 'its connection string cannot be parsed');
+  }
   // A connection that breaks while idle emits 'error'; without a listener it would crash the process.
   client.on('error', () => undefined);
   try {
     await client.connect();
   } catch (error) {
     await client.end().catch(() => undefined);
-    const { code } = pgErrorFields(error);
-    if (classifySqlState(code) === 'retryable') throw new DatabaseUnavailableError(target.alias, error);
+    const fields = pgErrorFields(error);
+    const check = fields.code === undefined ? undefined : configStates[fields.code];
+    if (check !== undefined) throw new DatabaseConfigError(target.alias, `${fields.message} (SQLSTATE ${fields.code}); ${check}`, error);
+    if (fields.code === '42501') throw new PermissionDeniedError(target.alias, error);
+    if (classifySqlState(fields.code) === 'retryable') throw new DatabaseUnavailableError(target.alias, error);
     throw error;
   }
   try {
     return await fn(client);
+  } catch (error) {
+    // Creating the ledger or reading the catalog without the privilege fails
+    // the same way every time. (A migration's own SQL fails as MigrationFailed.)
+    if (!(error instanceof PgconvoyError) && pgErrorFields(error).code === '42501') throw new PermissionDeniedError(target.alias, error);
+    throw error;
   } finally {
     await client.end().catch(() => undefined);
   }

@@ -36,10 +36,15 @@ export class MigrationFailedError extends PgconvoyError {
   }
 }
 
-/** Every lock attempt timed out: another session holds a conflicting lock for too long. */
+/**
+ * Every lock attempt timed out: another session holds a conflicting lock for
+ * too long. The engine's bounded schedule (short waits, growing pauses) is the
+ * whole retry: retrying the activity on top of it would multiply the attempts
+ * and every other session's queueing behind them, and make `attempts` untrue.
+ */
 export class LockTimeoutError extends PgconvoyError {
   readonly type = 'LockTimeout';
-  readonly retryable = true;
+  readonly retryable = false;
   constructor(readonly point: FailurePoint, attempts: number, longestWaitMs: number) {
     super(
       `${point.file} (version ${point.version}) statement ${point.statement} at line ${point.line}: could not get its lock ` +

@@ -41,6 +41,12 @@ export interface EngineContext {
   run: RunContext;
   /** The lease this run holds; every ledger write checks it. Absent only outside workflows (tests, benchmarks). */
   fence?: Fence;
+  /**
+   * Time this run already spent on the migration before this call (earlier
+   * attempts of the activity and the pauses between them), so a duration
+   * covers every attempt, not only the one that succeeded.
+   */
+  priorMs?: number;
   /** Waits between lock attempts; the activity passes a cancellable sleep, tests a fake clock. */
   sleep(ms: number): Promise<void>;
   /** What the ledger records with an applied version (risk, approval), committed with its row. */
@@ -90,6 +96,9 @@ async function schemaBeforeUndoable(client: pg.Client, m: PreparedMigration): Pr
 }
 
 const elapsedMs = (since: bigint) => Number((process.hrtime.bigint() - since) / 1_000_000n);
+
+/** Time spent on a migration so far: this call's (lock retries and their pauses included) and earlier attempts'. */
+const spentMs = (started: { t: bigint }, ctx: EngineContext) => elapsedMs(started.t) + (ctx.priorMs ?? 0);
 
 /**
  * Applies one migration: in one transaction together with its ledger row, or
@@ -172,7 +181,7 @@ async function recordFailure(client: pg.Client, m: PreparedMigration, started: {
       ...migrationColumns(m),
       status: 'failed',
       startedAt: started.at,
-      executionMs: elapsedMs(started.t),
+      executionMs: spentMs(started, ctx),
       statementsDone: error.point.statementsDone,
       statementsTotal: error.point.statementsTotal,
       errorStatement: error.point.statement,
@@ -197,6 +206,10 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
     try {
       return await withTransaction(client, async () => {
         const results: ApplyResult[] = [];
+        // The first migration's duration starts with the first attempt (earlier
+        // attempts, lock waits and pauses are its cost); each next one starts
+        // where the previous one ended, so a group's durations add up to the whole.
+        let from: bigint | null = null;
         for (const m of migrations) {
           // A second runner for the same version waits here, then sees it applied.
           await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [versionLockKey, m.version]);
@@ -207,7 +220,6 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
             continue;
           }
           const schemaBefore = await schemaBeforeUndoable(client, m);
-          const begun = process.hrtime.bigint();
           const statementTimeoutMs = statementTimeoutFor(ctx.settings, m.forward.script.directives);
           await setTimeouts(client, attempt.lockTimeoutMs, statementTimeoutMs, true);
           for (const s of m.forward.script.statements) {
@@ -215,7 +227,8 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
             await client.query(s.sql);
           }
           current = undefined;
-          const durationMs = elapsedMs(begun);
+          const durationMs = from === null ? spentMs(started, ctx) : elapsedMs(from);
+          from = process.hrtime.bigint();
           const total = m.forward.script.statements.length;
           await resetSession(client);
           await setTimeouts(client, attempt.lockTimeoutMs, statementTimeoutMs, true);
@@ -242,7 +255,7 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
           await lockTimedOut(ctx, current.m, current.s, attempt);
           continue;
         }
-        const failure = new LockTimeoutError(point, schedule.length, attempt.lockTimeoutMs);
+        const failure = new LockTimeoutError(point, attempt.attempt, attempt.lockTimeoutMs);
         await recordFailure(client, current.m, started, ctx, failure, fields.code, failure.message);
         throw failure;
       }
@@ -325,7 +338,7 @@ async function applyStatementByStatement(client: pg.Client, m: PreparedMigration
         await fenced(client, ctx, () =>
           finishAttempt(client, id, {
             status: 'failed',
-            executionMs: elapsedMs(started.t),
+            executionMs: spentMs(started, ctx),
             ...(fields.code ? { errorSqlstate: fields.code } : {}),
             errorMessage: failure?.message ?? fields.message,
             errorStatement: s.index,
@@ -337,7 +350,7 @@ async function applyStatementByStatement(client: pg.Client, m: PreparedMigration
       await fenced(client, ctx, () => recordProgress(client, id, done, prefixSha(statements, done)));
       ctx.onEvent({ event: 'statement.done', version: m.version, file: m.forward.file, statement: s.index, of: total });
     }
-    const durationMs = elapsedMs(started.t);
+    const durationMs = spentMs(started, ctx);
     await fenced(client, ctx, async () => finishAttempt(client, id, { status: 'applied', executionMs: durationMs, audit: await auditNow(client, m, ctx, undefined) }));
     return { status: 'applied', version: m.version, durationMs, statements: total };
   } finally {

@@ -97,7 +97,9 @@ async function startOnce(options: DevServerOptions): Promise<DevServer> {
   const log = openSync(options.logFile, 'a');
   let child: ChildProcess;
   try {
-    child = spawn(bin, args, { stdio: ['ignore', log, log] });
+    // Its own process group: a Ctrl-C at the terminal reaches only pgconvoy,
+    // which then stops the server itself after saying where the run stands.
+    child = spawn(bin, args, { stdio: ['ignore', log, log], detached: true });
   } finally {
     closeSync(log);
   }

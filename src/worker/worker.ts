@@ -11,10 +11,11 @@ const pinoLevel = { TRACE: 'trace', DEBUG: 'debug', INFO: 'info', WARN: 'warn', 
  * Routes the Temporal SDK's own logs into our structured logger. The SDK
  * allows one Runtime per process, installed before the first connection.
  */
-export function installRuntime(logger: Logger, level: LogLevel = 'WARN'): void {
+export function installRuntime(logger: Logger, level: LogLevel = 'WARN', options: { shutdownSignals?: NodeJS.Signals[] } = {}): void {
   if (runtimeInstalled) return;
   runtimeInstalled = true;
   Runtime.install({
+    ...(options.shutdownSignals ? { shutdownSignals: options.shutdownSignals } : {}),
     logger: new DefaultLogger(level, (entry) => logger[pinoLevel[entry.level]]({ event: 'temporal.sdk', ...entry.meta }, entry.message)),
     telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: level }), forward: {} } },
   });

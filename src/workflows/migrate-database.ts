@@ -24,6 +24,12 @@ export const nonRetryableTypes = [
   'InvalidConfig',
   'GroupNotPossible',
   'LeaseLost',
+  // The engine's own lock schedule was the retry; a wrong database, role,
+  // password or URL, a missing privilege, or a target beyond the set fail the same way every time.
+  'LockTimeout',
+  'DatabaseConfig',
+  'PermissionDenied',
+  'TargetBeyondSet',
 ];
 
 const { planDatabase } = proxyActivities<Activities>({

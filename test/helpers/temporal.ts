@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
-import { defaultLeaseSettings, type Config } from '../../src/config/config';
+import { defaultLeaseSettings, defaultReconnectTimeoutMs, type Config } from '../../src/config/config';
 import { defaultExecutionSettings } from '../../src/core/execution-settings';
 import { createLogger } from '../../src/worker/logger';
 import { createWorker, installRuntime, workflowsPath } from '../../src/worker/worker';
@@ -56,7 +56,7 @@ export function testConfig(overrides: Partial<Config> & Pick<Config, 'databases'
     risk: defaultThresholds,
     backup: { store: join(process.env.PGCONVOY_TEST_SCRATCH ?? tmpdir(), `backups-${process.pid}`), keep: 5, drill: false, scope: 'database', s3: { region: 'us-east-1', partSizeBytes: 5 * 1024 * 1024, queueSize: 2 } },
     ...overrides,
-    temporal: { address: services.temporalAddress, namespace: 'default', taskQueue: uniqueTaskQueue(), ...overrides.temporal },
+    temporal: { address: services.temporalAddress, namespace: 'default', taskQueue: uniqueTaskQueue(), reconnectTimeoutMs: defaultReconnectTimeoutMs, ...overrides.temporal },
   };
 }
 

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { migrationChecksum } from '../../src/core/checksum';
 import { withClient } from '../../src/db/connection';
 import { ensureLedger, insertHistory } from '../../src/db/ledger';
-import { createTestDatabase, type TestDatabase } from '../helpers/database';
+import { adminQuery, createTestDatabase, type TestDatabase } from '../helpers/database';
 import { runInProcess } from '../helpers/in-process-cli';
 import { writeMigrations } from '../helpers/migrations';
 import { services } from '../helpers/services';
@@ -17,10 +17,25 @@ interface Case {
   /** SQL run before, to put the database (and its ledger) in the state the case needs. */
   setup?: (db: TestDatabase, dir: string) => Promise<void> | void;
   args?: string[];
-  /** The whole of stderr, with the migration directory written as <dir>. */
+  /** The whole of stderr, with the migration directory written as <dir> and the test database's name as <db>. */
   stderr: string;
   code?: number;
+  /** More aliases for the worker, e.g. the test database reached with wrong settings. */
+  databases?: (db: TestDatabase) => Record<string, string>;
+  /** Environment of this case's CLI, over the shared one. */
+  env?: Record<string, string>;
+  /** Undoes what setup created outside the test database. */
+  cleanup?: () => Promise<unknown>;
 }
+
+/** The test database's URL with some parts changed. */
+function urlWith(db: TestDatabase, change: (url: URL) => void): string {
+  const url = new URL(db.url);
+  change(url);
+  return url.toString();
+}
+
+const noPrivilegeRole = `pgconvoy_nopriv_${services.runId}`;
 
 const help = 'expected V<version>__<description>.sql or U<version>__<description>.sql';
 
@@ -145,6 +160,58 @@ const cases: Case[] = [
     stderr: 'database alias "nobody" is not configured: add it under "databases" in the config file or set PGCONVOY_DB_NOBODY',
   },
   { name: 'a target that is not a version', files: { 'V1__a.sql': 'SELECT 1;' }, args: ['--target', '1.5'], stderr: '--target must be a positive integer version, got "1.5"' },
+  {
+    name: 'a database name that does not exist',
+    files: { 'V1__a.sql': 'CREATE TABLE a (id int);' },
+    databases: (db) => ({ nodb: urlWith(db, (u) => (u.pathname = '/pgconvoy_no_such_database')) }),
+    args: ['--db', 'nodb'],
+    stderr: 'cannot connect to database "nodb": database "pgconvoy_no_such_database" does not exist (SQLSTATE 3D000); check the database name in its connection string',
+  },
+  {
+    name: 'a role that does not exist',
+    files: { 'V1__a.sql': 'CREATE TABLE a (id int);' },
+    databases: (db) => ({ norole: urlWith(db, (u) => (u.username = 'pgconvoy_no_such_role')) }),
+    args: ['--db', 'norole'],
+    stderr: `cannot connect to database "norole": role "pgconvoy_no_such_role" does not exist (SQLSTATE 28000); check the user in its connection string and the server's pg_hba.conf`,
+  },
+  {
+    name: 'a connection string that does not parse (the password stays out of the message)',
+    files: { 'V1__a.sql': 'CREATE TABLE a (id int);' },
+    databases: () => ({ badurl: 'postgres://postgres:hunter2-secret@127.0.0.1:notaport/x' }),
+    args: ['--db', 'badurl'],
+    stderr: 'cannot connect to database "badurl": its connection string is not a valid postgres:// or postgresql:// URL',
+  },
+  {
+    name: 'a connection string that is not postgres://',
+    files: { 'V1__a.sql': 'CREATE TABLE a (id int);' },
+    databases: (db) => ({ mysql: db.url.replace(/^postgres:/, 'mysql:') }),
+    args: ['--db', 'mysql'],
+    stderr: 'cannot connect to database "mysql": its connection string is not a valid postgres:// or postgresql:// URL',
+  },
+  {
+    name: 'a role without the privilege to create the ledger',
+    files: { 'V1__a.sql': 'CREATE TABLE a (id int);' },
+    setup: () => adminQuery(`DROP ROLE IF EXISTS ${noPrivilegeRole}; CREATE ROLE ${noPrivilegeRole} LOGIN`).then(() => undefined),
+    cleanup: () => adminQuery(`DROP ROLE IF EXISTS ${noPrivilegeRole}`),
+    databases: (db) => ({ nopriv: urlWith(db, (u) => (u.username = noPrivilegeRole)) }),
+    args: ['--db', 'nopriv'],
+    stderr:
+      'permission denied on database "nopriv": permission denied for database <db> (SQLSTATE 42501); ' +
+      'the role in its connection string needs CONNECT, and CREATE on the database for the pgconvoy schema',
+  },
+  {
+    name: 'a target beyond the last migration',
+    files: { 'V1__a.sql': 'CREATE TABLE a (id int);', 'V2__b.sql': 'CREATE TABLE b (id int);' },
+    args: ['--target', '3'],
+    stderr: 'target version 3 is beyond the last migration in <dir> (version 2); nothing was changed: name a version up to the last one, or leave out the target to apply everything',
+  },
+  {
+    name: 'a Temporal address nobody answers on',
+    files: { 'V1__a.sql': 'CREATE TABLE a (id int);' },
+    env: { TEMPORAL_ADDRESS: '127.0.0.1:1' },
+    stderr: 'cannot reach Temporal at 127.0.0.1:1 within 5 s: check that the server runs there (TEMPORAL_ADDRESS, or temporal.address in the config)',
+    code: 3,
+  },
 ];
 
 /** Writes ledger rows (version, description, file, checksum) as if they had been applied, after `sql`. */
@@ -173,7 +240,8 @@ test(`bad input: ${cases.length} malformed sets and commands, each refused with 
   assert.ok(cases.length >= 20);
   const db = await createTestDatabase();
   t.after(() => db.drop());
-  const config = testConfig({ databases: { bad: db.url }, migrationsDir: '/unused' });
+  const extra = Object.assign({}, ...cases.map((c) => c.databases?.(db) ?? {})) as Record<string, string>;
+  const config = testConfig({ databases: { bad: db.url, ...extra }, migrationsDir: '/unused' });
   const env = { TEMPORAL_ADDRESS: services.temporalAddress, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent' };
 
   await withWorker(config, async () => {
@@ -185,10 +253,12 @@ test(`bad input: ${cases.length} malformed sets and commands, each refused with 
           await c.setup?.(db, set.dir);
           const before = await snapshot(db);
           const args = c.args?.includes('--db') ? c.args : ['--db', 'bad', ...(c.args ?? [])];
-          const result = await runInProcess(['--migrations', set.dir, 'up', ...args], env, set.dir);
+          const result = await runInProcess(['--migrations', set.dir, 'up', ...args], { ...env, ...c.env }, set.dir);
           const stderr = result.stderr
             .split(set.dir)
             .join('<dir>')
+            .split(db.name)
+            .join('<db>')
             .replace(/^pgconvoy: migrating .*\n/, '')
             .replace(/^workflow: .*\n/m, '');
           assert.equal(result.code, c.code ?? 2, `exit code; stderr:\n${result.stderr}`);
@@ -196,6 +266,7 @@ test(`bad input: ${cases.length} malformed sets and commands, each refused with 
           assert.deepEqual(await snapshot(db), before, 'the database is unchanged');
         } finally {
           set.remove();
+          await c.cleanup?.();
         }
       });
     }

@@ -38,7 +38,7 @@ test('two Temporal clusters run `up` on one database: the lease is held by one r
   const secondClient = new Client({ connection });
 
   const one = testConfig({ databases: { shared: db.url }, migrationsDir: set.dir });
-  const two = testConfig({ databases: { shared: db.url }, migrationsDir: set.dir, temporal: { address: second.address, namespace: 'default', taskQueue: one.temporal.taskQueue } });
+  const two = testConfig({ databases: { shared: db.url }, migrationsDir: set.dir, temporal: { ...one.temporal, address: second.address } });
   const [first, other] = await withWorker(one, () =>
     withWorker(two, async () => {
       const a = await startMigration({ client: shared.client, taskQueue: one.temporal.taskQueue }, { db: 'shared', migrationsDir: set.dir });

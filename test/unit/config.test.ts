@@ -9,7 +9,7 @@ test('defaults apply with no config file', () => {
   const config = loadConfig({ cwd: '/srv/app', env: {} });
   assert.equal(config.migrationsDir, '/srv/app/migrations');
   assert.equal(config.stateDir, '/srv/app/.pgconvoy');
-  assert.deepEqual(config.temporal, { namespace: 'default', taskQueue: 'pgconvoy' });
+  assert.deepEqual(config.temporal, { namespace: 'default', taskQueue: 'pgconvoy', reconnectTimeoutMs: 300_000 });
   assert.deepEqual(config.databases, {});
 });
 
@@ -27,7 +27,7 @@ test('file, urlEnv and PGCONVOY_DB_<ALIAS> resolve databases; paths are relative
     });
     assert.equal(config.migrationsDir, join(dir.dir, 'sql'));
     assert.deepEqual(config.databases, { main: 'postgres://override/main', 'eu-1': 'postgres://b/eu', extra: 'postgres://c/extra' });
-    assert.deepEqual(config.temporal, { address: 'temporal:7233', namespace: 'default', taskQueue: 'q' });
+    assert.deepEqual(config.temporal, { address: 'temporal:7233', namespace: 'default', taskQueue: 'q', reconnectTimeoutMs: 300_000 });
   } finally {
     dir.remove();
   }

@@ -2,7 +2,7 @@ import { Option } from 'commander';
 import { basename, relative } from 'node:path';
 import { databaseEnvName } from '../../config/config';
 import { lockTaken } from '../../core/locks';
-import { planMigrations } from '../../core/plan';
+import { checkTarget, planMigrations } from '../../core/plan';
 import { prepareMigrations } from '../../core/prepare';
 import { analyzeRisk, highestLevel, type Finding } from '../../core/risk';
 import { compareVersions, type Version } from '../../core/version';
@@ -29,6 +29,7 @@ export function registerReadCommands(kit: CliKit): void {
       const { global, config, logger } = kit.context();
       // Statements are read here, from the files: SQL text never travels through workflow history.
       const set = await readMigrationSet(config.migrationsDir);
+      if (target) checkTarget(set.directory, set.manifest, target);
       const prepared = await prepareMigrations(set);
       kit.exitCode = await kit.viaTemporal({ global, config, logger }, async (pgconvoy) => {
         const { plan } = await inspect(pgconvoy, { db: options.db, migrationsDir: config.migrationsDir, historyLast: 0, ...(options.outOfOrder ? { allowOutOfOrder: true } : {}) });

@@ -3,11 +3,12 @@ import type { Config } from '../../config/config';
 import { parseDuration } from '../../core/directives';
 import { executionModes, failurePolicies, type ExecutionMode, type FailurePolicy } from '../../workflows/messages';
 import { approve, cancel, inspect, runningProgress, startMigration, type PgconvoyClient } from '../api';
-import { ExitCode, exitCodeForFailure } from '../exit-codes';
+import { ExitCode, exitCodeForFailure, exitCodeForSignal } from '../exit-codes';
 import { summarizeFailure } from '../failure';
 import { renderMigrateResult, renderProgressLine, renderStatus, renderWaiting } from '../render';
 import { renderFailureReport } from '../report';
-import { withTemporal } from '../session';
+import { withTemporal, type Session } from '../session';
+import { waitForResult } from '../wait';
 import { dbOption, UsageError, versionArgument, whoAmI, type CliKit, type GlobalOptions, type Io } from './kit';
 
 /** up, status, approve, cancel: starting a run, watching it, deciding on it. */
@@ -29,7 +30,7 @@ export function registerRunCommands(kit: CliKit): void {
       const approvalTimeoutMs = parseDuration(options.approvalTimeout);
       if (approvalTimeoutMs === undefined || approvalTimeoutMs <= 0) throw new UsageError(`--approval-timeout needs a duration such as 30min or 24h, got "${options.approvalTimeout}"`);
       const { global, config, logger } = kit.context();
-      kit.exitCode = await withTemporal(config, logger, async (pgconvoy) => {
+      kit.exitCode = await withTemporal(config, logger, async (pgconvoy, session) => {
         const handle = await startMigration(pgconvoy, {
           db: options.db,
           migrationsDir: config.migrationsDir,
@@ -41,17 +42,33 @@ export function registerRunCommands(kit: CliKit): void {
           ...(options.requireApproval ? { requireApproval: true, approvalTimeoutMs } : {}),
         });
         if (!global.json) kit.io.stderr(`pgconvoy: migrating "${options.db}" from ${config.migrationsDir}\n`);
-        const announced = global.json ? Promise.resolve() : announceWait(pgconvoy, options.db, handle.result(), kit.io);
+        const finished = waitForResult(handle, session, {
+          db: options.db,
+          onLost: () => kit.io.stderr(`pgconvoy: lost the connection to Temporal at ${session.address}; the run goes on there: reconnecting for up to ${Math.round(session.reconnectTimeoutMs / 1000)} s\n`),
+          onBack: () => kit.io.stderr(`pgconvoy: reconnected to Temporal at ${session.address}; waiting for the run\n`),
+          abandoned: session.interrupted,
+        });
+        const announced = global.json ? Promise.resolve() : announceWait(pgconvoy, options.db, Promise.race([finished, session.interrupted]), kit.io);
+        const outcome = await Promise.race([
+          finished.then(
+            (result) => ({ result }),
+            (error: unknown) => ({ error }),
+          ),
+          session.interrupted.then((signal) => ({ signal })),
+        ]);
+        // Its last query has ended before the connection closes.
+        await announced;
+        if ('signal' in outcome) return reportInterrupted(kit.io, global, pgconvoy, session, options.db, handle.workflowId, outcome.signal);
         try {
-          const result = await handle.result();
-          await announced;
+          if ('error' in outcome) throw outcome.error;
+          const { result } = outcome;
           kit.print(global, { workflowId: handle.workflowId, runId: handle.firstExecutionRunId, ...result }, renderMigrateResult(result, handle.workflowId));
           if (result.status === 'cancelled') return ExitCode.cancelled;
           return options.detailedExitcode && result.status === 'applied' ? ExitCode.applied : ExitCode.ok;
         } catch (error) {
           return reportRunFailure(kit.io, global, pgconvoy, config, options.db, error, handle.workflowId);
         }
-      });
+      }, { handlesInterrupts: true });
     });
 
   kit.program
@@ -136,15 +153,51 @@ async function reportRunFailure(io: Io, global: GlobalOptions, pgconvoy: Pgconvo
   return code;
 }
 
+/**
+ * `up` was stopped by SIGINT/SIGTERM: one line that says where the run
+ * stands and what to do. Only the waiting ends here: the run itself stays
+ * (on the Temporal server, or in the embedded state directory).
+ */
+async function reportInterrupted(io: Io, global: GlobalOptions, pgconvoy: PgconvoyClient, session: Session, db: string, workflowId: string, signal: NodeJS.Signals): Promise<ExitCode> {
+  const calls = new AbortController();
+  const query = pgconvoy.client.connection.withAbortSignal(calls.signal, () => runningProgress(pgconvoy, db)).catch(() => null);
+  const progress = await Promise.race([query, new Promise<null>((resolve) => setTimeout(() => resolve(null), 3_000).unref())]);
+  calls.abort();
+  await query; // ended before the connection closes
+  const phase = progress?.phase ?? null;
+  const unchanged = phase === 'planning' || phase === 'awaiting-approval';
+  const where = phase === null ? `the state of the run of "${db}" is unknown` : phase === 'awaiting-approval' ? `the run of "${db}" waits for approval` : `the run of "${db}" was ${phase}`;
+  let next: string;
+  if (phase === null) next = `check with \`pgconvoy status --db ${db}\``;
+  else if (session.embedded) {
+    next =
+      `the run is kept in ${session.stateDir}: \`pgconvoy up --db ${db}\` picks it up again` +
+      (phase === 'awaiting-approval' ? ` (then \`pgconvoy approve --db ${db}\`), \`pgconvoy cancel --db ${db}\` drops it` : ' from its last checkpoint');
+  } else {
+    next =
+      phase === 'awaiting-approval'
+        ? `it still waits on the Temporal server: \`pgconvoy approve --db ${db}\` or \`pgconvoy cancel --db ${db}\``
+        : `it goes on on the Temporal server: follow it with \`pgconvoy status --db ${db} --watch\``;
+  }
+  const message = `stopped by ${signal} while ${where}${unchanged ? ': nothing was changed' : ''}; ${next}`;
+  if (global.json) io.stdout(JSON.stringify({ status: 'interrupted', signal, workflowId, phase, message }, null, 2) + '\n');
+  else io.stderr(`pgconvoy: ${message}\n`);
+  return exitCodeForSignal(signal);
+}
+
 /** Tells the person at the terminal when the run stops to wait for approval (--require-approval or the risk gate), and why. */
 async function announceWait(pgconvoy: PgconvoyClient, db: string, finished: Promise<unknown>, io: Io): Promise<void> {
   let done = false;
-  finished.then(
-    () => (done = true),
-    () => (done = true),
-  );
+  // A query still in flight when the command ends is cancelled, so the SDK
+  // does not retry it on a connection that is closed by then.
+  const calls = new AbortController();
+  const end = () => {
+    done = true;
+    calls.abort();
+  };
+  finished.then(end, end);
   while (!done) {
-    const progress = await runningProgress(pgconvoy, db).catch(() => null);
+    const progress = await pgconvoy.client.connection.withAbortSignal(calls.signal, () => runningProgress(pgconvoy, db)).catch(() => null);
     if (progress && progress.phase !== 'planning') {
       if (progress.phase === 'awaiting-approval') io.stderr(`pgconvoy: ${renderWaiting(progress)}\n`);
       return;
