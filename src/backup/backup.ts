@@ -3,7 +3,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { PgconvoyError } from '../core/errors';
+import { libpqEnv } from './libpq-env';
 import type { BackupStore } from './store';
+
+export { libpqEnv } from './libpq-env';
 
 /** What a backup is. Written last: a backup without a manifest does not exist. */
 export interface BackupManifest {
@@ -33,26 +36,6 @@ export class BackupFailedError extends PgconvoyError {
 export class BackupCorruptError extends PgconvoyError {
   readonly type = 'BackupCorrupt';
   readonly retryable = false;
-}
-
-/**
- * libpq environment for pg_dump/pg_restore: the connection string never
- * appears on a command line, where any user of the machine could read it.
- */
-export function libpqEnv(url: string): NodeJS.ProcessEnv {
-  const u = new URL(url);
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, PGAPPNAME: 'pgconvoy-backup', PGCONNECT_TIMEOUT: '10' };
-  if (u.hostname) env.PGHOST = decodeURIComponent(u.hostname);
-  if (u.port) env.PGPORT = u.port;
-  if (u.username) env.PGUSER = decodeURIComponent(u.username);
-  if (u.password) env.PGPASSWORD = decodeURIComponent(u.password);
-  const database = decodeURIComponent(u.pathname.replace(/^\//, ''));
-  if (database) env.PGDATABASE = database;
-  const sslmode = u.searchParams.get('sslmode');
-  if (sslmode) env.PGSSLMODE = sslmode;
-  const host = u.searchParams.get('host');
-  if (host) env.PGHOST = host;
-  return env;
 }
 
 /** Counts and hashes the bytes that flow through it. */
