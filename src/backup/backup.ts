@@ -1,9 +1,9 @@
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { PgconvoyError } from '../core/errors';
 import { libpqEnv } from './libpq-env';
+import { describeExit, runTool } from './processes';
 import type { BackupStore } from './store';
 
 export { libpqEnv } from './libpq-env';
@@ -52,27 +52,6 @@ class Digest extends Transform {
   }
 }
 
-interface Tool {
-  stdout: Readable;
-  stdin: NodeJS.WritableStream;
-  /** Resolves with the exit code and the end of stderr. */
-  exit: Promise<{ code: number | null; stderr: string }>;
-  kill(): void;
-}
-
-function runTool(command: string, args: string[], env: NodeJS.ProcessEnv): Tool {
-  const child = spawn(command, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => {
-    stderr = (stderr + d.toString()).slice(-4000);
-  });
-  const exit = new Promise<{ code: number | null; stderr: string }>((resolve) => {
-    child.once('error', (error) => resolve({ code: -1, stderr: `${stderr}${error.message}` }));
-    child.once('close', (code) => resolve({ code, stderr: stderr.trim() }));
-  });
-  return { stdout: child.stdout, stdin: child.stdin, exit, kill: () => child.kill('SIGTERM') };
-}
-
 export async function pgDumpVersion(): Promise<string> {
   const tool = runTool('pg_dump', ['--version'], { PATH: process.env.PATH });
   const chunks: Buffer[] = [];
@@ -114,12 +93,14 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupMani
     await options.store.put(key, dump.stdout.pipe(digest), 'application/octet-stream');
   } catch (error) {
     stored = error;
-    dump.kill(); // nobody reads its output any more
   }
-  const { code, stderr } = await dump.exit;
+  // Nobody reads its output any more once the store gave up: stop() ends it
+  // (a no-op when it exited by itself) and waits until it is gone.
+  const { code, signal, stderr } = stored === undefined ? await dump.exit : await dump.stop();
   if (code !== 0 || stored !== undefined) {
     await options.store.delete(key).catch(() => undefined);
-    const why = code !== 0 ? `pg_dump exited with code ${String(code)}: ${stderr || '(no message)'}` : `storing it failed: ${(stored as Error).message}`;
+    const why =
+      code !== 0 && signal === null ? `pg_dump exited with code ${String(code)}: ${stderr || '(no message)'}` : `storing it failed: ${(stored as Error).message}`;
     throw new BackupFailedError(`backup of "${options.alias}" to ${options.store.location} failed; no backup was kept. ${why}`, { db: options.alias });
   }
   const manifest: BackupManifest = {
@@ -154,12 +135,21 @@ export async function verifyBackup(store: BackupStore, manifest: BackupManifest)
   // sha256 and pg_restore exiting 0 is a verified backup; a read that stopped
   // early shows as a size and sha256 mismatch, with its error added.
   let readError: unknown;
+  let exit;
   try {
-    await pipeline(await store.get(manifest.key), digest, restore.stdin);
-  } catch (error) {
-    readError = error;
+    try {
+      await pipeline(await store.get(manifest.key), digest, restore.stdin);
+    } catch (error) {
+      readError = error;
+      // A store that failed before the pipeline began left pg_restore's input
+      // open; closed, pg_restore sees the end of its input and gives its verdict.
+      restore.stdin.destroy();
+    }
+    exit = await restore.exit;
+  } finally {
+    await restore.stop();
   }
-  const { code, stderr } = await restore.exit;
+  const { code, stderr } = exit;
   const problems: string[] = [];
   const sha256 = digest.hex();
   if (digest.bytes !== manifest.bytes) problems.push(`size is ${digest.bytes} bytes, the manifest says ${manifest.bytes}`);
@@ -275,15 +265,21 @@ export async function drillRestore(
   try {
     const restore = runTool('pg_restore', ['--no-owner', '--exit-on-error', `--dbname=${database}`], { ...libpqEnv(options.url), PGDATABASE: database });
     let readError: unknown;
+    let exit;
     try {
-      await pipeline(await options.store.get(options.manifest.key), restore.stdin);
-    } catch (error) {
-      readError = error;
+      try {
+        await pipeline(await options.store.get(options.manifest.key), restore.stdin);
+      } catch (error) {
+        readError = error;
+        await restore.stop(); // the drill has failed; pg_restore must not wait on an input nobody feeds
+      }
+      exit = await restore.exit;
+    } finally {
+      await restore.stop();
     }
-    const { code, stderr } = await restore.exit;
-    if (code !== 0 || readError !== undefined) {
+    if (exit.code !== 0 || readError !== undefined) {
       throw new BackupCorruptError(
-        `restore drill of backup ${options.manifest.id} of "${options.alias}" failed: ${code !== 0 ? `pg_restore exited ${String(code)}: ${stderr}` : String(readError)}`,
+        `restore drill of backup ${options.manifest.id} of "${options.alias}" failed: ${readError !== undefined ? `reading it failed: ${(readError as Error).message}` : `pg_restore ${describeExit(exit)}`}`,
         { db: options.alias, id: options.manifest.id },
       );
     }
