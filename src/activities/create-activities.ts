@@ -468,6 +468,8 @@ export function createActivities({ config, logger }: ActivityDeps) {
                 url: db.url,
                 store,
                 manifest,
+                // A cancelled or timed-out attempt rolls its restore back instead of racing the next one.
+                signal: Context.current().cancellationSignal,
                 onTerminate: (sessions) =>
                   logger.warn({ event: 'restore.terminating_sessions', db: input.db, sessions }, `terminating ${sessions.length} other session(s) of "${input.db}" before restoring backup ${manifest.id}`),
               },

@@ -1,9 +1,14 @@
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { PgconvoyError } from '../core/errors';
+import { libpqEnv } from './libpq-env';
+import { describeExit, runTool } from './processes';
+import { putBackPublicSchema, readPublicSchema } from './public-schema';
+import { replayBackup } from './replay';
 import type { BackupStore } from './store';
+
+export { libpqEnv } from './libpq-env';
 
 /** What a backup is. Written last: a backup without a manifest does not exist. */
 export interface BackupManifest {
@@ -29,30 +34,20 @@ export class BackupFailedError extends PgconvoyError {
   readonly retryable = true;
 }
 
-/** A stored backup does not read back as it was written. */
+/** A stored backup does not read back as it was written, or is gone. */
 export class BackupCorruptError extends PgconvoyError {
   readonly type = 'BackupCorrupt';
   readonly retryable = false;
 }
 
 /**
- * libpq environment for pg_dump/pg_restore: the connection string never
- * appears on a command line, where any user of the machine could read it.
+ * A restore did not happen: it was rolled back, or never began (the backup
+ * could not be read). `details.outcome` is 'unknown' in the one case where
+ * that cannot be known: the connection broke after COMMIT was sent.
  */
-export function libpqEnv(url: string): NodeJS.ProcessEnv {
-  const u = new URL(url);
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, PGAPPNAME: 'pgconvoy-backup', PGCONNECT_TIMEOUT: '10' };
-  if (u.hostname) env.PGHOST = decodeURIComponent(u.hostname);
-  if (u.port) env.PGPORT = u.port;
-  if (u.username) env.PGUSER = decodeURIComponent(u.username);
-  if (u.password) env.PGPASSWORD = decodeURIComponent(u.password);
-  const database = decodeURIComponent(u.pathname.replace(/^\//, ''));
-  if (database) env.PGDATABASE = database;
-  const sslmode = u.searchParams.get('sslmode');
-  if (sslmode) env.PGSSLMODE = sslmode;
-  const host = u.searchParams.get('host');
-  if (host) env.PGHOST = host;
-  return env;
+export class RestoreFailedError extends PgconvoyError {
+  readonly type = 'RestoreFailed';
+  readonly retryable = true;
 }
 
 /** Counts and hashes the bytes that flow through it. */
@@ -67,27 +62,6 @@ class Digest extends Transform {
   hex(): string {
     return this.hash.digest('hex');
   }
-}
-
-interface Tool {
-  stdout: Readable;
-  stdin: NodeJS.WritableStream;
-  /** Resolves with the exit code and the end of stderr. */
-  exit: Promise<{ code: number | null; stderr: string }>;
-  kill(): void;
-}
-
-function runTool(command: string, args: string[], env: NodeJS.ProcessEnv): Tool {
-  const child = spawn(command, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => {
-    stderr = (stderr + d.toString()).slice(-4000);
-  });
-  const exit = new Promise<{ code: number | null; stderr: string }>((resolve) => {
-    child.once('error', (error) => resolve({ code: -1, stderr: `${stderr}${error.message}` }));
-    child.once('close', (code) => resolve({ code, stderr: stderr.trim() }));
-  });
-  return { stdout: child.stdout, stdin: child.stdin, exit, kill: () => child.kill('SIGTERM') };
 }
 
 export async function pgDumpVersion(): Promise<string> {
@@ -131,12 +105,14 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupMani
     await options.store.put(key, dump.stdout.pipe(digest), 'application/octet-stream');
   } catch (error) {
     stored = error;
-    dump.kill(); // nobody reads its output any more
   }
-  const { code, stderr } = await dump.exit;
+  // Nobody reads its output any more once the store gave up: stop() ends it
+  // (a no-op when it exited by itself) and waits until it is gone.
+  const { code, signal, stderr } = stored === undefined ? await dump.exit : await dump.stop();
   if (code !== 0 || stored !== undefined) {
     await options.store.delete(key).catch(() => undefined);
-    const why = code !== 0 ? `pg_dump exited with code ${String(code)}: ${stderr || '(no message)'}` : `storing it failed: ${(stored as Error).message}`;
+    const why =
+      code !== 0 && signal === null ? `pg_dump exited with code ${String(code)}: ${stderr || '(no message)'}` : `storing it failed: ${(stored as Error).message}`;
     throw new BackupFailedError(`backup of "${options.alias}" to ${options.store.location} failed; no backup was kept. ${why}`, { db: options.alias });
   }
   const manifest: BackupManifest = {
@@ -171,12 +147,21 @@ export async function verifyBackup(store: BackupStore, manifest: BackupManifest)
   // sha256 and pg_restore exiting 0 is a verified backup; a read that stopped
   // early shows as a size and sha256 mismatch, with its error added.
   let readError: unknown;
+  let exit;
   try {
-    await pipeline(await store.get(manifest.key), digest, restore.stdin);
-  } catch (error) {
-    readError = error;
+    try {
+      await pipeline(await store.get(manifest.key), digest, restore.stdin);
+    } catch (error) {
+      readError = error;
+      // A store that failed before the pipeline began left pg_restore's input
+      // open; closed, pg_restore sees the end of its input and gives its verdict.
+      restore.stdin.destroy();
+    }
+    exit = await restore.exit;
+  } finally {
+    await restore.stop();
   }
-  const { code, stderr } = await restore.exit;
+  const { code, stderr } = exit;
   const problems: string[] = [];
   const sha256 = digest.hex();
   if (digest.bytes !== manifest.bytes) problems.push(`size is ${digest.bytes} bytes, the manifest says ${manifest.bytes}`);
@@ -222,16 +207,68 @@ export interface RestoreOptions {
   manifest: BackupManifest;
   /** Called with the sessions about to be terminated, for a clear log line. */
   onTerminate?: (sessions: Array<{ pid: number; application: string; user: string }>) => void;
+  /** Aborting rolls a restore back unless its COMMIT was already sent (an activity's cancellation). */
+  signal?: AbortSignal;
+}
+
+const isMissing = (error: unknown) => {
+  const e = error as { code?: string; name?: string; $metadata?: { httpStatusCode?: number } };
+  return e.code === 'ENOENT' || e.name === 'NoSuchKey' || e.name === 'NotFound' || e.$metadata?.httpStatusCode === 404;
+};
+
+/**
+ * Reads the whole backup and checks its size and sha256 against the
+ * manifest, before anything is done to the database: a backup that is gone,
+ * short or changed is BackupCorrupt (retrying cannot help); a read that
+ * fails is RestoreFailed (it may work next time). Either way the database
+ * was not touched.
+ */
+async function checkBackup(options: RestoreOptions): Promise<void> {
+  const { manifest, store, alias } = options;
+  const what = `backup ${manifest.id} of "${alias}" in ${store.location}`;
+  const details = { db: alias, id: manifest.id, key: manifest.key };
+  const hash = createHash('sha256');
+  let bytes = 0;
+  let stream: Readable;
+  try {
+    stream = await store.get(manifest.key);
+  } catch (error) {
+    if (isMissing(error)) throw new BackupCorruptError(`${what} is gone (${manifest.key}); the database was not changed`, details, { cause: error });
+    throw new RestoreFailedError(`${what} could not be opened: ${(error as Error).message}; the database was not changed`, details, { cause: error });
+  }
+  try {
+    for await (const chunk of stream) {
+      bytes += (chunk as Buffer).length;
+      hash.update(chunk as Buffer);
+    }
+  } catch (error) {
+    throw new RestoreFailedError(`reading ${what} failed after ${bytes} of ${manifest.bytes} bytes: ${(error as Error).message}; the database was not changed`, details, {
+      cause: error,
+    });
+  } finally {
+    stream.destroy();
+  }
+  const sha256 = hash.digest('hex');
+  const problems: string[] = [];
+  if (bytes !== manifest.bytes) problems.push(`size is ${bytes} bytes, the manifest says ${manifest.bytes}`);
+  else if (sha256 !== manifest.sha256) problems.push(`sha256 is ${sha256.slice(0, 16)}…, the manifest says ${manifest.sha256.slice(0, 16)}…`);
+  if (problems.length > 0) throw new BackupCorruptError(`${what} does not match its manifest: ${problems.join('; ')}; the database was not changed`, { ...details, problems });
 }
 
 /**
- * Puts the database back to the backup: terminates the other sessions, then
- * in ONE transaction drops every application schema (the pgconvoy ledger
- * stays) and replays the backup, so a failure half-way leaves the database
- * as it was. Needs a whole-database backup.
+ * Puts the database back to the backup. First the backup is read in full
+ * and checked against its manifest; only then are the other sessions
+ * terminated and, in ONE transaction that pgconvoy alone commits (see
+ * replayBackup), every application schema dropped (the pgconvoy ledger
+ * stays) and the backup replayed, the public schema's owner, comment and
+ * privileges kept. A failure at any point leaves the database as it was, no
+ * child process and no open session behind. Needs a whole-database backup
+ * (or one of the tables it names).
  */
 export async function restoreDatabase(options: RestoreOptions, query: (sql: string) => Promise<Array<Record<string, unknown>>>): Promise<void> {
   const { manifest } = options;
+  await checkBackup(options);
+
   const sessions = (await query(
     `SELECT pid, coalesce(application_name, '') AS application, coalesce(usename, '') AS "user" FROM pg_stat_activity
       WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`,
@@ -247,34 +284,37 @@ export async function restoreDatabase(options: RestoreOptions, query: (sql: stri
              AND nspname NOT LIKE 'pg_toast%' AND nspname NOT LIKE 'pg_temp%'`,
         )) as Array<{ name: string }>)
       : [];
-  const tables = manifest.tables ?? [];
-
-  const env = libpqEnv(options.url);
-  const psql = runTool('psql', ['--no-psqlrc', '--quiet', '--single-transaction', '--set=ON_ERROR_STOP=1', '--file=-'], env);
-  const script = runTool('pg_restore', ['--file=-', '--no-owner'], { PATH: process.env.PATH });
+  const publicSchema = manifest.tables === null ? await readPublicSchema(query) : null;
   const quoted = (name: string) => name.split('.').map((part) => `"${part.replace(/"/g, '""')}"`).join('.');
   const prelude =
     manifest.tables === null
       ? schemas.map((s) => `DROP SCHEMA ${s.name} CASCADE;\n`).join('') +
+        // Large objects belong to no schema, and a whole-database dump holds them all: without
+        // this, restoring one that still exists fails on its duplicate OID.
+        `SELECT count(lo_unlink(oid)) FROM pg_largeobject_metadata;\n` +
         // pg_dump leaves out the public schema unless it was changed; give the restore one to fill.
         `CREATE SCHEMA IF NOT EXISTS public;\nGRANT USAGE ON SCHEMA public TO PUBLIC;\n`
-      : tables.map((t) => `DROP TABLE IF EXISTS ${quoted(t)} CASCADE;\n`).join('');
-  const feed = (async () => {
-    psql.stdin.write(prelude);
-    await pipeline(script.stdout, psql.stdin);
-  })();
-  const read = pipeline(await options.store.get(manifest.key), script.stdin);
-  const [readResult, feedResult] = await Promise.allSettled([read, feed]);
-  const [restored, applied] = [await script.exit, await psql.exit];
-  const problems = [
-    restored.code !== 0 ? `pg_restore exited ${String(restored.code)}: ${restored.stderr}` : '',
-    applied.code !== 0 ? `psql exited ${String(applied.code)}: ${applied.stderr}` : '',
-    readResult.status === 'rejected' && restored.code === 0 ? `reading the backup failed: ${String(readResult.reason)}` : '',
-    feedResult.status === 'rejected' && applied.code === 0 ? `feeding the restore failed: ${String(feedResult.reason)}` : '',
-  ].filter(Boolean);
-  if (problems.length > 0) {
-    throw new BackupFailedError(`restore of "${options.alias}" from backup ${manifest.id} failed and was rolled back: ${problems.join('; ')}`, { db: options.alias, id: manifest.id });
+      : manifest.tables.map((t) => `DROP TABLE IF EXISTS ${quoted(t)} CASCADE;\n`).join('');
+
+  const outcome = await replayBackup({
+    env: libpqEnv(options.url),
+    open: () => options.store.get(manifest.key),
+    expected: { bytes: manifest.bytes, sha256: manifest.sha256 },
+    prelude,
+    epilogue: publicSchema ? putBackPublicSchema(publicSchema) : '',
+    query,
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  if (outcome.status === 'committed') return;
+  const details = { db: options.alias, id: manifest.id, key: manifest.key, outcome: outcome.status };
+  const from = `restore of "${options.alias}" from backup ${manifest.id}`;
+  if (outcome.status === 'unknown') {
+    throw new RestoreFailedError(`${from} may or may not have committed: ${outcome.problems.join('; ')}`, details);
   }
+  const message = `${from} failed and was rolled back; the database is as it was before the restore: ${outcome.problems.join('; ')}`;
+  // The backup read right a moment ago: bytes that differ now mean it changed since.
+  if (outcome.corrupt) throw new BackupCorruptError(message, details);
+  throw new RestoreFailedError(message, details);
 }
 
 /**
@@ -292,15 +332,21 @@ export async function drillRestore(
   try {
     const restore = runTool('pg_restore', ['--no-owner', '--exit-on-error', `--dbname=${database}`], { ...libpqEnv(options.url), PGDATABASE: database });
     let readError: unknown;
+    let exit;
     try {
-      await pipeline(await options.store.get(options.manifest.key), restore.stdin);
-    } catch (error) {
-      readError = error;
+      try {
+        await pipeline(await options.store.get(options.manifest.key), restore.stdin);
+      } catch (error) {
+        readError = error;
+        await restore.stop(); // the drill has failed; pg_restore must not wait on an input nobody feeds
+      }
+      exit = await restore.exit;
+    } finally {
+      await restore.stop();
     }
-    const { code, stderr } = await restore.exit;
-    if (code !== 0 || readError !== undefined) {
+    if (exit.code !== 0 || readError !== undefined) {
       throw new BackupCorruptError(
-        `restore drill of backup ${options.manifest.id} of "${options.alias}" failed: ${code !== 0 ? `pg_restore exited ${String(code)}: ${stderr}` : String(readError)}`,
+        `restore drill of backup ${options.manifest.id} of "${options.alias}" failed: ${readError !== undefined ? `reading it failed: ${(readError as Error).message}` : `pg_restore ${describeExit(exit)}`}`,
         { db: options.alias, id: options.manifest.id },
       );
     }
