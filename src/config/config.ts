@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { PgconvoyError } from '../core/errors';
 import { defaultThresholds, type RiskThresholds } from '../core/risk';
 import { defaultExecutionSettings, type ExecutionSettings } from '../core/execution-settings';
+import { defaultFileLimits, type FileLimits } from '../core/file-limits';
 
 /** A database alias: safe in a workflow id, a log line and a file name. */
 export const aliasPattern = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
@@ -18,6 +19,13 @@ const databaseSchema = z.strictObject({
 
 const fileSchema = z.strictObject({
   migrations: z.string().min(1).optional(),
+  /** Limits on reading the migration directory. */
+  files: z
+    .strictObject({
+      maxFileBytes: z.number().int().min(1).optional(),
+      readTimeoutMs: z.number().int().min(1).optional(),
+    })
+    .optional(),
   databases: z.record(alias, databaseSchema).optional(),
   temporal: z
     .strictObject({
@@ -78,6 +86,8 @@ const fileSchema = z.strictObject({
 export interface Config {
   /** Absolute path of the migration directory. */
   migrationsDir: string;
+  /** The largest file pgconvoy reads, and how long reading the set may take. */
+  files: FileLimits;
   /** Connection strings by alias. Only activities read these. */
   databases: Record<string, string>;
   temporal: {
@@ -206,6 +216,7 @@ export function loadConfig(options: LoadOptions): Config {
   const address = env.TEMPORAL_ADDRESS || fromFile.temporal?.address;
   return {
     migrationsDir: absolute(cwd, options.migrationsDir) ?? absolute(base, fromFile.migrations ?? 'migrations')!,
+    files: { ...defaultFileLimits, ...fromFile.files },
     databases,
     temporal: {
       ...(address ? { address } : {}),

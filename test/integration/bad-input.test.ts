@@ -108,7 +108,7 @@ const cases: Case[] = [
     name: 'an unreadable file',
     files: { 'V1__a.sql': 'SELECT 1;' },
     setup: (_db, dir) => symlinkSync(join(dir, 'nowhere'), join(dir, 'V2__dangling.sql')),
-    stderr: `invalid migration set in <dir>:\n  V2__dangling.sql: cannot read file: ENOENT (ENOENT: no such file or directory, open '<dir>/V2__dangling.sql')`,
+    stderr: `invalid migration set in <dir>:\n  V2__dangling.sql: cannot read file: ENOENT (ENOENT: no such file or directory, stat '<dir>/V2__dangling.sql')`,
   },
   {
     name: 'an applied file that was edited',
