@@ -244,7 +244,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
       return heartbeating(() => edge(async () => {
         const set = await readMigrationSet(input.migrationsDir, config.files);
         // Every file goes through the parser before anything runs.
-        const prepared = await prepareMigrations(set);
+        const prepared = await prepareMigrations(set, undefined, { signal: Context.current().cancellationSignal });
         await readChecks(input.migrationsDir, config.files); // a check that cannot be read stops the run before it starts, not after it applied
         // Read-only: planning (and so status, plan, validate) never creates the ledger.
         return withClient(target(input.db), async (client) => {
