@@ -185,7 +185,11 @@ export function loadConfig(options: LoadOptions): Config {
   const parsed = fileSchema.safeParse(raw);
   const problems: string[] = [];
   if (!parsed.success) {
-    for (const issue of parsed.error.issues) problems.push(`${issue.path.join('.') || '(root)'}: ${issue.message}`);
+    for (const issue of parsed.error.issues) {
+      // A bad record key (an alias) says only "Invalid key in record"; its own issues say why.
+      const messages = issue.code === 'invalid_key' && issue.issues.length > 0 ? issue.issues.map((i) => i.message) : [issue.message];
+      for (const message of messages) problems.push(`${issue.path.join('.') || '(root)'}: ${message}`);
+    }
     throw new ConfigError(file, problems);
   }
   const base = text === undefined ? cwd : dirname(file);

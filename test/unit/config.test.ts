@@ -94,3 +94,16 @@ test('files limits have documented defaults and can be set', () => {
     dir.remove();
   }
 });
+
+test('an alias that is not one says what an alias is (not "Invalid key in record")', () => {
+  const dir = writeMigrations({});
+  try {
+    const file = join(dir.dir, 'pg.json');
+    writeFileSync(file, JSON.stringify({ databases: { Orders: { url: 'x' } } }));
+    assert.throws(() => loadConfig({ cwd: '/', configFile: file, env: {} }), {
+      message: `invalid configuration (${file}):\n  databases.Orders: an alias is lower-case letters, digits, "_", "." or "-", starting with a letter or digit`,
+    });
+  } finally {
+    dir.remove();
+  }
+});
