@@ -201,7 +201,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
 
   /** Re-reads the files and refuses if they are not the ones the run was planned with. */
   async function pinnedSet(migrationsDir: string, digest: string): Promise<MigrationSet> {
-    const set = await readMigrationSet(migrationsDir);
+    const set = await readMigrationSet(migrationsDir, config.files);
     if (set.digest !== digest) throw new ManifestChangedError(migrationsDir, digest, set.digest);
     return set;
   }
@@ -246,10 +246,11 @@ export function createActivities({ config, logger }: ActivityDeps) {
   return {
     async planDatabase(input: PlanInput): Promise<DatabasePlan> {
       return heartbeating(() => edge(async () => {
-        const set = await readMigrationSet(input.migrationsDir);
+        const set = await readMigrationSet(input.migrationsDir, config.files);
         if (input.target) checkTarget(set.directory, set.manifest, input.target);
         // Every file goes through the parser before anything runs.
-        const prepared = await prepareMigrations(set);
+        const prepared = await prepareMigrations(set, undefined, { signal: Context.current().cancellationSignal });
+        await readChecks(input.migrationsDir, config.files); // a check that cannot be read stops the run before it starts, not after it applied
         // Read-only: planning (and so status, plan, validate) never creates the ledger.
         return withClient(target(input.db), async (client) => {
           const ledger = await readLedgerState(client);
@@ -314,7 +315,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
 
     async changeLedger(input: ChangeLedgerInput): Promise<LedgerChangeResult> {
       return edge(async () => {
-        const set = await readMigrationSet(input.migrationsDir);
+        const set = await readMigrationSet(input.migrationsDir, config.files);
         const { workflowExecution: execution, workflowNamespace } = Context.current().info;
         const holder = execution ? `${workflowNamespace}/${execution.workflowId}/${execution.runId}` : `pgconvoy/ledger/${input.db}`;
         return withClient(target(input.db), async (client) => {
@@ -430,7 +431,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
     /** After the last migration: no new invalid index or NOT VALID constraint, and every user check returns no rows. */
     async verifyRun(input: VerifyInput): Promise<{ fingerprint: string }> {
       return heartbeating(() => edge(async () => {
-        const checks = await readChecks(input.migrationsDir);
+        const checks = await readChecks(input.migrationsDir, config.files);
         return withClient(target(input.db), async (client) => {
           const known = new Set(input.knownProblems);
           const problems = [...(await catalogProblems(client)).filter((p) => !known.has(p.subject)), ...(await runChecks(client, checks))];

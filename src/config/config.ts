@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { PgconvoyError } from '../core/errors';
 import { defaultThresholds, type RiskThresholds } from '../core/risk';
 import { defaultExecutionSettings, type ExecutionSettings } from '../core/execution-settings';
+import { defaultFileLimits, type FileLimits } from '../core/file-limits';
 
 /** A database alias: safe in a workflow id, a log line and a file name. */
 export const aliasPattern = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
@@ -18,6 +19,13 @@ const databaseSchema = z.strictObject({
 
 const fileSchema = z.strictObject({
   migrations: z.string().min(1).optional(),
+  /** Limits on reading the migration directory. */
+  files: z
+    .strictObject({
+      maxFileBytes: z.number().int().min(1).optional(),
+      readTimeoutMs: z.number().int().min(1).optional(),
+    })
+    .optional(),
   databases: z.record(alias, databaseSchema).optional(),
   temporal: z
     .strictObject({
@@ -80,6 +88,8 @@ const fileSchema = z.strictObject({
 export interface Config {
   /** Absolute path of the migration directory. */
   migrationsDir: string;
+  /** The largest file pgconvoy reads, and how long reading the set may take. */
+  files: FileLimits;
   /** Connection strings by alias. Only activities read these. */
   databases: Record<string, string>;
   temporal: {
@@ -181,7 +191,11 @@ export function loadConfig(options: LoadOptions): Config {
   const parsed = fileSchema.safeParse(raw);
   const problems: string[] = [];
   if (!parsed.success) {
-    for (const issue of parsed.error.issues) problems.push(`${issue.path.join('.') || '(root)'}: ${issue.message}`);
+    for (const issue of parsed.error.issues) {
+      // A bad record key (an alias) says only "Invalid key in record"; its own issues say why.
+      const messages = issue.code === 'invalid_key' && issue.issues.length > 0 ? issue.issues.map((i) => i.message) : [issue.message];
+      for (const message of messages) problems.push(`${issue.path.join('.') || '(root)'}: ${message}`);
+    }
     throw new ConfigError(file, problems);
   }
   const base = text === undefined ? cwd : dirname(file);
@@ -216,6 +230,7 @@ export function loadConfig(options: LoadOptions): Config {
   }
   return {
     migrationsDir: absolute(cwd, options.migrationsDir) ?? absolute(base, fromFile.migrations ?? 'migrations')!,
+    files: { ...defaultFileLimits, ...fromFile.files },
     databases,
     temporal: {
       ...(address ? { address } : {}),

@@ -7,6 +7,7 @@ export type ParsedFileName =
   | { ok: false; reason: string };
 
 const pattern = /^([A-Za-z])([0-9]*)(_*)(.*)\.sql$/;
+const anyCaseSql = /\.sql$/i;
 
 /**
  * Parses `V<version>__<description>.sql` (forward) and
@@ -15,7 +16,10 @@ const pattern = /^([A-Za-z])([0-9]*)(_*)(.*)\.sql$/;
  */
 export function parseMigrationFileName(name: string): ParsedFileName {
   const match = pattern.exec(name);
-  if (!match) return { ok: false, reason: 'a migration file name must end in .sql' };
+  if (!match) {
+    if (anyCaseSql.test(name)) return { ok: false, reason: `the extension must be lowercase ".sql", got "${name.slice(-4)}"; rename the file` };
+    return { ok: false, reason: 'a migration file name must end in .sql' };
+  }
   const [, prefix = '', digits = '', separator = '', rest = ''] = match;
   const expected = 'expected V<version>__<description>.sql or U<version>__<description>.sql';
   if (prefix !== 'V' && prefix !== 'U') {

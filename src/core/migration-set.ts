@@ -1,6 +1,7 @@
 import { migrationChecksum, sha256Hex } from './checksum';
 import { InvalidMigrationSetError, type SetProblem } from './errors';
 import { parseMigrationFileName } from './file-name';
+import { lineAndColumnOfByte } from './statements';
 import { compareVersions, type Version } from './version';
 
 export interface SourceFile {
@@ -54,13 +55,12 @@ export function buildMigrationSet(directory: string, files: SourceFile[]): Migra
       problems.push({ file: file.name, message: parsed.reason });
       continue;
     }
-    let sql: string;
-    try {
-      sql = utf8.decode(file.content);
-    } catch {
-      problems.push({ file: file.name, message: 'file is not valid UTF-8' });
+    const decoded = decodeSql(file.content);
+    if (!decoded.ok) {
+      problems.push({ file: file.name, message: decoded.problem });
       continue;
     }
+    const sql = decoded.sql;
     const script: MigrationScript = { file: file.name, checksum: migrationChecksum(file.content), sql };
     if (parsed.kind === 'forward') {
       const existing = forwards.get(parsed.version);
@@ -93,6 +93,29 @@ export function buildMigrationSet(directory: string, files: SourceFile[]): Migra
   const migrations = [...forwards.values()].sort((a, b) => compareVersions(a.version, b.version));
   const manifest = migrations.map(toManifestEntry);
   return { directory, migrations, manifest, digest: manifestDigest(manifest) };
+}
+
+/**
+ * A file's text, or why it cannot be one: it must be UTF-8, and it must not
+ * hold a NUL byte (PostgreSQL's parser and protocol take text up to the
+ * first NUL, so everything after it would silently not run).
+ */
+export function decodeSql(content: Buffer): { ok: true; sql: string } | { ok: false; problem: string } {
+  let sql: string;
+  try {
+    sql = utf8.decode(content);
+  } catch {
+    return { ok: false, problem: 'file is not valid UTF-8' };
+  }
+  const nul = content.indexOf(0);
+  if (nul !== -1) {
+    const { line, column } = lineAndColumnOfByte(content, nul);
+    return {
+      ok: false,
+      problem: `NUL byte at byte offset ${nul} (line ${line}, column ${column}); PostgreSQL cannot take a NUL byte in SQL text, and everything after it would be lost — remove it`,
+    };
+  }
+  return { ok: true, sql };
 }
 
 export function toManifestEntry(m: Migration): ManifestEntry {

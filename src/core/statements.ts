@@ -62,14 +62,20 @@ export async function analyzeScript(sql: string): Promise<ScriptResult> {
   }
   const tokens = ((await scan(sql)) as { tokens?: Token[] }).tokens ?? [];
   const firstCodeToken = tokens.find((t) => !isComment(t));
+  const position = positionsIn(bytes);
 
+  // Statements and tokens both come in file order: one pass over the tokens
+  // (a search from the start for every statement is quadratic, minutes for a
+  // file of many thousand INSERTs).
+  let next = 0;
   const statements: Statement[] = raw.map((entry, i) => {
     const location = entry.stmt_location ?? 0;
     const end = entry.stmt_len ? location + entry.stmt_len : bytes.length;
-    const first = tokens.find((t) => t.start >= location && !isComment(t));
+    while (next < tokens.length && (tokens[next]!.start < location || isComment(tokens[next]!))) next++;
+    const first = tokens[next];
     const start = first && first.start < end ? first.start : location;
     const [kind = 'Unknown', node = {}] = Object.entries(entry.stmt)[0] ?? [];
-    const { line, column } = lineAndColumnOfByte(bytes, start);
+    const { line, column } = position(start);
     return {
       index: i + 1,
       sql: bytes.subarray(start, end).toString('utf8').trimEnd(),
@@ -83,7 +89,7 @@ export async function analyzeScript(sql: string): Promise<ScriptResult> {
 
   const comments: DirectiveComment[] = tokens
     .filter((t) => t.tokenName === 'SQL_COMMENT' && t.text.includes('pgconvoy:'))
-    .map((t) => ({ text: t.text, line: lineAndColumnOfByte(bytes, t.start).line, afterFirstStatement: firstCodeToken !== undefined && t.start > firstCodeToken.start }));
+    .map((t) => ({ text: t.text, line: position(t.start).line, afterFirstStatement: firstCodeToken !== undefined && t.start > firstCodeToken.start }));
   const parsed = parseDirectives(comments);
   if (!parsed.ok) return parsed;
   const { directives } = parsed;
@@ -162,9 +168,28 @@ function transactionKeyword(node: Record<string, unknown>): string {
 
 /** Line and column (1-based, in characters) of a 0-based byte offset into UTF-8 text. */
 export function lineAndColumnOfByte(bytes: Buffer, offset: number): { line: number; column: number } {
-  const before = bytes.subarray(0, Math.max(0, Math.min(offset, bytes.length))).toString('utf8');
-  const lines = before.split('\n');
-  return { line: lines.length, column: Array.from(lines[lines.length - 1] ?? '').length + 1 };
+  return positionsIn(bytes)(offset);
+}
+
+/**
+ * Line and column of byte offsets into one text, each found by a binary
+ * search over the line starts (found once) instead of decoding everything
+ * before the offset.
+ */
+function positionsIn(bytes: Buffer): (offset: number) => { line: number; column: number } {
+  const lineStarts = [0];
+  for (let i = bytes.indexOf(0x0a); i !== -1; i = bytes.indexOf(0x0a, i + 1)) lineStarts.push(i + 1);
+  return (offset) => {
+    const at = Math.max(0, Math.min(offset, bytes.length));
+    let low = 0;
+    let high = lineStarts.length - 1;
+    while (low < high) {
+      const mid = (low + high + 1) >> 1;
+      if (lineStarts[mid]! <= at) low = mid;
+      else high = mid - 1;
+    }
+    return { line: low + 1, column: Array.from(bytes.subarray(lineStarts[low], at).toString('utf8')).length + 1 };
+  };
 }
 
 function describePosition(bytes: Buffer, offset: number): string {

@@ -1,35 +1,23 @@
-import { readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { InvalidMigrationSetError, type SetProblem } from '../core/errors';
-import { buildMigrationSet, type MigrationSet, type SourceFile } from '../core/migration-set';
+import { InvalidMigrationSetError } from '../core/errors';
+import type { FileLimits } from '../core/file-limits';
+import { buildMigrationSet, type MigrationSet } from '../core/migration-set';
+import { readSqlFiles, type SourceFs } from './read-sql-files';
 
 /**
  * Reads the `.sql` files directly inside `directory` (sub-folders such as
  * `checks/` and other files such as a README are not migrations) and builds
- * the migration set. Every unreadable file is reported, by name.
+ * the migration set. Every unreadable, non-regular or oversized file is
+ * reported, by name; the read as a whole has a time limit.
  */
-export async function readMigrationSet(directory: string): Promise<MigrationSet> {
-  let entries;
+export async function readMigrationSet(directory: string, limits?: FileLimits, fs?: SourceFs): Promise<MigrationSet> {
+  const { files, problems } = await readSqlFiles(directory, directory, { ...(limits ? { limits } : {}), ...(fs ? { fs } : {}) });
+  if (problems.length === 0) return buildMigrationSet(directory, files);
+  // Report the files that could not be read together with what is wrong with the others.
   try {
-    entries = await readdir(directory, { withFileTypes: true });
+    buildMigrationSet(directory, files);
   } catch (error) {
-    throw new InvalidMigrationSetError(directory, [{ file: directory, message: `cannot read the migration directory: ${describe(error)}` }]);
+    if (!(error instanceof InvalidMigrationSetError)) throw error;
+    problems.push(...error.problems);
   }
-  const problems: SetProblem[] = [];
-  const files: SourceFile[] = [];
-  for (const entry of entries) {
-    if (entry.isDirectory() || !entry.name.endsWith('.sql')) continue;
-    try {
-      files.push({ name: entry.name, content: await readFile(join(directory, entry.name)) });
-    } catch (error) {
-      problems.push({ file: entry.name, message: `cannot read file: ${describe(error)}` });
-    }
-  }
-  if (problems.length > 0) throw new InvalidMigrationSetError(directory, problems);
-  return buildMigrationSet(directory, files);
-}
-
-function describe(error: unknown): string {
-  if (error instanceof Error && 'code' in error) return `${String(error.code)} (${error.message})`;
-  return String(error);
+  throw new InvalidMigrationSetError(directory, problems.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0)));
 }

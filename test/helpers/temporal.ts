@@ -6,6 +6,7 @@ import { after, before } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
 import { defaultLeaseSettings, defaultReconnectTimeoutMs, type Config } from '../../src/config/config';
+import { defaultFileLimits } from '../../src/core/file-limits';
 import { defaultExecutionSettings } from '../../src/core/execution-settings';
 import { createLogger } from '../../src/worker/logger';
 import { createWorker, installRuntime, workflowsPath } from '../../src/worker/worker';
@@ -53,6 +54,7 @@ export function testConfig(overrides: Partial<Config> & Pick<Config, 'databases'
     stateDir: '/nonexistent',
     execution: defaultExecutionSettings,
     lease: defaultLeaseSettings,
+    files: defaultFileLimits,
     risk: defaultThresholds,
     backup: { store: join(process.env.PGCONVOY_TEST_SCRATCH ?? tmpdir(), `backups-${process.pid}`), keep: 5, drill: false, scope: 'database', s3: { region: 'us-east-1', partSizeBytes: 5 * 1024 * 1024, queueSize: 2 } },
     ...overrides,

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
-import { symlinkSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { migrationChecksum } from '../../src/core/checksum';
+import { defaultFileLimits } from '../../src/core/file-limits';
 import { withClient } from '../../src/db/connection';
 import { ensureLedger, insertHistory } from '../../src/db/ledger';
 import { adminQuery, createTestDatabase, type TestDatabase } from '../helpers/database';
@@ -38,6 +40,9 @@ function urlWith(db: TestDatabase, change: (url: URL) => void): string {
 const noPrivilegeRole = `pgconvoy_nopriv_${services.runId}`;
 
 const help = 'expected V<version>__<description>.sql or U<version>__<description>.sql';
+const nulHelp = 'PostgreSQL cannot take a NUL byte in SQL text, and everything after it would be lost — remove it';
+const notRegular = 'not a regular file; pgconvoy reads only regular files (or symbolic links to them) and never opens anything else';
+const mkfifo = (path: string): void => void execFileSync('mkfifo', [path]);
 
 const cases: Case[] = [
   {
@@ -123,7 +128,7 @@ const cases: Case[] = [
     name: 'an unreadable file',
     files: { 'V1__a.sql': 'SELECT 1;' },
     setup: (_db, dir) => symlinkSync(join(dir, 'nowhere'), join(dir, 'V2__dangling.sql')),
-    stderr: `invalid migration set in <dir>:\n  V2__dangling.sql: cannot read file: ENOENT (ENOENT: no such file or directory, open '<dir>/V2__dangling.sql')`,
+    stderr: `invalid migration set in <dir>:\n  V2__dangling.sql: cannot read file: ENOENT (ENOENT: no such file or directory, stat '<dir>/V2__dangling.sql')`,
   },
   {
     name: 'an applied file that was edited',
@@ -160,6 +165,149 @@ const cases: Case[] = [
     stderr: 'database alias "nobody" is not configured: add it under "databases" in the config file or set PGCONVOY_DB_NOBODY',
   },
   { name: 'a target that is not a version', files: { 'V1__a.sql': 'SELECT 1;' }, args: ['--target', '1.5'], stderr: '--target must be a positive integer version, got "1.5"' },
+  {
+    name: 'a NUL byte in a migration (PostgreSQL would silently drop what follows it)',
+    files: { 'V1__ok.sql': 'CREATE TABLE ok (id int);', 'V2__nul.sql': Buffer.from('CREATE TABLE a (id int);\nCREATE TABLE b (id int);\0CREATE TABLE c (id int);') },
+    stderr: `invalid migration set in <dir>:\n  V2__nul.sql: NUL byte at byte offset 49 (line 2, column 25); ${nulHelp}`,
+  },
+  {
+    name: 'a NUL byte in an undo script',
+    files: { 'V1__a.sql': 'CREATE TABLE a (id int);', 'U1__a.sql': Buffer.from('\0DROP TABLE a;') },
+    stderr: `invalid migration set in <dir>:\n  U1__a.sql: NUL byte at byte offset 0 (line 1, column 1); ${nulHelp}`,
+  },
+  {
+    name: 'a NUL byte in a check (refused before anything runs, not after)',
+    files: { 'V1__a.sql': 'CREATE TABLE a (id int);', 'checks/no_rows.sql': Buffer.from('SELECT 1 FROM a\0 WHERE false;') },
+    stderr: `invalid migration set in <dir>:\n  checks/no_rows.sql: NUL byte at byte offset 15 (line 1, column 16); ${nulHelp}`,
+  },
+  {
+    name: 'a FIFO in the migration directory (reading it would wait forever)',
+    files: { 'V1__a.sql': 'CREATE TABLE a (id int);' },
+    setup: (_db, dir) => mkfifo(join(dir, 'V2__pipe.sql')),
+    stderr: `invalid migration set in <dir>:\n  V2__pipe.sql: a FIFO (named pipe), ${notRegular}`,
+  },
+  {
+    name: 'a symbolic link to a FIFO',
+    files: { 'V1__a.sql': 'CREATE TABLE a (id int);' },
+    setup: (_db, dir) => {
+      mkdirSync(join(dir, 'pipes'));
+      mkfifo(join(dir, 'pipes', 'fifo'));
+      symlinkSync(join(dir, 'pipes', 'fifo'), join(dir, 'V2__linked.sql'));
+    },
+    stderr: `invalid migration set in <dir>:\n  V2__linked.sql: a symbolic link to a FIFO (named pipe), ${notRegular}`,
+  },
+  {
+    name: 'a symbolic link to a device',
+    files: { 'V1__a.sql': 'CREATE TABLE a (id int);' },
+    setup: (_db, dir) => symlinkSync('/dev/zero', join(dir, 'V2__zero.sql')),
+    stderr: `invalid migration set in <dir>:\n  V2__zero.sql: a symbolic link to a character device, ${notRegular}`,
+  },
+  {
+    name: 'a FIFO among the checks',
+    files: { 'V1__a.sql': 'CREATE TABLE a (id int);', 'checks/.keep': '' },
+    setup: (_db, dir) => mkfifo(join(dir, 'checks', 'rows.sql')),
+    stderr: `invalid migration set in <dir>:\n  checks/rows.sql: a FIFO (named pipe), ${notRegular}`,
+  },
+  {
+    name: 'a file over files.maxFileBytes (it would stall the worker in the parser)',
+    files: { 'V1__a.sql': 'CREATE TABLE a (id int);', 'V2__huge.sql': 'CREATE TABLE huge (id int);\n-- ' + 'x'.repeat(defaultFileLimits.maxFileBytes - 31) + '\n' },
+    stderr:
+      'invalid migration set in <dir>:\n  V2__huge.sql: file is 4194305 bytes (4.0 MiB), over the limit of 4194304 bytes (4.0 MiB, setting files.maxFileBytes); ' +
+      'split it into smaller migrations, or raise the limit in the config',
+  },
+  {
+    name: 'an upper-case .SQL extension (was silently ignored)',
+    files: { 'V1__a.sql': 'CREATE TABLE a (id int);', 'V2__b.SQL': 'CREATE TABLE b (id int);' },
+    stderr: 'invalid migration set in <dir>:\n  V2__b.SQL: the extension must be lowercase ".sql", got ".SQL"; rename the file',
+  },
+  {
+    name: 'a mixed-case extension on an undo script',
+    files: { 'V1__a.sql': 'CREATE TABLE a (id int);', 'U1__a.Sql': 'DROP TABLE a;' },
+    stderr: 'invalid migration set in <dir>:\n  U1__a.Sql: the extension must be lowercase ".sql", got ".Sql"; rename the file',
+  },
+  {
+    name: 'an upper-case extension on a check',
+    files: { 'V1__a.sql': 'CREATE TABLE a (id int);', 'checks/orphans.SQL': 'SELECT 1 WHERE false;' },
+    stderr: 'invalid migration set in <dir>:\n  checks/orphans.SQL: the extension must be lowercase ".sql", got ".SQL"; rename the file',
+  },
+  {
+    name: 'every kind of unreadable file reported at once, with the set\'s other problems',
+    files: { 'V1__a.sql': 'CREATE TABLE a (id int);', 'V2__b.SQL': '', 'V3__nul.sql': Buffer.from([0x3b, 0]), 'V4_c.sql': '' },
+    setup: (_db, dir) => mkfifo(join(dir, 'V5__pipe.sql')),
+    stderr:
+      'invalid migration set in <dir>:\n' +
+      '  V2__b.SQL: the extension must be lowercase ".sql", got ".SQL"; rename the file\n' +
+      `  V3__nul.sql: NUL byte at byte offset 1 (line 1, column 2); ${nulHelp}\n` +
+      `  V4_c.sql: version and description must be separated by two underscores; ${help}\n` +
+      `  V5__pipe.sql: a FIFO (named pipe), ${notRegular}`,
+  },
+  { name: 'a lower-case prefix', files: { 'V1__a.sql': 'SELECT 1;', 'v2__b.sql': 'SELECT 1;' }, stderr: `invalid migration set in <dir>:\n  v2__b.sql: unknown prefix "v"; ${help}` },
+  {
+    name: 'a migration directory that does not exist',
+    files: {},
+    setup: (_db, dir) => rmSync(dir, { recursive: true }),
+    stderr: "invalid migration set in <dir>:\n  <dir>: cannot read the migration directory: ENOENT (ENOENT: no such file or directory, scandir '<dir>')",
+  },
+  {
+    name: 'SAVEPOINT in a file',
+    files: { 'V1__sp.sql': 'CREATE TABLE s (id int);\nSAVEPOINT before_insert;\nINSERT INTO s VALUES (1);\n' },
+    stderr:
+      'invalid migration set in <dir>:\n  V1__sp.sql: statement 2 at line 2 (SAVEPOINT): transaction control does not belong in a migration file; ' +
+      'pgconvoy runs each file in a transaction of its own (or, with "-- pgconvoy:no-transaction", statement by statement)',
+  },
+  {
+    name: 'a zero lock timeout',
+    files: { 'V1__a.sql': '-- pgconvoy:lock-timeout 0s\nCREATE TABLE a (id int);\n' },
+    stderr: 'invalid migration set in <dir>:\n  V1__a.sql: line 1: "pgconvoy:lock-timeout" needs a positive duration such as 500ms, 5s, 2min or 1h, got "0s"',
+  },
+  {
+    name: 'a statement timeout in words',
+    files: { 'V1__a.sql': '-- pgconvoy:statement-timeout 5 seconds\nCREATE TABLE a (id int);\n' },
+    stderr: 'invalid migration set in <dir>:\n  V1__a.sql: line 1: "pgconvoy:statement-timeout" needs a positive duration such as 500ms, 5s, 2min or 1h, got "5 seconds"',
+  },
+  {
+    name: '--group with a file that asks for no transaction',
+    files: { 'V1__a.sql': 'CREATE TABLE g (id int);', 'V2__nt.sql': '-- pgconvoy:no-transaction\nCREATE TABLE h (id int);\nCREATE TABLE i (id int);\n' },
+    args: ['--group'],
+    stderr: 'cannot apply the pending migrations in one transaction: V2 (nt) must run outside a transaction',
+  },
+  { name: 'a target of zero', files: { 'V1__a.sql': 'SELECT 1;' }, args: ['--target', '0'], stderr: '--target must be a positive integer version, got "0"' },
+  {
+    name: 'an approval timeout that is not a duration',
+    files: { 'V1__a.sql': 'SELECT 1;' },
+    args: ['--require-approval', '--approval-timeout', 'tomorrow'],
+    stderr: '--approval-timeout needs a duration such as 30min or 24h, got "tomorrow"',
+  },
+  {
+    name: 'a config file with an unknown key',
+    files: { 'V1__a.sql': 'CREATE TABLE a (id int);', 'pgconvoy.config.json': '{ "migration": "sql" }' },
+    stderr: 'invalid configuration (<dir>/pgconvoy.config.json):\n  (root): Unrecognized key: "migration"',
+  },
+  {
+    name: 'a config file that is not JSON',
+    files: { 'V1__a.sql': 'CREATE TABLE a (id int);', 'pgconvoy.config.json': '{ "execution": { "lockTimeoutMs": 5000, } }' },
+    stderr: 'invalid configuration (<dir>/pgconvoy.config.json):\n  not valid JSON: Expected double-quoted property name in JSON at position 40',
+  },
+  {
+    name: 'a config setting of the wrong type',
+    files: { 'V1__a.sql': 'CREATE TABLE a (id int);', 'pgconvoy.config.json': '{ "files": { "maxFileBytes": "4MB" } }' },
+    stderr: 'invalid configuration (<dir>/pgconvoy.config.json):\n  files.maxFileBytes: Invalid input: expected number, received string',
+  },
+  {
+    name: 'a config alias in capitals (was "Invalid key in record")',
+    files: { 'V1__a.sql': 'CREATE TABLE a (id int);', 'pgconvoy.config.json': '{ "databases": { "Orders": { "url": "postgres://127.0.0.1/orders" } } }' },
+    stderr: 'invalid configuration (<dir>/pgconvoy.config.json):\n  databases.Orders: an alias is lower-case letters, digits, "_", "." or "-", starting with a letter or digit',
+  },
+  {
+    name: 'a config alias with both url and urlEnv',
+    files: { 'V1__a.sql': 'CREATE TABLE a (id int);', 'pgconvoy.config.json': '{ "databases": { "bad": { "url": "postgres://127.0.0.1/bad", "urlEnv": "BAD_URL" } } }' },
+    stderr: 'invalid configuration (<dir>/pgconvoy.config.json):\n  databases.bad: give exactly one of "url" or "urlEnv"',
+  },
+  {
+    name: 'a config alias whose urlEnv is not set',
+    files: { 'V1__a.sql': 'CREATE TABLE a (id int);', 'pgconvoy.config.json': '{ "databases": { "bad": { "urlEnv": "PGCONVOY_TEST_UNSET_URL" } } }' },
+    stderr: 'invalid configuration (<dir>/pgconvoy.config.json):\n  databases.bad: environment variable PGCONVOY_TEST_UNSET_URL is not set',
+  },
   {
     name: 'a database name that does not exist',
     files: { 'V1__a.sql': 'CREATE TABLE a (id int);' },
@@ -237,7 +385,7 @@ async function snapshot(db: TestDatabase): Promise<unknown> {
 }
 
 test(`bad input: ${cases.length} malformed sets and commands, each refused with its exact message, a non-zero exit, and the database unchanged`, async (t) => {
-  assert.ok(cases.length >= 20);
+  assert.ok(cases.length >= 40);
   const db = await createTestDatabase();
   t.after(() => db.drop());
   const extra = Object.assign({}, ...cases.map((c) => c.databases?.(db) ?? {})) as Record<string, string>;

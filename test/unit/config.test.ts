@@ -80,3 +80,30 @@ test('risk thresholds: defaults, overrides from the file, and bad values refused
     dir.remove();
   }
 });
+
+test('files limits have documented defaults and can be set', () => {
+  assert.deepEqual(loadConfig({ cwd: '/srv/app', env: {} }).files, { maxFileBytes: 4 * 1024 * 1024, readTimeoutMs: 30_000 });
+  const dir = writeMigrations({});
+  try {
+    const file = join(dir.dir, 'pg.json');
+    writeFileSync(file, JSON.stringify({ files: { maxFileBytes: 1024 } }));
+    assert.deepEqual(loadConfig({ cwd: '/', configFile: file, env: {} }).files, { maxFileBytes: 1024, readTimeoutMs: 30_000 });
+    writeFileSync(file, JSON.stringify({ files: { maxBytes: 1024 } }));
+    assert.throws(() => loadConfig({ cwd: '/', configFile: file, env: {} }), { message: `invalid configuration (${file}):\n  files: Unrecognized key: "maxBytes"` });
+  } finally {
+    dir.remove();
+  }
+});
+
+test('an alias that is not one says what an alias is (not "Invalid key in record")', () => {
+  const dir = writeMigrations({});
+  try {
+    const file = join(dir.dir, 'pg.json');
+    writeFileSync(file, JSON.stringify({ databases: { Orders: { url: 'x' } } }));
+    assert.throws(() => loadConfig({ cwd: '/', configFile: file, env: {} }), {
+      message: `invalid configuration (${file}):\n  databases.Orders: an alias is lower-case letters, digits, "_", "." or "-", starting with a letter or digit`,
+    });
+  } finally {
+    dir.remove();
+  }
+});

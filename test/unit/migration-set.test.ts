@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import { migrationChecksum } from '../../src/core/checksum';
 import { InvalidMigrationSetError } from '../../src/core/errors';
 import { buildMigrationSet } from '../../src/core/migration-set';
+import { prepareMigrations } from '../../src/core/prepare';
 import { readMigrationSet } from '../../src/source/read-migration-set';
 import { sampleMigrationsDir, writeMigrations } from '../helpers/migrations';
 
@@ -107,4 +108,12 @@ test('a directory named like a migration is not a migration', async () => {
 test('the sample set loads', async () => {
   const set = await readMigrationSet(sampleMigrationsDir);
   assert.deepEqual(set.migrations.map((m) => [m.version, m.undo !== undefined]), [['1', true], ['2', true], ['3', true]]);
+});
+
+test('preparing stops at the next file once its attempt is given up', async () => {
+  const set = buildMigrationSet('m', [{ name: 'V1__a.sql', content: Buffer.from('SELECT 1;') }]);
+  const controller = new AbortController();
+  controller.abort(new Error('activity cancelled'));
+  await assert.rejects(prepareMigrations(set, undefined, { signal: controller.signal }), /activity cancelled/);
+  assert.equal((await prepareMigrations(set)).size, 1);
 });

@@ -9,6 +9,7 @@ import { compareVersions, type Version } from '../../core/version';
 import { withClient } from '../../db/connection';
 import { readLedgerState } from '../../db/ledger';
 import { assessOnDatabase } from '../../db/risk-context';
+import { readChecks } from '../../source/read-checks';
 import { readMigrationSet } from '../../source/read-migration-set';
 import { inspect } from '../api';
 import { ExitCode } from '../exit-codes';
@@ -28,7 +29,7 @@ export function registerReadCommands(kit: CliKit): void {
       const target = versionArgument('--target', options.target);
       const { global, config, logger } = kit.context();
       // Statements are read here, from the files: SQL text never travels through workflow history.
-      const set = await readMigrationSet(config.migrationsDir);
+      const set = await readMigrationSet(config.migrationsDir, config.files);
       if (target) checkTarget(set.directory, set.manifest, target);
       const prepared = await prepareMigrations(set);
       kit.exitCode = await kit.viaTemporal({ global, config, logger }, async (pgconvoy) => {
@@ -67,8 +68,9 @@ export function registerReadCommands(kit: CliKit): void {
     .option('--out-of-order', 'allow pending versions lower than the highest applied one')
     .action(async (options: { db?: string; outOfOrder?: boolean }) => {
       const { global, config, logger } = kit.context();
-      const set = await readMigrationSet(config.migrationsDir);
+      const set = await readMigrationSet(config.migrationsDir, config.files);
       const prepared = await prepareMigrations(set);
+      await readChecks(config.migrationsDir, config.files);
       const summary = `${set.migrations.length} migrations in ${config.migrationsDir} are valid (${[...prepared.values()].filter((m) => m.undo).length} with undo scripts; manifest ${set.digest.slice(0, 12)})`;
       if (options.db === undefined) {
         kit.print(global, { valid: true, migrations: set.migrations.length, manifestDigest: set.digest }, summary + '\n');
@@ -111,7 +113,7 @@ export function registerReadCommands(kit: CliKit): void {
     .addOption(new Option('-d, --db <alias>', 'assess the pending migrations against this database: table sizes and blocking sessions move the levels').argParser(parseAlias))
     .action(async (files: string[], options: { format: 'human' | 'json' | 'github'; db?: string }) => {
       const { global, config } = kit.context();
-      const set = await readMigrationSet(config.migrationsDir);
+      const set = await readMigrationSet(config.migrationsDir, config.files);
       const prepared = [...(await prepareMigrations(set)).values()];
       const scripts = prepared.map((m) => ({ version: m.version, file: m.forward.file, script: m.forward.script }));
       let risk: Map<Version, { findings: Finding[] }>;
