@@ -5,7 +5,8 @@ import { checkTarget, integrityProblems, planMigrations, type AppliedEntry, type
 import { tablesTouched } from '../core/locks';
 import type { MigrationRisk, RiskLevel, TableContext } from '../core/risk';
 import { assessOnDatabase } from '../db/risk-context';
-import { prepareMigrations, type PreparedMigration } from '../core/prepare';
+import type { PreparedMigration } from '../core/prepare';
+import { prepareOffThread } from '../source/prepare-off-thread';
 import type { TransactionMode } from '../core/statements';
 import type { Version } from '../core/version';
 import { databaseEnvName, type Config } from '../config/config';
@@ -249,7 +250,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
         const set = await readMigrationSet(input.migrationsDir, config.files);
         if (input.target) checkTarget(set.directory, set.manifest, input.target);
         // Every file goes through the parser before anything runs.
-        const prepared = await prepareMigrations(set, undefined, { signal: Context.current().cancellationSignal });
+        const prepared = await prepareOffThread(set, undefined, { signal: Context.current().cancellationSignal });
         await readChecks(input.migrationsDir, config.files); // a check that cannot be read stops the run before it starts, not after it applied
         // Read-only: planning (and so status, plan, validate) never creates the ledger.
         return withClient(target(input.db), async (client) => {
@@ -284,7 +285,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
     async applyMigration(input: ApplyInput): Promise<ApplyResult> {
       return edge(async () => {
         const set = await pinnedSet(input.migrationsDir, input.manifestDigest);
-        const migration = (await prepareMigrations(set, new Set([input.version]))).get(input.version);
+        const migration = (await prepareOffThread(set, new Set([input.version]), { signal: Context.current().cancellationSignal })).get(input.version);
         if (migration === undefined) throw new ManifestChangedError(input.migrationsDir, input.manifestDigest, set.digest);
         return withClient(target(input.db), (client) =>
           withEngine(input.db, input.leaseToken, input, async (ctx) => {
@@ -300,7 +301,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
     async applyGroup(input: ApplyGroupInput): Promise<ApplyResult[]> {
       return edge(async () => {
         const set = await pinnedSet(input.migrationsDir, input.manifestDigest);
-        const prepared = await prepareMigrations(set, new Set(input.versions));
+        const prepared = await prepareOffThread(set, new Set(input.versions), { signal: Context.current().cancellationSignal });
         const migrations = input.versions.map((v) => prepared.get(v)).filter((m): m is PreparedMigration => m !== undefined);
         return withClient(target(input.db), (client) =>
           withEngine(input.db, input.leaseToken, input, async (ctx) => {
@@ -445,7 +446,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
     async undoMigration(input: UndoInput): Promise<UndoResult> {
       return heartbeating(() => edge(async () => {
         const set = await pinnedSet(input.migrationsDir, input.manifestDigest);
-        const m = (await prepareMigrations(set, new Set([input.version]))).get(input.version);
+        const m = (await prepareOffThread(set, new Set([input.version]), { signal: Context.current().cancellationSignal })).get(input.version);
         if (!m) throw new ManifestChangedError(input.migrationsDir, input.manifestDigest, set.digest);
         const runId = Context.current().info.workflowExecution?.runId ?? '';
         const result = await withClient(target(input.db), (client) => undoMigration(client, m, runId, { alias: input.db, token: input.leaseToken }));
