@@ -10,6 +10,7 @@ import { adminQuery, createTestDatabase } from '../helpers/database';
 import { sampleMigrationsDir, writeMigrations } from '../helpers/migrations';
 import { services } from '../helpers/services';
 import { uniqueTaskQueue } from '../helpers/temporal';
+import { isAlive } from '../helpers/workers';
 
 function scratchDir(t: { after(fn: () => void): void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'pgconvoy-cli-'));
@@ -147,15 +148,6 @@ test('embedded: after a pgconvoy is killed mid-run, the next command stops the d
   assert.ok(!isAlive(lock.serverPid), 'the orphaned dev server was stopped');
   assert.match(status.stdout, /running: phase applying, applying V1 slow, 0\/1 done/, 'the interrupted run is still known');
 });
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 test('embedded: a dev server that cannot start is reported with exit 3, and the command ends', async (t) => {
   const dir = scratchDir(t);

@@ -6,16 +6,7 @@ import { test } from 'node:test';
 import { cliEnv, runCli, startCli } from '../helpers/cli';
 import { createTestDatabase } from '../helpers/database';
 import { writeMigrations } from '../helpers/migrations';
-import { waitFor } from '../helpers/workers';
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { isAlive, waitFor } from '../helpers/workers';
 
 test('SIGTERM or SIGINT of an embedded up that waits for approval: one line (nothing changed, how to go on), exit 143 or 130, no SDK noise, nothing left running', async (t) => {
   const db = await createTestDatabase();
