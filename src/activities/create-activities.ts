@@ -12,7 +12,7 @@ import type { Version } from '../core/version';
 import { databaseEnvName, type Config } from '../config/config';
 import { withClient, type Target } from '../db/connection';
 import { applyGroup as applyGroupInDb, applyMigration as applyOne, type ApplyResult, type EngineContext, type EngineEvent } from '../db/execute';
-import { appliedByRun, ensureLedger, ledgerExists, markRolledBack, readHistory, readLedgerState, type AuditColumns, type HistoryRow } from '../db/ledger';
+import { appliedByRun, changedByOthersSince, ensureLedger, ledgerExists, ledgerHighWater, type RunChanges, markRolledBack, readHistory, readLedgerState, type AuditColumns, type HistoryRow } from '../db/ledger';
 import { changeLedger as changeLedgerInDb, type LedgerChange, type LedgerChangeResult } from '../db/ledger-admin';
 import { acquireLease, releaseLease, renewLease, type Lease } from '../db/lease';
 import { readMigrationSet } from '../source/read-migration-set';
@@ -152,6 +152,8 @@ export interface RunStart {
   fingerprint: string;
   /** Invalid indexes and NOT VALID constraints that were there before (only new ones fail a run). */
   knownProblems: string[];
+  /** The newest ledger row before the run's backup: rows above it are the run's own, or someone else's change after the backup. */
+  ledgerHighWater?: string;
 }
 
 export interface VerifyInput extends RunStateInput {
@@ -284,8 +286,12 @@ export function createActivities({ config, logger }: ActivityDeps) {
 
     async applyMigration(input: ApplyInput): Promise<ApplyResult> {
       return edge(async () => {
-        const set = await pinnedSet(input.migrationsDir, input.manifestDigest);
-        const migration = (await prepareOffThread(set, new Set([input.version]), { signal: Context.current().cancellationSignal })).get(input.version);
+        // Heartbeats while a large file is read and parsed, before the engine's own begin.
+        const { set, prepared } = await heartbeating(async () => {
+          const pinned = await pinnedSet(input.migrationsDir, input.manifestDigest);
+          return { set: pinned, prepared: await prepareOffThread(pinned, new Set([input.version]), { signal: Context.current().cancellationSignal }) };
+        });
+        const migration = prepared.get(input.version);
         if (migration === undefined) throw new ManifestChangedError(input.migrationsDir, input.manifestDigest, set.digest);
         return withClient(target(input.db), (client) =>
           withEngine(input.db, input.leaseToken, input, async (ctx) => {
@@ -300,8 +306,9 @@ export function createActivities({ config, logger }: ActivityDeps) {
 
     async applyGroup(input: ApplyGroupInput): Promise<ApplyResult[]> {
       return edge(async () => {
-        const set = await pinnedSet(input.migrationsDir, input.manifestDigest);
-        const prepared = await prepareOffThread(set, new Set(input.versions), { signal: Context.current().cancellationSignal });
+        const prepared = await heartbeating(async () =>
+          prepareOffThread(await pinnedSet(input.migrationsDir, input.manifestDigest), new Set(input.versions), { signal: Context.current().cancellationSignal }),
+        );
         const migrations = input.versions.map((v) => prepared.get(v)).filter((m): m is PreparedMigration => m !== undefined);
         return withClient(target(input.db), (client) =>
           withEngine(input.db, input.leaseToken, input, async (ctx) => {
@@ -424,7 +431,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
         withClient(target(input.db), async (client) => {
           const fp = await fingerprint(client);
           const known = (await catalogProblems(client)).map((p) => p.subject);
-          return { fingerprint: fp.sha256, knownProblems: known };
+          return { fingerprint: fp.sha256, knownProblems: known, ledgerHighWater: await ledgerHighWater(client) };
         }),
       ));
     },
@@ -504,11 +511,12 @@ export function createActivities({ config, logger }: ActivityDeps) {
     },
 
     /** What this run changed, as the ledger says: versions applied and a no-transaction file left part-way. */
-    async runChanges(input: { db: string }): Promise<{ applied: Version[]; partial: Version[] }> {
+    async runChanges(input: { db: string; since?: string }): Promise<RunChanges> {
       return edge(() =>
         withClient(target(input.db), async (client) => {
           const runId = Context.current().info.workflowExecution?.runId ?? '';
-          return (await ledgerExists(client)) ? appliedByRun(client, runId) : { applied: [], partial: [] };
+          if (!(await ledgerExists(client))) return { applied: [], partial: [], others: [] };
+          return { ...(await appliedByRun(client, runId)), others: input.since === undefined ? [] : await changedByOthersSince(client, runId, input.since) };
         }),
       );
     },

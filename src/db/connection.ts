@@ -100,7 +100,7 @@ export async function withClient<T>(target: Target, fn: (client: pg.Client) => P
 }
 
 /** Runs `fn` inside BEGIN/COMMIT, rolling back if it throws. */
-export async function withTransaction<T>(client: pg.Client, fn: () => Promise<T>, begin: 'BEGIN' | 'BEGIN READ WRITE' = 'BEGIN'): Promise<T> {
+export async function withTransaction<T>(client: pg.Client, fn: () => Promise<T>, begin: 'BEGIN' | 'BEGIN READ WRITE' | 'BEGIN READ ONLY' = 'BEGIN'): Promise<T> {
   await client.query(begin);
   try {
     const result = await fn();

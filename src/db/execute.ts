@@ -87,12 +87,12 @@ async function resetSession(client: pg.Client): Promise<void> {
 
 /** The audit columns for a version: the run's risk and approval, and the fingerprint of the catalog as it is now. */
 async function auditNow(client: pg.Client, m: PreparedMigration, ctx: EngineContext, schemaBefore: Record<string, string[]> | undefined): Promise<AuditColumns> {
-  return { ...ctx.audit?.(m.version), fingerprint: (await fingerprint(client)).sha256, ...(schemaBefore ? { schemaBefore } : {}) };
+  return { ...ctx.audit?.(m.version), fingerprint: (await fingerprint(client, { inTransaction: true })).sha256, ...(schemaBefore ? { schemaBefore } : {}) };
 }
 
 /** The catalog before a version that has an undo script: what its undo must get back to. */
-async function schemaBeforeUndoable(client: pg.Client, m: PreparedMigration): Promise<Record<string, string[]> | undefined> {
-  return m.undo ? (await fingerprint(client)).parts : undefined;
+async function schemaBeforeUndoable(client: pg.Client, m: PreparedMigration, inTransaction: boolean): Promise<Record<string, string[]> | undefined> {
+  return m.undo ? (await fingerprint(client, { inTransaction })).parts : undefined;
 }
 
 const elapsedMs = (since: bigint) => Number((process.hrtime.bigint() - since) / 1_000_000n);
@@ -219,7 +219,7 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
             results.push(done);
             continue;
           }
-          const schemaBefore = await schemaBeforeUndoable(client, m);
+          const schemaBefore = await schemaBeforeUndoable(client, m, true);
           const statementTimeoutMs = statementTimeoutFor(ctx.settings, m.forward.script.directives);
           await setTimeouts(client, attempt.lockTimeoutMs, statementTimeoutMs, true);
           for (const s of m.forward.script.statements) {
@@ -300,7 +300,7 @@ async function applyStatementByStatement(client: pg.Client, m: PreparedMigration
       if (same) from = previous.statementsDone;
     }
     if (from > 0) ctx.onEvent({ event: 'migration.resumed', version: m.version, file: m.forward.file, fromStatement: from + 1 });
-    const schemaBefore = from === 0 ? await schemaBeforeUndoable(client, m) : undefined;
+    const schemaBefore = from === 0 ? await schemaBeforeUndoable(client, m, false) : undefined;
     const id = await fenced(client, ctx, async () => {
       if (previous?.status === 'running') {
         // Its runner died (we hold the version's lock, so nobody runs it now).

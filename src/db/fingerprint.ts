@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { sha256Hex } from '../core/checksum';
+import { withTransaction } from './connection';
 
 /** The application's schemas: not the system's, not pgconvoy's ledger. */
 const userSchemas = `n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgconvoy') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'`;
@@ -45,12 +46,23 @@ export interface Fingerprint {
  * extensions. Two databases with the same schema have the same fingerprint,
  * whatever their data, OIDs or creation order.
  */
-export async function fingerprint(client: pg.Client): Promise<Fingerprint> {
-  const out: Record<string, string[]> = {};
-  for (const [name, sql] of Object.entries(parts)) {
-    const result = await client.query<Record<string, string>>({ text: sql, rowMode: 'array' } as pg.QueryConfig);
-    out[name] = (result.rows as unknown as string[][]).map((r) => String(r[0]));
-  }
+export async function fingerprint(client: pg.Client, options: { inTransaction?: boolean } = {}): Promise<Fingerprint> {
+  // Catalog text (format_type, pg_get_expr, pg_get_indexdef, ...) qualifies a
+  // name only when it is not on the search_path: it is read under one fixed
+  // path, so a fingerprint does not depend on the session it was taken in.
+  // The path is set LOCAL and put back, so nothing of it outlives the reading:
+  // inside the caller's transaction, or in a read-only one of its own.
+  const read = async () => {
+    const { rows } = await client.query<{ path: string }>(`SELECT current_setting('search_path') AS path, set_config('search_path', 'pg_catalog, pg_temp', true)`);
+    const out: Record<string, string[]> = {};
+    for (const [name, sql] of Object.entries(parts)) {
+      const result = await client.query<Record<string, string>>({ text: sql, rowMode: 'array' } as pg.QueryConfig);
+      out[name] = (result.rows as unknown as string[][]).map((r) => String(r[0]));
+    }
+    await client.query(`SELECT set_config('search_path', $1, true)`, [rows[0]!.path]);
+    return out;
+  };
+  const out = options.inTransaction ? await read() : await withTransaction(client, read, 'BEGIN READ ONLY');
   return { sha256: sha256Hex(JSON.stringify(out)), parts: out };
 }
 

@@ -364,6 +364,31 @@ export async function appliedByRun(client: pg.Client, runId: string): Promise<{ 
   return { applied, partial: [...new Set(partial)] };
 }
 
+/** What a run changed, and what others changed after it began (they forbid a restore that would erase their work). */
+export interface RunChanges {
+  applied: Version[];
+  partial: Version[];
+  others: Array<{ version: Version; status: string; runId: string | null; source: string }>;
+}
+
+/** The id of the newest ledger row ('0' for none). */
+export async function ledgerHighWater(client: pg.Client): Promise<string> {
+  if (!(await ledgerExists(client))) return '0';
+  const result = await client.query<{ id: string }>(`SELECT coalesce(max(id), 0)::text AS id FROM pgconvoy.history`);
+  return result.rows[0]?.id ?? '0';
+}
+
+/** Changes to the database recorded after ledger row `since` by anyone but `runId`: applied versions and partly applied no-transaction files. */
+export async function changedByOthersSince(client: pg.Client, runId: string, since: string): Promise<RunChanges['others']> {
+  const result = await client.query<{ version: string; status: string; run_id: string | null; source: string }>(
+    `SELECT version::text AS version, status, run_id, source FROM pgconvoy.history
+      WHERE id > $1::bigint AND run_id IS DISTINCT FROM $2 AND (status IN ('applied', 'running', 'baseline') OR coalesce(statements_done, 0) > 0)
+      ORDER BY id`,
+    [since, runId],
+  );
+  return result.rows.map((r) => ({ version: r.version, status: r.status, runId: r.run_id, source: r.source }));
+}
+
 /** The ledger row of a version this run applied: its fingerprint and the schema before it, for an undo to prove itself. */
 export async function appliedRow(client: pg.Client, version: Version): Promise<{ id: string; runId: string | null; fingerprint: string | null; schemaBefore: Record<string, string[]> | null } | undefined> {
   const result = await client.query<{ id: string; run_id: string | null; fingerprint: string | null; schema_before: Record<string, string[]> | null }>(

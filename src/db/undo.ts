@@ -58,7 +58,7 @@ export async function undoMigration(client: pg.Client, m: PreparedMigration, run
   };
   const prove = async (schemaBefore: Record<string, string[]> | null): Promise<boolean> => {
     if (schemaBefore === null) return false;
-    const now = await fingerprint(client);
+    const now = await fingerprint(client, { inTransaction: true });
     const differences = fingerprintDiff({ sha256: '', parts: schemaBefore }, now);
     if (differences.length > 0) throw new UndoLeftDifferenceError(m.version, undo.file, differences);
     return true;

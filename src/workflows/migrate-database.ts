@@ -8,7 +8,7 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { Activities, ApplyInput, DatabasePlan, PendingMigration, RunRisk } from '../activities';
+import type { Activities, ApplyInput, DatabasePlan, PendingMigration, RunRisk, RunStart } from '../activities';
 import type { Version } from '../core/version';
 import { describeGate, gatedMigrations, within } from './gates';
 import { approveUpdate, cancelUpdate, progressQuery } from './messages';
@@ -243,7 +243,7 @@ async function gateLockAndApply(
   try {
     // Runs started before backups and compensation existed go on without them.
     const safeguarded = patched('backup-verify-compensate');
-    let start: { fingerprint: string; knownProblems: string[] } | undefined;
+    let start: RunStart | undefined;
     let backupKey: string | undefined;
     if (safeguarded) {
       enter('backing-up');
@@ -315,7 +315,7 @@ function runRecord(step: PendingMigration[], progress: Progress): Pick<ApplyInpu
 interface CompensationContext {
   input: MigrateDatabaseInput;
   plan: DatabasePlan;
-  start: { fingerprint: string };
+  start: RunStart;
   backupKey: string;
   leaseToken: string;
   enter: (phase: Progress['phase']) => void;
@@ -338,12 +338,34 @@ function failureOf(error: unknown): ApplicationFailure | undefined {
 async function compensate(error: unknown, c: CompensationContext): Promise<never> {
   const original = failureOf(error);
   const details = (original?.details?.[0] ?? {}) as Record<string, unknown>;
+  const notCompensated = (why: string, extra: Record<string, unknown>) =>
+    ApplicationFailure.create({
+      type: 'CompensationFailed',
+      message: `${original?.message ?? String(error)}\nNOT COMPENSATED: ${why}`,
+      nonRetryable: true,
+      details: [{ ...details, originalType: original?.type ?? null, compensation: 'none', backupKey: c.backupKey, ...extra }],
+      cause: original ?? (error as Error),
+    });
   // What this run changed is what the ledger says it applied (an attempt may
   // have committed and died before reporting), not what the workflow heard.
-  const ledger = await CancellationScope.nonCancellable(() => runChanges({ db: c.input.db }));
+  let ledger;
+  try {
+    ledger = await CancellationScope.nonCancellable(() => runChanges({ db: c.input.db, ...(c.start.ledgerHighWater !== undefined ? { since: c.start.ledgerHighWater } : {}) }));
+  } catch (ledgerError) {
+    throw notCompensated(`the ledger could not be read to see what this run changed (${failureOf(ledgerError)?.message ?? String(ledgerError)}); the database may hold this run's migrations: see \`pgconvoy status\``, {});
+  }
   const done = ledger.applied;
   const partial = ledger.partial.length > 0 || (typeof details.statementsDone === 'number' && details.statementsDone > 0);
   if (done.length === 0 && !partial && original?.type !== 'VerificationFailed') throw error; // nothing of this run is in the database
+  if (ledger.others.length > 0) {
+    // The lease was lost and taken again meanwhile: someone else changed the
+    // database after this run's backup, and putting it back would erase that.
+    const others = ledger.others.map((o) => `V${o.version} (${o.status}, ${o.runId ? `run ${o.runId}` : o.source})`).join(', ');
+    throw notCompensated(
+      `other runs changed the database after this run's backup: ${others}; restoring it (or undoing under them) would destroy their work. The database is as the ledger says; this run's versions stay recorded as applied`,
+      { others: ledger.others },
+    );
+  }
   const undoable = new Set(c.plan.pending.filter((p) => p.undoChecksum !== null).map((p) => p.version));
   const chosen: 'undo' | 'restore' = c.input.onFailure === 'undo' && !partial && done.every((v) => undoable.has(v)) ? 'undo' : 'restore';
   let how = chosen as 'undo' | 'restore' | 'undo-then-restore';
@@ -366,7 +388,9 @@ async function compensate(error: unknown, c: CompensationContext): Promise<never
       } else {
         await restoreFromBackup({ db: c.input.db, backupKey: c.backupKey, leaseToken: c.leaseToken });
       }
-      rolledBack = (await finishCompensation({ db: c.input.db, fingerprint: c.start.fingerprint, versions: done, leaseToken: c.leaseToken })).rolledBack;
+      // Undo scripts mark their own rows; the rest are marked here.
+      const marked = (await finishCompensation({ db: c.input.db, fingerprint: c.start.fingerprint, versions: done, leaseToken: c.leaseToken })).rolledBack;
+      rolledBack = [...done, ...marked.filter((v) => !done.includes(v))];
     });
   } catch (compensationError) {
     const second = failureOf(compensationError);

@@ -151,6 +151,24 @@ test('an undo script that leaves the schema different: the version and the diffe
   ]);
 });
 
+test('undo of a no-transaction migration on a schema with serial and enum columns: the proof compares like with like, so the undo is accepted', async (t) => {
+  const { failure, before, after, ledger } = await runFailing(
+    t,
+    'concurrent',
+    {
+      'V1__idx.sql': 'CREATE INDEX CONCURRENTLY orders_state ON orders (state);',
+      'U1__idx.sql': 'DROP INDEX CONCURRENTLY orders_state;',
+      'V2__boom.sql': 'SELECT 1/0;',
+    },
+    'undo',
+    (d) => d.query("CREATE TYPE order_state AS ENUM ('new', 'paid'); CREATE TABLE orders (id serial PRIMARY KEY, state order_state NOT NULL DEFAULT 'new');").then(() => undefined),
+  );
+  assert.match(failure.message, /\ncompensated: undo scripts of V1 ran in reverse; the schema matches its fingerprint from before the run$/);
+  assert.equal((failure.details as { compensated: string }).compensated, 'undo');
+  assert.equal(after.sha256, before.sha256);
+  assert.deepEqual(ledger, [{ version: '1', status: 'rolled_back' }, { version: '2', status: 'failed' }]);
+});
+
 test('session state a migration sets (SET ROLE, search_path, default_transaction_read_only) leaks neither into its ledger row nor into the next migration', async (t) => {
   const role = `pgconvoy_test_lowpriv_${process.pid}`;
   await adminQuery(`DROP ROLE IF EXISTS ${role}; CREATE ROLE ${role} NOLOGIN`);

@@ -9,7 +9,8 @@ import { ExitCode, exitCodeForFailure } from '../../src/client/exit-codes';
 import { summarizeFailure } from '../../src/client/failure';
 import { withClient } from '../../src/db/connection';
 import { fingerprint } from '../../src/db/fingerprint';
-import { ensureLedger } from '../../src/db/ledger';
+import { ensureLedger, insertHistory } from '../../src/db/ledger';
+import { acquireLease, releaseLease } from '../../src/db/lease';
 import type { MigrateDatabaseInput } from '../../src/workflows/messages';
 import { adminQuery, createTestDatabase, statementRunning, type TestDatabase } from '../helpers/database';
 import { writeMigrations } from '../helpers/migrations';
@@ -183,4 +184,38 @@ test('a backup truncated during the run: the restore refuses it before touching 
   assert.equal(idle.rowCount, 0, 'no session left idle in transaction');
   const children = execFileSync('ps', ['-o', 'comm=', '--ppid', String(process.pid)]).toString();
   assert.doesNotMatch(children, /pg_restore|psql/, `no pg_restore or psql left running: ${children}`);
+});
+
+test('a run that lost its lease while someone else changed the database does not restore its older backup over their work', async (t) => {
+  const db = await createTestDatabase();
+  t.after(() => db.drop());
+  const set = writeMigrations({
+    'V1__a.sql': 'CREATE TABLE a (id int);',
+    'V2__steps.sql': '-- pgconvoy:no-transaction\nSELECT pg_sleep(1.5) /* before the stop */;\nSELECT 1/0;\n',
+  });
+  t.after(() => set.remove());
+  const taskQueue = uniqueTaskQueue();
+  const pool = workerPool({ taskQueue, databases: { shared: db.url }, migrationsDir: set.dir, lease: { ttlMs: 2_000, renewEveryMs: 300 } });
+  t.after(() => pool.stopAll());
+  const a = pool.start();
+  const handle = await startMigration({ client: shared.client, taskQueue }, { db: 'shared', migrationsDir: set.dir });
+  await waitFor('V2 to run', () => statementRunning(db, 'before the stop'), 60_000);
+  a.kill('SIGSTOP');
+  await waitFor('the lease to expire', async () => ((await db.query('SELECT 1 FROM pgconvoy.lease WHERE expires_at < now()')).rowCount ? true : undefined));
+  // Someone else (another cluster's run, a tool outside Temporal) takes the lease and changes the database.
+  await withClient({ alias: 'shared', url: db.url }, async (c) => {
+    const other = await acquireLease(c, 'shared', 'elsewhere', 60_000);
+    await c.query('CREATE TABLE theirs (id int); INSERT INTO theirs VALUES (42);');
+    await insertHistory(c, { version: '100', description: 'theirs', file: 'V100__theirs.sql', checksum: 'e'.repeat(64), status: 'applied', startedAt: new Date(), executionMs: 1, workflowId: 'elsewhere', runId: 'their-run' });
+    await releaseLease(c, { alias: 'shared', token: other.token });
+  });
+  a.kill('SIGCONT');
+  const failure = await handle.result().then(() => assert.fail('the run should fail'), summarizeFailure);
+  assert.equal(failure.type, 'CompensationFailed');
+  assert.match(failure.message, /division by zero\nNOT COMPENSATED: other runs changed the database after this run's backup: V100 \(applied, run their-run\); restoring it/);
+  assert.deepEqual((await db.query('SELECT id FROM theirs')).rows, [{ id: 42 }], 'their work is still there');
+  assert.equal((await db.query(`SELECT to_regclass('public.a') IS NOT NULL AS t`)).rows[0]?.t, true, 'and this run’s V1, as the ledger says');
+  const ledger = (await db.query<{ version: string; status: string }>(`SELECT version::text, status FROM pgconvoy.history WHERE status = 'applied' ORDER BY version`)).rows;
+  assert.deepEqual(ledger, [{ version: '1', status: 'applied' }, { version: '100', status: 'applied' }]);
+  assert.equal((await db.query('SELECT 1 FROM pgconvoy.lease')).rowCount, 0);
 });
