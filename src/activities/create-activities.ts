@@ -479,6 +479,8 @@ export function createActivities({ config, logger }: ActivityDeps) {
                 manifest,
                 // A cancelled or timed-out attempt rolls its restore back instead of racing the next one.
                 signal: Context.current().cancellationSignal,
+                lockTimeoutMs: config.execution.lockTimeoutMs,
+                fenceToken: input.leaseToken,
                 onTerminate: (sessions) =>
                   logger.warn({ event: 'restore.terminating_sessions', db: input.db, sessions }, `terminating ${sessions.length} other session(s) of "${input.db}" before restoring backup ${manifest.id}`),
               },

@@ -209,6 +209,30 @@ export interface RestoreOptions {
   onTerminate?: (sessions: Array<{ pid: number; application: string; user: string }>) => void;
   /** Aborting rolls a restore back unless its COMMIT was already sent (an activity's cancellation). */
   signal?: AbortSignal;
+  /**
+   * The longest the restore waits for a lock (a session that reconnected
+   * after the others were terminated): past it the restore rolls back and is
+   * retried, instead of queueing every query of the application behind it.
+   */
+  lockTimeoutMs?: number;
+  /** The lease token the run holds: the restore commits only while it is the live lease. */
+  fenceToken?: string;
+}
+
+/** The restore's first statements: a bounded lock wait, and proof that the run still holds the lease (kept until COMMIT). */
+function restoreGuards(options: RestoreOptions): string {
+  const lines: string[] = [];
+  if (options.lockTimeoutMs !== undefined) lines.push(`SET LOCAL lock_timeout = '${Math.max(1, Math.floor(options.lockTimeoutMs))}ms';`);
+  if (options.fenceToken !== undefined) {
+    if (!/^[0-9]+$/.test(options.fenceToken)) throw new Error(`invalid lease token ${JSON.stringify(options.fenceToken)}`);
+    lines.push(
+      `DO $pgconvoy_fence$ BEGIN
+         PERFORM 1 FROM pgconvoy.lease WHERE token = ${options.fenceToken} AND expires_at > now() FOR KEY SHARE;
+         IF NOT FOUND THEN RAISE EXCEPTION 'lease ${options.fenceToken} on database "%" is no longer held (it expired or was taken over); not restoring', current_database(); END IF;
+       END $pgconvoy_fence$;`,
+    );
+  }
+  return lines.map((l) => `${l}\n`).join('');
 }
 
 const isMissing = (error: unknown) => {
@@ -287,14 +311,15 @@ export async function restoreDatabase(options: RestoreOptions, query: (sql: stri
   const publicSchema = manifest.tables === null ? await readPublicSchema(query) : null;
   const quoted = (name: string) => name.split('.').map((part) => `"${part.replace(/"/g, '""')}"`).join('.');
   const prelude =
-    manifest.tables === null
+    restoreGuards(options) +
+    (manifest.tables === null
       ? schemas.map((s) => `DROP SCHEMA ${s.name} CASCADE;\n`).join('') +
         // Large objects belong to no schema, and a whole-database dump holds them all: without
         // this, restoring one that still exists fails on its duplicate OID.
         `SELECT count(lo_unlink(oid)) FROM pg_largeobject_metadata;\n` +
         // pg_dump leaves out the public schema unless it was changed; give the restore one to fill.
         `CREATE SCHEMA IF NOT EXISTS public;\nGRANT USAGE ON SCHEMA public TO PUBLIC;\n`
-      : manifest.tables.map((t) => `DROP TABLE IF EXISTS ${quoted(t)} CASCADE;\n`).join('');
+      : manifest.tables.map((t) => `DROP TABLE IF EXISTS ${quoted(t)} CASCADE;\n`).join(''));
 
   const outcome = await replayBackup({
     env: libpqEnv(options.url),

@@ -97,7 +97,11 @@ export async function replayBackup(o: ReplayOptions): Promise<ReplayOutcome> {
     try {
       await Promise.race([Promise.all([reading, feeding, restored]), psqlGone, aborted]);
     } catch (error) {
-      problems.push((error as Error).message);
+      // A write that broke (EPIPE) usually means psql stopped on the server's
+      // error: its own words (SQLSTATE message on stderr) say why.
+      const stopped = await Promise.race([p.exit, sleep(500).then(() => undefined)]);
+      if (stopped && stopped.code !== 0) problems.push(`psql stopped (${describeExit(stopped)})`);
+      else problems.push((error as Error).message);
     }
     const sha256 = hash.digest('hex');
     const corrupt = inputEnded && (bytes !== o.expected.bytes || sha256 !== o.expected.sha256);

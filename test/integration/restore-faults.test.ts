@@ -12,6 +12,7 @@ import { S3Store } from '../../src/backup/s3-store';
 import type { BackupStore } from '../../src/backup/store';
 import { withClient } from '../../src/db/connection';
 import { fingerprint } from '../../src/db/fingerprint';
+import { ensureLedger } from '../../src/db/ledger';
 import { adminQuery, createTestDatabase, type TestDatabase } from '../helpers/database';
 import { services } from '../helpers/services';
 
@@ -388,4 +389,65 @@ test('verification and the restore drill of a backup that is gone fail at once, 
     (error: unknown) => error instanceof BackupCorruptError && /restore drill of backup \S+ of "shop" failed: reading it failed: ENOENT/.test(error.message),
   );
   assert.deepEqual(childTools(), []);
+});
+
+test('a restore commits only while the run holds the lease: with a lease that is gone it rolls back and says so', async (t) => {
+  const db = await seeded(t, 2_000);
+  const store = await filesystem.store(t);
+  const manifest = await backupDatabase({ alias: 'shop', url: db.url, store, serverVersion: '15', ledgerVersion: null });
+  await damage(db);
+  await withClient({ alias: 'shop', url: db.url }, (c) => ensureLedger(c));
+  const damaged = await snapshot(db);
+  await assert.rejects(
+    withClient({ alias: 'shop', url: db.url }, (c) =>
+      restoreDatabase({ alias: 'shop', url: db.url, store, manifest, fenceToken: '424242' }, async (sql) => (await c.query<Record<string, unknown>>(sql)).rows),
+    ),
+    /failed and was rolled back; the database is as it was before the restore: .*lease 424242 on database "pgconvoy_test_\w+" is no longer held \(it expired or was taken over\); not restoring/s,
+  );
+  assert.deepEqual(await snapshot(db), damaged, 'nothing of the restore was kept');
+  assert.deepEqual(childTools(), []);
+  assert.deepEqual(await lingeringSessions(db), []);
+});
+
+test('a session that reconnects after the others were terminated cannot hold a restore (and the application behind it) for long: the restore gives up and rolls back', async (t) => {
+  const db = await seeded(t, 2_000);
+  const store = await filesystem.store(t);
+  const manifest = await backupDatabase({ alias: 'shop', url: db.url, store, serverVersion: '15', ledgerVersion: null });
+  await damage(db);
+  const damaged = await snapshot(db);
+  // Sessions like a connection pool's: terminated, they reconnect at once and take their lock again.
+  let stop = false;
+  const pool = [1, 2, 3].map(async () => {
+    while (!stop) {
+      const c = new pg.Client({ connectionString: db.url, application_name: 'app-pool' });
+      c.on('error', () => undefined);
+      try {
+        await c.connect();
+        await c.query('BEGIN; LOCK TABLE customers IN ACCESS SHARE MODE');
+        while (!stop) await c.query('SELECT pg_sleep(0.05)');
+      } catch {
+        // terminated by the restore: reconnect
+      } finally {
+        await c.end().catch(() => undefined);
+      }
+    }
+  });
+  t.after(async () => {
+    stop = true;
+    await Promise.all(pool);
+  });
+  await new Promise((r) => setTimeout(r, 300));
+  const started = Date.now();
+  await assert.rejects(
+    withClient({ alias: 'shop', url: db.url }, (c) =>
+      restoreDatabase({ alias: 'shop', url: db.url, store, manifest, lockTimeoutMs: 1_000 }, async (sql) => (await c.query<Record<string, unknown>>(sql)).rows),
+    ),
+    /failed and was rolled back; the database is as it was before the restore: .*canceling statement due to lock timeout/s,
+  );
+  assert.ok(Date.now() - started < 30_000, 'the restore gave up instead of waiting for the lock');
+  stop = true;
+  await Promise.all(pool);
+  assert.deepEqual(await snapshot(db), damaged, 'nothing of the restore was kept');
+  assert.deepEqual(childTools(), []);
+  assert.deepEqual(await lingeringSessions(db), []);
 });
