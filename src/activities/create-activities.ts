@@ -300,6 +300,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
             logger.info({ event: result.status === 'applied' ? 'migration.applied' : 'migration.skipped', db: input.db, ...result });
             return result;
           }),
+          { signal: Context.current().cancellationSignal },
         );
       });
     },
@@ -317,6 +318,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
             logger.info({ event: 'group.applied', db: input.db, versions: input.versions });
             return results;
           }),
+          { signal: Context.current().cancellationSignal },
         );
       });
     },
@@ -456,7 +458,9 @@ export function createActivities({ config, logger }: ActivityDeps) {
         const m = (await prepareOffThread(set, new Set([input.version]), { signal: Context.current().cancellationSignal })).get(input.version);
         if (!m) throw new ManifestChangedError(input.migrationsDir, input.manifestDigest, set.digest);
         const runId = Context.current().info.workflowExecution?.runId ?? '';
-        const result = await withClient(target(input.db), (client) => undoMigration(client, m, runId, { alias: input.db, token: input.leaseToken }));
+        const result = await withClient(target(input.db), (client) => undoMigration(client, m, runId, { alias: input.db, token: input.leaseToken }), {
+          signal: Context.current().cancellationSignal,
+        });
         logger.warn({ event: result.status === 'undone' ? 'compensation.undone' : 'compensation.undo_skipped', db: input.db, version: input.version, file: m.undo?.file });
         return result;
       }));

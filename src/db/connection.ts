@@ -66,7 +66,7 @@ export interface Target {
 }
 
 /** Opens one connection for the lifetime of `fn` and always closes it. */
-export async function withClient<T>(target: Target, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+export async function withClient<T>(target: Target, fn: (client: pg.Client) => Promise<T>, options: { signal?: AbortSignal } = {}): Promise<T> {
   checkUrl(target);
   let client: pg.Client;
   try {
@@ -87,6 +87,12 @@ export async function withClient<T>(target: Target, fn: (client: pg.Client) => P
     if (classifySqlState(fields.code) === 'retryable') throw new DatabaseUnavailableError(target.alias, error);
     throw error;
   }
+  // A given-up attempt (its activity cancelled, timed out, or its worker
+  // shutting down) ends its connection: the statement in flight fails at once
+  // and the server rolls its transaction back, instead of the attempt working
+  // on (and a short-lived command's worker waiting for it) after nobody wants it.
+  const abandon = () => void client.end().catch(() => undefined);
+  options.signal?.addEventListener('abort', abandon, { once: true });
   try {
     return await fn(client);
   } catch (error) {
@@ -95,6 +101,7 @@ export async function withClient<T>(target: Target, fn: (client: pg.Client) => P
     if (!(error instanceof PgconvoyError) && pgErrorFields(error).code === '42501') throw new PermissionDeniedError(target.alias, error);
     throw error;
   } finally {
+    options.signal?.removeEventListener('abort', abandon);
     await client.end().catch(() => undefined);
   }
 }

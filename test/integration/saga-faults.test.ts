@@ -219,3 +219,22 @@ test('a run that lost its lease while someone else changed the database does not
   assert.deepEqual(ledger, [{ version: '1', status: 'applied' }, { version: '100', status: 'applied' }]);
   assert.equal((await db.query('SELECT 1 FROM pgconvoy.lease')).rowCount, 0);
 });
+
+test('a worker that stops (a short command ending, a deploy) abandons the migration it runs at once instead of finishing it first; the next worker completes it', async (t) => {
+  const db = await createTestDatabase();
+  t.after(() => db.drop());
+  const set = writeMigrations({ 'V1__slow.sql': 'CREATE TABLE slow (id int);\nSELECT pg_sleep(60) /* abandoned */;' });
+  t.after(() => set.remove());
+  const config = testConfig({ databases: { slow: db.url }, migrationsDir: set.dir });
+  let stoppedAt = 0;
+  const handle = await withWorker(config, async () => {
+    const h = await startMigration({ client: shared.client, taskQueue: config.temporal.taskQueue }, { db: 'slow', migrationsDir: set.dir });
+    await waitFor('the slow statement', () => statementRunning(db, 'abandoned'), 60_000);
+    stoppedAt = Date.now();
+    return h;
+  });
+  const shutdownMs = Date.now() - stoppedAt;
+  assert.ok(shutdownMs < 15_000, `the worker stopped in ${shutdownMs} ms, without waiting for the 60 s statement`);
+  assert.equal((await db.query(`SELECT to_regclass('public.slow') AS t`)).rows[0]?.t, null, 'nothing of it was committed');
+  await handle.terminate();
+});
