@@ -28,7 +28,7 @@ export function parseMigrationFileName(name: string): ParsedFileName {
   }
   if (digits === '') return { ok: false, reason: `no version after "${prefix}"; ${expected}` };
   const version = parseVersion(digits);
-  if (version === undefined) return { ok: false, reason: `version must be a positive integer, got "${digits}"; ${expected}` };
+  if (version === undefined) return { ok: false, reason: `version must be a whole number, got "${digits}"; ${expected}` };
   if (separator === '' && rest.startsWith('.')) {
     return { ok: false, reason: `version must be a whole number (dotted versions such as "${digits}${rest.split('_')[0]}" are not supported); ${expected}` };
   }

@@ -52,15 +52,19 @@ const isComment = (t: Token) => t.tokenName === 'SQL_COMMENT' || t.tokenName ===
  */
 export async function analyzeScript(sql: string): Promise<ScriptResult> {
   const bytes = Buffer.from(sql, 'utf8');
+  // libpg-query refuses an empty string ("Query cannot be empty", and its
+  // scanner fails too) where the server runs it as nothing: a 0-byte file is
+  // a no-op, like a blank or comments-only one.
+  const empty = sql === '';
   let raw: RawStatement[];
   try {
-    raw = ((await parse(sql)) as { stmts?: RawStatement[] }).stmts ?? [];
+    raw = empty ? [] : (((await parse(sql)) as { stmts?: RawStatement[] }).stmts ?? []);
   } catch (error) {
     const details = (error as { sqlDetails?: { message?: string; cursorPosition?: number } }).sqlDetails;
     const where = details?.cursorPosition === undefined ? '' : `${describePosition(bytes, details.cursorPosition)}: `;
     return { ok: false, problems: [`${where}${details?.message ?? (error as Error).message}`] };
   }
-  const tokens = ((await scan(sql)) as { tokens?: Token[] }).tokens ?? [];
+  const tokens = empty ? [] : (((await scan(sql)) as { tokens?: Token[] }).tokens ?? []);
   const firstCodeToken = tokens.find((t) => !isComment(t));
   const position = positionsIn(bytes);
 

@@ -124,7 +124,7 @@ async function importLedger(client: pg.Client, set: MigrationSet, from: LedgerSo
   let baseline: Version | null = null;
   for (const row of rows) {
     const version = parseVersion(row.version ?? '');
-    if (version === undefined) throw new LedgerChangeRefusedError(`cannot import from ${from}: version "${row.version}" is not a whole number; pgconvoy versions are positive integers`);
+    if (version === undefined) throw new LedgerChangeRefusedError(`cannot import from ${from}: version "${row.version}" is not a whole number; pgconvoy versions are whole numbers ≥ 0`);
     if (row.kind === 'baseline') {
       baseline = baseline === null || compareVersions(version, baseline) > 0 ? version : baseline;
       continue;

@@ -8,7 +8,7 @@ import { withTransaction } from './connection';
  * has in pgconvoy.meta, so later versions of pgconvoy can extend the ledger
  * without a tool a human must run.
  */
-const ledgerSteps: string[] = [
+export const ledgerSteps: readonly string[] = [
   `CREATE SCHEMA IF NOT EXISTS pgconvoy;
    CREATE TABLE pgconvoy.meta (key text PRIMARY KEY, value text NOT NULL);
    CREATE TABLE pgconvoy.history (
@@ -69,6 +69,34 @@ const ledgerSteps: string[] = [
   // undo that leaves the schema different can say how.
   `CREATE UNIQUE INDEX IF NOT EXISTS lease_token_key ON pgconvoy.lease (token);
    ALTER TABLE pgconvoy.history ADD COLUMN IF NOT EXISTS schema_before jsonb;`,
+  // Version 0 is a version (diesel's first migration is 00000000000000). The
+  // first step's check (version > 0) was declared inline, so its name is
+  // whatever PostgreSQL chose: find every check on the version column in the
+  // catalog and replace it with one under a name of our own.
+  `DO $step$
+   DECLARE
+     old_check name;
+   BEGIN
+     FOR old_check IN
+       SELECT con.conname
+         FROM pg_catalog.pg_constraint con
+         JOIN pg_catalog.pg_attribute att ON att.attrelid = con.conrelid AND att.attname = 'version'
+        WHERE con.conrelid = 'pgconvoy.history'::pg_catalog.regclass
+          AND con.contype = 'c'
+          AND con.conkey = ARRAY[att.attnum]
+          AND con.conname <> 'history_version_whole'
+     LOOP
+       EXECUTE pg_catalog.format('ALTER TABLE pgconvoy.history DROP CONSTRAINT %I', old_check);
+     END LOOP;
+     IF NOT EXISTS (
+       SELECT 1 FROM pg_catalog.pg_constraint
+        WHERE conrelid = 'pgconvoy.history'::pg_catalog.regclass AND conname = 'history_version_whole'
+     ) THEN
+       ALTER TABLE pgconvoy.history
+         ADD CONSTRAINT history_version_whole CHECK (version >= 0 AND version = trunc(version));
+     END IF;
+   END
+   $step$;`,
 ];
 
 /** Any constant works; it only has to be the same in every pgconvoy. */

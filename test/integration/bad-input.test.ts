@@ -53,7 +53,6 @@ const cases: Case[] = [
   { name: 'single underscore', files: { 'V1_a.sql': '' }, stderr: `invalid migration set in <dir>:\n  V1_a.sql: version and description must be separated by two underscores; ${help}` },
   { name: 'repeatable migration', files: { 'R__views.sql': '' }, stderr: `invalid migration set in <dir>:\n  R__views.sql: unknown prefix "R" (repeatable migrations are not supported); ${help}` },
   { name: 'dotted version', files: { 'V1.1__a.sql': '' }, stderr: `invalid migration set in <dir>:\n  V1.1__a.sql: version must be a whole number (dotted versions such as "1.1" are not supported); ${help}` },
-  { name: 'version zero', files: { 'V0__a.sql': '' }, stderr: `invalid migration set in <dir>:\n  V0__a.sql: version must be a positive integer, got "0"; ${help}` },
   { name: 'empty description', files: { 'V1__.sql': '' }, stderr: `invalid migration set in <dir>:\n  V1__.sql: description is empty; ${help}` },
   { name: 'undo without forward', files: { 'V1__a.sql': '', 'U2__b.sql': '' }, stderr: 'invalid migration set in <dir>:\n  U2__b.sql: undo script for version 2 has no forward migration V2__*.sql' },
   {
@@ -164,7 +163,7 @@ const cases: Case[] = [
     args: ['--db', 'nobody'],
     stderr: 'database alias "nobody" is not configured: add it under "databases" in the config file or set PGCONVOY_DB_NOBODY',
   },
-  { name: 'a target that is not a version', files: { 'V1__a.sql': 'SELECT 1;' }, args: ['--target', '1.5'], stderr: '--target must be a positive integer version, got "1.5"' },
+  { name: 'a target that is not a version', files: { 'V1__a.sql': 'SELECT 1;' }, args: ['--target', '1.5'], stderr: '--target must be a version: a whole number ≥ 0, got "1.5"' },
   {
     name: 'a NUL byte in a migration (PostgreSQL would silently drop what follows it)',
     files: { 'V1__ok.sql': 'CREATE TABLE ok (id int);', 'V2__nul.sql': Buffer.from('CREATE TABLE a (id int);\nCREATE TABLE b (id int);\0CREATE TABLE c (id int);') },
@@ -271,7 +270,7 @@ const cases: Case[] = [
     args: ['--group'],
     stderr: 'cannot apply the pending migrations in one transaction: V2 (nt) must run outside a transaction',
   },
-  { name: 'a target of zero', files: { 'V1__a.sql': 'SELECT 1;' }, args: ['--target', '0'], stderr: '--target must be a positive integer version, got "0"' },
+  { name: 'a negative target', files: { 'V1__a.sql': 'SELECT 1;' }, args: ['--target=-1'], stderr: '--target must be a version: a whole number ≥ 0, got "-1"' },
   {
     name: 'an approval timeout that is not a duration',
     files: { 'V1__a.sql': 'SELECT 1;' },

@@ -100,7 +100,7 @@ test('bad input exits 2 with a message that names the problem, and touches nothi
   const cases: Array<{ args: string[]; stderr: RegExp }> = [
     { args: ['up'], stderr: /required option '-d, --db <alias>' not specified/ },
     { args: ['up', '--db', 'Not An Alias'], stderr: /invalid database alias "Not An Alias"/ },
-    { args: ['up', '--db', 'bad', '--target', 'v2'], stderr: /--target must be a positive integer version, got "v2"/ },
+    { args: ['up', '--db', 'bad', '--target', 'v2'], stderr: /--target must be a version: a whole number ≥ 0, got "v2"/ },
     { args: ['up', '--db', 'bad', '--config', join(dir, 'missing.json')], stderr: /invalid configuration \(.*missing\.json\):\n {2}cannot read/ },
     {
       args: ['up', '--db', 'bad', '--migrations', broken.dir],

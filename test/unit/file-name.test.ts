@@ -13,11 +13,17 @@ test('forward and undo names parse with Flyway-style descriptions', () => {
   });
 });
 
+test('version 0 is a version like any other, however many zeros it is written with', () => {
+  assert.deepEqual(parseMigrationFileName('V0__init.sql'), { ok: true, kind: 'forward', version: '0', description: 'init' });
+  assert.deepEqual(parseMigrationFileName('V00000000000000__diesel_initial_setup.sql'), { ok: true, kind: 'forward', version: '0', description: 'diesel initial setup' });
+  assert.deepEqual(parseMigrationFileName('U00__init.sql'), { ok: true, kind: 'undo', version: '0', description: 'init' });
+});
+
 const bad: Array<[string, RegExp]> = [
   ['R__views.sql', /unknown prefix "R" \(repeatable migrations are not supported\)/],
   ['X1__thing.sql', /unknown prefix "X"/],
   ['V__no_version.sql', /no version after "V"/],
-  ['V0__zero.sql', /version must be a positive integer, got "0"/],
+  ['V-1__negative.sql', /no version after "V"/],
   ['V1_single_underscore.sql', /separated by two underscores/],
   ['V1.1__dotted.sql', /dotted versions such as "1.1" are not supported/],
   ['V1__.sql', /description is empty/],

@@ -110,6 +110,30 @@ test('the sample set loads', async () => {
   assert.deepEqual(set.migrations.map((m) => [m.version, m.undo !== undefined]), [['1', true], ['2', true], ['3', true]]);
 });
 
+test('version 0 and empty files: a set shaped like a real history prepares, 0 first, empty files with no statements', async () => {
+  const set = buildMigrationSet('m', [
+    file('V00000000000000__diesel_initial_setup.sql', ''),
+    file('U00000000000000__diesel_initial_setup.sql', ''),
+    file('V20240101000000__blank.sql', '  \n\n\t\n'),
+    file('U20240101000000__blank.sql', '-- nothing to undo\n'),
+    file('V20240102000000__comments.sql', '-- intentionally empty\n/* kept for history */\n'),
+    file('V20240103000000__users.sql', 'CREATE TABLE users (id int);'),
+    file('U20240103000000__users.sql', ''),
+  ]);
+  assert.deepEqual(set.migrations.map((m) => m.version), ['0', '20240101000000', '20240102000000', '20240103000000']);
+  const prepared = await prepareMigrations(set);
+  assert.deepEqual(
+    [...prepared.values()].map((m) => [m.version, m.forward.script.statements.length, m.undo?.script.statements.length ?? null]),
+    [
+      ['0', 0, 0],
+      ['20240101000000', 0, 0],
+      ['20240102000000', 0, null],
+      ['20240103000000', 1, 0],
+    ],
+  );
+  assert.deepEqual(problemsOf(() => buildMigrationSet('m', [file('V0__a.sql', ''), file('V000__b.sql', '')])), ['V0__a.sql: duplicate version 0: also in V000__b.sql']);
+});
+
 test('preparing stops at the next file once its attempt is given up', async () => {
   const set = buildMigrationSet('m', [{ name: 'V1__a.sql', content: Buffer.from('SELECT 1;') }]);
   const controller = new AbortController();

@@ -88,6 +88,12 @@ test('concurrent index creation inside a transaction is high risk', async () => 
   assert.deepEqual(findings.map((f) => [f.rule, f.level, f.lock, f.table, f.line]), [['concurrent-index-in-transaction', 'high', 'SHARE UPDATE EXCLUSIVE', 'orders', 1]]);
 });
 
+test('empty files (0 bytes, blank, comments only) have no findings and do not disturb the set around them', async () => {
+  assert.deepEqual(await findingsOfLast('', ' \n', '-- later\n', 'CREATE TABLE t (id int);', '', 'CREATE INDEX t_id ON t (id);'), []);
+  assert.deepEqual(await findingsOfLast('', 'DELETE FROM orders;'), ['delete-without-where:high']);
+  assert.deepEqual(await findingsOfLast('DELETE FROM orders;', ''), []);
+});
+
 test('the highest level ignores accepted findings', async () => {
   const parsed = await analyzeScript("-- pgconvoy:allow drop-column gone since v42\nSET lock_timeout = '5s';\nALTER TABLE orders DROP COLUMN note;\nCREATE INDEX i ON orders (id);");
   assert.ok(parsed.ok);

@@ -51,6 +51,22 @@ test('a comment-only file has no statements and is a valid no-op', async () => {
   assert.deepEqual(s.statements, []);
 });
 
+test('a 0-byte, a whitespace-only and a comments-only file each have no statements and run as one (empty) transaction', async () => {
+  for (const sql of ['', ' \n\t\r\n', '-- nothing yet\n/* later */\n', '-- no newline at the end', ';\n;']) {
+    const s = await script(sql);
+    assert.deepEqual(s.statements, [], JSON.stringify(sql));
+    assert.equal(s.mode, 'transaction', JSON.stringify(sql));
+    assert.deepEqual(s.directives, { noTransaction: false, allow: [] }, JSON.stringify(sql));
+  }
+});
+
+test('a file of directives only keeps its directives', async () => {
+  const s = await script('-- pgconvoy:no-transaction\n-- pgconvoy:lock-timeout 5s\n');
+  assert.deepEqual(s.statements, []);
+  assert.equal(s.mode, 'no-transaction');
+  assert.equal(s.directives.lockTimeoutMs, 5000);
+});
+
 test('the lock schedule starts short, grows to the limit, and is bounded', () => {
   const schedule = lockSchedule({ ...defaultExecutionSettings, lockTimeoutInitialMs: 500, lockTimeoutMs: 5000, lockRetryMaxAttempts: 6, lockRetryPauseMs: 1000, lockRetryMaxPauseMs: 8000 });
   assert.deepEqual(schedule.map((a) => a.lockTimeoutMs), [500, 1000, 2000, 4000, 5000, 5000]);

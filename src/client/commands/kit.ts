@@ -28,7 +28,7 @@ export function parseAlias(value: string): string {
 export function versionArgument(what: string, value: string | undefined): Version | undefined {
   if (value === undefined) return undefined;
   const version = parseVersion(value);
-  if (version === undefined) throw new UsageError(`${what} must be a positive integer version, got "${value}"`);
+  if (version === undefined) throw new UsageError(`${what} must be a version: a whole number ≥ 0, got "${value}"`);
   return version;
 }
 
