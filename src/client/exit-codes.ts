@@ -12,6 +12,12 @@ export const ExitCode = {
   rolledBack: 4,
   /** The run was cancelled (`pgconvoy cancel`); the ledger says what was applied before it stopped. */
   cancelled: 5,
+  /**
+   * `approve`/`cancel`: the message does not apply, and nothing changed: no
+   * run of the database is going on, or the run is in a phase that refuses it
+   * (nothing waits for approval; too late to cancel).
+   */
+  notApplicable: 6,
   /** With --detailed-exitcode: migrations were applied. */
   applied: 10,
   /** `lint`: the highest finding (not accepted with pgconvoy:allow) is medium risk. */

@@ -182,6 +182,11 @@ interface RawHistoryRow {
   approval_note?: string | null;
 }
 
+/**
+ * Read through an alias (`FROM pgconvoy.history h`) and ordered by `h.id` or
+ * `h.version`: a bare ORDER BY name would sort the text output column below,
+ * which puts id 100 before 11.
+ */
 const historyColumns = `id::text AS id, version::text AS version, description, file, checksum, status, started_at, finished_at,
   execution_ms, statements_done, statements_total, done_prefix_sha, workflow_id, error_sqlstate, error_message,
   error_statement, source, reason`;
@@ -222,12 +227,12 @@ export async function readHistory(client: pg.Client, options: { last?: number } 
   const columns = historyColumns + (steps >= 2 ? riskColumns : '');
   if (options.last !== undefined) {
     const result = await client.query<RawHistoryRow>(
-      `SELECT * FROM (SELECT ${columns} FROM pgconvoy.history ORDER BY id DESC LIMIT $1) newest ORDER BY id::bigint`,
+      `SELECT ${columns} FROM (SELECT * FROM pgconvoy.history h ORDER BY h.id DESC LIMIT $1) h ORDER BY h.id`,
       [options.last],
     );
     return result.rows.map(toHistoryRow);
   }
-  const result = await client.query<RawHistoryRow>(`SELECT ${columns} FROM pgconvoy.history ORDER BY id`);
+  const result = await client.query<RawHistoryRow>(`SELECT ${columns} FROM pgconvoy.history h ORDER BY h.id`);
   return result.rows.map(toHistoryRow);
 }
 
@@ -246,7 +251,7 @@ export async function ledgerExists(client: pg.Client): Promise<boolean> {
 export async function readLedgerState(client: pg.Client): Promise<LedgerState> {
   if (!(await ledgerExists(client))) return { applied: [], baseline: null };
   const result = await client.query<RawHistoryRow>(
-    `SELECT ${historyColumns} FROM pgconvoy.history WHERE status IN ('applied', 'baseline') ORDER BY version`,
+    `SELECT ${historyColumns} FROM pgconvoy.history h WHERE status IN ('applied', 'baseline') ORDER BY h.version`,
   );
   const baseline = result.rows.find((r) => r.status === 'baseline')?.version ?? null;
   const applied = result.rows
@@ -351,7 +356,7 @@ export async function latestAttempt(
   version: Version,
 ): Promise<{ id: string; status: HistoryStatus; checksum: string; statementsDone: number; donePrefixSha: string | null } | undefined> {
   const result = await client.query<RawHistoryRow>(
-    `SELECT ${historyColumns} FROM pgconvoy.history WHERE version = $1 AND status IN ('running', 'failed') ORDER BY id DESC LIMIT 1`,
+    `SELECT ${historyColumns} FROM pgconvoy.history h WHERE version = $1 AND status IN ('running', 'failed') ORDER BY h.id DESC LIMIT 1`,
     [version],
   );
   const row = result.rows[0];

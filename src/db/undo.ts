@@ -48,7 +48,7 @@ export async function undoMigration(client: pg.Client, m: PreparedMigration, run
   const state = async (): Promise<{ id: string; schemaBefore: Record<string, string[]> | null } | 'undone'> => {
     if (fence) await checkFence(client, fence);
     const rows = await client.query<{ id: string; status: string; schema_before: Record<string, string[]> | null }>(
-      `SELECT id::text AS id, status, schema_before FROM pgconvoy.history WHERE version = $1 AND run_id = $2 AND status IN ('applied', 'rolled_back') ORDER BY id DESC LIMIT 1`,
+      `SELECT id::text AS id, status, schema_before FROM pgconvoy.history h WHERE version = $1 AND run_id = $2 AND status IN ('applied', 'rolled_back') ORDER BY h.id DESC LIMIT 1`,
       [m.version, runId],
     );
     const row = rows.rows[0];

@@ -153,6 +153,14 @@ export async function migrateDatabase(input: MigrateDatabaseInput): Promise<Migr
   }
 }
 
+/**
+ * An update's validator refusing it: nothing was recorded in the history. The
+ * client tells it from other failures by this type.
+ */
+function messageRejected(message: string): ApplicationFailure {
+  return ApplicationFailure.create({ type: 'MessageRejected', message, nonRetryable: true });
+}
+
 async function gateLockAndApply(
   input: MigrateDatabaseInput,
   plan: DatabasePlan,
@@ -173,7 +181,7 @@ async function gateLockAndApply(
     },
     {
       validator: (_approval: ApproveInput) => {
-        if (progress.phase !== 'awaiting-approval') throw new Error(`nothing to approve: the run is ${progress.phase}`);
+        if (progress.phase !== 'awaiting-approval') throw messageRejected(`nothing to approve: the run is ${progress.phase}`);
       },
     },
   );
@@ -185,7 +193,12 @@ async function gateLockAndApply(
     },
     {
       validator: (_cancel: CancelInput) => {
-        if (progress.phase === 'done' || progress.phase === 'failed' || progress.phase === 'cancelled') throw new Error(`nothing to cancel: the run is ${progress.phase}`);
+        if (progress.phase === 'done' || progress.phase === 'failed' || progress.phase === 'cancelled') throw messageRejected(`nothing to cancel: the run is ${progress.phase}`);
+        // Past the last migration a cancel would change nothing: say so instead of acknowledging it.
+        if (progress.phase === 'verifying') {
+          throw messageRejected('too late to cancel: every migration is applied and the run is verifying them (a failed verification rolls the run back on its own)');
+        }
+        if (progress.phase === 'compensating') throw messageRejected('too late to cancel: the run failed and is rolling back what it applied; it ends on its own');
       },
     },
   );

@@ -1,3 +1,4 @@
+import { ApplicationFailure, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { Option } from 'commander';
 import type { Config } from '../../config/config';
 import { parseDuration } from '../../core/directives';
@@ -39,7 +40,9 @@ export function registerRunCommands(kit: CliKit): void {
           ...(options.outOfOrder ? { allowOutOfOrder: true } : {}),
           mode: options.mode,
           onFailure: options.onFailure,
-          ...(options.requireApproval ? { requireApproval: true, approvalTimeoutMs } : {}),
+          // The risk gate waits too, not only --require-approval: the timeout holds for either.
+          approvalTimeoutMs,
+          ...(options.requireApproval ? { requireApproval: true } : {}),
         });
         if (!global.json) kit.io.stderr(`pgconvoy: migrating "${options.db}" from ${config.migrationsDir}\n`);
         const finished = waitForResult(handle, session, {
@@ -62,8 +65,14 @@ export function registerRunCommands(kit: CliKit): void {
         try {
           if ('error' in outcome) throw outcome.error;
           const { result } = outcome;
+          if (result.status === 'cancelled') {
+            // Not a success: like a failure report it goes where the run's other
+            // messages went (stderr), so whoever watched the wait sees who stopped it.
+            if (global.json) kit.print(global, { workflowId: handle.workflowId, runId: handle.firstExecutionRunId, ...result }, '');
+            else kit.io.stderr(`pgconvoy: ${renderMigrateResult(result, handle.workflowId)}`);
+            return ExitCode.cancelled;
+          }
           kit.print(global, { workflowId: handle.workflowId, runId: handle.firstExecutionRunId, ...result }, renderMigrateResult(result, handle.workflowId));
-          if (result.status === 'cancelled') return ExitCode.cancelled;
           return options.detailedExitcode && result.status === 'applied' ? ExitCode.applied : ExitCode.ok;
         } catch (error) {
           return reportRunFailure(kit.io, global, pgconvoy, config, options.db, error, handle.workflowId);
@@ -102,9 +111,15 @@ export function registerRunCommands(kit: CliKit): void {
           kit.print(global, ack, `${done} (the run was ${ack.phase})\n`);
           return ExitCode.ok;
         } catch (error) {
+          const refused = messageRefusal(error, db);
+          if (refused) {
+            if (global.json) kit.io.stdout(JSON.stringify({ status: 'rejected', reason: refused.reason, message: refused.message }, null, 2) + '\n');
+            else kit.io.stderr(`pgconvoy: ${refused.message}\n`);
+            return ExitCode.notApplicable;
+          }
           const failure = summarizeFailure(error);
-          kit.io.stderr(`pgconvoy: ${failure.message.includes('not found') ? `no migration of "${db}" is running` : failure.message}\n`);
-          return ExitCode.failed;
+          kit.io.stderr(`pgconvoy: ${failure.message}\n`);
+          return exitCodeForFailure(failure.type, failure.details);
         }
       },
       { attach: true },
@@ -132,6 +147,21 @@ export function registerRunCommands(kit: CliKit): void {
       const by = options.by ?? whoAmI();
       await runMessage(options.db, (p) => cancel(p, options.db, { by, ...(options.reason ? { reason: options.reason } : {}) }), `asked the migration of "${options.db}" to stop`);
     });
+}
+
+/**
+ * Why the run did not take an approve or cancel, when it is the run's state
+ * and not a failure: no run of the database (none started, or it ended), or
+ * the run's validator refused the message in its current phase. Nothing
+ * changed in either case.
+ */
+function messageRefusal(error: unknown, db: string): { reason: 'no-run' | 'rejected'; message: string } | undefined {
+  if (error instanceof WorkflowNotFoundError) return { reason: 'no-run', message: `no migration of "${db}" is running` };
+  if (error instanceof WorkflowUpdateFailedError) {
+    const cause = error.cause;
+    if (cause instanceof ApplicationFailure && cause.type === 'MessageRejected') return { reason: 'rejected', message: cause.message };
+  }
+  return undefined;
 }
 
 /** A failed `up`: the full report, with the last ledger entries read back through a worker. */

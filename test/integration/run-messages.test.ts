@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ExitCode } from '../../src/client/exit-codes';
+import { progressQuery } from '../../src/workflows/messages';
+import { createTestDatabase, type TestDatabase } from '../helpers/database';
+import { runInProcess } from '../helpers/in-process-cli';
+import { writeMigrations } from '../helpers/migrations';
+import { services } from '../helpers/services';
+import { testClient, testConfig, withWorker } from '../helpers/temporal';
+import { waitFor } from '../helpers/workers';
+
+/** Each test uses its own alias: a query to a finished run of another test would wait for that test's (gone) worker. */
+async function fixture(t: { after(fn: () => unknown): void }, files: Record<string, string>, alias: string, seed?: (db: TestDatabase) => Promise<unknown>) {
+  const db = await createTestDatabase();
+  t.after(() => db.drop());
+  if (seed) await seed(db);
+  const set = writeMigrations(files);
+  t.after(() => set.remove());
+  const config = testConfig({ databases: { [alias]: db.url }, migrationsDir: set.dir });
+  const env = { TEMPORAL_ADDRESS: services.temporalAddress, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent' };
+  const cli = (...args: string[]) => runInProcess(['--migrations', set.dir, ...args], env, set.dir);
+  const { client, close } = await testClient();
+  t.after(close);
+  const phase = async () => (await client.workflow.getHandle(`pgconvoy/db/${alias}`).query(progressQuery).catch(() => undefined))?.phase;
+  return { db, config, cli, phase };
+}
+
+test('--approval-timeout also bounds a wait of the risk gate (without --require-approval)', async (t) => {
+  const { db, config, cli } = await fixture(
+    t,
+    { 'V1__rename.sql': 'ALTER TABLE accounts RENAME COLUMN balance TO balance_cents;\n' },
+    'risk-timeout',
+    (d) => d.query('CREATE TABLE accounts (id bigint PRIMARY KEY, email text NOT NULL, balance integer NOT NULL)'),
+  );
+  await withWorker(config, async () => {
+    const up = cli('up', '--db', 'risk-timeout', '--approval-timeout', '2s');
+    const timer = new Promise<'waited'>((resolve) => setTimeout(() => resolve('waited'), 60_000).unref());
+    const first = await Promise.race([up, timer]);
+    if (first === 'waited') {
+      await cli('cancel', '--db', 'risk-timeout');
+      await up;
+      assert.fail('the risk-gated run ignored --approval-timeout 2s and still waited after a minute');
+    }
+    assert.equal(first.code, ExitCode.failed, first.stderr);
+    assert.match(first.stderr, /\[ApprovalTimedOut\] nobody approved the migration of "risk-timeout" within 2 s; nothing ran/);
+  });
+  assert.deepEqual((await db.query(`SELECT column_name FROM information_schema.columns WHERE table_name = 'accounts' AND column_name = 'balance'`)).rowCount, 1);
+});
+
+test('after `pgconvoy cancel`, the waiting `up` says who cancelled, why and what was applied', async (t) => {
+  const { config, cli, phase } = await fixture(t, { 'V1__a.sql': 'CREATE TABLE a (id int);' }, 'cancel-told');
+  await withWorker(config, async () => {
+    const up = cli('up', '--db', 'cancel-told', '--require-approval');
+    await waitFor('the approval wait', async () => ((await phase()) === 'awaiting-approval' ? true : undefined));
+    const cancelled = await cli('cancel', '--db', 'cancel-told', '--by', 'oncall', '--reason', 'release postponed');
+    assert.equal(cancelled.code, ExitCode.ok, cancelled.stderr);
+    const result = await up;
+    assert.equal(result.code, ExitCode.cancelled, result.stderr);
+    assert.match(result.stderr, /\npgconvoy: cancelled by oncall \(release postponed\): nothing was applied; database "cancel-told" is at no version\n$/);
+  });
+});
+
+test('approve and cancel: nothing running and a refused message exit 6 with the reason; cancel is refused while verifying and compensating', async (t) => {
+  const verifying = await fixture(
+    t,
+    { 'V1__a.sql': 'CREATE TABLE a (id int);', 'checks/slow.sql': "SELECT x FROM (SELECT pg_sleep(4)::text AS x) s WHERE x = 'never'" },
+    'refuse-verifying',
+  );
+  await withWorker(verifying.config, async () => {
+    const none = await verifying.cli('cancel', '--db', 'refuse-verifying');
+    assert.equal(none.code, ExitCode.notApplicable, none.stderr);
+    assert.equal(none.stderr, 'pgconvoy: no migration of "refuse-verifying" is running\n');
+    const noneJson = await verifying.cli('approve', '--db', 'refuse-verifying', '--json');
+    assert.equal(noneJson.code, ExitCode.notApplicable, noneJson.stderr);
+    assert.deepEqual(JSON.parse(noneJson.stdout), { status: 'rejected', reason: 'no-run', message: 'no migration of "refuse-verifying" is running' });
+
+    const up = verifying.cli('up', '--db', 'refuse-verifying');
+    await waitFor('verification', async () => ((await verifying.phase()) === 'verifying' ? true : undefined));
+    const cancel = await verifying.cli('cancel', '--db', 'refuse-verifying', '--by', 'oncall');
+    assert.equal(cancel.code, ExitCode.notApplicable, cancel.stdout + cancel.stderr);
+    assert.match(cancel.stderr, /^pgconvoy: too late to cancel: every migration is applied and the run is verifying them/);
+    const approve = await verifying.cli('approve', '--db', 'refuse-verifying');
+    assert.equal(approve.code, ExitCode.notApplicable, approve.stderr);
+    assert.equal(approve.stderr, 'pgconvoy: nothing to approve: the run is verifying\n');
+    const result = await up;
+    assert.equal(result.code, ExitCode.ok, result.stderr);
+  });
+
+  const compensating = await fixture(
+    t,
+    { 'V1__a.sql': 'CREATE TABLE a (id int);', 'U1__a.sql': 'SELECT pg_sleep(4);\nDROP TABLE a;', 'V2__boom.sql': 'SELECT 1 / 0;' },
+    'refuse-compensating',
+  );
+  await withWorker(compensating.config, async () => {
+    const up = compensating.cli('up', '--db', 'refuse-compensating', '--on-failure', 'undo');
+    await waitFor('compensation', async () => ((await compensating.phase()) === 'compensating' ? true : undefined));
+    const cancel = await compensating.cli('cancel', '--db', 'refuse-compensating');
+    assert.equal(cancel.code, ExitCode.notApplicable, cancel.stdout + cancel.stderr);
+    assert.match(cancel.stderr, /^pgconvoy: too late to cancel: the run failed and is rolling back what it applied/);
+    const result = await up;
+    assert.equal(result.code, ExitCode.rolledBack, result.stderr);
+  });
+});
