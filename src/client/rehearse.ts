@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { defaultExecutionSettings } from '../core/execution-settings';
+import { defaultExecutionSettings, type ExecutionSettings } from '../core/execution-settings';
 import type { FileLimits } from '../core/file-limits';
 import { prepareMigrations } from '../core/prepare';
 import { withClient, type Target } from '../db/connection';
@@ -23,12 +23,18 @@ export interface RehearsalStep {
  * and prove the schema is back, upgrade again and prove it lands on the same
  * schema. Stops at the first step that diverges.
  */
-export async function rehearse(target: Target, migrationsDir: string, seedFile?: string, limits?: FileLimits): Promise<RehearsalStep[]> {
+export async function rehearse(
+  target: Target,
+  migrationsDir: string,
+  seedFile?: string,
+  limits?: FileLimits,
+  settings: ExecutionSettings = defaultExecutionSettings,
+): Promise<RehearsalStep[]> {
   const set = await readMigrationSet(migrationsDir, limits);
   const prepared = [...(await prepareMigrations(set)).values()];
   const checks = await readChecks(migrationsDir, limits);
   const steps: RehearsalStep[] = [];
-  const ctx = (run: string): EngineContext => ({ settings: defaultExecutionSettings, run: { workflowId: 'rehearse', runId: run }, sleep: (ms) => new Promise((r) => setTimeout(r, ms)), onEvent: () => undefined });
+  const ctx = (run: string): EngineContext => ({ settings, run: { workflowId: 'rehearse', runId: run }, sleep: (ms) => new Promise((r) => setTimeout(r, ms)), onEvent: () => undefined });
 
   return withClient(target, async (client) => {
     const record = (step: RehearsalStep['step'], ok: boolean, detail: string) => {

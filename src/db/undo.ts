@@ -109,7 +109,8 @@ export async function undoMigration(client: pg.Client, m: PreparedMigration, run
     if (error instanceof PgconvoyError) throw error;
     const f = pgErrorFields(error);
     const where = current ? `statement ${current.index}, line ${current.line}` : 'its ledger update';
-    throw new UndoFailedError(`undo ${undo.file} (version ${m.version}) failed at ${where}: ${f.code ? `SQLSTATE ${f.code}: ` : ''}${f.message}`, {
+    const extra = [f.detail && `DETAIL: ${f.detail}`, f.hint && `HINT: ${f.hint}`].filter(Boolean);
+    throw new UndoFailedError(`undo ${undo.file} (version ${m.version}) failed at ${where}: ${f.code ? `SQLSTATE ${f.code}: ` : ''}${f.message}${extra.length > 0 ? `\n${extra.join('\n')}` : ''}`, {
       version: m.version,
       file: undo.file,
       sqlstate: f.code ?? null,

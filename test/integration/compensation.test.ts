@@ -217,3 +217,18 @@ test('touched-tables backups: only the tables the run locks are dumped, and a re
   const manifest = (await listBackups(new FilesystemStore(testConfig({ databases: {}, migrationsDir: '' }).backup.store), 'touched')).find((m) => m.key === details.backupKey);
   assert.deepEqual(manifest?.tables, ['customers']);
 });
+
+test('--group records the catalog fingerprint after each version, like one migration at a time', async (t) => {
+  const db = await createTestDatabase();
+  t.after(() => db.drop());
+  const set = writeMigrations({ 'V1__a.sql': 'CREATE TABLE a (id int);', 'V2__b.sql': 'CREATE TABLE b (id int);', 'V3__c.sql': 'CREATE TABLE c (id int);' });
+  t.after(() => set.remove());
+  const config = testConfig({ databases: { grouped: db.url }, migrationsDir: set.dir });
+  const result = await withWorker(config, () => migrate({ client: shared.client, taskQueue: config.temporal.taskQueue }, { db: 'grouped', migrationsDir: set.dir, group: true }));
+  assert.equal(result.status, 'applied');
+  const rows = (await db.query<{ version: string; fingerprint: string | null }>('SELECT version::text, fingerprint FROM pgconvoy.history ORDER BY id')).rows;
+  assert.equal(rows.length, 3);
+  assert.ok(rows.every((r) => r.fingerprint !== null), JSON.stringify(rows));
+  assert.equal(new Set(rows.map((r) => r.fingerprint)).size, 3, 'each version has the fingerprint of the schema it left');
+  assert.equal(rows[2]!.fingerprint, (await withClient({ alias: 'grouped', url: db.url }, (c) => fingerprint(c))).sha256);
+});

@@ -43,3 +43,25 @@ test('pgconvoy rehearse fails at the step that diverged, naming the index an und
       'rehearsal failed at step "undo"\n',
   );
 });
+
+test("pgconvoy rehearse runs under the config's execution settings, and an undo's failure keeps PostgreSQL's DETAIL and HINT", async (t) => {
+  const db = await createTestDatabase();
+  t.after(() => db.drop());
+  // A statement timeout from the config: the slow migration must hit it, as `up` would.
+  const slow = writeMigrations({ 'V1__slow.sql': 'CREATE TABLE s (id int);\nSELECT pg_sleep(3);', 'pgconvoy.config.json': JSON.stringify({ execution: { statementTimeoutMs: 500 } }) });
+  t.after(() => slow.remove());
+  const timedOut = await runInProcess(['--config', join(slow.dir, 'pgconvoy.config.json'), '--migrations', slow.dir, 'rehearse', '--db', 'scratch'], { PGCONVOY_DB_SCRATCH: db.url });
+  assert.equal(timedOut.code, ExitCode.failed, timedOut.stdout + timedOut.stderr);
+  assert.match(timedOut.stdout, /^FAILED  upgrade +V1__slow\.sql \(version 1\) failed at statement 2 of 2, line 2, column 1: SQLSTATE 57014: canceling statement due to statement timeout/m);
+
+  const other = await createTestDatabase();
+  t.after(() => other.drop());
+  const set = writeMigrations({
+    'V1__view.sql': 'CREATE TABLE t (id int, c int);\nCREATE VIEW v AS SELECT c FROM t;',
+    'U1__view.sql': 'ALTER TABLE t DROP COLUMN c;\nDROP VIEW v;\nDROP TABLE t;',
+  });
+  t.after(() => set.remove());
+  const result = await runInProcess(['--migrations', set.dir, 'rehearse', '--db', 'scratch'], { PGCONVOY_DB_SCRATCH: other.url });
+  assert.equal(result.code, ExitCode.failed);
+  assert.match(result.stdout, /FAILED  undo +undo U1__view\.sql \(version 1\) failed at statement 1, line 1: SQLSTATE 2BP01: cannot drop column c of table t because other objects depend on it\n\s*DETAIL: view v depends on column c of table t\n\s*HINT: Use DROP \.\.\. CASCADE/);
+});

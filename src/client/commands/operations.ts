@@ -41,7 +41,7 @@ export function registerOperationCommands(kit: CliKit): void {
       const { global, config } = kit.context();
       const url = config.databases[options.db];
       if (url === undefined) throw new UsageError(`database alias "${options.db}" is not configured: rehearse connects directly; set ${databaseEnvName(options.db)}`);
-      const steps = await rehearse({ alias: options.db, url }, config.migrationsDir, options.seed, config.files);
+      const steps = await rehearse({ alias: options.db, url }, config.migrationsDir, options.seed, config.files, config.execution);
       const failed = steps.find((s) => !s.ok);
       kit.print(
         global,
