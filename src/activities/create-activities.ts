@@ -91,7 +91,7 @@ export interface ApplyInput {
   migrationsDir: string;
   manifestDigest: string;
   version: Version;
-  /** The lease token the run holds; absent in histories from before the lease existed. */
+  /** The lease token the run holds. */
   leaseToken?: string;
   risk?: RunRisk[];
   approval?: RunApproval;

@@ -3,7 +3,6 @@ import {
   ApplicationFailure,
   CancellationScope,
   condition,
-  patched,
   proxyActivities,
   setHandler,
   workflowInfo,
@@ -142,10 +141,6 @@ export async function migrateDatabase(input: MigrateDatabaseInput): Promise<Migr
       });
     }
 
-    if (!patched('lease-and-gates')) {
-      // Runs started before the lease and approvals existed finish as they began.
-      return await applyWithoutLease(input, plan, progress, enter);
-    }
     return await gateLockAndApply(input, plan, versionBefore, progress, enter);
   } catch (error) {
     if (progress.phase !== 'cancelled') enter('failed');
@@ -213,8 +208,7 @@ async function gateLockAndApply(
     enter('done');
     return { status: 'dry-run', ...base, version: versionBefore, applied: [], pending: plan.pending };
   }
-  // Runs started before risk analysis existed gate only on --require-approval.
-  const gated = patched('risk-gates') ? gatedMigrations(progress.mode, plan.pending) : [];
+  const gated = gatedMigrations(progress.mode, plan.pending);
   // An approval given before the run (a deploy service, a rollout once per rollout or per wave) covers what it says.
   const given = input.approved;
   const covered = given !== undefined && gated.every((g) => within(g.level, given.upTo ?? 'high'));
@@ -254,16 +248,10 @@ async function gateLockAndApply(
   let keeper = keepLease(input.db, lease.token);
   const applied: AppliedStep[] = [];
   try {
-    // Runs started before backups and compensation existed go on without them.
-    const safeguarded = patched('backup-verify-compensate');
-    let start: RunStart | undefined;
-    let backupKey: string | undefined;
-    if (safeguarded) {
-      enter('backing-up');
-      start = await beginRun({ db: input.db, migrationsDir: input.migrationsDir });
-      const touched = [...new Set(plan.pending.flatMap((p) => p.tables ?? []))].sort();
-      backupKey = (await takeBackup({ db: input.db, touched })).manifest.key;
-    }
+    enter('backing-up');
+    const start = await beginRun({ db: input.db, migrationsDir: input.migrationsDir });
+    const touched = [...new Set(plan.pending.flatMap((p) => p.tables ?? []))].sort();
+    const backupKey = (await takeBackup({ db: input.db, touched })).manifest.key;
     try {
       enter('applying');
       const steps: PendingMigration[][] = input.group ? [plan.pending] : plan.pending.map((p) => [p]);
@@ -293,12 +281,10 @@ async function gateLockAndApply(
         }
         progress.current = null;
       }
-      if (start) {
-        enter('verifying');
-        await verifyRun({ db: input.db, migrationsDir: input.migrationsDir, knownProblems: start.knownProblems });
-      }
+      enter('verifying');
+      await verifyRun({ db: input.db, migrationsDir: input.migrationsDir, knownProblems: start.knownProblems });
     } catch (error) {
-      if (!start || !backupKey || (input.onFailure ?? 'restore') === 'halt') throw error;
+      if ((input.onFailure ?? 'restore') === 'halt') throw error;
       await compensate(error, { input, plan, start, backupKey, leaseToken: lease.token, enter });
     }
   } finally {
@@ -445,34 +431,4 @@ function keepLease(db: string, token: string): { cancel(): void } {
   // next ledger write is fenced and says so, and the run recovers there).
   scope.run(() => holdLease({ db, token })).catch(() => undefined);
   return { cancel: () => scope.cancel() };
-}
-
-/** The path of runs started before the lease existed (kept for their replay). */
-async function applyWithoutLease(
-  input: MigrateDatabaseInput,
-  plan: DatabasePlan,
-  progress: Progress,
-  enter: (phase: Progress['phase']) => void,
-): Promise<MigrateDatabaseResult> {
-  enter('applying');
-  const applied: AppliedStep[] = [];
-  if (input.group) {
-    const results = await applyGroup({ db: input.db, migrationsDir: input.migrationsDir, manifestDigest: plan.manifestDigest, versions: plan.pending.map((p) => p.version) });
-    for (const [i, result] of results.entries()) {
-      const entry = plan.pending[i]!;
-      const step: AppliedStep = { version: entry.version, description: entry.description, status: result.status, durationMs: result.status === 'applied' ? result.durationMs : 0 };
-      applied.push(step);
-      progress.completed.push(step);
-    }
-  }
-  for (const entry of input.group ? [] : plan.pending) {
-    progress.current = entry;
-    const result = await applyMigration({ db: input.db, migrationsDir: input.migrationsDir, manifestDigest: plan.manifestDigest, version: entry.version });
-    const step: AppliedStep = { version: entry.version, description: entry.description, status: result.status, durationMs: result.status === 'applied' ? result.durationMs : 0 };
-    applied.push(step);
-    progress.completed.push(step);
-    progress.current = null;
-  }
-  enter('done');
-  return { status: 'applied', db: input.db, manifestDigest: plan.manifestDigest, version: plan.pending[plan.pending.length - 1]!.version, applied };
 }
