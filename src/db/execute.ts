@@ -10,6 +10,7 @@ import { AlreadyAppliedDifferentlyError, GroupNotPossibleError, LockTimeoutError
 import { fingerprint } from './fingerprint';
 import { finishAttempt, insertHistory, latestAttempt, migrationColumns, recordProgress, type AuditColumns } from './ledger';
 import { checkFence, type Fence } from './lease';
+import { asConnectingUser, resetSession, versionLockKey } from './session-state';
 import { pgErrorFields } from './sqlstate';
 
 export interface RunContext {
@@ -54,9 +55,6 @@ export interface EngineContext {
   onEvent(event: EngineEvent): void;
 }
 
-/** Namespace of pgconvoy's per-version advisory locks (any constant int4). */
-const versionLockKey = 1_886_417_250;
-
 /**
  * Runs ledger writes in a transaction that first proves this run still holds
  * the lease. A no-transaction file's session settings (SET ROLE, search_path,
@@ -67,22 +65,12 @@ async function fenced<T>(client: pg.Client, ctx: EngineContext, fn: () => Promis
   return withTransaction(
     client,
     async () => {
-      await client.query(`SET LOCAL SESSION AUTHORIZATION DEFAULT; SET LOCAL search_path = pg_catalog, pg_temp`);
+      await asConnectingUser(client);
       if (ctx.fence) await checkFence(client, ctx.fence);
       return fn();
     },
     'BEGIN READ WRITE',
   );
-}
-
-/**
- * Inside a migration's transaction, after its statements: undoes what they
- * did to the session (SET ROLE, SET search_path, SET default_transaction_read_only,
- * ...), so neither the ledger write that follows nor the next migration on
- * this connection runs under it.
- */
-async function resetSession(client: pg.Client): Promise<void> {
-  await client.query('RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL');
 }
 
 /** The audit columns for a version: the run's risk and approval, and the fingerprint of the catalog as it is now. */

@@ -422,16 +422,6 @@ export async function changedByOthersSince(client: pg.Client, runId: string, sin
   return result.rows.map((r) => ({ version: r.version, status: r.status, runId: r.run_id, source: r.source }));
 }
 
-/** The ledger row of a version this run applied: its fingerprint and the schema before it, for an undo to prove itself. */
-export async function appliedRow(client: pg.Client, version: Version): Promise<{ id: string; runId: string | null; fingerprint: string | null; schemaBefore: Record<string, string[]> | null } | undefined> {
-  const result = await client.query<{ id: string; run_id: string | null; fingerprint: string | null; schema_before: Record<string, string[]> | null }>(
-    `SELECT id::text AS id, run_id, fingerprint, schema_before FROM pgconvoy.history WHERE version = $1 AND status = 'applied'`,
-    [version],
-  );
-  const row = result.rows[0];
-  return row ? { id: row.id, runId: row.run_id, fingerprint: row.fingerprint, schemaBefore: row.schema_before } : undefined;
-}
-
 /** Marks everything a run applied as rolled back (after its compensation); returns the versions. */
 export async function markRolledBack(client: pg.Client, runId: string): Promise<Version[]> {
   const result = await client.query<{ version: string }>(

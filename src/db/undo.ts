@@ -5,6 +5,7 @@ import type { Version } from '../core/version';
 import { withTransaction } from './connection';
 import { fingerprint, fingerprintDiff } from './fingerprint';
 import { checkFence, type Fence } from './lease';
+import { asConnectingUser, resetSession, versionLockKey } from './session-state';
 import { pgErrorFields } from './sqlstate';
 
 export class UndoFailedError extends PgconvoyError {
@@ -29,8 +30,6 @@ export class UndoLeftDifferenceError extends PgconvoyError {
 
 export type UndoResult = { status: 'undone'; version: Version; checked: boolean } | { status: 'skipped'; version: Version; reason: 'already-undone' };
 
-/** Namespace of the per-version advisory locks (the forward engine's, so an undo never races an apply). */
-const versionLockKey = 1_886_417_250;
 
 /**
  * Runs a migration's undo script and marks its ledger row rolled back. A
@@ -77,7 +76,7 @@ export async function undoMigration(client: pg.Client, m: PreparedMigration, run
           await client.query(s.sql);
         }
         current = undefined;
-        await client.query('RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL');
+        await resetSession(client);
         const checked = await prove(found.schemaBefore);
         await mark(found.id);
         return { status: 'undone', version: m.version, checked } as const;
@@ -96,7 +95,7 @@ export async function undoMigration(client: pg.Client, m: PreparedMigration, run
     return await withTransaction(
       client,
       async () => {
-        await client.query('SET LOCAL SESSION AUTHORIZATION DEFAULT; SET LOCAL search_path = pg_catalog, pg_temp');
+        await asConnectingUser(client);
         const again = await state();
         if (again === 'undone') return { status: 'skipped', version: m.version, reason: 'already-undone' } as const;
         const checked = await prove(again.schemaBefore);

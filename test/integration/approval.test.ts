@@ -2,28 +2,20 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ExitCode } from '../../src/client/exit-codes';
 import { progressQuery } from '../../src/workflows/messages';
-import { createTestDatabase } from '../helpers/database';
 import { maybeRecordHistory } from '../helpers/histories';
 import { runInProcess } from '../helpers/in-process-cli';
-import { writeMigrations } from '../helpers/migrations';
-import { services } from '../helpers/services';
-import { testClient, testConfig, withWorker } from '../helpers/temporal';
+import { testClient, withWorker } from '../helpers/temporal';
 import { waitFor } from '../helpers/workers';
+import { cliFixture } from '../helpers/cli-fixture';
 
 /** Each test uses its own alias: a query to a finished run of another test would wait for that test's (gone) worker. */
 async function fixture(t: { after(fn: () => unknown): void }, files: Record<string, string>, alias: string) {
-  const db = await createTestDatabase();
-  t.after(() => db.drop());
-  const set = writeMigrations(files);
-  t.after(() => set.remove());
-  const config = testConfig({ databases: { [alias]: db.url }, migrationsDir: set.dir });
-  const env = { TEMPORAL_ADDRESS: services.temporalAddress, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent' };
-  const cli = (...args: string[]) => runInProcess(['--migrations', set.dir, ...args], env, set.dir);
+  const f = await cliFixture(t, files, alias);
   const { client, close } = await testClient();
   t.after(close);
   const history = () => client.workflow.getHandle(`pgconvoy/db/${alias}`).fetchHistory();
   const phase = async () => (await client.workflow.getHandle(`pgconvoy/db/${alias}`).query(progressQuery).catch(() => undefined))?.phase;
-  return { db, config, cli, env, phase, history };
+  return { ...f, phase, history };
 }
 
 test('--require-approval waits, status says why, and `pgconvoy approve` lets it run, recording who approved', async (t) => {

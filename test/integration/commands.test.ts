@@ -1,23 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ExitCode } from '../../src/client/exit-codes';
-import { createTestDatabase, type TestDatabase } from '../helpers/database';
-import { runInProcess } from '../helpers/in-process-cli';
-import { writeMigrations } from '../helpers/migrations';
-import { services } from '../helpers/services';
-import { testConfig, withWorker } from '../helpers/temporal';
+import { type TestDatabase } from '../helpers/database';
+import { withWorker } from '../helpers/temporal';
+import { cliFixture } from '../helpers/cli-fixture';
 
 /** A database, a migration set and a worker that knows the database as `app`; `cli` runs the real CLI against them. */
-async function fixture(t: { after(fn: () => unknown): void }, files: Record<string, string>) {
-  const db = await createTestDatabase();
-  t.after(() => db.drop());
-  const set = writeMigrations(files);
-  t.after(() => set.remove());
-  const config = testConfig({ databases: { app: db.url }, migrationsDir: set.dir });
-  const env = { TEMPORAL_ADDRESS: services.temporalAddress, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent' };
-  const cli = (...args: string[]) => runInProcess(['--migrations', set.dir, ...args], env, set.dir);
-  return { db, set, config, cli };
-}
+const fixture = (t: { after(fn: () => unknown): void }, files: Record<string, string>) => cliFixture(t, files);
 
 async function ledger(db: TestDatabase): Promise<Array<{ version: string; status: string; source: string }>> {
   const result = await db.query<{ version: string; status: string; source: string }>('SELECT version::text, status, source FROM pgconvoy.history ORDER BY id');

@@ -3,23 +3,12 @@ import { test } from 'node:test';
 import pg from 'pg';
 import { ExitCode } from '../../src/client/exit-codes';
 import { ensureLedger, insertHistory } from '../../src/db/ledger';
-import { createTestDatabase, type TestDatabase } from '../helpers/database';
-import { runInProcess } from '../helpers/in-process-cli';
-import { writeMigrations } from '../helpers/migrations';
-import { services } from '../helpers/services';
-import { testConfig, withWorker } from '../helpers/temporal';
+import { type TestDatabase } from '../helpers/database';
+import { withWorker } from '../helpers/temporal';
+import { cliFixture } from '../helpers/cli-fixture';
 
 /** Each test uses its own alias, as in approval.test.ts. */
-async function fixture(t: { after(fn: () => unknown): void }, files: Record<string, string>, alias: string) {
-  const db = await createTestDatabase();
-  t.after(() => db.drop());
-  const set = writeMigrations(files);
-  t.after(() => set.remove());
-  const config = testConfig({ databases: { [alias]: db.url }, migrationsDir: set.dir });
-  const env = { TEMPORAL_ADDRESS: services.temporalAddress, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent' };
-  const cli = (...args: string[]) => runInProcess(['--migrations', set.dir, ...args], env, set.dir);
-  return { db, config, cli };
-}
+const fixture = (t: { after(fn: () => unknown): void }, files: Record<string, string>, alias: string) => cliFixture(t, files, alias);
 
 /**
  * Rows 1..count of earlier runs that were rolled back (the plan ignores

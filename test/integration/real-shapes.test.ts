@@ -5,9 +5,9 @@ import { withClient } from '../../src/db/connection';
 import { ensureLedger, ledgerSteps } from '../../src/db/ledger';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { runInProcess } from '../helpers/in-process-cli';
-import { writeMigrations } from '../helpers/migrations';
+import { withWorker } from '../helpers/temporal';
+import { cliFixture } from '../helpers/cli-fixture';
 import { services } from '../helpers/services';
-import { testConfig, withWorker } from '../helpers/temporal';
 
 /**
  * Shapes that real migration histories have and hand-made fixtures tend not
@@ -30,16 +30,7 @@ const realShapes: Record<string, string> = {
 };
 const allVersions = ['0', '20240101000000', '20240102000000', '20240103000000', '20240104000000', '20240105000000'];
 
-async function fixture(t: { after(fn: () => unknown): void }, files: Record<string, string>) {
-  const db = await createTestDatabase();
-  t.after(() => db.drop());
-  const set = writeMigrations(files);
-  t.after(() => set.remove());
-  const config = testConfig({ databases: { app: db.url }, migrationsDir: set.dir });
-  const env = { TEMPORAL_ADDRESS: services.temporalAddress, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent' };
-  const cli = (...args: string[]) => runInProcess(['--migrations', set.dir, ...args], env, set.dir);
-  return { db, set, config, cli };
-}
+const fixture = (t: { after(fn: () => unknown): void }, files: Record<string, string>) => cliFixture(t, files);
 
 async function ledgerRows(db: TestDatabase): Promise<Array<{ version: string; status: string; source: string; statements_total: number | null }>> {
   const result = await db.query<{ version: string; status: string; source: string; statements_total: number | null }>(

@@ -2,27 +2,18 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ExitCode } from '../../src/client/exit-codes';
 import { progressQuery } from '../../src/workflows/messages';
-import { createTestDatabase, type TestDatabase } from '../helpers/database';
-import { runInProcess } from '../helpers/in-process-cli';
-import { writeMigrations } from '../helpers/migrations';
-import { services } from '../helpers/services';
-import { testClient, testConfig, withWorker } from '../helpers/temporal';
+import { type TestDatabase } from '../helpers/database';
+import { testClient, withWorker } from '../helpers/temporal';
 import { waitFor } from '../helpers/workers';
+import { cliFixture } from '../helpers/cli-fixture';
 
 /** Each test uses its own alias: a query to a finished run of another test would wait for that test's (gone) worker. */
 async function fixture(t: { after(fn: () => unknown): void }, files: Record<string, string>, alias: string, seed?: (db: TestDatabase) => Promise<unknown>) {
-  const db = await createTestDatabase();
-  t.after(() => db.drop());
-  if (seed) await seed(db);
-  const set = writeMigrations(files);
-  t.after(() => set.remove());
-  const config = testConfig({ databases: { [alias]: db.url }, migrationsDir: set.dir });
-  const env = { TEMPORAL_ADDRESS: services.temporalAddress, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent' };
-  const cli = (...args: string[]) => runInProcess(['--migrations', set.dir, ...args], env, set.dir);
+  const f = await cliFixture(t, files, alias, seed);
   const { client, close } = await testClient();
   t.after(close);
   const phase = async () => (await client.workflow.getHandle(`pgconvoy/db/${alias}`).query(progressQuery).catch(() => undefined))?.phase;
-  return { db, config, cli, phase };
+  return { ...f, phase };
 }
 
 test('--approval-timeout also bounds a wait of the risk gate (without --require-approval)', async (t) => {

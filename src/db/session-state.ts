@@ -1,0 +1,23 @@
+import type pg from 'pg';
+
+/** Namespace of pgconvoy's per-version advisory locks (any constant int4): applying and undoing a version take the same one. */
+export const versionLockKey = 1_886_417_250;
+
+/**
+ * Inside a migration's (or undo's) transaction, after its statements: undoes
+ * what they did to the session (SET ROLE, SET search_path,
+ * SET default_transaction_read_only, ...), so neither the ledger write that
+ * follows nor the next migration on this connection runs under it.
+ */
+export async function resetSession(client: pg.Client): Promise<void> {
+  await client.query('RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL');
+}
+
+/**
+ * First statement of a ledger-only transaction (begun READ WRITE) beside a
+ * no-transaction file: the connecting user and a fixed search_path for this
+ * transaction only, while the file's own settings stay with its statements.
+ */
+export async function asConnectingUser(client: pg.Client): Promise<void> {
+  await client.query('SET LOCAL SESSION AUTHORIZATION DEFAULT; SET LOCAL search_path = pg_catalog, pg_temp');
+}
