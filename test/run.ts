@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { freePort, startDevServer, type DevServer } from '../src/worker/dev-server';
 import { startMinio, type Minio } from './helpers/minio';
+import { newerServerBinDir, startPrivatePostgres } from './helpers/private-postgres';
 
 const adminUrl = process.env.PGCONVOY_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
@@ -37,9 +38,15 @@ async function main(): Promise<number> {
   const targets = process.argv.slice(2);
   let server: DevServer | undefined;
   let minio: Minio | undefined;
+  let newer: { url: string; stop(): void } | undefined;
   const cleanup = async () => {
     await server?.stop();
     await minio?.stop();
+    try {
+      newer?.stop();
+    } catch {
+      // its folder is gone with the scratch folder below
+    }
     const dropped = await dropLeftovers(runId).catch(() => 0);
     if (dropped > 0) process.stderr.write(`test harness: dropped ${dropped} database(s) left by failed tests\n`);
     rmSync(scratch, { recursive: true, force: true });
@@ -47,7 +54,9 @@ async function main(): Promise<number> {
   try {
     server = await startDevServer({ dbFile: join(scratch, 'temporal.db'), logFile: join(scratch, 'temporal.log') });
     minio = await startMinio(join(scratch, 'minio'), await freePort());
-    process.stderr.write(`test harness: Temporal dev server at ${server.address}, MinIO at ${minio.endpoint}, run ${runId}\n`);
+    // A server newer than the machine's pg_dump: the engine's tests run on it too.
+    newer = await startPrivatePostgres({ binDir: newerServerBinDir() });
+    process.stderr.write(`test harness: Temporal dev server at ${server.address}, MinIO at ${minio.endpoint}, PostgreSQL 18 at ${newer.url}, run ${runId}\n`);
     const child = spawn(
       process.execPath,
       ['--enable-source-maps', '--test', '--test-concurrency=2', '--test-timeout=300000', '--test-force-exit', ...(targets.length > 0 ? targets : ['dist/test/unit', 'dist/test/integration'])],
@@ -59,6 +68,7 @@ async function main(): Promise<number> {
           PGCONVOY_TEST_TEMPORAL_ADDRESS: server.address,
           PGCONVOY_TEST_RUN: runId,
           PGCONVOY_TEST_PG_URL: adminUrl,
+          PGCONVOY_TEST_PG18_URL: newer.url,
           PGCONVOY_TEST_SCRATCH: scratch,
           PGCONVOY_TEST_S3_ENDPOINT: minio.endpoint,
           PGCONVOY_TEST_S3_ACCESS_KEY: minio.accessKey,

@@ -24,6 +24,8 @@ import { undoMigration, type UndoResult } from '../db/undo';
 import { catalogProblems, runChecks } from '../db/verify';
 import { readChecks } from '../source/read-checks';
 import { openStore } from '../backup/open-store';
+import { BackupToolMismatchError, checkPgTools, pgToolsFor, serverMajor, type PgTools } from '../backup/pg-tools';
+import type pg from 'pg';
 import type { Logger } from '../worker/logger';
 
 /** What the run left does not pass verification (new invalid objects, failing user checks). */
@@ -70,6 +72,20 @@ export interface DatabasePlan {
   problems: string[];
   /** What the database said about the tables the pending migrations lock. */
   tableContext?: Array<TableContext & { table: string }>;
+  /** The backup a run would take before its first change, or why it takes none. */
+  backup?: BackupPlan;
+}
+
+/** What a run does about a backup, decided with the server's version at hand. */
+export interface BackupPlan {
+  scope: 'database' | 'touched-tables' | 'none';
+  /** scope `none`: why (backup.reason); recorded in the ledger with every version the run applies. */
+  reason?: string;
+  serverVersion: string;
+  /** The pg_dump that takes it: its version and path. */
+  pgDump?: string;
+  /** Why no backup can be taken: a run is refused before it takes the lease. */
+  problem?: string;
 }
 
 /** A version's risk as the run assessed it, recorded in the ledger when it is applied. */
@@ -95,6 +111,8 @@ export interface ApplyInput {
   leaseToken?: string;
   risk?: RunRisk[];
   approval?: RunApproval;
+  /** The run's backup key, or `none: <reason>`; recorded with each version. */
+  backup?: string;
 }
 
 export interface ApplyGroupInput {
@@ -105,6 +123,7 @@ export interface ApplyGroupInput {
   leaseToken?: string;
   risk?: RunRisk[];
   approval?: RunApproval;
+  backup?: string;
 }
 
 export interface LeaseInput {
@@ -202,6 +221,27 @@ export function createActivities({ config, logger }: ActivityDeps) {
     return { alias, url };
   }
 
+  /** The server's version, and the pg_dump/pg_restore/psql chosen for it (src/backup/pg-tools.ts). */
+  async function backupTools(client: pg.Client, alias: string): Promise<{ server: { alias: string; version: string; versionNum: number }; tools: PgTools }> {
+    const row = (await client.query<{ version: string; num: string }>(`SELECT current_setting('server_version') AS version, current_setting('server_version_num') AS num`)).rows[0]!;
+    const server = { alias, version: row.version, versionNum: Number(row.num) };
+    return { server, tools: pgToolsFor(serverMajor(server.versionNum), config.backup.pgBinDir) };
+  }
+
+  /** The plan's backup line: no backup and why, or the pg_dump that will take it, or why none can be taken. */
+  async function backupPlan(client: pg.Client, alias: string): Promise<BackupPlan> {
+    const { server, tools } = await backupTools(client, alias);
+    const { scope, reason } = config.backup;
+    if (scope === 'none') return { scope, reason: reason ?? '', serverVersion: server.version };
+    try {
+      const found = await checkPgTools(tools, server);
+      return { scope, serverVersion: server.version, pgDump: `${found.pgDump} (${tools.pgDump})` };
+    } catch (error) {
+      if (error instanceof BackupToolMismatchError) return { scope, serverVersion: server.version, problem: error.message };
+      throw error;
+    }
+  }
+
   /** Re-reads the files and refuses if they are not the ones the run was planned with. */
   async function pinnedSet(migrationsDir: string, digest: string): Promise<MigrationSet> {
     const set = await readMigrationSet(migrationsDir, config.files);
@@ -210,7 +250,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
   }
 
   /** Engine hooks: structured logs, heartbeats with progress, a sleep Temporal can cancel, the lease fence. */
-  function engineContext(db: string, leaseToken: string | undefined, record: Pick<ApplyInput, 'risk' | 'approval'> = {}): { ctx: EngineContext; stop: () => void } {
+  function engineContext(db: string, leaseToken: string | undefined, record: Pick<ApplyInput, 'risk' | 'approval' | 'backup'> = {}): { ctx: EngineContext; stop: () => void } {
     const activity = Context.current();
     const execution = activity.info.workflowExecution;
     let progress: Record<string, unknown> = {};
@@ -237,7 +277,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
     return { ctx, stop: () => clearInterval(ticker) };
   }
 
-  async function withEngine<T>(db: string, leaseToken: string | undefined, record: Pick<ApplyInput, 'risk' | 'approval'>, fn: (ctx: EngineContext) => Promise<T>): Promise<T> {
+  async function withEngine<T>(db: string, leaseToken: string | undefined, record: Pick<ApplyInput, 'risk' | 'approval' | 'backup'>, fn: (ctx: EngineContext) => Promise<T>): Promise<T> {
     const { ctx, stop } = engineContext(db, leaseToken, record);
     try {
       return await fn(ctx);
@@ -277,6 +317,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
             pending,
             problems: integrityProblems(plan, fileOf, { allowOutOfOrder: input.allowOutOfOrder ?? false }),
             tableContext: tables,
+            backup: await backupPlan(client, input.db),
           };
           logger.info({ event: 'plan.made', db: input.db, pending: plan.pending.length, problems: result.problems.length });
           return result;
@@ -396,10 +437,12 @@ export function createActivities({ config, logger }: ActivityDeps) {
       return heartbeating(() =>
         edge(async () => {
           const db = target(input.db);
-          const { serverVersion, ledgerVersion } = await withClient(db, async (client) => {
-            const version = await client.query<{ server_version: string }>('SHOW server_version');
+          const { serverVersion, ledgerVersion, tools } = await withClient(db, async (client) => {
+            const { server, tools } = await backupTools(client, input.db);
+            // The plan checked this already; a worker with other tools may run this step.
+            await checkPgTools(tools, server);
             const ledger = await readLedgerState(client);
-            return { serverVersion: version.rows[0]?.server_version ?? 'unknown', ledgerVersion: ledger.applied.at(-1)?.version ?? ledger.baseline };
+            return { serverVersion: server.version, ledgerVersion: ledger.applied.at(-1)?.version ?? ledger.baseline, tools };
           });
           const store = openStore(config.backup);
           let tables = input.tables;
@@ -412,13 +455,13 @@ export function createActivities({ config, logger }: ActivityDeps) {
             });
             if (tables.length === 0) tables = undefined;
           }
-          const manifest = await backupDatabase({ alias: input.db, url: db.url, store, serverVersion, ledgerVersion, ...(tables ? { tables } : {}) });
+          const manifest = await backupDatabase({ alias: input.db, url: db.url, store, serverVersion, ledgerVersion, tools, ...(tables ? { tables } : {}) });
           logger.info({ event: 'backup.taken', db: input.db, id: manifest.id, bytes: manifest.bytes, location: store.location });
-          const verified = await verifyBackup(store, manifest);
+          const verified = await verifyBackup(store, manifest, tools);
           logger.info({ event: 'backup.verified', db: input.db, id: manifest.id });
           let drill: string | undefined;
           if (config.backup.drill) {
-            const result = await withClient(db, (client) => drillRestore({ alias: input.db, url: db.url, store, manifest }, (sql) => client.query(sql)));
+            const result = await withClient(db, (client) => drillRestore({ alias: input.db, url: db.url, store, manifest, tools }, (sql) => client.query(sql)));
             drill = `restored into ${result.database} in ${Math.round(result.ms)} ms`;
             logger.info({ event: 'backup.drilled', db: input.db, id: manifest.id, ms: Math.round(result.ms) });
           }
@@ -475,8 +518,10 @@ export function createActivities({ config, logger }: ActivityDeps) {
           if (!manifest) throw new BackupCorruptError(`backup ${input.backupKey} of "${input.db}" is gone from ${store.location}`, { key: input.backupKey });
           await withClient(db, async (client) => {
             await checkFence(client, { alias: input.db, token: input.leaseToken });
+            const { tools } = await backupTools(client, input.db);
             await restoreDatabase(
               {
+                tools,
                 alias: input.db,
                 url: db.url,
                 store,
@@ -538,7 +583,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
 export type Activities = ReturnType<typeof createActivities>;
 
 /** The run's risk assessment and approval of a version, as ledger columns. */
-function auditColumns(version: Version, record: Pick<ApplyInput, 'risk' | 'approval'>): AuditColumns {
+function auditColumns(version: Version, record: Pick<ApplyInput, 'risk' | 'approval' | 'backup'>): AuditColumns {
   const risk = record.risk?.find((r) => r.version === version);
   return {
     riskLevel: risk?.level ?? null,
@@ -546,6 +591,7 @@ function auditColumns(version: Version, record: Pick<ApplyInput, 'risk' | 'appro
     approvedBy: record.approval?.by ?? null,
     approvedAt: record.approval?.at ?? null,
     approvalNote: record.approval?.note ?? null,
+    ...(record.backup !== undefined ? { backup: record.backup } : {}),
   };
 }
 

@@ -3,6 +3,7 @@ export {
   type Activities,
   type ActivityDeps,
   type DatabasePlan,
+  type BackupPlan,
   type PendingMigration,
   type PlanInput,
   type ApplyInput,

@@ -3,6 +3,7 @@ import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { PgconvoyError } from '../core/errors';
 import { libpqEnv } from './libpq-env';
+import { pathTools, type PgTools } from './pg-tools';
 import { describeExit, runTool } from './processes';
 import { putBackPublicSchema, readPublicSchema } from './public-schema';
 import { replayBackup } from './replay';
@@ -64,8 +65,8 @@ class Digest extends Transform {
   }
 }
 
-export async function pgDumpVersion(): Promise<string> {
-  const tool = runTool('pg_dump', ['--version'], { PATH: process.env.PATH });
+export async function pgDumpVersion(tools: PgTools = pathTools): Promise<string> {
+  const tool = runTool(tools.pgDump, ['--version'], { PATH: process.env.PATH });
   const chunks: Buffer[] = [];
   for await (const c of tool.stdout) chunks.push(c as Buffer);
   await tool.exit;
@@ -83,6 +84,8 @@ export interface BackupOptions {
   /** Dump only these tables (schema-qualified or not); default: the whole database. */
   tables?: string[];
   now?: Date;
+  /** pg_dump to use; default: PATH's. */
+  tools?: PgTools;
 }
 
 /**
@@ -98,7 +101,8 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupMani
   const tables = options.tables && options.tables.length > 0 ? options.tables : null;
   // The ledger is not part of a backup: a restore must not rewind the history that records it.
   const args = ['--format=custom', '--no-password', '--exclude-schema=pgconvoy', ...(tables ?? []).flatMap((t) => ['--table', t])];
-  const dump = runTool('pg_dump', args, libpqEnv(options.url));
+  const tools = options.tools ?? pathTools;
+  const dump = runTool(tools.pgDump, args, libpqEnv(options.url));
   const digest = new Digest();
   let stored: unknown;
   try {
@@ -124,7 +128,7 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupMani
     bytes: digest.bytes,
     sha256: digest.hex(),
     serverVersion: options.serverVersion,
-    pgDumpVersion: await pgDumpVersion(),
+    pgDumpVersion: await pgDumpVersion(tools),
     ledgerVersion: options.ledgerVersion,
     tables,
   };
@@ -138,8 +142,8 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupMani
  * entry and data block. `pg_restore --list` only reads the table of contents
  * and passes a truncated file; this does not.
  */
-export async function verifyBackup(store: BackupStore, manifest: BackupManifest): Promise<{ bytes: number; sha256: string }> {
-  const restore = runTool('pg_restore', ['--file=/dev/null'], { PATH: process.env.PATH });
+export async function verifyBackup(store: BackupStore, manifest: BackupManifest, tools: PgTools = pathTools): Promise<{ bytes: number; sha256: string }> {
+  const restore = runTool(tools.pgRestore, ['--file=/dev/null'], { PATH: process.env.PATH });
   const digest = new Digest();
   // The verdict is on the bytes, not on how the streams ended: pg_restore
   // closes its input once it has read what it needs (EPIPE, "Premature
@@ -217,6 +221,8 @@ export interface RestoreOptions {
   lockTimeoutMs?: number;
   /** The lease token the run holds: the restore commits only while it is the live lease. */
   fenceToken?: string;
+  /** pg_restore and psql to use; default: PATH's. */
+  tools?: PgTools;
 }
 
 /** The restore's first statements: a bounded lock wait, and proof that the run still holds the lease (kept until COMMIT). */
@@ -328,6 +334,7 @@ export async function restoreDatabase(options: RestoreOptions, query: (sql: stri
     prelude,
     epilogue: publicSchema ? putBackPublicSchema(publicSchema) : '',
     query,
+    tools: options.tools ?? pathTools,
     ...(options.signal ? { signal: options.signal } : {}),
   });
   if (outcome.status === 'committed') return;
@@ -348,14 +355,14 @@ export async function restoreDatabase(options: RestoreOptions, query: (sql: stri
  * the backup restores, not just that it reads.
  */
 export async function drillRestore(
-  options: { alias: string; url: string; store: BackupStore; manifest: BackupManifest },
+  options: { alias: string; url: string; store: BackupStore; manifest: BackupManifest; tools?: PgTools },
   query: (sql: string) => Promise<unknown>,
 ): Promise<{ database: string; ms: number }> {
   const database = `pgconvoy_drill_${randomBytes(4).toString('hex')}`;
   const started = performance.now();
   await query(`CREATE DATABASE ${database}`);
   try {
-    const restore = runTool('pg_restore', ['--no-owner', '--exit-on-error', `--dbname=${database}`], { ...libpqEnv(options.url), PGDATABASE: database });
+    const restore = runTool((options.tools ?? pathTools).pgRestore, ['--no-owner', '--exit-on-error', `--dbname=${database}`], { ...libpqEnv(options.url), PGDATABASE: database });
     let readError: unknown;
     let exit;
     try {

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { PgTools } from './pg-tools';
 import { describeExit, runTool, type Tool, type ToolExit } from './processes';
 import { RestoreScriptGate } from './restore-script';
 
@@ -22,6 +23,8 @@ export interface ReplayOptions {
   query: Query;
   /** Aborting rolls the replay back (unless COMMIT was already sent). */
   signal?: AbortSignal;
+  /** pg_restore (it must read the archive its pg_dump wrote) and psql. */
+  tools: Pick<PgTools, 'pgRestore' | 'psql'>;
 }
 
 export type ReplayOutcome =
@@ -54,10 +57,10 @@ export async function replayBackup(o: ReplayOptions): Promise<ReplayOutcome> {
   const problems: string[] = [];
   try {
     source = await o.open();
-    restore = runTool('pg_restore', ['--file=-', '--no-owner', '--single-transaction'], { PATH: process.env.PATH });
+    restore = runTool(o.tools.pgRestore, ['--file=-', '--no-owner', '--single-transaction'], { PATH: process.env.PATH });
     // Query results (a row per large object written, ...) go to /dev/null: nobody reads psql's
     // stdout, and a full pipe would stop psql, and with it the restore, for good.
-    psql = runTool('psql', ['--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--output=/dev/null', '--file=-'], { ...o.env, PGAPPNAME: application });
+    psql = runTool(o.tools.psql, ['--no-psqlrc', '--quiet', '--set=ON_ERROR_STOP=1', '--output=/dev/null', '--file=-'], { ...o.env, PGAPPNAME: application });
     const [r, p, input] = [restore, psql, source];
     // psql's input stays open until we commit: its exit before then is a failure.
     const psqlGone = p.exit.then((e) => Promise.reject(new Error(`psql stopped (${describeExit(e)})`)));

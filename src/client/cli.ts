@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { loadConfig } from '../config/config';
+import { databaseEnvName, loadConfig, type Config } from '../config/config';
 import { createLogger } from '../worker/logger';
 import type { PgconvoyClient } from './api';
 import { registerLedgerCommands } from './commands/ledger';
@@ -21,10 +21,11 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
     .showHelpAfterError();
 
-  const context = (defaultLogLevel = 'warn') => {
+  // A worker logs JSON for log shippers; the other commands print their few log lines for people.
+  const context = (defaultLogLevel = 'warn', defaultFormat: 'json' | 'human' = 'human') => {
     const global = program.opts<GlobalOptions>();
     const config = loadConfig({ cwd, env, ...(global.config ? { configFile: global.config } : {}), ...(global.migrations ? { migrationsDir: global.migrations } : {}) });
-    return { global, config, logger: createLogger(config.logLevel ?? defaultLogLevel) };
+    return { global, config, logger: createLogger(config.logLevel ?? defaultLogLevel, config.logFormat ?? defaultFormat, io.stderr) };
   };
   const print = (global: GlobalOptions, json: unknown, human: string) => io.stdout(global.json ? JSON.stringify(json, null, 2) + '\n' : human);
   /** Runs a command against Temporal; a failure becomes its report and exit code. */
@@ -40,7 +41,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
         try {
           return await fn(pgconvoy);
         } catch (error) {
-          return reportFailure(io, c.global, error);
+          return reportFailure(io, c.global, error, workerSide(c.config, error));
         }
       },
       options,
@@ -67,11 +68,27 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
   }
 }
 
-function reportFailure(io: Io, global: GlobalOptions, error: unknown): ExitCode {
-  const failure = summarizeFailure(error);
+function reportFailure(io: Io, global: GlobalOptions, error: unknown, hint?: string): ExitCode {
+  const summary = summarizeFailure(error);
+  const failure = hint ? { ...summary, message: `${summary.message}\n${hint}` } : summary;
   if (global.json) io.stdout(JSON.stringify({ status: 'failed', error: failure }, null, 2) + '\n');
   else io.stderr(`pgconvoy: ${failure.type ? `[${failure.type}] ` : ''}${failure.message}\n`);
   return exitCodeForFailure(failure.type, failure.details);
+}
+
+/**
+ * An alias this command knows that the worker does not: the worker said
+ * "set PGCONVOY_DB_X", and it is set, here. Say where it is missing.
+ */
+function workerSide(config: Config, error: unknown): string | undefined {
+  const failure = summarizeFailure(error);
+  const alias = (failure.details as { alias?: string } | undefined)?.alias;
+  if (failure.type !== 'UnknownDatabase' || alias === undefined || config.databases[alias] === undefined) return undefined;
+  return (
+    `"${alias}" is configured for this command (${databaseEnvName(alias)} or the config file here), but not for the worker that ran it ` +
+    `(task queue "${config.temporal.taskQueue}" at ${config.temporal.address ?? 'the embedded dev server'}): ` +
+    `a worker reads only its own config file and environment; configure "${alias}" there and restart it`
+  );
 }
 
 export function main(): void {

@@ -4,7 +4,7 @@ export const ExitCode = {
   ok: 0,
   /** Failed and needs attention: part of a no-transaction file is applied, or the failure is not a migration's. */
   failed: 1,
-  /** Bad input: usage, config, migration set, unknown alias, ledger and files disagree. Nothing ran. */
+  /** Bad input: usage, config, migration set, unknown alias, ledger and files disagree, backup tools that cannot serve the server. Nothing ran. */
   badInput: 2,
   /** A service (Temporal, PostgreSQL) could not be reached. Nothing ran. */
   unavailable: 3,
@@ -51,6 +51,7 @@ const badInputTypes = new Set([
   'GroupNotPossible',
   'LedgerChangeRefused',
   'RunConflict',
+  'BackupToolMismatch',
 ]);
 
 /** A service could not be reached (after its retries): PostgreSQL unreachable or refusing connections for now, Temporal unreachable. */

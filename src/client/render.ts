@@ -1,8 +1,21 @@
+import type { BackupPlan } from '../activities';
 import type { Finding, MigrationRisk } from '../core/risk';
 import type { DatabaseStatus } from '../workflows/inspect-database';
-import type { MigrateDatabaseResult, Progress } from '../workflows/messages';
+import type { MigrateDatabaseResult, Progress, RunBackup } from '../workflows/messages';
 
 /** Human output. Machines use --json, which prints the result objects as they are. */
+
+/** What a run does about a backup, in one line: plan, status and a dry run say it before anything runs. */
+export function renderBackupPlan(b: BackupPlan): string {
+  if (b.scope === 'none') return `backup: NONE is taken (backup.scope "none": ${b.reason}); a failed run is rolled back only by undo scripts, otherwise it halts`;
+  if (b.problem) return `backup: cannot be taken, so a run is refused: ${b.problem}`;
+  return `backup: ${b.scope === 'database' ? 'the whole database' : 'the existing tables the pending migrations lock'}, by ${b.pgDump ?? 'pg_dump'}`;
+}
+
+/** The backup a finished run took, or that it took none. */
+export function renderRunBackup(b: RunBackup): string {
+  return 'key' in b ? `backup taken before the first change: ${b.key}` : `no backup was taken (backup.scope "none": ${b.none})`;
+}
 
 export function renderMigrateResult(result: MigrateDatabaseResult, workflowId: string): string {
   if (result.status === 'up-to-date') {
@@ -13,7 +26,8 @@ export function renderMigrateResult(result: MigrateDatabaseResult, workflowId: s
     return (
       `dry run: database "${result.db}" ${result.version === null ? 'has no migrations applied' : `is at version ${result.version}`}; ` +
       `${result.pending.length} would be applied, nothing was changed\n` +
-      table(result.pending.map((p) => [`V${p.version}`, p.description, p.mode, `${p.statements} statement${p.statements === 1 ? '' : 's'}`, p.risk ? `${p.risk.level} risk` : '']), '  ')
+      table(result.pending.map((p) => [`V${p.version}`, p.description, p.mode, `${p.statements} statement${p.statements === 1 ? '' : 's'}`, p.risk ? `${p.risk.level} risk` : '']), '  ') +
+      (result.backup ? `${renderBackupPlan(result.backup)}\n` : '')
     );
   }
   if (result.status === 'cancelled') {
@@ -29,6 +43,7 @@ export function renderMigrateResult(result: MigrateDatabaseResult, workflowId: s
   return (
     `workflow ${workflowId}\n` +
     table(rows, '  ') +
+    (result.backup ? `${renderRunBackup(result.backup)}\n` : '') +
     `${count} migration${count === 1 ? '' : 's'} applied; database "${result.db}" is at version ${result.version}\n`
   );
 }
@@ -41,6 +56,7 @@ export function renderStatus(status: DatabaseStatus, running: Progress | null): 
     `database "${plan.db}": ${version === undefined ? 'no migrations applied' : `version ${version}`}, ` +
       `${plan.applied.length} applied, ${plan.pending.length} pending`,
   );
+  if (plan.backup) lines.push(renderBackupPlan(plan.backup));
   if (history.length > 0) {
     lines.push('', 'history:');
     lines.push(
@@ -105,9 +121,10 @@ export interface PlannedMigration {
   risk: MigrationRisk | null;
 }
 
-export function renderPlan(db: string, version: string | null, planned: PlannedMigration[], problems: string[]): string {
+export function renderPlan(db: string, version: string | null, planned: PlannedMigration[], problems: string[], backup?: BackupPlan): string {
   const lines: string[] = [];
   lines.push(`plan for database "${db}" (${version === null ? 'no migrations applied' : `at version ${version}`}): ${planned.length} pending`);
+  if (backup) lines.push(renderBackupPlan(backup));
   for (const m of planned) {
     lines.push('', `V${m.version}  ${m.description}  (${m.file}, ${m.mode === 'no-transaction' ? 'no transaction: statement by statement' : 'one transaction'}, ${m.statements.length} statement${m.statements.length === 1 ? '' : 's'})`);
     lines.push(table(m.statements.map((s) => [String(s.index), `line ${s.line}`, s.lock, s.text]), '  ').trimEnd());

@@ -45,8 +45,16 @@ const fileSchema = z.strictObject({
       keep: z.number().int().min(1).optional(),
       /** Also restore every backup into a scratch database before the run goes on. */
       drill: z.boolean().optional(),
-      /** `database` (default) or `touched-tables`: only the existing tables the pending migrations lock, for large databases. */
-      scope: z.enum(['database', 'touched-tables']).optional(),
+      /**
+       * `database` (default); `touched-tables`: only the existing tables the
+       * pending migrations lock, for large databases; `none`: no backup at all
+       * (compensation is then undo scripts or halt), with a required `reason`.
+       */
+      scope: z.enum(['database', 'touched-tables', 'none']).optional(),
+      /** Why a run takes no backup (`scope: "none"`); recorded in the ledger with every version it applies. */
+      reason: z.string().trim().min(1).optional(),
+      /** Directory of the pg_dump, pg_restore and psql to use; default: /usr/lib/postgresql/<server major>/bin if it exists, else PATH. */
+      pgBinDir: z.string().min(1).optional(),
       s3: z
         .strictObject({
           region: z.string().min(1).optional(),
@@ -113,6 +121,8 @@ export interface Config {
   temporalBin?: string;
   /** PGCONVOY_LOG_LEVEL; unset: the command picks (warn for the CLI, info for a worker). */
   logLevel?: string;
+  /** PGCONVOY_LOG_FORMAT; unset: the command picks (json for a worker, human lines for the others). */
+  logFormat?: 'json' | 'human';
 }
 
 export interface BackupSettings {
@@ -120,7 +130,11 @@ export interface BackupSettings {
   store: string;
   keep: number;
   drill: boolean;
-  scope: 'database' | 'touched-tables';
+  scope: 'database' | 'touched-tables' | 'none';
+  /** Why no backup is taken; set exactly when scope is `none`. */
+  reason?: string;
+  /** Absolute; unset: chosen by the server's major version (see src/backup/pg-tools.ts). */
+  pgBinDir?: string;
   s3: {
     region: string;
     endpoint?: string;
@@ -221,6 +235,13 @@ export function loadConfig(options: LoadOptions): Config {
     const existing = Object.keys(databases).find((known) => databaseEnvName(known) === key);
     databases[existing ?? name] = value;
   }
+  // A run without a backup is a decision someone made for a reason; the ledger keeps it.
+  if (fromFile.backup?.scope === 'none' && fromFile.backup.reason === undefined) {
+    problems.push('backup.reason: required with "scope": "none" (why this database is migrated without a backup, for example "500 GB; hourly snapshots by the provider"); it is recorded in the ledger');
+  }
+  if (fromFile.backup?.reason !== undefined && fromFile.backup.scope !== 'none') {
+    problems.push('backup.reason: only with "scope": "none" (a run that takes a backup needs no reason)');
+  }
   if (problems.length > 0) throw new ConfigError(file, problems);
 
   const address = env.TEMPORAL_ADDRESS || fromFile.temporal?.address;
@@ -242,20 +263,25 @@ export function loadConfig(options: LoadOptions): Config {
     execution: { ...defaultExecutionSettings, ...fromFile.execution },
     lease: { ...defaultLeaseSettings, ...fromFile.lease },
     risk: { ...defaultThresholds, ...fromFile.risk },
-    backup: backupSettings(fromFile.backup, env, base, absolute(cwd, env.PGCONVOY_STATE_DIR) ?? absolute(base, fromFile.stateDir ?? '.pgconvoy')!),
+    backup: backupSettings(fromFile.backup, env, cwd, base, absolute(cwd, env.PGCONVOY_STATE_DIR) ?? absolute(base, fromFile.stateDir ?? '.pgconvoy')!),
     ...(env.PGCONVOY_TEMPORAL_BIN ? { temporalBin: env.PGCONVOY_TEMPORAL_BIN } : {}),
     ...(env.PGCONVOY_LOG_LEVEL ? { logLevel: env.PGCONVOY_LOG_LEVEL } : {}),
+    ...(env.PGCONVOY_LOG_FORMAT === 'json' || env.PGCONVOY_LOG_FORMAT === 'human' ? { logFormat: env.PGCONVOY_LOG_FORMAT } : {}),
   };
 }
 
-function backupSettings(file: z.infer<typeof fileSchema>['backup'], env: NodeJS.ProcessEnv, base: string, stateDir: string): BackupSettings {
+function backupSettings(file: z.infer<typeof fileSchema>['backup'], env: NodeJS.ProcessEnv, cwd: string, base: string, stateDir: string): BackupSettings {
   const store = env.PGCONVOY_BACKUP_STORE || file?.store;
   const endpoint = env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || file?.s3?.endpoint;
+  const scope = file?.scope ?? 'database';
+  const pgBinDir = absolute(cwd, env.PGCONVOY_PG_BIN_DIR) ?? absolute(base, file?.pgBinDir);
   return {
     store: store === undefined ? join(stateDir, 'backups') : store.startsWith('s3://') ? store : absolute(base, store)!,
     keep: file?.keep ?? 5,
     drill: file?.drill ?? false,
-    scope: file?.scope ?? 'database',
+    scope,
+    ...(scope === 'none' && file?.reason ? { reason: file.reason } : {}),
+    ...(pgBinDir ? { pgBinDir } : {}),
     s3: {
       region: env.AWS_REGION || env.AWS_DEFAULT_REGION || file?.s3?.region || 'us-east-1',
       ...(endpoint ? { endpoint } : {}),

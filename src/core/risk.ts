@@ -96,128 +96,238 @@ export interface ScriptForRisk {
 }
 
 /**
- * Risk findings for each migration of a set, in version order, from the
- * parse tree. Objects created earlier in the set (or earlier in the same
- * file) are new and empty: indexing or constraining them is not flagged.
+ * What the set itself made, as far as the statements analysed so far say:
+ * tables (after renames, under their current names), the indexes it created
+ * and the table each is on, schemas, and NOT VALID checks on the way to a
+ * SET NOT NULL. Objects in it are new and empty: nothing the application
+ * uses yet, so indexing, constraining, renaming or dropping them is no risk.
  */
-export function analyzeRisk(migrations: ScriptForRisk[]): Map<Version, Finding[]> {
-  const created = new Set<string>();
-  const notValidChecks = new Map<string, { table: string; column: string }>();
-  const validatedNotNull = new Set<string>();
-  const result = new Map<Version, Finding[]>();
+class SetObjects {
+  readonly tables = new Set<string>();
+  readonly indexes = new Map<string, string>();
+  readonly schemas = new Set<string>();
+  readonly notValidChecks = new Map<string, { table: string; column: string }>();
+  readonly validatedNotNull = new Set<string>();
 
-  for (const m of migrations) {
-    const findings: Finding[] = [];
-    const allow = new Map(m.script.directives.allow.map((a) => [a.rule, a.reason]));
-    const flag = (id: string, s: Statement, table: string | null) => {
-      const rule = rules[id]!;
-      const shown = table !== null && table === relname(s.node.relation) ? shownName(s.node.relation) : table;
-      findings.push({ rule: id, level: rule.level, lock: lockTaken(s).mode, table: shown, statement: s.index, line: s.line, why: rule.why, instead: rule.instead, allowed: allow.get(id) ?? null, context: null });
-    };
-    const existing = (table: string | null) => table !== null && !created.has(table);
-    let hasLockTimeout = false;
-    let exclusiveOnExisting: Statement | undefined;
+  copy(): SetObjects {
+    const c = new SetObjects();
+    this.tables.forEach((t) => c.tables.add(t));
+    this.indexes.forEach((table, index) => c.indexes.set(index, table));
+    this.schemas.forEach((x) => c.schemas.add(x));
+    this.notValidChecks.forEach((v, k) => c.notValidChecks.set(k, { ...v }));
+    this.validatedNotNull.forEach((x) => c.validatedNotNull.add(x));
+    return c;
+  }
 
-    for (const s of m.script.statements) {
-      const n = s.node;
-      const table = relname(n.relation);
-      const lock = lockTaken(s);
-      if (s.kind === 'VariableSetStmt' && n.name === 'lock_timeout') hasLockTimeout = true;
-      if (lock.mode === 'ACCESS EXCLUSIVE' && lock.relations.some((r) => !created.has(r.split('.').at(-1)!.toLowerCase()))) exclusiveOnExisting ??= s;
+  renameTable(from: string, to: string): void {
+    if (this.tables.delete(from)) this.tables.add(to);
+    for (const [index, table] of this.indexes) if (table === from) this.indexes.set(index, to);
+    for (const check of this.notValidChecks.values()) if (check.table === from) check.table = to;
+    this.moveColumns((key) => (key.startsWith(`${from}.`) ? `${to}.${key.slice(from.length + 1)}` : key));
+  }
 
-      switch (s.kind) {
-        case 'CreateStmt':
-          if (table) created.add(table);
-          break;
-        case 'DropStmt': {
-          const names = ((n.objects as Array<{ List?: { items?: Array<{ String?: { sval?: string } }> }; String?: { sval?: string } }> | undefined) ?? []).map(
-            (o) => (o.List?.items?.at(-1)?.String?.sval ?? o.String?.sval ?? '').toLowerCase(),
-          );
-          const kind = String(n.removeType);
-          if (kind === 'OBJECT_TABLE') names.filter((x) => !created.has(x)).forEach((x) => flag('drop-table', s, x));
-          else if (kind === 'OBJECT_SCHEMA') flag('drop-schema', s, null);
-          else if (kind === 'OBJECT_INDEX' && !n.concurrent) flag('drop-index-blocking', s, null);
-          break;
+  renameColumn(table: string, from: string, to: string): void {
+    for (const check of this.notValidChecks.values()) if (check.table === table && check.column === from) check.column = to;
+    this.moveColumns((key) => (key === `${table}.${from}` ? `${table}.${to}` : key));
+  }
+
+  private moveColumns(map: (key: string) => string): void {
+    const keys = [...this.validatedNotNull];
+    this.validatedNotNull.clear();
+    keys.forEach((k) => this.validatedNotNull.add(map(k)));
+  }
+}
+
+const lastName = (o: { List?: { items?: Array<{ String?: { sval?: string } }> }; String?: { sval?: string } }) =>
+  (o.List?.items?.at(-1)?.String?.sval ?? o.String?.sval ?? '').toLowerCase();
+
+/** Findings of one script; `objects` is what the set made before it, and is updated with what this script makes. */
+function assessScript(m: ScriptForRisk, objects: SetObjects): Finding[] {
+  const findings: Finding[] = [];
+  const allow = new Map(m.script.directives.allow.map((a) => [a.rule, a.reason]));
+  const flag = (id: string, s: Statement, table: string | null) => {
+    const rule = rules[id]!;
+    const shown = table !== null && table === relname(s.node.relation) ? shownName(s.node.relation) : table;
+    findings.push({ rule: id, level: rule.level, lock: lockTaken(s).mode, table: shown, statement: s.index, line: s.line, why: rule.why, instead: rule.instead, allowed: allow.get(id) ?? null, context: null });
+  };
+  const existing = (table: string | null) => table !== null && !objects.tables.has(table);
+  let hasLockTimeout = false;
+  let exclusiveOnExisting: { statement: Statement; table: string | null } | undefined;
+
+  for (const s of m.script.statements) {
+    const n = s.node;
+    const table = relname(n.relation);
+    const lock = lockTaken(s);
+    if (s.kind === 'VariableSetStmt' && n.name === 'lock_timeout') hasLockTimeout = true;
+    if (lock.mode === 'ACCESS EXCLUSIVE' && !exclusiveOnExisting) {
+      // DROP INDEX and ALTER INDEX lock the index's table: the one the set created it on, or one the parser cannot name.
+      const onIndex =
+        (s.kind === 'DropStmt' && String(n.removeType) === 'OBJECT_INDEX') ||
+        (s.kind === 'RenameStmt' && n.renameType === 'OBJECT_INDEX') ||
+        (s.kind === 'AlterTableStmt' && n.objtype === 'OBJECT_INDEX');
+      const tables = lock.relations.map((r) => {
+        const name = r.split('.').at(-1)!.toLowerCase();
+        return onIndex ? (objects.indexes.get(name) ?? null) : name;
+      });
+      const onExisting = tables.find((t) => t === null || !objects.tables.has(t));
+      if (onExisting !== undefined) exclusiveOnExisting = { statement: s, table: onExisting };
+    }
+
+    switch (s.kind) {
+      case 'CreateStmt':
+        if (table) objects.tables.add(table);
+        break;
+      case 'CreateTableAsStmt': {
+        const into = relname((n.into as { rel?: unknown } | undefined)?.rel);
+        if (into) objects.tables.add(into);
+        break;
+      }
+      case 'CreateSchemaStmt':
+        if (typeof n.schemaname === 'string') objects.schemas.add(n.schemaname.toLowerCase());
+        break;
+      case 'DropStmt': {
+        const names = ((n.objects as Array<Parameters<typeof lastName>[0]> | undefined) ?? []).map(lastName);
+        const kind = String(n.removeType);
+        if (kind === 'OBJECT_TABLE') {
+          names.filter((x) => !objects.tables.has(x)).forEach((x) => flag('drop-table', s, x));
+          names.forEach((x) => objects.tables.delete(x));
+        } else if (kind === 'OBJECT_SCHEMA') {
+          if (names.some((x) => !objects.schemas.has(x))) flag('drop-schema', s, null);
+        } else if (kind === 'OBJECT_INDEX') {
+          const onExisting = names.filter((x) => {
+            const on = objects.indexes.get(x);
+            return on === undefined || !objects.tables.has(on);
+          });
+          if (onExisting.length > 0 && !n.concurrent) flag('drop-index-blocking', s, onExisting.length === 1 ? (objects.indexes.get(onExisting[0]!) ?? null) : null);
+          names.forEach((x) => objects.indexes.delete(x));
         }
-        case 'DropdbStmt':
-          flag('drop-database', s, null);
-          break;
-        case 'TruncateStmt':
-          flag('truncate', s, lock.relations[0] ?? null);
-          break;
-        case 'RenameStmt':
-          if (existing(table) && n.renameType === 'OBJECT_TABLE') flag('rename-table', s, table);
-          if (existing(table) && n.renameType === 'OBJECT_COLUMN') flag('rename-column', s, table);
-          break;
-        case 'IndexStmt':
-          if (n.concurrent && m.script.mode === 'transaction') flag('concurrent-index-in-transaction', s, table);
-          else if (!n.concurrent && existing(table)) flag('create-index-blocking', s, table);
-          break;
-        case 'UpdateStmt':
-          if (!n.whereClause && existing(table)) flag('update-without-where', s, table);
-          break;
-        case 'DeleteStmt':
-          if (!n.whereClause && existing(table)) flag('delete-without-where', s, table);
-          break;
-        case 'VacuumStmt':
-          if (((n.options as Array<{ DefElem?: { defname?: string } }> | undefined) ?? []).some((o) => o.DefElem?.defname === 'full')) flag('vacuum-full', s, lock.relations[0] ?? null);
-          break;
-        case 'ClusterStmt':
-          flag('cluster', s, table);
-          break;
-        case 'AlterTableStmt': {
-          if (!existing(table)) break;
-          for (const entry of (n.cmds as Array<{ AlterTableCmd?: Node }> | undefined) ?? []) {
-            const cmd = entry.AlterTableCmd ?? {};
-            const def = cmd.def as { ColumnDef?: Node; Constraint?: Node } | undefined;
-            const column = typeof cmd.name === 'string' ? cmd.name.toLowerCase() : '';
-            switch (cmd.subtype) {
-              case 'AT_DropColumn':
-                flag('drop-column', s, table);
-                break;
-              case 'AT_AlterColumnType': {
-                const names = ((def?.ColumnDef?.typeName as { names?: Array<{ String?: { sval?: string } }>; typmods?: unknown[] } | undefined) ?? {});
-                const type = names.names?.at(-1)?.String?.sval;
-                const unbounded = (type === 'text' || type === 'varchar') && !names.typmods;
-                if (!unbounded) flag('alter-column-type', s, table);
-                break;
-              }
-              case 'AT_AddColumn': {
-                const defaults = ((def?.ColumnDef?.constraints as Array<{ Constraint?: Node }> | undefined) ?? []).filter((c) => c.Constraint?.contype === 'CONSTR_DEFAULT');
-                if (defaults.some((c) => functionNames(c.Constraint?.raw_expr).some((f) => volatileFunctions.has(f)))) flag('add-column-volatile-default', s, table);
-                break;
-              }
-              case 'AT_SetNotNull':
-                if (!validatedNotNull.has(`${table}.${column}`)) flag('set-not-null', s, table);
-                break;
-              case 'AT_ValidateConstraint': {
-                const check = notValidChecks.get(column);
-                if (check) validatedNotNull.add(`${check.table}.${check.column}`);
-                break;
-              }
-              case 'AT_AddConstraint': {
-                const c = def?.Constraint ?? {};
-                if (c.contype === 'CONSTR_FOREIGN' && !c.skip_validation) flag('add-foreign-key', s, table);
-                if (c.contype === 'CONSTR_CHECK') {
-                  const col = notNullCheckColumn(c);
-                  if (c.skip_validation) {
-                    if (col && typeof c.conname === 'string') notValidChecks.set(c.conname.toLowerCase(), { table: table!, column: col });
-                  } else {
-                    flag('add-check-constraint', s, table);
-                    if (col) validatedNotNull.add(`${table}.${col}`);
-                  }
+        break;
+      }
+      case 'DropdbStmt':
+        flag('drop-database', s, null);
+        break;
+      case 'TruncateStmt': {
+        const onExisting = lock.relations.find((r) => existing(r.split('.').at(-1)!.toLowerCase()));
+        if (onExisting !== undefined) flag('truncate', s, onExisting);
+        break;
+      }
+      case 'RenameStmt': {
+        const to = typeof n.newname === 'string' ? n.newname.toLowerCase() : null;
+        if (n.renameType === 'OBJECT_TABLE') {
+          if (existing(table)) flag('rename-table', s, table);
+          else if (table && to) objects.renameTable(table, to);
+        }
+        if (n.renameType === 'OBJECT_COLUMN') {
+          if (existing(table)) flag('rename-column', s, table);
+          if (table && to && typeof n.subname === 'string') objects.renameColumn(table, n.subname.toLowerCase(), to);
+        }
+        if (n.renameType === 'OBJECT_INDEX' && table && to) {
+          const on = objects.indexes.get(table);
+          if (on !== undefined) {
+            objects.indexes.delete(table);
+            objects.indexes.set(to, on);
+          }
+        }
+        break;
+      }
+      case 'IndexStmt':
+        if (n.concurrent && m.script.mode === 'transaction') flag('concurrent-index-in-transaction', s, table);
+        else if (!n.concurrent && existing(table)) flag('create-index-blocking', s, table);
+        if (table && typeof n.idxname === 'string') objects.indexes.set(n.idxname.toLowerCase(), table);
+        break;
+      case 'UpdateStmt':
+        if (!n.whereClause && existing(table)) flag('update-without-where', s, table);
+        break;
+      case 'DeleteStmt':
+        if (!n.whereClause && existing(table)) flag('delete-without-where', s, table);
+        break;
+      case 'VacuumStmt':
+        if (((n.options as Array<{ DefElem?: { defname?: string } }> | undefined) ?? []).some((o) => o.DefElem?.defname === 'full')) {
+          const onExisting = lock.relations.find((r) => existing(r.split('.').at(-1)!.toLowerCase()));
+          if (onExisting !== undefined || lock.relations.length === 0) flag('vacuum-full', s, onExisting ?? null);
+        }
+        break;
+      case 'ClusterStmt':
+        if (table === null || existing(table)) flag('cluster', s, table);
+        break;
+      case 'AlterTableStmt': {
+        if (!existing(table)) break;
+        for (const entry of (n.cmds as Array<{ AlterTableCmd?: Node }> | undefined) ?? []) {
+          const cmd = entry.AlterTableCmd ?? {};
+          const def = cmd.def as { ColumnDef?: Node; Constraint?: Node } | undefined;
+          const column = typeof cmd.name === 'string' ? cmd.name.toLowerCase() : '';
+          switch (cmd.subtype) {
+            case 'AT_DropColumn':
+              flag('drop-column', s, table);
+              break;
+            case 'AT_AlterColumnType': {
+              const names = (def?.ColumnDef?.typeName as { names?: Array<{ String?: { sval?: string } }>; typmods?: unknown[] } | undefined) ?? {};
+              const type = names.names?.at(-1)?.String?.sval;
+              const unbounded = (type === 'text' || type === 'varchar') && !names.typmods;
+              if (!unbounded) flag('alter-column-type', s, table);
+              break;
+            }
+            case 'AT_AddColumn': {
+              const defaults = ((def?.ColumnDef?.constraints as Array<{ Constraint?: Node }> | undefined) ?? []).filter((c) => c.Constraint?.contype === 'CONSTR_DEFAULT');
+              if (defaults.some((c) => functionNames(c.Constraint?.raw_expr).some((f) => volatileFunctions.has(f)))) flag('add-column-volatile-default', s, table);
+              break;
+            }
+            case 'AT_SetNotNull':
+              if (!objects.validatedNotNull.has(`${table}.${column}`)) flag('set-not-null', s, table);
+              break;
+            case 'AT_ValidateConstraint': {
+              const check = objects.notValidChecks.get(column);
+              if (check) objects.validatedNotNull.add(`${check.table}.${check.column}`);
+              break;
+            }
+            case 'AT_AddConstraint': {
+              const c = def?.Constraint ?? {};
+              if (c.contype === 'CONSTR_FOREIGN' && !c.skip_validation) flag('add-foreign-key', s, table);
+              if (c.contype === 'CONSTR_CHECK') {
+                const col = notNullCheckColumn(c);
+                if (c.skip_validation) {
+                  if (col && typeof c.conname === 'string') objects.notValidChecks.set(c.conname.toLowerCase(), { table: table!, column: col });
+                } else {
+                  flag('add-check-constraint', s, table);
+                  if (col) objects.validatedNotNull.add(`${table}.${col}`);
                 }
-                if ((c.contype === 'CONSTR_PRIMARY' || c.contype === 'CONSTR_UNIQUE') && !c.indexname) flag('add-unique-without-index', s, table);
-                break;
               }
+              if ((c.contype === 'CONSTR_PRIMARY' || c.contype === 'CONSTR_UNIQUE') && !c.indexname) flag('add-unique-without-index', s, table);
+              break;
             }
           }
-          break;
         }
+        break;
       }
     }
-    if (exclusiveOnExisting && !hasLockTimeout) flag('missing-lock-timeout', exclusiveOnExisting, lockTaken(exclusiveOnExisting).relations[0] ?? null);
-    result.set(m.version, findings);
+  }
+  if (exclusiveOnExisting && !hasLockTimeout) flag('missing-lock-timeout', exclusiveOnExisting.statement, exclusiveOnExisting.table);
+  return findings;
+}
+
+/**
+ * Risk findings for each migration of a set, in version order, from the
+ * parse tree. Objects created earlier in the set (or earlier in the same
+ * file) are new and empty, under whatever name they were renamed to:
+ * indexing, constraining, renaming or dropping them is not flagged.
+ */
+export function analyzeRisk(migrations: ScriptForRisk[]): Map<Version, Finding[]> {
+  const objects = new SetObjects();
+  const result = new Map<Version, Finding[]>();
+  for (const m of migrations) result.set(m.version, assessScript(m, objects));
+  return result;
+}
+
+/**
+ * Findings of the undo scripts: each as it would run, right after its
+ * version and everything before it (what the set made up to there is new).
+ */
+export function analyzeUndo(migrations: Array<ScriptForRisk & { undo?: ScriptForRisk }>): Map<Version, Finding[]> {
+  const objects = new SetObjects();
+  const result = new Map<Version, Finding[]>();
+  for (const m of migrations) {
+    assessScript(m, objects);
+    if (m.undo) result.set(m.version, assessScript(m.undo, objects.copy()));
   }
   return result;
 }

@@ -97,6 +97,9 @@ export const ledgerSteps: readonly string[] = [
      END IF;
    END
    $step$;`,
+  // The backup the run took before its first change (its key), or
+  // 'none: <reason>' for a run configured to take none.
+  `ALTER TABLE pgconvoy.history ADD COLUMN IF NOT EXISTS backup text;`,
 ];
 
 /** Any constant works; it only has to be the same in every pgconvoy. */
@@ -154,6 +157,8 @@ export interface HistoryRow {
   approvedBy: string | null;
   approvedAt: string | null;
   approvalNote: string | null;
+  /** The run's backup key, or `none: <reason>`; null before ledger step 5 and for rows not written by a run. */
+  backup: string | null;
 }
 
 interface RawHistoryRow {
@@ -180,6 +185,7 @@ interface RawHistoryRow {
   approved_by?: string | null;
   approved_at?: Date | null;
   approval_note?: string | null;
+  backup?: string | null;
 }
 
 /**
@@ -192,6 +198,7 @@ const historyColumns = `id::text AS id, version::text AS version, description, f
   error_statement, source, reason`;
 /** Columns of later ledger steps: read with readHistory, which upgrades nothing, so only when present. */
 const riskColumns = `, risk_level, risk_findings, approved_by, approved_at, approval_note`;
+const backupColumns = `, backup`;
 
 function toHistoryRow(r: RawHistoryRow): HistoryRow {
   return {
@@ -217,6 +224,7 @@ function toHistoryRow(r: RawHistoryRow): HistoryRow {
     approvedBy: r.approved_by ?? null,
     approvedAt: r.approved_at ? r.approved_at.toISOString() : null,
     approvalNote: r.approval_note ?? null,
+    backup: r.backup ?? null,
   };
 }
 
@@ -224,7 +232,7 @@ function toHistoryRow(r: RawHistoryRow): HistoryRow {
 export async function readHistory(client: pg.Client, options: { last?: number } = {}): Promise<HistoryRow[]> {
   const steps = await ledgerStepsDone(client);
   if (steps === 0) return [];
-  const columns = historyColumns + (steps >= 2 ? riskColumns : '');
+  const columns = historyColumns + (steps >= 2 ? riskColumns : '') + (steps >= 5 ? backupColumns : '');
   if (options.last !== undefined) {
     const result = await client.query<RawHistoryRow>(
       `SELECT ${columns} FROM (SELECT * FROM pgconvoy.history h ORDER BY h.id DESC LIMIT $1) h ORDER BY h.id`,
@@ -294,6 +302,8 @@ export interface AuditColumns {
   fingerprint?: string;
   /** The catalog description before the version, kept for versions with an undo script. */
   schemaBefore?: Record<string, string[]>;
+  /** The run's backup key, or `none: <reason>`. */
+  backup?: string;
 }
 
 /** The audit columns as SQL assignments, for an UPDATE of the row in the transaction that writes it. */
@@ -307,6 +317,7 @@ async function writeAudit(client: pg.Client, id: string, audit: AuditColumns | u
   if (audit.approvalNote !== undefined) columns.push(['approval_note', audit.approvalNote]);
   if (audit.fingerprint !== undefined) columns.push(['fingerprint', audit.fingerprint]);
   if (audit.schemaBefore !== undefined) columns.push(['schema_before', JSON.stringify(audit.schemaBefore), 'jsonb']);
+  if (audit.backup !== undefined) columns.push(['backup', audit.backup]);
   if (columns.length === 0) return;
   const sets = columns.map(([name, , cast], i) => `${name} = $${i + 2}${cast ? `::${cast}` : ''}`).join(', ');
   await client.query(`UPDATE pgconvoy.history SET ${sets} WHERE id = $1`, [id, ...columns.map(([, value]) => value)]);

@@ -106,8 +106,11 @@ async function startOnce(options: DevServerOptions): Promise<DevServer> {
   const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
   const spawnError = new Promise<Error>((resolveError) => child.once('error', resolveError));
   const address = `127.0.0.1:${port}`;
+  const watchdog = child.pid === undefined ? undefined : endWithParent(child.pid);
+  child.once('exit', () => watchdog?.kill('SIGKILL')); // a server gone by itself needs no watching
 
   const stop = async () => {
+    watchdog?.kill('SIGKILL');
     if (child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGTERM');
     const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
@@ -130,6 +133,25 @@ async function startOnce(options: DevServerOptions): Promise<DevServer> {
     }
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/**
+ * The server ends with the process that started it, however that ends (a
+ * SIGKILL included): a watchdog in its own process group reads a pipe from
+ * this process until it closes, which the kernel does when this process is
+ * gone, then stops the server (SIGTERM; SIGKILL after 10 s). The server's
+ * state file stays for the next command. A normal stop kills the watchdog
+ * first.
+ */
+function endWithParent(serverPid: number): ChildProcess {
+  const script = 'cat >/dev/null; kill -TERM "$0" 2>/dev/null || exit 0; i=0; while kill -0 "$0" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; kill -KILL "$0" 2>/dev/null; exit 0';
+  const watchdog = spawn('sh', ['-c', script, String(serverPid)], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
+  watchdog.on('error', () => undefined);
+  watchdog.stdin?.on('error', () => undefined);
+  // Neither keeps this process running: only its death (or stop()) ends the watchdog's input.
+  watchdog.unref();
+  (watchdog.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+  return watchdog;
 }
 
 async function healthy(address: string): Promise<boolean> {

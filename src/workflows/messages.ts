@@ -1,5 +1,5 @@
 import { defineQuery, defineUpdate } from '@temporalio/workflow';
-import type { PendingMigration } from '../activities';
+import type { BackupPlan, PendingMigration } from '../activities';
 import type { RiskLevel } from '../core/risk';
 import type { Version } from '../core/version';
 import type { GatedMigration } from './gates';
@@ -58,6 +58,8 @@ export interface Progress {
   completed: AppliedStep[];
   approval: ApprovalState;
   cancelRequested: { by: string; reason: string | null } | null;
+  /** The backup the run takes before its first change, or that it takes none and why (once planned). */
+  backup?: BackupPlan;
   /** Workflow time (ms since epoch) at which the run started and the current phase began. */
   startedAt: number;
   phaseStartedAt: number;
@@ -114,9 +116,17 @@ export interface MigrateDatabaseInput {
 /** `version` is the highest applied version after the run, null for an empty ledger. */
 export type MigrateDatabaseResult =
   | { status: 'up-to-date'; db: string; manifestDigest: string; version: Version | null; applied: [] }
-  | { status: 'applied'; db: string; manifestDigest: string; version: Version; applied: AppliedStep[]; approvedBy?: string }
-  | { status: 'dry-run'; db: string; manifestDigest: string; version: Version | null; applied: []; pending: PendingMigration[] }
+  | { status: 'applied'; db: string; manifestDigest: string; version: Version; applied: AppliedStep[]; approvedBy?: string; backup?: RunBackup }
+  | { status: 'dry-run'; db: string; manifestDigest: string; version: Version | null; applied: []; pending: PendingMigration[]; backup?: BackupPlan }
   | { status: 'cancelled'; db: string; manifestDigest: string; version: Version | null; applied: AppliedStep[]; cancelledBy: string; reason: string | null };
+
+/** The backup a run took before its first change, or none and why. */
+export type RunBackup = { key: string } | { none: string };
+
+/** How the ledger records a run's backup: its key, or `none: <reason>`. */
+export function describeRunBackup(backup: RunBackup): string {
+  return 'key' in backup ? backup.key : `none: ${backup.none}`;
+}
 
 export function databaseWorkflowId(db: string): string {
   return `pgconvoy/db/${db}`;

@@ -11,7 +11,8 @@ import type { Activities, ApplyInput, DatabasePlan, PendingMigration, RunRisk, R
 import type { Version } from '../core/version';
 import { describeGate, gatedMigrations, within } from './gates';
 import { approveUpdate, cancelUpdate, progressQuery } from './messages';
-import type { AppliedStep, ApproveInput, CancelInput, MigrateDatabaseInput, MigrateDatabaseResult, Progress } from './messages';
+import { describeRunBackup } from './messages';
+import type { AppliedStep, ApproveInput, CancelInput, MigrateDatabaseInput, MigrateDatabaseResult, Progress, RunBackup } from './messages';
 
 /** Error types that trying again cannot fix; everything else is retried with backoff. */
 export const nonRetryableTypes = [
@@ -29,6 +30,7 @@ export const nonRetryableTypes = [
   'DatabaseConfig',
   'PermissionDenied',
   'TargetBeyondSet',
+  'BackupToolMismatch',
 ];
 
 const { planDatabase } = proxyActivities<Activities>({
@@ -126,6 +128,7 @@ export async function migrateDatabase(input: MigrateDatabaseInput): Promise<Migr
       });
     }
     progress.pending = plan.pending;
+    if (plan.backup) progress.backup = plan.backup;
     const versionBefore = plan.applied.at(-1)?.version ?? plan.baseline ?? null;
     if (plan.pending.length === 0) {
       enter('done');
@@ -206,7 +209,11 @@ async function gateLockAndApply(
   // Gate.
   if (progress.mode === 'dry-run') {
     enter('done');
-    return { status: 'dry-run', ...base, version: versionBefore, applied: [], pending: plan.pending };
+    return { status: 'dry-run', ...base, version: versionBefore, applied: [], pending: plan.pending, ...(plan.backup ? { backup: plan.backup } : {}) };
+  }
+  // A backup that cannot be taken stops the run here, before the lease and before anyone is asked to approve it.
+  if (plan.backup?.problem) {
+    throw ApplicationFailure.create({ type: 'BackupToolMismatch', message: plan.backup.problem, nonRetryable: true, details: [{ db: input.db, serverVersion: plan.backup.serverVersion }] });
   }
   const gated = gatedMigrations(progress.mode, plan.pending);
   // An approval given before the run (a deploy service, a rollout once per rollout or per wave) covers what it says.
@@ -247,11 +254,14 @@ async function gateLockAndApply(
   let lease = await acquireLease({ db: input.db, holder });
   let keeper = keepLease(input.db, lease.token);
   const applied: AppliedStep[] = [];
+  let backup: RunBackup | undefined;
   try {
     enter('backing-up');
     const start = await beginRun({ db: input.db, migrationsDir: input.migrationsDir });
     const touched = [...new Set(plan.pending.flatMap((p) => p.tables ?? []))].sort();
-    const backupKey = (await takeBackup({ db: input.db, touched })).manifest.key;
+    // backup.scope "none": the decision and its reason go into the ledger with every version instead.
+    const taken: RunBackup = plan.backup?.scope === 'none' ? { none: plan.backup.reason ?? '' } : { key: (await takeBackup({ db: input.db, touched })).manifest.key };
+    backup = taken;
     try {
       enter('applying');
       const steps: PendingMigration[][] = input.group ? [plan.pending] : plan.pending.map((p) => [p]);
@@ -260,7 +270,7 @@ async function gateLockAndApply(
         progress.current = step[0]!;
         for (let recoveries = 0; ; recoveries++) {
           try {
-            const record = runRecord(step, progress);
+            const record = { ...runRecord(step, progress), backup: describeRunBackup(taken) };
             const results = input.group
               ? await applyGroup({ ...base, migrationsDir: input.migrationsDir, versions: step.map((p) => p.version), leaseToken: lease.token, ...record })
               : [await applyMigration({ ...base, migrationsDir: input.migrationsDir, version: step[0]!.version, leaseToken: lease.token, ...record })];
@@ -285,7 +295,7 @@ async function gateLockAndApply(
       await verifyRun({ db: input.db, migrationsDir: input.migrationsDir, knownProblems: start.knownProblems });
     } catch (error) {
       if ((input.onFailure ?? 'restore') === 'halt') throw error;
-      await compensate(error, { input, plan, start, backupKey, leaseToken: lease.token, enter });
+      await compensate(error, { input, plan, start, backup: taken, leaseToken: lease.token, enter });
     }
   } finally {
     keeper.cancel();
@@ -294,7 +304,7 @@ async function gateLockAndApply(
   }
   enter('done');
   const version = applied.at(-1)!.version;
-  return { status: 'applied', ...base, version, applied, ...(progress.approval.approvedBy ? { approvedBy: progress.approval.approvedBy } : {}) };
+  return { status: 'applied', ...base, version, applied, ...(progress.approval.approvedBy ? { approvedBy: progress.approval.approvedBy } : {}), ...(backup ? { backup } : {}) };
 }
 
 /** What the ledger records with each applied version: its risk, the accepted findings' reasons and the approval. */
@@ -315,7 +325,7 @@ interface CompensationContext {
   input: MigrateDatabaseInput;
   plan: DatabasePlan;
   start: RunStart;
-  backupKey: string;
+  backup: RunBackup;
   leaseToken: string;
   enter: (phase: Progress['phase']) => void;
 }
@@ -335,6 +345,7 @@ function failureOf(error: unknown): ApplicationFailure | undefined {
  * to it, never put in its place.
  */
 async function compensate(error: unknown, c: CompensationContext): Promise<never> {
+  const backupKey = 'key' in c.backup ? c.backup.key : null;
   const original = failureOf(error);
   const details = (original?.details?.[0] ?? {}) as Record<string, unknown>;
   const notCompensated = (why: string, extra: Record<string, unknown>) =>
@@ -342,7 +353,7 @@ async function compensate(error: unknown, c: CompensationContext): Promise<never
       type: 'CompensationFailed',
       message: `${original?.message ?? String(error)}\nNOT COMPENSATED: ${why}`,
       nonRetryable: true,
-      details: [{ ...details, originalType: original?.type ?? null, compensation: 'none', backupKey: c.backupKey, ...extra }],
+      details: [{ ...details, originalType: original?.type ?? null, compensation: 'none', backupKey, ...extra }],
       cause: original ?? (error as Error),
     });
   // What this run changed is what the ledger says it applied (an attempt may
@@ -366,7 +377,20 @@ async function compensate(error: unknown, c: CompensationContext): Promise<never
     );
   }
   const undoable = new Set(c.plan.pending.filter((p) => p.undoChecksum !== null).map((p) => p.version));
-  const chosen: 'undo' | 'restore' = c.input.onFailure === 'undo' && !partial && done.every((v) => undoable.has(v)) ? 'undo' : 'restore';
+  const canUndo = !partial && done.every((v) => undoable.has(v));
+  if (backupKey === null && !canUndo) {
+    // backup.scope "none": undo scripts are the only way back, and they do not cover this run.
+    const missing = done.filter((v) => !undoable.has(v)).map((v) => `V${v}`);
+    const why = [
+      ...(missing.length > 0 ? [`${missing.join(', ')} ha${missing.length === 1 ? 's' : 've'} no undo script`] : []),
+      ...(partial ? ['a no-transaction file stopped part-way'] : []),
+    ].join(' and ');
+    throw notCompensated(
+      `no backup was taken (backup.scope "none": ${'none' in c.backup ? c.backup.none : ''}) and ${why}; the database is as the ledger says: see \`pgconvoy status\``,
+      {},
+    );
+  }
+  const chosen: 'undo' | 'restore' = (c.input.onFailure === 'undo' || backupKey === null) && canUndo ? 'undo' : 'restore';
   let how = chosen as 'undo' | 'restore' | 'undo-then-restore';
   let undoFailure: ApplicationFailure | undefined;
   let rolledBack: string[] = done;
@@ -379,13 +403,14 @@ async function compensate(error: unknown, c: CompensationContext): Promise<never
             await undoMigration({ db: c.input.db, migrationsDir: c.input.migrationsDir, manifestDigest: c.plan.manifestDigest, version, leaseToken: c.leaseToken });
           }
         } catch (undoError) {
-          // An undo script that fails or leaves the schema different: the verified backup is the way back.
+          // An undo script that fails or leaves the schema different: the verified backup is the way back, if there is one.
+          if (backupKey === null) throw undoError;
           undoFailure = failureOf(undoError);
           how = 'undo-then-restore';
-          await restoreFromBackup({ db: c.input.db, backupKey: c.backupKey, leaseToken: c.leaseToken });
+          await restoreFromBackup({ db: c.input.db, backupKey, leaseToken: c.leaseToken });
         }
       } else {
-        await restoreFromBackup({ db: c.input.db, backupKey: c.backupKey, leaseToken: c.leaseToken });
+        await restoreFromBackup({ db: c.input.db, backupKey: backupKey!, leaseToken: c.leaseToken });
       }
       // Undo scripts mark their own rows; the rest are marked here.
       const marked = (await finishCompensation({ db: c.input.db, fingerprint: c.start.fingerprint, versions: done, leaseToken: c.leaseToken })).rolledBack;
@@ -400,11 +425,13 @@ async function compensate(error: unknown, c: CompensationContext): Promise<never
         `${original?.message ?? String(error)}\n` +
         (undoFailure ? `the undo failed: ${undoFailure.message}\n` : '') +
         `COMPENSATION FAILED (${how}): ${second?.message ?? String(compensationError)}\n` +
-        (backupUnusable
-          ? `the database is NOT back to its state before the run: the backup ${c.backupKey} failed its check and was not used; the ledger says what is applied`
-          : `the database is NOT back to its state before the run; the backup taken before the run is ${c.backupKey}`),
+        (backupKey === null
+          ? `the database is NOT back to its state before the run, and no backup was taken (backup.scope "none"); the ledger says what is applied`
+          : backupUnusable
+            ? `the database is NOT back to its state before the run: the backup ${backupKey} failed its check and was not used; the ledger says what is applied`
+            : `the database is NOT back to its state before the run; the backup taken before the run is ${backupKey}`),
       nonRetryable: true,
-      details: [{ ...details, originalType: original?.type ?? null, compensation: how, compensationType: second?.type ?? null, backupKey: c.backupKey, ...(undoFailure ? { undoType: undoFailure.type } : {}) }],
+      details: [{ ...details, originalType: original?.type ?? null, compensation: how, compensationType: second?.type ?? null, backupKey, ...(undoFailure ? { undoType: undoFailure.type } : {}) }],
       cause: original ?? (error as Error),
     });
   }
@@ -413,13 +440,13 @@ async function compensate(error: unknown, c: CompensationContext): Promise<never
     how === 'undo'
       ? `undo scripts of ${done.map((v) => `V${v}`).join(', ')} ran in reverse`
       : how === 'undo-then-restore'
-        ? `the undo failed (${undoFailure?.message ?? 'unknown'}); restored from the verified backup ${c.backupKey} instead`
-        : `restored from the verified backup ${c.backupKey}`;
+        ? `the undo failed (${undoFailure?.message ?? 'unknown'}); restored from the verified backup ${backupKey} instead`
+        : `restored from the verified backup ${backupKey}`;
   throw ApplicationFailure.create({
     type: original?.type ?? 'MigrationFailed',
     message: `${original?.message ?? String(error)}\ncompensated: ${what}; the schema matches its fingerprint from before the run`,
     nonRetryable: true,
-    details: [{ ...details, compensated: how, rolledBack, backupKey: c.backupKey }],
+    details: [{ ...details, compensated: how, rolledBack, backupKey }],
     cause: original ?? (error as Error),
   });
 }

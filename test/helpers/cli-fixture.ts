@@ -26,13 +26,14 @@ export async function cliFixture(
   files: Record<string, string>,
   alias = 'app',
   seed?: (db: TestDatabase) => Promise<unknown>,
+  options: { adminUrl?: string; config?: Partial<Config> } = {},
 ): Promise<CliFixture> {
-  const db = await createTestDatabase();
+  const db = await createTestDatabase(options.adminUrl ? { adminUrl: options.adminUrl } : {});
   t.after(() => db.drop());
   if (seed) await seed(db);
   const set = writeMigrations(files);
   t.after(() => set.remove());
-  const config = testConfig({ databases: { [alias]: db.url }, migrationsDir: set.dir });
+  const config = testConfig({ ...options.config, databases: { [alias]: db.url }, migrationsDir: set.dir });
   const env = { TEMPORAL_ADDRESS: services.temporalAddress, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent' };
   const cli = (...args: string[]) => runInProcess(['--migrations', set.dir, ...args], env, set.dir);
   return { db, set, config, env, cli };

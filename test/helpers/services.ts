@@ -16,6 +16,10 @@ export const services = {
   get adminUrl(): string {
     return process.env.PGCONVOY_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
   },
+  /** Admin connection to the harness's PostgreSQL 18, a server newer than the machine's pg_dump. */
+  get newerAdminUrl(): string {
+    return required('PGCONVOY_TEST_PG18_URL');
+  },
   get runId(): string {
     return process.env.PGCONVOY_TEST_RUN ?? 'adhoc';
   },

@@ -98,8 +98,9 @@ test('--mode dry-run plans and reports without changing anything', async (t) => 
   const result = await withWorker(config, () => cli('up', '--db', 'gated-dry', '--mode', 'dry-run'));
   assert.equal(result.code, ExitCode.ok, result.stderr);
   assert.equal(
-    result.stdout,
-    'dry run: database "gated-dry" has no migrations applied; 2 would be applied, nothing was changed\n  V1  a  transaction     1 statement  low risk\n  V2  b  no-transaction  1 statement  low risk\n',
+    result.stdout.replace(/\(PostgreSQL\) 15\.[^\n]*/, '(PostgreSQL) 15.x'),
+    'dry run: database "gated-dry" has no migrations applied; 2 would be applied, nothing was changed\n  V1  a  transaction     1 statement  low risk\n  V2  b  no-transaction  1 statement  low risk\n' +
+      'backup: the whole database, by pg_dump (PostgreSQL) 15.x\n',
   );
   assert.equal((await db.query(`SELECT 1 FROM pg_namespace WHERE nspname = 'pgconvoy'`)).rowCount, 0);
 });

@@ -1,61 +1,87 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { test, test as nodeTest, type TestContext } from 'node:test';
 import { ExitCode } from '../../src/client/exit-codes';
 import { type TestDatabase } from '../helpers/database';
-import { withWorker } from '../helpers/temporal';
+import { services } from '../helpers/services';
+import { testConfig, withWorker } from '../helpers/temporal';
 import { cliFixture } from '../helpers/cli-fixture';
+import { cliEnv, runCli } from '../helpers/cli';
+import { writeMigrations } from '../helpers/migrations';
 
 /** A database, a migration set and a worker that knows the database as `app`; `cli` runs the real CLI against them. */
 const fixture = (t: { after(fn: () => unknown): void }, files: Record<string, string>) => cliFixture(t, files);
+const testBackup = testConfig({ databases: {}, migrationsDir: '/nonexistent' }).backup;
 
 async function ledger(db: TestDatabase): Promise<Array<{ version: string; status: string; source: string }>> {
   const result = await db.query<{ version: string; status: string; source: string }>('SELECT version::text, status, source FROM pgconvoy.history ORDER BY id');
   return result.rows;
 }
 
-test('halt: a failed transactional migration exits 4 with a report of the line, the ledger tail and the next step', async (t) => {
-  const { db, config, cli } = await fixture(t, {
-    'V1__ok.sql': 'CREATE TABLE ok (id int);',
-    'V2__broken.sql': 'CREATE TABLE half (id int);\nALTER TABLE half ADD COLUMN total numeric;\nUPDATE half SET totl = 0;\n',
-  });
-  const result = await withWorker(config, () => cli('up', '--db', 'app', '--on-failure', 'halt'));
-  assert.equal(result.code, ExitCode.rolledBack, result.stderr);
-  const report = result.stderr.replace(/^pgconvoy: migrating .*\n/, '');
-  assert.match(
-    report,
-    /^pgconvoy: \[MigrationFailed\] V2__broken\.sql \(version 2\) failed at statement 3 of 3, line 3, column 17: SQLSTATE 42703: column "totl" of relation "half" does not exist\n/,
-  );
-  assert.ok(report.includes('\n  2 | ALTER TABLE half ADD COLUMN total numeric;\n> 3 | UPDATE half SET totl = 0;\n    |                 ^\n'), report);
-  assert.ok(report.includes('\nstate: rolled back: nothing of V2__broken.sql remains; migrations before it stay applied\n'), report);
-  assert.match(report, /\nlast ledger entries:\n {2}\S+ {2}V1 {2}applied {5}V1__ok\.sql\n {2}\S+ {2}V2 {2}failed {6}V2__broken\.sql {2}SQLSTATE 42703 at statement 3\n/);
-  assert.ok(report.includes('\nnext: fix V2__broken.sql and run `pgconvoy up --db app` again\nworkflow: pgconvoy/db/app\n'), report);
-  assert.deepEqual(await ledger(db), [{ version: '1', status: 'applied', source: 'run' }, { version: '2', status: 'failed', source: 'run' }]);
-});
+/**
+ * The failure report, on the machine's PostgreSQL and on the harness's
+ * PostgreSQL 18 (which no pg_dump here can back up: those runs take none).
+ */
+const servers = [
+  { label: '', options: {} },
+  {
+    label: ' [PostgreSQL 18]',
+    options: {
+      get adminUrl() {
+        return services.newerAdminUrl;
+      },
+      config: { backup: { ...testBackup, scope: 'none' as const, reason: 'a test server newer than the machine pg_dump' } },
+    },
+  },
+];
 
-test('a failed no-transaction migration: exit 1, the report says which statements stay, and a fixed file resumes after them', async (t) => {
-  const { db, set, config, cli } = await fixture(t, {
-    'V1__steps.sql': '-- pgconvoy:no-transaction\nCREATE TABLE s1 (id int);\nCREATE TABLE s2 (id int);\nCREATE TABLE s1 (id int);\nCREATE TABLE s4 (id int);\n',
-  });
-  await withWorker(config, async () => {
-    const failed = await cli('up', '--db', 'app', '--on-failure', 'halt');
-    assert.equal(failed.code, ExitCode.failed, failed.stderr);
-    assert.ok(failed.stderr.includes('\nstate: statements 1-2 of 4 of V1__steps.sql are applied and stay; the rest did not run\n'), failed.stderr);
-    assert.ok(failed.stderr.includes('\nnext: fix statement 3 of V1__steps.sql and run `pgconvoy up --db app`: it resumes at statement 3 as long as statements 1-2 are unchanged\n'), failed.stderr);
+for (const server of servers) {
+  const test = (name: string, fn: (t: TestContext) => Promise<void>): void => void nodeTest(`${name}${server.label}`, fn);
+  const fixture = (t: { after(fn: () => unknown): void }, files: Record<string, string>) => cliFixture(t, files, 'app', undefined, server.options);
 
-    const { writeFileSync } = await import('node:fs');
-    writeFileSync(`${set.dir}/V1__steps.sql`, '-- pgconvoy:no-transaction\nCREATE TABLE s1 (id int);\nCREATE TABLE s2 (id int);\nCREATE TABLE s3 (id int);\nCREATE TABLE s4 (id int);\n');
-    const fixed = await cli('up', '--db', 'app', '--json');
-    assert.equal(fixed.code, ExitCode.ok, fixed.stderr);
-    assert.equal((JSON.parse(fixed.stdout) as { status: string }).status, 'applied');
+  test('halt: a failed transactional migration exits 4 with a report of the line, the ledger tail and the next step', async (t) => {
+    const { db, config, cli } = await fixture(t, {
+      'V1__ok.sql': 'CREATE TABLE ok (id int);',
+      'V2__broken.sql': 'CREATE TABLE half (id int);\nALTER TABLE half ADD COLUMN total numeric;\nUPDATE half SET totl = 0;\n',
+    });
+    const result = await withWorker(config, () => cli('up', '--db', 'app', '--on-failure', 'halt'));
+    assert.equal(result.code, ExitCode.rolledBack, result.stderr);
+    const report = result.stderr.replace(/^pgconvoy: migrating .*\n/, '');
+    assert.match(
+      report,
+      /^pgconvoy: \[MigrationFailed\] V2__broken\.sql \(version 2\) failed at statement 3 of 3, line 3, column 17: SQLSTATE 42703: column "totl" of relation "half" does not exist\n/,
+    );
+    assert.ok(report.includes('\n  2 | ALTER TABLE half ADD COLUMN total numeric;\n> 3 | UPDATE half SET totl = 0;\n    |                 ^\n'), report);
+    assert.ok(report.includes('\nstate: rolled back: nothing of V2__broken.sql remains; migrations before it stay applied\n'), report);
+    assert.match(report, /\nlast ledger entries:\n {2}\S+ {2}V1 {2}applied {5}V1__ok\.sql\n {2}\S+ {2}V2 {2}failed {6}V2__broken\.sql {2}SQLSTATE 42703 at statement 3\n/);
+    assert.ok(report.includes('\nnext: fix V2__broken.sql and run `pgconvoy up --db app` again\nworkflow: pgconvoy/db/app\n'), report);
+    assert.deepEqual(await ledger(db), [{ version: '1', status: 'applied', source: 'run' }, { version: '2', status: 'failed', source: 'run' }]);
   });
-  const tables = await db.query<{ t: string }>(`SELECT table_name AS t FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1`);
-  assert.deepEqual(tables.rows.map((r) => r.t), ['s1', 's2', 's3', 's4']);
-  const rows = await db.query('SELECT status, statements_done, statements_total FROM pgconvoy.history ORDER BY id');
-  assert.deepEqual(rows.rows, [
-    { status: 'failed', statements_done: 2, statements_total: 4 },
-    { status: 'applied', statements_done: 4, statements_total: 4 },
-  ]);
-});
+
+  test('a failed no-transaction migration: exit 1, the report says which statements stay, and a fixed file resumes after them', async (t) => {
+    const { db, set, config, cli } = await fixture(t, {
+      'V1__steps.sql': '-- pgconvoy:no-transaction\nCREATE TABLE s1 (id int);\nCREATE TABLE s2 (id int);\nCREATE TABLE s1 (id int);\nCREATE TABLE s4 (id int);\n',
+    });
+    await withWorker(config, async () => {
+      const failed = await cli('up', '--db', 'app', '--on-failure', 'halt');
+      assert.equal(failed.code, ExitCode.failed, failed.stderr);
+      assert.ok(failed.stderr.includes('\nstate: statements 1-2 of 4 of V1__steps.sql are applied and stay; the rest did not run\n'), failed.stderr);
+      assert.ok(failed.stderr.includes('\nnext: fix statement 3 of V1__steps.sql and run `pgconvoy up --db app`: it resumes at statement 3 as long as statements 1-2 are unchanged\n'), failed.stderr);
+
+      const { writeFileSync } = await import('node:fs');
+      writeFileSync(`${set.dir}/V1__steps.sql`, '-- pgconvoy:no-transaction\nCREATE TABLE s1 (id int);\nCREATE TABLE s2 (id int);\nCREATE TABLE s3 (id int);\nCREATE TABLE s4 (id int);\n');
+      const fixed = await cli('up', '--db', 'app', '--json');
+      assert.equal(fixed.code, ExitCode.ok, fixed.stderr);
+      assert.equal((JSON.parse(fixed.stdout) as { status: string }).status, 'applied');
+    });
+    const tables = await db.query<{ t: string }>(`SELECT table_name AS t FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1`);
+    assert.deepEqual(tables.rows.map((r) => r.t), ['s1', 's2', 's3', 's4']);
+    const rows = await db.query('SELECT status, statements_done, statements_total FROM pgconvoy.history ORDER BY id');
+    assert.deepEqual(rows.rows, [
+      { status: 'failed', statements_done: 2, statements_total: 4 },
+      { status: 'applied', statements_done: 4, statements_total: 4 },
+    ]);
+  });
+}
 
 test('--target stops at a version, plan shows statements and locks without changing anything, --detailed-exitcode tells applied from nothing to do', async (t) => {
   const { db, config, cli } = await fixture(t, {
@@ -199,5 +225,26 @@ test('import takes over golang-migrate (current version as baseline) and Refiner
     assert.equal(imported.stdout, 'imported from refinery into "app": 1 applied\n');
     const up = await refinery.cli('up', '--db', 'app', '--json');
     assert.deepEqual((JSON.parse(up.stdout) as { applied: Array<{ version: string }> }).applied.map((a) => a.version), ['2']);
+  });
+});
+
+test('plan and validate --db refuse when the worker reads other files at the same path, and name the worker when it lacks an alias this command knows', async (t) => {
+  const { set, config, env } = await fixture(t, { 'V1__a.sql': 'CREATE TABLE a (id int);', 'V2__b.sql': 'CREATE TABLE b (id int);', 'V3__c.sql': 'CREATE TABLE c (id int);' });
+  // This command's machine has only V1 and V2 where the worker's has V1-V3: its
+  // own mount namespace shows it another folder at the same path.
+  const here = writeMigrations({ 'V1__a.sql': 'CREATE TABLE a (id int);', 'V2__b.sql': 'CREATE TABLE b (id int);' });
+  t.after(() => here.remove());
+  const elsewhere = ['unshare', '--mount', 'sh', '-c', 'mount --bind "$0" "$1" && shift && exec "$@"', here.dir, set.dir];
+  const cli = (...args: string[]) => runCli(['--migrations', set.dir, ...args], { env: cliEnv(env), wrap: elsewhere });
+  await withWorker(config, async () => {
+    for (const command of [['plan', '--db', 'app'], ['validate', '--db', 'app']]) {
+      const result = await cli(...command);
+      assert.equal(result.code, ExitCode.badInput, `${command.join(' ')}: ${result.stdout}${result.stderr}`);
+      assert.match(result.stderr, new RegExp(`^pgconvoy: the worker read other migration files than this command: ${set.dir} is manifest [0-9a-f]{12} on the worker and [0-9a-f]{12} here; checking "app" needs the same files on both`));
+    }
+    const unknown = await runCli(['--migrations', set.dir, 'validate', '--db', 'other'], { env: cliEnv({ ...env, PGCONVOY_DB_OTHER: 'postgres://nobody@127.0.0.1:1/none' }) });
+    assert.equal(unknown.code, ExitCode.badInput, unknown.stderr);
+    assert.match(unknown.stderr, /\[UnknownDatabase\] database alias "other" is not configured/);
+    assert.ok(unknown.stderr.includes(`"other" is configured for this command (PGCONVOY_DB_OTHER or the config file here), but not for the worker that ran it (task queue "${config.temporal.taskQueue}"`), unknown.stderr);
   });
 });

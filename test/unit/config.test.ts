@@ -3,6 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ConfigError, loadConfig } from '../../src/config/config';
+import { createLogger, humanLine } from '../../src/worker/logger';
 import { writeMigrations } from '../helpers/migrations';
 
 test('defaults apply with no config file', () => {
@@ -106,4 +107,41 @@ test('an alias that is not one says what an alias is (not "Invalid key in record
   } finally {
     dir.remove();
   }
+});
+
+test('backup.scope "none" needs a reason, a reason needs scope "none"; pgBinDir is absolute, PGCONVOY_PG_BIN_DIR wins', () => {
+  const dir = writeMigrations({});
+  try {
+    const file = join(dir.dir, 'pg.json');
+    writeFileSync(file, JSON.stringify({ backup: { scope: 'none' } }));
+    assert.throws(() => loadConfig({ cwd: '/', configFile: file, env: {} }), /backup\.reason: required with "scope": "none"/);
+    writeFileSync(file, JSON.stringify({ backup: { reason: 'snapshots' } }));
+    assert.throws(() => loadConfig({ cwd: '/', configFile: file, env: {} }), /backup\.reason: only with "scope": "none"/);
+    writeFileSync(file, JSON.stringify({ backup: { scope: 'none', reason: '   ' } }));
+    assert.throws(() => loadConfig({ cwd: '/', configFile: file, env: {} }), /backup\.reason/);
+
+    writeFileSync(file, JSON.stringify({ backup: { scope: 'none', reason: '2 TB; provider snapshots hourly', pgBinDir: 'pg18/bin' } }));
+    const fromFile = loadConfig({ cwd: '/', configFile: file, env: {} }).backup;
+    assert.equal(fromFile.scope, 'none');
+    assert.equal(fromFile.reason, '2 TB; provider snapshots hourly');
+    assert.equal(fromFile.pgBinDir, join(dir.dir, 'pg18/bin'));
+    assert.equal(loadConfig({ cwd: '/srv', configFile: file, env: { PGCONVOY_PG_BIN_DIR: 'tools/bin' } }).backup.pgBinDir, '/srv/tools/bin');
+    assert.equal(loadConfig({ cwd: '/srv', env: {} }).backup.pgBinDir, undefined);
+  } finally {
+    dir.remove();
+  }
+});
+
+test('log lines for people: the message, or the event with its plain facts; JSON stays JSON for a worker', () => {
+  const lines: string[] = [];
+  const human = createLogger('warn', 'human', (l) => lines.push(l));
+  human.warn({ event: 'restore.terminating_sessions', db: 'app', sessions: [{ pid: 1 }] }, 'terminating 1 other session(s) of "app" before restoring backup x');
+  human.warn({ event: 'migration.lock_timeout', db: 'app', version: '3', attempt: 2 });
+  human.info({ event: 'below.the.level' });
+  assert.deepEqual(lines, [
+    'pgconvoy: warning: terminating 1 other session(s) of "app" before restoring backup x\n',
+    'pgconvoy: warning: migration.lock_timeout (db=app, version=3, attempt=2)\n',
+  ]);
+  assert.equal(humanLine('not json'), 'not json');
+  assert.equal(loadConfig({ cwd: '/', env: { PGCONVOY_LOG_FORMAT: 'json' } }).logFormat, 'json');
 });

@@ -26,7 +26,7 @@ test('a refused connection stays retryable (DatabaseUnavailable); a string that 
 });
 
 test('one mapping from error types to exit codes: settings 2, services 3, signals 128 + n', () => {
-  for (const type of ['DatabaseConfig', 'PermissionDenied', 'TargetBeyondSet', 'InvalidConfig', 'UnknownDatabase']) assert.equal(exitCodeForFailure(type), ExitCode.badInput, type);
+  for (const type of ['DatabaseConfig', 'PermissionDenied', 'TargetBeyondSet', 'InvalidConfig', 'UnknownDatabase', 'BackupToolMismatch']) assert.equal(exitCodeForFailure(type), ExitCode.badInput, type);
   for (const type of ['DatabaseUnavailable', 'TemporalUnavailable', 'DevServerFailed']) assert.equal(exitCodeForFailure(type), ExitCode.unavailable, type);
   assert.equal(exitCodeForFailure('Interrupted', { signal: 'SIGINT' }), 130);
   assert.equal(exitCodeForFailure('Interrupted', { signal: 'SIGTERM' }), 143);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { analyzeRisk, highestLevel, type ScriptForRisk } from '../../src/core/risk';
+import { analyzeRisk, analyzeUndo, highestLevel, type ScriptForRisk } from '../../src/core/risk';
 import { analyzeScript } from '../../src/core/statements';
 
 /** Parses each snippet as a migration (versions 1, 2, ... in order) and returns the findings of the last one. */
@@ -67,6 +67,19 @@ const cases: Array<[string, string[], string[]]> = [
   ['new table: foreign key, constraints and rows are all fine', ['CREATE TABLE t (id int PRIMARY KEY, c int REFERENCES customers (id));\nALTER TABLE t ADD CONSTRAINT pos CHECK (id > 0);\nUPDATE t SET c = 1;\nALTER TABLE t RENAME COLUMN c TO d;'], []],
   ['drop a table created earlier in the set', ['CREATE TABLE tmp (id int);', 'DROP TABLE tmp;'], []],
   ['accepted with pgconvoy:allow', ['-- pgconvoy:allow drop-column released in v42 without the column\n' + SET_LT + 'ALTER TABLE orders DROP COLUMN note;'], ['drop-column:high (allowed)']],
+  // The set's own objects, followed through renames.
+  ['a table created in the set, renamed, then altered and indexed', ['CREATE TABLE d (id int, note text);', 'ALTER TABLE d RENAME TO e;', 'ALTER TABLE e ALTER COLUMN id TYPE bigint;\nALTER TABLE e DROP COLUMN note;\nCREATE INDEX e_id ON e (id);\nUPDATE e SET id = 1;'], []],
+  ['a renamed set table renamed again and dropped', ['CREATE TABLE d (id int);', 'ALTER TABLE d RENAME TO e;\nALTER TABLE e RENAME TO f;', 'DROP TABLE f;'], []],
+  ['the old name of a renamed set table is not the set table', ['CREATE TABLE d (id int);', 'ALTER TABLE d RENAME TO e;', SET_LT + 'DROP TABLE d;'], ['drop-table:high']],
+  ['an existing table renamed stays existing under its new name', [SET_LT + 'ALTER TABLE orders RENAME TO purchases;', SET_LT + 'ALTER TABLE purchases DROP COLUMN note;'], ['drop-column:high']],
+  ['a table made by CREATE TABLE AS', ['CREATE TABLE snapshot AS SELECT 1 AS id;', 'CREATE INDEX snapshot_id ON snapshot (id);'], []],
+  ['dropping an index the set created on its own table', ['CREATE TABLE t (id int);\nCREATE INDEX t_id ON t (id);', 'DROP INDEX t_id;'], []],
+  ['renaming an index the set made on its own table', ['CREATE TABLE t (id int);\nCREATE INDEX t_id ON t (id);', 'ALTER INDEX t_id RENAME TO t_id2;'], []],
+  ['dropping a renamed set index', ['CREATE TABLE t (id int);\nCREATE INDEX t_id ON t (id);', 'ALTER INDEX t_id RENAME TO t_id2;', 'DROP INDEX t_id2;'], []],
+  ['dropping an index the set created on an existing table names that table', ['-- pgconvoy:no-transaction\nCREATE INDEX CONCURRENTLY orders_note ON orders (note);', 'DROP INDEX orders_note;'], ['drop-index-blocking:medium', 'missing-lock-timeout:low']],
+  ['truncating a set table', ['CREATE TABLE t (id int);', 'TRUNCATE t;'], []],
+  ['dropping a schema the set created', ['CREATE SCHEMA scratch;', 'DROP SCHEMA scratch CASCADE;'], []],
+  ['set not null after a validated check on a renamed column', [SET_LT + 'ALTER TABLE orders ADD CONSTRAINT note_nn CHECK (note IS NOT NULL) NOT VALID;', 'ALTER TABLE orders VALIDATE CONSTRAINT note_nn;', SET_LT + 'ALTER TABLE orders RENAME COLUMN note TO remark;\nALTER TABLE orders ALTER COLUMN remark SET NOT NULL;'], ['rename-column:high']],
   ['function bodies are not analysed as statements', ["CREATE FUNCTION wipe() RETURNS void LANGUAGE sql AS $$ DELETE FROM orders $$;"], []],
 ];
 
@@ -100,4 +113,38 @@ test('the highest level ignores accepted findings', async () => {
   const findings = analyzeRisk([{ version: '1', file: 'V1__x.sql', script: parsed.script }]).get('1')!;
   assert.equal(highestLevel(findings), 'medium');
   assert.equal(findings.find((f) => f.rule === 'drop-column')?.allowed, 'gone since v42');
+});
+
+test('missing-lock-timeout on DROP INDEX names the table of an index the set made, never the index', async () => {
+  const parse = async (sql: string) => {
+    const parsed = await analyzeScript(sql);
+    assert.ok(parsed.ok);
+    return parsed.script;
+  };
+  const made = await parse('-- pgconvoy:no-transaction\nCREATE INDEX CONCURRENTLY orders_note ON orders (note);');
+  const dropped = await parse('DROP INDEX orders_note;');
+  const unknown = await parse('DROP INDEX legacy_idx;');
+  const all = analyzeRisk([
+    { version: '1', file: 'V1__a.sql', script: made },
+    { version: '2', file: 'V2__b.sql', script: dropped },
+    { version: '3', file: 'V3__c.sql', script: unknown },
+  ]);
+  assert.deepEqual(all.get('2')!.map((f) => [f.rule, f.table]), [['drop-index-blocking', 'orders'], ['missing-lock-timeout', 'orders']]);
+  assert.deepEqual(all.get('3')!.map((f) => [f.rule, f.table]), [['drop-index-blocking', null], ['missing-lock-timeout', null]]);
+});
+
+test('undo scripts are analysed as they would run: right after their version', async () => {
+  const parse = async (sql: string) => {
+    const parsed = await analyzeScript(sql);
+    assert.ok(parsed.ok);
+    return parsed.script;
+  };
+  const undo = analyzeUndo([
+    { version: '1', file: 'V1__a.sql', script: await parse('CREATE TABLE t (id int);'), undo: { version: '1', file: 'U1__a.sql', script: await parse('DROP TABLE t;') } },
+    { version: '2', file: 'V2__b.sql', script: await parse("SET lock_timeout = '5s';\nALTER TABLE orders ADD COLUMN note text;"), undo: { version: '2', file: 'U2__b.sql', script: await parse('ALTER TABLE orders DROP COLUMN note;\nDELETE FROM orders;') } },
+    { version: '3', file: 'V3__c.sql', script: await parse('CREATE TABLE u (id int);') },
+  ]);
+  assert.deepEqual(undo.get('1'), [], 'dropping what its version made');
+  assert.deepEqual(undo.get('2')!.map((f) => f.rule), ['drop-column', 'delete-without-where', 'missing-lock-timeout']);
+  assert.equal(undo.has('3'), false);
 });

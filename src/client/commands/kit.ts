@@ -56,7 +56,7 @@ export interface CliKit {
   io: Io;
   cwd: string;
   /** Global options and the config, read when the command runs (after parsing). */
-  context(defaultLogLevel?: string): CommandContext;
+  context(defaultLogLevel?: string, defaultFormat?: 'json' | 'human'): CommandContext;
   /** JSON with --json, the human text otherwise. */
   print(global: GlobalOptions, json: unknown, human: string): void;
   /** Runs a command against Temporal; a failure becomes its report and exit code. */

@@ -57,7 +57,7 @@ export function registerOperationCommands(kit: CliKit): void {
     .description('run a worker for pgconvoy workflows against TEMPORAL_ADDRESS until SIGINT/SIGTERM')
     .addOption(new Option('--task-queue <name>', 'task queue (default: from the config, else pgconvoy)'))
     .action(async (options: { taskQueue?: string }) => {
-      const { config, logger } = kit.context('info');
+      const { config, logger } = kit.context('info', 'json');
       kit.exitCode = await runWorker(config, logger, kit.io, options.taskQueue);
     });
 }

@@ -4,7 +4,7 @@ import { databaseEnvName } from '../../config/config';
 import { lockTaken } from '../../core/locks';
 import { checkTarget, planMigrations } from '../../core/plan';
 import { prepareMigrations } from '../../core/prepare';
-import { analyzeRisk, highestLevel, type Finding } from '../../core/risk';
+import { analyzeRisk, analyzeUndo, highestLevel, type Finding } from '../../core/risk';
 import { compareVersions, type Version } from '../../core/version';
 import { withClient } from '../../db/connection';
 import { readLedgerState } from '../../db/ledger';
@@ -16,6 +16,18 @@ import { ExitCode } from '../exit-codes';
 import { renderHistory, renderPlan, type PlannedMigration } from '../render';
 import { renderLint } from '../render-lint';
 import { dbOption, parseAlias, UsageError, versionArgument, type CliKit } from './kit';
+
+/**
+ * The worker plans from its own copy of the files, this command reads them
+ * here: a plan or a check joins the two, so they must be the same set.
+ */
+function differentFiles(here: string, worker: string, directory: string, db: string): string | undefined {
+  if (here === worker) return undefined;
+  return (
+    `the worker read other migration files than this command: ${directory} is manifest ${worker.slice(0, 12)} on the worker and ${here.slice(0, 12)} here; ` +
+    `checking "${db}" needs the same files on both (deploy these to the worker, or run the command where the worker's files are)`
+  );
+}
 
 /** plan, validate, history, lint: what would run, and whether it should. */
 export function registerReadCommands(kit: CliKit): void {
@@ -34,6 +46,11 @@ export function registerReadCommands(kit: CliKit): void {
       const prepared = await prepareMigrations(set);
       kit.exitCode = await kit.viaTemporal({ global, config, logger }, async (pgconvoy) => {
         const { plan } = await inspect(pgconvoy, { db: options.db, migrationsDir: config.migrationsDir, historyLast: 0, ...(options.outOfOrder ? { allowOutOfOrder: true } : {}) });
+        const differ = differentFiles(set.digest, plan.manifestDigest, config.migrationsDir, options.db);
+        if (differ) {
+          kit.io.stderr(`pgconvoy: ${differ}\n`);
+          return ExitCode.badInput;
+        }
         const pending = plan.pending.filter((p) => target === undefined || compareVersions(p.version, target) <= 0);
         const planned: PlannedMigration[] = pending.map((p) => {
           const m = prepared.get(p.version)!;
@@ -56,8 +73,13 @@ export function registerReadCommands(kit: CliKit): void {
           };
         });
         const version = plan.applied.at(-1)?.version ?? plan.baseline ?? null;
-        kit.print(global, { db: options.db, version, pending: planned, tables: plan.tableContext ?? [], problems: plan.problems }, renderPlan(options.db, version, planned, plan.problems));
-        return plan.problems.length > 0 ? ExitCode.badInput : ExitCode.ok;
+        kit.print(
+          global,
+          { db: options.db, version, pending: planned, tables: plan.tableContext ?? [], problems: plan.problems, ...(plan.backup ? { backup: plan.backup } : {}) },
+          renderPlan(options.db, version, planned, plan.problems, plan.backup),
+        );
+        // A backup that cannot be taken refuses the run as surely as a problem with the files.
+        return plan.problems.length > 0 || (planned.length > 0 && plan.backup?.problem) ? ExitCode.badInput : ExitCode.ok;
       });
     });
 
@@ -79,6 +101,11 @@ export function registerReadCommands(kit: CliKit): void {
       const db = options.db;
       kit.exitCode = await kit.viaTemporal({ global, config, logger }, async (pgconvoy) => {
         const { plan } = await inspect(pgconvoy, { db, migrationsDir: config.migrationsDir, historyLast: 0, ...(options.outOfOrder ? { allowOutOfOrder: true } : {}) });
+        const differ = differentFiles(set.digest, plan.manifestDigest, config.migrationsDir, db);
+        if (differ) {
+          kit.io.stderr(`pgconvoy: ${differ}\n`);
+          return ExitCode.badInput;
+        }
         const ok = plan.problems.length === 0;
         kit.print(
           global,
@@ -131,10 +158,15 @@ export function registerReadCommands(kit: CliKit): void {
       } else {
         risk = new Map([...analyzeRisk(scripts)].map(([v, findings]) => [v, { findings }]));
       }
+      // Undo scripts too, each as it would run right after its version (the set's objects up to there are new).
+      const undoRisk = analyzeUndo(
+        linted.map((m) => ({ version: m.version, file: m.forward.file, script: m.forward.script, ...(m.undo ? { undo: { version: m.version, file: m.undo.file, script: m.undo.script } } : {}) })),
+      );
       const wanted = new Set(files.map((f) => basename(f)));
-      const findings = linted
-        .filter((m) => wanted.size === 0 || wanted.has(m.forward.file))
-        .flatMap((m) => (risk.get(m.version)?.findings ?? []).map((f) => ({ file: m.forward.file, version: m.version, ...f })));
+      const findings = linted.flatMap((m) => [
+        ...(wanted.size === 0 || wanted.has(m.forward.file) ? (risk.get(m.version)?.findings ?? []).map((f) => ({ file: m.forward.file, version: m.version, ...f })) : []),
+        ...(m.undo && (wanted.size === 0 || wanted.has(m.undo.file)) ? (undoRisk.get(m.version) ?? []).map((f) => ({ file: m.undo!.file, version: m.version, ...f })) : []),
+      ]);
       const format = global.json ? 'json' : options.format;
       kit.io.stdout(renderLint(findings, format, relative(kit.cwd, config.migrationsDir) || '.'));
       const level = highestLevel(findings);
