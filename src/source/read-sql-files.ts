@@ -46,16 +46,19 @@ export async function readSqlFiles(setDirectory: string, directory: string, opti
   const fs = options.fs ?? nodeFs;
   const prefix = options.prefix ?? '';
   const deadline = new Deadline(limits.readTimeoutMs);
-  let current = directory;
-  const timedOut = (): InvalidMigrationSetError =>
-    new InvalidMigrationSetError(setDirectory, [
+  // The files being read now; a timeout names the first of them.
+  const reading = new Set<string>();
+  const timedOut = (): InvalidMigrationSetError => {
+    const current = [...reading][0];
+    return new InvalidMigrationSetError(setDirectory, [
       {
-        file: current === directory ? directory : `${prefix}${current}`,
+        file: current === undefined ? directory : `${prefix}${current}`,
         message:
           `reading the migration set took longer than ${limits.readTimeoutMs} ms (files.readTimeoutMs) and was given up ` +
-          `${current === directory ? 'while listing the directory' : 'while reading this file'}; is the file system hung or very slow?`,
+          `${current === undefined ? 'while listing the directory' : 'while reading this file'}; is the file system hung or very slow?`,
       },
     ]);
+  };
   try {
     let entries;
     try {
@@ -65,20 +68,37 @@ export async function readSqlFiles(setDirectory: string, directory: string, opti
       if (options.missingIsEmpty && (error as NodeJS.ErrnoException).code === 'ENOENT') return { files: [], problems: [] };
       throw new InvalidMigrationSetError(setDirectory, [{ file: directory, message: `cannot read the migration directory: ${describe(error)}` }]);
     }
+    const names = entries
+      .filter((entry) => !entry.isDirectory() && sqlExtension.test(entry.name))
+      .map((entry) => entry.name)
+      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    // A few files at a time: each read is five round trips through libuv's
+    // thread pool, and a history of hundreds of files is read before every step.
+    const results: Array<Awaited<ReturnType<typeof readOne>>> = [];
+    let next = 0;
+    const reader = async () => {
+      for (let i = next++; i < names.length; i = next++) {
+        const name = names[i]!;
+        reading.add(name);
+        results[i] = await readOne(fs, join(directory, name), limits, deadline.signal);
+        reading.delete(name);
+      }
+    };
+    await deadline.race(Promise.all(Array.from({ length: Math.min(readConcurrency, names.length) }, reader)), timedOut);
     const problems: SetProblem[] = [];
     const files: SourceFile[] = [];
-    for (const entry of [...entries].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
-      if (entry.isDirectory() || !sqlExtension.test(entry.name)) continue;
-      current = entry.name;
-      const result = await deadline.race(readOne(fs, join(directory, entry.name), limits, deadline.signal), timedOut);
-      if ('problem' in result) problems.push({ file: `${prefix}${entry.name}`, message: result.problem });
-      else if (result.content) files.push({ name: `${prefix}${entry.name}`, content: result.content });
-    }
+    names.forEach((name, i) => {
+      const result = results[i]!;
+      if ('problem' in result) problems.push({ file: `${prefix}${name}`, message: result.problem });
+      else if (result.content) files.push({ name: `${prefix}${name}`, content: result.content });
+    });
     return { files, problems };
   } finally {
     deadline.clear();
   }
 }
+
+const readConcurrency = 16;
 
 /** The file's bytes; nothing for a directory (a sub-folder named like a file is ignored, as sub-folders are). */
 async function readOne(fs: SourceFs, path: string, limits: FileLimits, signal: AbortSignal): Promise<{ content?: Buffer } | { problem: string }> {
