@@ -445,28 +445,32 @@ export function createActivities({ config, logger }: ActivityDeps) {
             return { serverVersion: server.version, ledgerVersion: ledger.applied.at(-1)?.version ?? ledger.baseline, tools };
           });
           const store = openStore(config.backup);
-          let tables = input.tables;
-          if (!tables && input.touched && config.backup.scope === 'touched-tables') {
-            // Only tables that exist now: the run may create the others.
-            tables = await withClient(db, async (client) => {
-              const existing: string[] = [];
-              for (const t of input.touched!) if ((await client.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [t])).rows[0]?.ok) existing.push(t);
-              return existing;
-            });
-            if (tables.length === 0) tables = undefined;
+          try {
+            let tables = input.tables;
+            if (!tables && input.touched && config.backup.scope === 'touched-tables') {
+              // Only tables that exist now: the run may create the others.
+              tables = await withClient(db, async (client) => {
+                const existing: string[] = [];
+                for (const t of input.touched!) if ((await client.query<{ ok: boolean }>('SELECT to_regclass($1) IS NOT NULL AS ok', [t])).rows[0]?.ok) existing.push(t);
+                return existing;
+              });
+              if (tables.length === 0) tables = undefined;
+            }
+            const manifest = await backupDatabase({ alias: input.db, url: db.url, store, serverVersion, ledgerVersion, tools, ...(tables ? { tables } : {}) });
+            logger.info({ event: 'backup.taken', db: input.db, id: manifest.id, bytes: manifest.bytes, location: store.location });
+            const verified = await verifyBackup(store, manifest, tools);
+            logger.info({ event: 'backup.verified', db: input.db, id: manifest.id });
+            let drill: string | undefined;
+            if (config.backup.drill) {
+              const result = await withClient(db, (client) => drillRestore({ alias: input.db, url: db.url, store, manifest, tools }, (sql) => client.query(sql)));
+              drill = `restored into ${result.database} in ${Math.round(result.ms)} ms`;
+              logger.info({ event: 'backup.drilled', db: input.db, id: manifest.id, ms: Math.round(result.ms) });
+            }
+            const deleted = await applyRetention(store, input.db, config.backup.keep);
+            return { manifest, location: store.location, verified, deleted, ...(drill ? { drill } : {}) };
+          } finally {
+            store.close(); // an S3 client's sockets end with the activity
           }
-          const manifest = await backupDatabase({ alias: input.db, url: db.url, store, serverVersion, ledgerVersion, tools, ...(tables ? { tables } : {}) });
-          logger.info({ event: 'backup.taken', db: input.db, id: manifest.id, bytes: manifest.bytes, location: store.location });
-          const verified = await verifyBackup(store, manifest, tools);
-          logger.info({ event: 'backup.verified', db: input.db, id: manifest.id });
-          let drill: string | undefined;
-          if (config.backup.drill) {
-            const result = await withClient(db, (client) => drillRestore({ alias: input.db, url: db.url, store, manifest, tools }, (sql) => client.query(sql)));
-            drill = `restored into ${result.database} in ${Math.round(result.ms)} ms`;
-            logger.info({ event: 'backup.drilled', db: input.db, id: manifest.id, ms: Math.round(result.ms) });
-          }
-          const deleted = await applyRetention(store, input.db, config.backup.keep);
-          return { manifest, location: store.location, verified, deleted, ...(drill ? { drill } : {}) };
         }),
       );
     },
@@ -514,29 +518,33 @@ export function createActivities({ config, logger }: ActivityDeps) {
         edge(async () => {
           const db = target(input.db);
           const store = openStore(config.backup);
-          const manifest = (await listBackups(store, input.db)).find((m) => m.key === input.backupKey);
-          if (!manifest) throw new BackupCorruptError(`backup ${input.backupKey} of "${input.db}" is gone from ${store.location}`, { key: input.backupKey });
-          await withClient(db, async (client) => {
-            await checkFence(client, { alias: input.db, token: input.leaseToken });
-            const { tools } = await backupTools(client, input.db);
-            await restoreDatabase(
-              {
-                tools,
-                alias: input.db,
-                url: db.url,
-                store,
-                manifest,
-                // A cancelled or timed-out attempt rolls its restore back instead of racing the next one.
-                signal: Context.current().cancellationSignal,
-                lockTimeoutMs: config.execution.lockTimeoutMs,
-                fenceToken: input.leaseToken,
-                onTerminate: (sessions) =>
-                  logger.warn({ event: 'restore.terminating_sessions', db: input.db, sessions }, `terminating ${sessions.length} other session(s) of "${input.db}" before restoring backup ${manifest.id}`),
-              },
-              async (sql) => (await client.query<Record<string, unknown>>(sql)).rows,
-            );
-          });
-          logger.warn({ event: 'compensation.restored', db: input.db, backup: manifest.id });
+          try {
+            const manifest = (await listBackups(store, input.db)).find((m) => m.key === input.backupKey);
+            if (!manifest) throw new BackupCorruptError(`backup ${input.backupKey} of "${input.db}" is gone from ${store.location}`, { key: input.backupKey });
+            await withClient(db, async (client) => {
+              await checkFence(client, { alias: input.db, token: input.leaseToken });
+              const { tools } = await backupTools(client, input.db);
+              await restoreDatabase(
+                {
+                  tools,
+                  alias: input.db,
+                  url: db.url,
+                  store,
+                  manifest,
+                  // A cancelled or timed-out attempt rolls its restore back instead of racing the next one.
+                  signal: Context.current().cancellationSignal,
+                  lockTimeoutMs: config.execution.lockTimeoutMs,
+                  fenceToken: input.leaseToken,
+                  onTerminate: (sessions) =>
+                    logger.warn({ event: 'restore.terminating_sessions', db: input.db, sessions }, `terminating ${sessions.length} other session(s) of "${input.db}" before restoring backup ${manifest.id}`),
+                },
+                async (sql) => (await client.query<Record<string, unknown>>(sql)).rows,
+              );
+            });
+            logger.warn({ event: 'compensation.restored', db: input.db, backup: manifest.id });
+          } finally {
+            store.close();
+          }
         }),
       );
     },

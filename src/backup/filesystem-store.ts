@@ -12,6 +12,9 @@ export class FilesystemStore implements BackupStore {
     this.location = `file://${root}`;
   }
 
+  /** Nothing is held open between calls. */
+  close(): void {}
+
   private path(key: string): string {
     return join(this.root, ...key.split('/'));
   }

@@ -77,6 +77,10 @@ export class S3Store implements BackupStore {
     await this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.key(key) }));
   }
 
+  close(): void {
+    this.destroy();
+  }
+
   destroy(): void {
     this.client.destroy();
   }

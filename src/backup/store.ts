@@ -13,4 +13,6 @@ export interface BackupStore {
   /** Keys under `prefix`, in no particular order. */
   list(prefix: string): Promise<string[]>;
   delete(key: string): Promise<void>;
+  /** Releases what the store holds open (an S3 client's sockets); call it once done with the store. */
+  close(): void;
 }

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort } from '../../src/worker/dev-server';
 
@@ -53,4 +53,38 @@ export async function startMinio(dataDir: string, port: number): Promise<Minio> 
       await exited;
     },
   };
+}
+
+/**
+ * TCP connections this process has open to `port` on the loopback, from the
+ * kernel's tables (/proc/net/tcp, matched to this process's socket fds):
+ * what a client that was never destroyed keeps open.
+ */
+export function openConnectionsTo(port: number): number {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const target = readlinkSync(`/proc/self/fd/${fd}`);
+      const match = /^socket:\[(\d+)\]$/.exec(target);
+      if (match) inodes.add(match[1]!);
+    } catch {
+      // closed while we looked
+    }
+  }
+  let count = 0;
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.trim().split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      const remotePort = parseInt(fields[2]?.split(':')[1] ?? '', 16);
+      // State 01 is ESTABLISHED; field 9 is the socket's inode.
+      if (remotePort === port && fields[3] === '01' && inodes.has(fields[9] ?? '')) count++;
+    }
+  }
+  return count;
 }

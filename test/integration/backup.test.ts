@@ -16,6 +16,7 @@ import type { BackupStore } from '../../src/backup/store';
 import { S3Store } from '../../src/backup/s3-store';
 import { adminQuery, createTestDatabase, type TestDatabase } from '../helpers/database';
 import { runInProcess } from '../helpers/in-process-cli';
+import { openConnectionsTo } from '../helpers/minio';
 import { services } from '../helpers/services';
 import { testConfig, withWorker } from '../helpers/temporal';
 
@@ -76,6 +77,7 @@ test('verification judges the bytes, not how the stream ended: all of them then 
     put: (key, body) => files.put(key, body),
     list: (prefix) => files.list(prefix),
     delete: (key) => files.delete(key),
+    close: () => files.close(),
     get: async (key) => {
       const source = await files.get(key);
       return Readable.from(
@@ -232,6 +234,8 @@ test('`pgconvoy backup` takes a verified backup on a worker into the S3-compatib
   const leftovers = await adminQuery(`SELECT datname FROM pg_database WHERE datname LIKE 'pgconvoy_drill_%'`);
   assert.equal(leftovers.rowCount, 0, 'the scratch database was dropped');
   assert.deepEqual(results[2]!.deleted, [results[0]!.manifest.id], 'the third backup deleted the first (keep 2)');
+  // The worker ran in this process: each backup's S3 client was destroyed with its activity, sockets and all.
+  assert.equal(openConnectionsTo(Number(new URL(s3().endpoint).port)), 0, 'no connection to the S3 server is left open');
   const store = new S3Store({ bucket: name, prefix: 'nightly', region: 'us-east-1', ...s3(), partSizeBytes: 5 * 1024 * 1024, queueSize: 1 });
   t.after(() => store.destroy());
   assert.deepEqual((await listBackups(store, 'shop')).map((m) => m.id), [results[2]!.manifest.id, results[1]!.manifest.id]);

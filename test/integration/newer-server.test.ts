@@ -42,6 +42,14 @@ test('PostgreSQL 18 with pg_dump 15: plan and up refuse before the lease, name b
   // Refused before the lease: the lease would have created the ledger.
   assert.equal(await pgconvoySchema(db), 0);
   assert.equal((await db.query(`SELECT 1 FROM pg_tables WHERE tablename = 'a'`)).rowCount, 0);
+
+  // What the message says to do, on the same database: a run without a backup.
+  await withWorker({ ...config, ...noBackup('no pg_dump 18 on this worker yet') }, async () => {
+    const up = await cli('up', '--db', 'app');
+    assert.equal(up.code, ExitCode.ok, up.stderr);
+    assert.match(up.stdout, /\nno backup was taken \(backup\.scope "none": no pg_dump 18 on this worker yet\)\n1 migration applied/);
+  });
+  assert.equal((await db.query(`SELECT 1 FROM pg_tables WHERE tablename = 'a'`)).rowCount, 1);
 });
 
 test('backup.pgBinDir is the one used: its pg_dump 15 named for PostgreSQL 18, and on PostgreSQL 15 it takes the backup', async (t) => {

@@ -126,6 +126,7 @@ function faulty(store: BackupStore, fault: (read: number) => ((data: Buffer) => 
     put: (key, body, type) => store.put(key, body, type),
     list: (prefix) => store.list(prefix),
     delete: (key) => store.delete(key),
+    close: () => store.close(),
     get: async (key) => {
       const change = fault(++reads);
       const stream = await store.get(key);
