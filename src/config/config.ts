@@ -10,87 +10,104 @@ import { defaultFileLimits, type FileLimits } from '../core/file-limits';
 export const aliasPattern = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
 const alias = z.string().regex(aliasPattern, 'an alias is lower-case letters, digits, "_", "." or "-", starting with a letter or digit');
 
+export interface LeaseSettings {
+  ttlMs: number;
+  renewEveryMs: number;
+}
+
+export const defaultReconnectTimeoutMs = 5 * 60_000;
+
+export const defaultLeaseSettings: LeaseSettings = { ttlMs: 30_000, renewEveryMs: 3_000 };
+
+/** A label: `key: value`, as in Kubernetes, for selecting databases (`region=eu`, `tier=gold`). */
+const labelKey = z.string().regex(/^[a-z0-9]([a-z0-9_.\/-]{0,61}[a-z0-9])?$/, 'a label key is lower-case letters, digits, "_", ".", "/" or "-", starting and ending with a letter or digit');
+
 const databaseSchema = z.strictObject({
   /** Connection string; prefer urlEnv so secrets stay out of files. */
   url: z.string().min(1).optional(),
   /** Name of an environment variable holding the connection string. */
   urlEnv: z.string().min(1).optional(),
+  /** What a rollout selects databases by. */
+  labels: z.record(labelKey, z.string().max(253)).prefault({}),
 });
 
+/** Log levels (pino's); `silent` logs nothing. */
+export const logLevels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
 const fileSchema = z.strictObject({
-  migrations: z.string().min(1).optional(),
+  migrations: z.string().min(1).default('migrations'),
   /** Limits on reading the migration directory. */
   files: z
     .strictObject({
-      maxFileBytes: z.number().int().min(1).optional(),
-      readTimeoutMs: z.number().int().min(1).optional(),
+      maxFileBytes: z.number().int().min(1).default(defaultFileLimits.maxFileBytes),
+      readTimeoutMs: z.number().int().min(1).default(defaultFileLimits.readTimeoutMs),
     })
-    .optional(),
+    .prefault({}),
   databases: z.record(alias, databaseSchema).optional(),
   temporal: z
     .strictObject({
       address: z.string().min(1).optional(),
-      namespace: z.string().min(1).optional(),
-      taskQueue: z.string().min(1).optional(),
+      namespace: z.string().min(1).default('default'),
+      taskQueue: z.string().min(1).default('pgconvoy'),
       /** How long a CLI waiting for a run keeps reconnecting after it lost Temporal before it gives up (exit 3). */
-      reconnectTimeoutMs: z.number().int().min(0).optional(),
+      reconnectTimeoutMs: z.number().int().min(0).default(defaultReconnectTimeoutMs),
     })
-    .optional(),
-  stateDir: z.string().min(1).optional(),
+    .prefault({}),
+  stateDir: z.string().min(1).default('.pgconvoy'),
   backup: z
     .strictObject({
       /** A directory, or s3://bucket/prefix. */
       store: z.string().min(1).optional(),
       /** Backups kept per database; older ones are deleted after each new backup. */
-      keep: z.number().int().min(1).optional(),
+      keep: z.number().int().min(1).default(5),
       /** Also restore every backup into a scratch database before the run goes on. */
-      drill: z.boolean().optional(),
+      drill: z.boolean().default(false),
       /**
        * `database` (default); `touched-tables`: only the existing tables the
        * pending migrations lock, for large databases; `none`: no backup at all
        * (compensation is then undo scripts or halt), with a required `reason`.
        */
-      scope: z.enum(['database', 'touched-tables', 'none']).optional(),
+      scope: z.enum(['database', 'touched-tables', 'none']).default('database'),
       /** Why a run takes no backup (`scope: "none"`); recorded in the ledger with every version it applies. */
       reason: z.string().trim().min(1).optional(),
       /** Directory of the pg_dump, pg_restore and psql to use; default: /usr/lib/postgresql/<server major>/bin if it exists, else PATH. */
       pgBinDir: z.string().min(1).optional(),
       s3: z
         .strictObject({
-          region: z.string().min(1).optional(),
+          region: z.string().min(1).default('us-east-1'),
           endpoint: z.string().url().optional(),
-          partSizeBytes: z.number().int().min(5 * 1024 * 1024).optional(),
-          queueSize: z.number().int().min(1).max(16).optional(),
+          partSizeBytes: z.number().int().min(5 * 1024 * 1024).default(16 * 1024 * 1024),
+          queueSize: z.number().int().min(1).max(16).default(2),
           serverSideEncryption: z.enum(['AES256', 'aws:kms']).optional(),
         })
-        .optional(),
+        .prefault({}),
     })
-    .optional(),
+    .prefault({}),
   lease: z
     .strictObject({
-      ttlMs: z.number().int().min(1000).optional(),
-      renewEveryMs: z.number().int().min(100).optional(),
+      ttlMs: z.number().int().min(1000).default(defaultLeaseSettings.ttlMs),
+      renewEveryMs: z.number().int().min(100).default(defaultLeaseSettings.renewEveryMs),
     })
-    .optional(),
+    .prefault({}),
   risk: z
     .strictObject({
-      smallRows: z.number().int().min(0).optional(),
-      smallBytes: z.number().int().min(0).optional(),
-      largeRows: z.number().int().min(1).optional(),
-      largeBytes: z.number().int().min(1).optional(),
-      blockingSessionMs: z.number().int().min(0).optional(),
+      smallRows: z.number().int().min(0).default(defaultThresholds.smallRows),
+      smallBytes: z.number().int().min(0).default(defaultThresholds.smallBytes),
+      largeRows: z.number().int().min(1).default(defaultThresholds.largeRows),
+      largeBytes: z.number().int().min(1).default(defaultThresholds.largeBytes),
+      blockingSessionMs: z.number().int().min(0).default(defaultThresholds.blockingSessionMs),
     })
-    .optional(),
+    .prefault({}),
   execution: z
     .strictObject({
-      lockTimeoutMs: z.number().int().positive().optional(),
-      lockTimeoutInitialMs: z.number().int().positive().optional(),
-      lockRetryMaxAttempts: z.number().int().min(1).max(100).optional(),
-      lockRetryPauseMs: z.number().int().min(0).optional(),
-      lockRetryMaxPauseMs: z.number().int().min(0).optional(),
-      statementTimeoutMs: z.number().int().min(0).optional(),
+      lockTimeoutMs: z.number().int().positive().default(defaultExecutionSettings.lockTimeoutMs),
+      lockTimeoutInitialMs: z.number().int().positive().default(defaultExecutionSettings.lockTimeoutInitialMs),
+      lockRetryMaxAttempts: z.number().int().min(1).max(100).default(defaultExecutionSettings.lockRetryMaxAttempts),
+      lockRetryPauseMs: z.number().int().min(0).default(defaultExecutionSettings.lockRetryPauseMs),
+      lockRetryMaxPauseMs: z.number().int().min(0).default(defaultExecutionSettings.lockRetryMaxPauseMs),
+      statementTimeoutMs: z.number().int().min(0).default(defaultExecutionSettings.statementTimeoutMs),
     })
-    .optional(),
+    .prefault({}),
 });
 
 export interface Config {
@@ -100,6 +117,8 @@ export interface Config {
   files: FileLimits;
   /** Connection strings by alias. Only activities read these. */
   databases: Record<string, string>;
+  /** Labels by alias (databases.<alias>.labels; none for an alias from PGCONVOY_DB_<ALIAS> alone). */
+  labels: Record<string, Record<string, string>>;
   temporal: {
     /** Unset: the CLI starts a local dev server itself (the embedded default). */
     address?: string;
@@ -144,15 +163,6 @@ export interface BackupSettings {
     serverSideEncryption?: 'AES256' | 'aws:kms';
   };
 }
-
-export interface LeaseSettings {
-  ttlMs: number;
-  renewEveryMs: number;
-}
-
-export const defaultReconnectTimeoutMs = 5 * 60_000;
-
-export const defaultLeaseSettings: LeaseSettings = { ttlMs: 30_000, renewEveryMs: 3_000 };
 
 export class ConfigError extends PgconvoyError {
   readonly type = 'InvalidConfig';
@@ -216,7 +226,9 @@ export function loadConfig(options: LoadOptions): Config {
   const fromFile = parsed.data;
 
   const databases: Record<string, string> = {};
+  const labels: Record<string, Record<string, string>> = {};
   for (const [name, db] of Object.entries(fromFile.databases ?? {})) {
+    labels[name] = db.labels;
     if ((db.url === undefined) === (db.urlEnv === undefined)) {
       problems.push(`databases.${name}: give exactly one of "url" or "urlEnv"`);
       continue;
@@ -236,12 +248,18 @@ export function loadConfig(options: LoadOptions): Config {
     databases[existing ?? name] = value;
   }
   // A run without a backup is a decision someone made for a reason; the ledger keeps it.
-  if (fromFile.backup?.scope === 'none' && fromFile.backup.reason === undefined) {
+  if (fromFile.backup.scope === 'none' && fromFile.backup.reason === undefined) {
     problems.push('backup.reason: required with "scope": "none" (why this database is migrated without a backup, for example "500 GB; hourly snapshots by the provider"); it is recorded in the ledger');
   }
-  if (fromFile.backup?.reason !== undefined && fromFile.backup.scope !== 'none') {
+  if (fromFile.backup.reason !== undefined && fromFile.backup.scope !== 'none') {
     problems.push('backup.reason: only with "scope": "none" (a run that takes a backup needs no reason)');
   }
+  const logLevel = env.PGCONVOY_LOG_LEVEL || undefined;
+  if (logLevel !== undefined && !(logLevels as readonly string[]).includes(logLevel)) {
+    problems.push(`PGCONVOY_LOG_LEVEL: expected one of ${logLevels.join(', ')}, got "${logLevel}"`);
+  }
+  const logFormat = env.PGCONVOY_LOG_FORMAT || undefined;
+  if (logFormat !== undefined && logFormat !== 'json' && logFormat !== 'human') problems.push(`PGCONVOY_LOG_FORMAT: expected json or human, got "${logFormat}"`);
   if (problems.length > 0) throw new ConfigError(file, problems);
 
   const address = env.TEMPORAL_ADDRESS || fromFile.temporal?.address;
@@ -250,45 +268,45 @@ export function loadConfig(options: LoadOptions): Config {
     throw new ConfigError(file, [`PGCONVOY_TEMPORAL_RECONNECT_TIMEOUT_MS: expected a whole number of milliseconds, got "${env.PGCONVOY_TEMPORAL_RECONNECT_TIMEOUT_MS}"`]);
   }
   return {
-    migrationsDir: absolute(cwd, options.migrationsDir) ?? absolute(base, fromFile.migrations ?? 'migrations')!,
-    files: { ...defaultFileLimits, ...fromFile.files },
+    migrationsDir: absolute(cwd, options.migrationsDir) ?? absolute(base, fromFile.migrations)!,
+    files: fromFile.files,
     databases,
+    labels,
     temporal: {
       ...(address ? { address } : {}),
-      namespace: env.TEMPORAL_NAMESPACE || fromFile.temporal?.namespace || 'default',
-      taskQueue: env.PGCONVOY_TASK_QUEUE || fromFile.temporal?.taskQueue || 'pgconvoy',
-      reconnectTimeoutMs: reconnectTimeoutMs ?? fromFile.temporal?.reconnectTimeoutMs ?? defaultReconnectTimeoutMs,
+      namespace: env.TEMPORAL_NAMESPACE || fromFile.temporal.namespace,
+      taskQueue: env.PGCONVOY_TASK_QUEUE || fromFile.temporal.taskQueue,
+      reconnectTimeoutMs: reconnectTimeoutMs ?? fromFile.temporal.reconnectTimeoutMs,
     },
-    stateDir: absolute(cwd, env.PGCONVOY_STATE_DIR) ?? absolute(base, fromFile.stateDir ?? '.pgconvoy')!,
-    execution: { ...defaultExecutionSettings, ...fromFile.execution },
-    lease: { ...defaultLeaseSettings, ...fromFile.lease },
-    risk: { ...defaultThresholds, ...fromFile.risk },
-    backup: backupSettings(fromFile.backup, env, cwd, base, absolute(cwd, env.PGCONVOY_STATE_DIR) ?? absolute(base, fromFile.stateDir ?? '.pgconvoy')!),
+    stateDir: absolute(cwd, env.PGCONVOY_STATE_DIR) ?? absolute(base, fromFile.stateDir)!,
+    execution: fromFile.execution,
+    lease: fromFile.lease,
+    risk: fromFile.risk,
+    backup: backupSettings(fromFile.backup, env, cwd, base, absolute(cwd, env.PGCONVOY_STATE_DIR) ?? absolute(base, fromFile.stateDir)!),
     ...(env.PGCONVOY_TEMPORAL_BIN ? { temporalBin: env.PGCONVOY_TEMPORAL_BIN } : {}),
-    ...(env.PGCONVOY_LOG_LEVEL ? { logLevel: env.PGCONVOY_LOG_LEVEL } : {}),
-    ...(env.PGCONVOY_LOG_FORMAT === 'json' || env.PGCONVOY_LOG_FORMAT === 'human' ? { logFormat: env.PGCONVOY_LOG_FORMAT } : {}),
+    ...(logLevel ? { logLevel } : {}),
+    ...(logFormat === 'json' || logFormat === 'human' ? { logFormat } : {}),
   };
 }
 
-function backupSettings(file: z.infer<typeof fileSchema>['backup'], env: NodeJS.ProcessEnv, cwd: string, base: string, stateDir: string): BackupSettings {
-  const store = env.PGCONVOY_BACKUP_STORE || file?.store;
-  const endpoint = env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || file?.s3?.endpoint;
-  const scope = file?.scope ?? 'database';
-  const pgBinDir = absolute(cwd, env.PGCONVOY_PG_BIN_DIR) ?? absolute(base, file?.pgBinDir);
+function backupSettings(file: z.output<typeof fileSchema>['backup'], env: NodeJS.ProcessEnv, cwd: string, base: string, stateDir: string): BackupSettings {
+  const store = env.PGCONVOY_BACKUP_STORE || file.store;
+  const endpoint = env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || file.s3.endpoint;
+  const pgBinDir = absolute(cwd, env.PGCONVOY_PG_BIN_DIR) ?? absolute(base, file.pgBinDir);
   return {
     store: store === undefined ? join(stateDir, 'backups') : store.startsWith('s3://') ? store : absolute(base, store)!,
-    keep: file?.keep ?? 5,
-    drill: file?.drill ?? false,
-    scope,
-    ...(scope === 'none' && file?.reason ? { reason: file.reason } : {}),
+    keep: file.keep,
+    drill: file.drill,
+    scope: file.scope,
+    ...(file.scope === 'none' && file.reason ? { reason: file.reason } : {}),
     ...(pgBinDir ? { pgBinDir } : {}),
     s3: {
-      region: env.AWS_REGION || env.AWS_DEFAULT_REGION || file?.s3?.region || 'us-east-1',
+      region: env.AWS_REGION || env.AWS_DEFAULT_REGION || file.s3.region,
       ...(endpoint ? { endpoint } : {}),
       ...(env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY ? { credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY } } : {}),
-      partSizeBytes: file?.s3?.partSizeBytes ?? 16 * 1024 * 1024,
-      queueSize: file?.s3?.queueSize ?? 2,
-      ...(file?.s3?.serverSideEncryption ? { serverSideEncryption: file.s3.serverSideEncryption } : {}),
+      partSizeBytes: file.s3.partSizeBytes,
+      queueSize: file.s3.queueSize,
+      ...(file.s3.serverSideEncryption ? { serverSideEncryption: file.s3.serverSideEncryption } : {}),
     },
   };
 }

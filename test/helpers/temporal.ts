@@ -56,6 +56,7 @@ export function testConfig(overrides: Partial<Config> & Pick<Config, 'databases'
     lease: defaultLeaseSettings,
     files: defaultFileLimits,
     risk: defaultThresholds,
+    labels: {},
     backup: { store: join(process.env.PGCONVOY_TEST_SCRATCH ?? tmpdir(), `backups-${process.pid}`), keep: 5, drill: false, scope: 'database', s3: { region: 'us-east-1', partSizeBytes: 5 * 1024 * 1024, queueSize: 2 } },
     ...overrides,
     temporal: { address: services.temporalAddress, namespace: 'default', taskQueue: uniqueTaskQueue(), reconnectTimeoutMs: defaultReconnectTimeoutMs, ...overrides.temporal },

@@ -2,7 +2,10 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { ConfigError, loadConfig } from '../../src/config/config';
+import { ConfigError, defaultLeaseSettings, loadConfig } from '../../src/config/config';
+import { defaultExecutionSettings } from '../../src/core/execution-settings';
+import { defaultFileLimits } from '../../src/core/file-limits';
+import { defaultThresholds } from '../../src/core/risk';
 import { createLogger, humanLine } from '../../src/worker/logger';
 import { writeMigrations } from '../helpers/migrations';
 
@@ -144,4 +147,30 @@ test('log lines for people: the message, or the event with its plain facts; JSON
   ]);
   assert.equal(humanLine('not json'), 'not json');
   assert.equal(loadConfig({ cwd: '/', env: { PGCONVOY_LOG_FORMAT: 'json' } }).logFormat, 'json');
+});
+
+test('defaults come from the schema; labels per database; a log level or format that is none is refused', () => {
+  const config = loadConfig({ cwd: '/srv', env: {} });
+  assert.deepEqual(config.execution, defaultExecutionSettings);
+  assert.deepEqual(config.lease, defaultLeaseSettings);
+  assert.deepEqual(config.risk, defaultThresholds);
+  assert.deepEqual(config.files, defaultFileLimits);
+  assert.deepEqual(config.backup, { store: '/srv/.pgconvoy/backups', keep: 5, drill: false, scope: 'database', s3: { region: 'us-east-1', partSizeBytes: 16 * 1024 * 1024, queueSize: 2 } });
+  assert.deepEqual(config.labels, {});
+
+  const dir = writeMigrations({});
+  try {
+    const file = join(dir.dir, 'pg.json');
+    writeFileSync(file, JSON.stringify({ execution: { lockTimeoutMs: 2000 }, databases: { 'eu-1': { url: 'postgres://x/eu', labels: { region: 'eu', tier: 'gold' } }, us: { url: 'postgres://x/us' } } }));
+    const withLabels = loadConfig({ cwd: '/', configFile: file, env: {} });
+    assert.deepEqual(withLabels.execution, { ...defaultExecutionSettings, lockTimeoutMs: 2000 }, 'a section given in part keeps the other defaults');
+    assert.deepEqual(withLabels.labels, { 'eu-1': { region: 'eu', tier: 'gold' }, us: {} });
+    writeFileSync(file, JSON.stringify({ databases: { a: { url: 'x', labels: { 'Bad Key': 'v' } } } }));
+    assert.throws(() => loadConfig({ cwd: '/', configFile: file, env: {} }), /databases\.a\.labels\.Bad Key: a label key is lower-case letters/);
+  } finally {
+    dir.remove();
+  }
+  assert.throws(() => loadConfig({ cwd: '/', env: { PGCONVOY_LOG_LEVEL: 'loud' } }), /PGCONVOY_LOG_LEVEL: expected one of trace, debug, info, warn, error, fatal, silent, got "loud"/);
+  assert.throws(() => loadConfig({ cwd: '/', env: { PGCONVOY_LOG_FORMAT: 'xml' } }), /PGCONVOY_LOG_FORMAT: expected json or human, got "xml"/);
+  assert.equal(loadConfig({ cwd: '/', env: { PGCONVOY_LOG_LEVEL: 'silent' } }).logLevel, 'silent');
 });
