@@ -31,7 +31,6 @@ import type { Logger } from '../worker/logger';
 /** What the run left does not pass verification (new invalid objects, failing user checks). */
 export class VerificationFailedError extends PgconvoyError {
   readonly type = 'VerificationFailed';
-  readonly retryable = false;
   constructor(alias: string, problems: string[]) {
     super(`verification of "${alias}" failed:\n` + problems.map((p) => `  ${p}`).join('\n'), { db: alias, problems });
   }

@@ -32,13 +32,11 @@ export interface BackupManifest {
 /** pg_dump failed or its output could not be stored: there is no backup. */
 export class BackupFailedError extends PgconvoyError {
   readonly type = 'BackupFailed';
-  readonly retryable = true;
 }
 
 /** A stored backup does not read back as it was written, or is gone. */
 export class BackupCorruptError extends PgconvoyError {
   readonly type = 'BackupCorrupt';
-  readonly retryable = false;
 }
 
 /**
@@ -48,7 +46,6 @@ export class BackupCorruptError extends PgconvoyError {
  */
 export class RestoreFailedError extends PgconvoyError {
   readonly type = 'RestoreFailed';
-  readonly retryable = true;
 }
 
 /** Counts and hashes the bytes that flow through it. */

@@ -50,7 +50,6 @@ export function pgToolsFor(major: number, pgBinDir: string | undefined, exists: 
 /** The backup tools cannot serve this server: nothing was changed, and retrying cannot help. */
 export class BackupToolMismatchError extends PgconvoyError {
   readonly type = 'BackupToolMismatch';
-  readonly retryable = false;
 }
 
 /** `pg_dump --version` → "pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)"; the major version from it. */

@@ -32,7 +32,6 @@ export interface PgconvoyClient {
 /** Another run of the database is going with options other than the ones asked for: it is not adopted. */
 export class RunConflictError extends PgconvoyError {
   readonly type = 'RunConflict';
-  readonly retryable = false;
 }
 
 /** The options that make a run what it is; attaching to a run is only right when they are the same. */

@@ -1,3 +1,5 @@
+import { errorTypesExiting } from '../contracts/errors';
+
 /** Exit codes of the CLI; scripts may rely on them. */
 export const ExitCode = {
   /** Success: migrations applied, or nothing to do (with --detailed-exitcode, nothing to do is 0 and applied is 10). */
@@ -33,29 +35,19 @@ export const ExitCode = {
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
 /**
- * The one mapping from error types to exit codes. Bad input: nothing ran and
- * running again changes nothing until someone fixes a file, the config or the
- * database's settings (a wrong database name, password or role, a URL that is
- * not postgres://, a missing privilege).
+ * The one mapping from error types to exit codes, from the table in
+ * src/contracts/errors.ts. Bad input: nothing ran and running again changes
+ * nothing until someone fixes a file, the config or the database's settings
+ * (a wrong database name, password or role, a URL that is not postgres://, a
+ * missing privilege, backup tools older than the server).
  */
-const badInputTypes = new Set([
-  'InvalidMigrationSet',
-  'InvalidConfig',
-  'DatabaseConfig',
-  'PermissionDenied',
-  'TargetBeyondSet',
-  'UnknownDatabase',
-  'IntegrityCheckFailed',
-  'ChecksumMismatch',
-  'ManifestChanged',
-  'GroupNotPossible',
-  'LedgerChangeRefused',
-  'RunConflict',
-  'BackupToolMismatch',
-]);
+const badInputTypes = new Set<string>(errorTypesExiting('badInput'));
 
 /** A service could not be reached (after its retries): PostgreSQL unreachable or refusing connections for now, Temporal unreachable. */
-const unavailableTypes = new Set(['DatabaseUnavailable', 'TemporalUnavailable', 'DevServerFailed', 'StateDirBusy']);
+const unavailableTypes = new Set<string>(errorTypesExiting('unavailable'));
+
+/** A migration's own failure: 4 when nothing of it stays, 1 when part of a no-transaction file does. */
+const migrationTypes = new Set<string>(errorTypesExiting('migration'));
 
 export function exitCodeForSignal(signal: NodeJS.Signals): ExitCode {
   return signal === 'SIGINT' ? ExitCode.interrupted : ExitCode.terminated;
@@ -67,7 +59,7 @@ export function exitCodeForFailure(type: string | undefined, details?: unknown):
   if (unavailableTypes.has(type ?? '')) return ExitCode.unavailable;
   if (type === 'Interrupted') return exitCodeForSignal((details as { signal?: NodeJS.Signals } | null | undefined)?.signal ?? 'SIGTERM');
   if ((details as { compensated?: string } | null | undefined)?.compensated) return ExitCode.rolledBack;
-  if (type === 'MigrationFailed' || type === 'LockTimeout') {
+  if (type !== undefined && migrationTypes.has(type)) {
     const done = (details as { statementsDone?: number } | null | undefined)?.statementsDone ?? 0;
     return done > 0 ? ExitCode.failed : ExitCode.rolledBack;
   }

@@ -10,19 +10,16 @@ import type { PgconvoyClient } from './api';
 
 export class StateDirBusyError extends PgconvoyError {
   readonly type = 'StateDirBusy';
-  readonly retryable = true;
 }
 
 /** The Temporal frontend does not answer (at the start, or for longer than the reconnect timeout while waiting). */
 export class TemporalUnavailableError extends PgconvoyError {
   readonly type = 'TemporalUnavailable';
-  readonly retryable = true;
 }
 
 /** The command was stopped by SIGINT or SIGTERM. */
 export class InterruptedError extends PgconvoyError {
   readonly type = 'Interrupted';
-  readonly retryable = false;
   constructor(readonly signal: NodeJS.Signals) {
     super(`stopped by ${signal}`, { signal });
   }

@@ -166,7 +166,6 @@ export interface BackupSettings {
 
 export class ConfigError extends PgconvoyError {
   readonly type = 'InvalidConfig';
-  readonly retryable = false;
   constructor(readonly source: string, readonly problems: string[]) {
     super(`invalid configuration (${source}):\n` + problems.map((p) => `  ${p}`).join('\n'), { source, problems });
   }

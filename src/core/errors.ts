@@ -1,11 +1,15 @@
+import { errorTypes, type ErrorType } from '../contracts/errors';
+
 /**
- * Errors with a stable `type`. At the activity edge they become
- * ApplicationFailures of the same type; `retryable` says whether trying again
- * can help.
+ * Errors with a stable `type`, one of the table in src/contracts/errors.ts.
+ * At the activity edge they become ApplicationFailures of the same type;
+ * `retryable` (from that table) says whether trying again can help.
  */
 export abstract class PgconvoyError extends Error {
-  abstract readonly type: string;
-  abstract readonly retryable: boolean;
+  abstract readonly type: ErrorType;
+  get retryable(): boolean {
+    return errorTypes[this.type].retryable === true;
+  }
   /** Facts safe to put in workflow history and on screen (no SQL text, no secrets). */
   readonly details: Record<string, unknown>;
 
@@ -24,7 +28,6 @@ export interface SetProblem {
 /** The migration set on disk is malformed; every problem found is listed. */
 export class InvalidMigrationSetError extends PgconvoyError {
   readonly type = 'InvalidMigrationSet';
-  readonly retryable = false;
   constructor(readonly directory: string, readonly problems: SetProblem[]) {
     super(
       `invalid migration set in ${directory}:\n` + problems.map((p) => `  ${p.file}: ${p.message}`).join('\n'),
@@ -36,7 +39,6 @@ export class InvalidMigrationSetError extends PgconvoyError {
 /** The files changed between planning and applying (DESIGN: the manifest digest pins a run). */
 export class ManifestChangedError extends PgconvoyError {
   readonly type = 'ManifestChanged';
-  readonly retryable = false;
   constructor(readonly directory: string, readonly expected: string, readonly actual: string) {
     super(
       `migration files in ${directory} changed after the run was planned ` +
@@ -48,7 +50,6 @@ export class ManifestChangedError extends PgconvoyError {
 
 export class UnknownDatabaseError extends PgconvoyError {
   readonly type = 'UnknownDatabase';
-  readonly retryable = false;
   constructor(readonly alias: string, envName: string) {
     super(
       `database alias "${alias}" is not configured: add it under "databases" in the config file or set ${envName}`,
@@ -63,7 +64,6 @@ export class UnknownDatabaseError extends PgconvoyError {
  */
 export class TargetBeyondSetError extends PgconvoyError {
   readonly type = 'TargetBeyondSet';
-  readonly retryable = false;
   constructor(readonly directory: string, readonly target: string, readonly highest: string | null) {
     super(
       `target version ${target} is beyond the last migration in ${directory} ` +

@@ -5,7 +5,6 @@ import { classifySqlState, pgErrorFields } from './sqlstate';
 /** The database could not be reached or the connection broke; trying again later can help. */
 export class DatabaseUnavailableError extends PgconvoyError {
   readonly type = 'DatabaseUnavailable';
-  readonly retryable = true;
   constructor(readonly alias: string, cause: unknown) {
     // The message names the alias, never the connection string: it may hold a password.
     super(`cannot reach database "${alias}": ${pgErrorFields(cause).message}`, { alias }, { cause });
@@ -19,7 +18,6 @@ export class DatabaseUnavailableError extends PgconvoyError {
  */
 export class DatabaseConfigError extends PgconvoyError {
   readonly type = 'DatabaseConfig';
-  readonly retryable = false;
   constructor(readonly alias: string, problem: string, cause?: unknown) {
     super(`cannot connect to database "${alias}": ${problem}`, { alias }, cause === undefined ? undefined : { cause });
   }
@@ -28,7 +26,6 @@ export class DatabaseConfigError extends PgconvoyError {
 /** The role of an alias's connection string lacks a privilege pgconvoy needs (outside a migration's own SQL). */
 export class PermissionDeniedError extends PgconvoyError {
   readonly type = 'PermissionDenied';
-  readonly retryable = false;
   constructor(readonly alias: string, cause: unknown) {
     super(
       `permission denied on database "${alias}": ${pgErrorFields(cause).message} (SQLSTATE 42501); ` +

@@ -22,7 +22,11 @@ export interface FailurePoint {
 /** A migration's SQL failed; the message says where and why, in PostgreSQL's words. */
 export class MigrationFailedError extends PgconvoyError {
   readonly type = 'MigrationFailed';
-  readonly retryable: boolean;
+  /** A deadlock or a lost connection is worth another attempt; a syntax error is not. */
+  private readonly transient: boolean;
+  override get retryable(): boolean {
+    return this.transient;
+  }
   constructor(readonly point: FailurePoint, readonly pgError: PgErrorFields) {
     const sqlstate = pgError.code ? `SQLSTATE ${pgError.code}: ` : '';
     const extra = [pgError.detail && `DETAIL: ${pgError.detail}`, pgError.hint && `HINT: ${pgError.hint}`].filter(Boolean);
@@ -32,7 +36,7 @@ export class MigrationFailedError extends PgconvoyError {
         (extra.length > 0 ? `\n${extra.join('\n')}` : ''),
       { ...point, sqlstate: pgError.code ?? null, pgMessage: pgError.message, detail: pgError.detail ?? null, hint: pgError.hint ?? null },
     );
-    this.retryable = classifySqlState(pgError.code) === 'retryable';
+    this.transient = classifySqlState(pgError.code) === 'retryable';
   }
 }
 
@@ -44,7 +48,6 @@ export class MigrationFailedError extends PgconvoyError {
  */
 export class LockTimeoutError extends PgconvoyError {
   readonly type = 'LockTimeout';
-  readonly retryable = false;
   constructor(readonly point: FailurePoint, attempts: number, longestWaitMs: number) {
     super(
       `${point.file} (version ${point.version}) statement ${point.statement} at line ${point.line}: could not get its lock ` +
@@ -59,7 +62,6 @@ export class LockTimeoutError extends PgconvoyError {
 /** The ledger holds this version with another checksum: the file was edited after it ran. */
 export class AlreadyAppliedDifferentlyError extends PgconvoyError {
   readonly type = 'ChecksumMismatch';
-  readonly retryable = false;
   constructor(version: Version, file: string, applied: string, onDisk: string) {
     super(
       `${file} (version ${version}) is already applied with checksum ${applied.slice(0, 12)}, but the file now has ${onDisk.slice(0, 12)}`,
@@ -71,7 +73,6 @@ export class AlreadyAppliedDifferentlyError extends PgconvoyError {
 /** Another runner is executing this no-transaction migration right now. */
 export class MigrationBusyError extends PgconvoyError {
   readonly type = 'MigrationBusy';
-  readonly retryable = true;
   constructor(version: Version, file: string) {
     super(`${file} (version ${version}) is being applied by another session; will try again`, { version, file });
   }
@@ -80,7 +81,6 @@ export class MigrationBusyError extends PgconvoyError {
 /** --group was asked for a set that holds a file that cannot run in a transaction. */
 export class GroupNotPossibleError extends PgconvoyError {
   readonly type = 'GroupNotPossible';
-  readonly retryable = false;
   constructor(files: string[]) {
     super(`cannot apply the pending migrations in one transaction: ${files.join(', ')} must run outside a transaction`, { files });
   }

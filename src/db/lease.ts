@@ -9,7 +9,6 @@ const acquireLockTimeoutMs = 2_000;
 /** The lease is held by someone else and has not expired. */
 export class LeaseHeldError extends PgconvoyError {
   readonly type = 'LeaseHeld';
-  readonly retryable = true;
   constructor(alias: string, holder: string, expiresAt: string | null) {
     super(
       expiresAt === null
@@ -23,7 +22,6 @@ export class LeaseHeldError extends PgconvoyError {
 /** This runner's lease expired and may have been taken over: it must not write. */
 export class LeaseLostError extends PgconvoyError {
   readonly type = 'LeaseLost';
-  readonly retryable = false;
   constructor(alias: string, token: string) {
     super(`lease ${token} on database "${alias}" is no longer held (it expired or was taken over); this runner must not write`, { alias, token });
   }

@@ -10,7 +10,6 @@ import { checkFence, type Fence } from './lease';
 /** A ledger change that cannot be made as asked (wrong version, existing history, a dirty foreign ledger). */
 export class LedgerChangeRefusedError extends PgconvoyError {
   readonly type = 'LedgerChangeRefused';
-  readonly retryable = false;
 }
 
 export type LedgerSource = 'flyway' | 'refinery' | 'golang-migrate';

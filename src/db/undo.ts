@@ -10,13 +10,11 @@ import { pgErrorFields } from './sqlstate';
 
 export class UndoFailedError extends PgconvoyError {
   readonly type = 'UndoFailed';
-  readonly retryable = false;
 }
 
 /** An undo script ran but did not put the schema back to what it was before its version. */
 export class UndoLeftDifferenceError extends PgconvoyError {
   readonly type = 'UndoLeftDifference';
-  readonly retryable = false;
   constructor(version: Version, file: string, differences: string[]) {
     const shown = differences.slice(0, 20);
     super(

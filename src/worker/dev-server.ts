@@ -7,7 +7,6 @@ import { PgconvoyError } from '../core/errors';
 
 export class DevServerError extends PgconvoyError {
   readonly type = 'DevServerFailed';
-  readonly retryable = false;
 }
 
 export interface DevServer {

@@ -1,10 +1,10 @@
 import { proxyActivities } from '@temporalio/workflow';
 import type { Activities, LedgerChange, LedgerChangeResult } from '../activities';
-import { nonRetryableTypes } from './migrate-database';
+import { nonRetryableTypes } from './failures';
 
 const { changeLedger: change } = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 5, nonRetryableErrorTypes: [...nonRetryableTypes, 'LedgerChangeRefused'] },
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 5, nonRetryableErrorTypes: nonRetryableTypes },
 });
 
 export interface ChangeLedgerInput {

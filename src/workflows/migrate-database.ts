@@ -9,29 +9,14 @@ import {
 } from '@temporalio/workflow';
 import type { Activities, ApplyInput, DatabasePlan, PendingMigration, RunRisk, RunStart } from '../activities';
 import type { Version } from '../core/version';
+import { nonRetryableTypes, runFailure } from './failures';
 import { describeGate, gatedMigrations, within } from './gates';
 import { approveUpdate, cancelUpdate, progressQuery } from './messages';
 import { describeRunBackup } from './messages';
 import type { AppliedStep, ApproveInput, CancelInput, MigrateDatabaseInput, MigrateDatabaseResult, Progress, RunBackup } from './messages';
 
-/** Error types that trying again cannot fix; everything else is retried with backoff. */
-export const nonRetryableTypes = [
-  'InvalidMigrationSet',
-  'ManifestChanged',
-  'UnknownDatabase',
-  'ChecksumMismatch',
-  'IntegrityCheckFailed',
-  'InvalidConfig',
-  'GroupNotPossible',
-  'LeaseLost',
-  // The engine's own lock schedule was the retry; a wrong database, role,
-  // password or URL, a missing privilege, or a target beyond the set fail the same way every time.
-  'LockTimeout',
-  'DatabaseConfig',
-  'PermissionDenied',
-  'TargetBeyondSet',
-  'BackupToolMismatch',
-];
+/** Error types that trying again cannot fix (src/contracts/errors.ts); everything else is retried with backoff. */
+export { nonRetryableTypes } from './failures';
 
 const { planDatabase } = proxyActivities<Activities>({
   startToCloseTimeout: '10 minutes',
@@ -64,13 +49,13 @@ const { holdLease } = proxyActivities<Activities>({
 const { beginRun, verifyRun, finishCompensation, runChanges } = proxyActivities<Activities>({
   startToCloseTimeout: '1 hour',
   heartbeatTimeout: '10 seconds',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: [...nonRetryableTypes, 'VerificationFailed'] },
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: nonRetryableTypes },
 });
 
 const { takeBackup, restoreFromBackup, undoMigration } = proxyActivities<Activities>({
   startToCloseTimeout: '12 hours',
   heartbeatTimeout: '10 seconds',
-  retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 3, nonRetryableErrorTypes: [...nonRetryableTypes, 'BackupCorrupt', 'UndoFailed', 'UndoLeftDifference'] },
+  retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 3, nonRetryableErrorTypes: nonRetryableTypes },
 });
 
 const { releaseLease } = proxyActivities<Activities>({
@@ -120,12 +105,11 @@ export async function migrateDatabase(input: MigrateDatabaseInput): Promise<Migr
       ...(input.allowOutOfOrder ? { allowOutOfOrder: true } : {}),
     });
     if (plan.problems.length > 0) {
-      throw ApplicationFailure.create({
-        type: 'IntegrityCheckFailed',
-        message: `refusing to migrate "${input.db}": the ledger and the migration files disagree:\n` + plan.problems.map((p) => `  ${p}`).join('\n'),
-        nonRetryable: true,
-        details: [{ db: input.db, problems: plan.problems }],
-      });
+      throw runFailure(
+        'IntegrityCheckFailed',
+        `refusing to migrate "${input.db}": the ledger and the migration files disagree:\n` + plan.problems.map((p) => `  ${p}`).join('\n'),
+        { db: input.db, problems: plan.problems },
+      );
     }
     progress.pending = plan.pending;
     if (plan.backup) progress.backup = plan.backup;
@@ -136,12 +120,11 @@ export async function migrateDatabase(input: MigrateDatabaseInput): Promise<Migr
     }
     const outside = plan.pending.filter((p) => p.mode === 'no-transaction');
     if (input.group && outside.length > 0) {
-      throw ApplicationFailure.create({
-        type: 'GroupNotPossible',
-        message: `cannot apply the pending migrations in one transaction: ${outside.map((p) => `V${p.version} (${p.description})`).join(', ')} must run outside a transaction`,
-        nonRetryable: true,
-        details: [{ db: input.db, versions: outside.map((p) => p.version) }],
-      });
+      throw runFailure(
+        'GroupNotPossible',
+        `cannot apply the pending migrations in one transaction: ${outside.map((p) => `V${p.version} (${p.description})`).join(', ')} must run outside a transaction`,
+        { db: input.db, versions: outside.map((p) => p.version) },
+      );
     }
 
     return await gateLockAndApply(input, plan, versionBefore, progress, enter);
@@ -156,7 +139,7 @@ export async function migrateDatabase(input: MigrateDatabaseInput): Promise<Migr
  * client tells it from other failures by this type.
  */
 function messageRejected(message: string): ApplicationFailure {
-  return ApplicationFailure.create({ type: 'MessageRejected', message, nonRetryable: true });
+  return runFailure('MessageRejected', message);
 }
 
 async function gateLockAndApply(
@@ -213,7 +196,7 @@ async function gateLockAndApply(
   }
   // A backup that cannot be taken stops the run here, before the lease and before anyone is asked to approve it.
   if (plan.backup?.problem) {
-    throw ApplicationFailure.create({ type: 'BackupToolMismatch', message: plan.backup.problem, nonRetryable: true, details: [{ db: input.db, serverVersion: plan.backup.serverVersion }] });
+    throw runFailure('BackupToolMismatch', plan.backup.problem, { db: input.db, serverVersion: plan.backup.serverVersion });
   }
   const gated = gatedMigrations(progress.mode, plan.pending);
   // An approval given before the run (a deploy service, a rollout once per rollout or per wave) covers what it says.
@@ -237,11 +220,7 @@ async function gateLockAndApply(
     const decided = await condition(() => approved || progress.cancelRequested !== null, input.approvalTimeoutMs ?? defaultApprovalTimeoutMs);
     if (progress.cancelRequested) return cancelled([]);
     if (!decided) {
-      throw ApplicationFailure.create({
-        type: 'ApprovalTimedOut',
-        message: `nobody approved the migration of "${input.db}" within ${Math.round((input.approvalTimeoutMs ?? defaultApprovalTimeoutMs) / 1000)} s; nothing ran`,
-        nonRetryable: true,
-      });
+      throw runFailure('ApprovalTimedOut', `nobody approved the migration of "${input.db}" within ${Math.round((input.approvalTimeoutMs ?? defaultApprovalTimeoutMs) / 1000)} s; nothing ran`);
     }
   }
 

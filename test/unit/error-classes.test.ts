@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
+import { errorTypes, isErrorType, type ErrorType } from '../../src/contracts/errors';
+import { nonRetryableTypes } from '../../src/workflows/failures';
 import { ExitCode, exitCodeForFailure } from '../../src/client/exit-codes';
 import { TargetBeyondSetError } from '../../src/core/errors';
 import { checkTarget } from '../../src/core/plan';
@@ -39,4 +43,25 @@ test('a target beyond the last version is refused; one between versions is not',
   assert.doesNotThrow(() => checkTarget('/m', manifest, '3'));
   assert.throws(() => checkTarget('/m', manifest, '4'), TargetBeyondSetError);
   assert.throws(() => checkTarget('/m', [], '1'), /the set is empty/);
+});
+
+test('one table of error types: every type the workflows raise is in it, and retry lists and exit codes come from it', () => {
+  const workflows = join(__dirname, '..', '..', '..', 'src', 'workflows');
+  const raised = new Set<string>();
+  for (const file of readdirSync(workflows).filter((f) => f.endsWith('.ts'))) {
+    const text = readFileSync(join(workflows, file), 'utf8');
+    for (const m of text.matchAll(/(?:type: |runFailure\(\s*)'([A-Z][A-Za-z]+)'/g)) raised.add(m[1]!);
+  }
+  assert.ok(raised.size >= 6, `found ${[...raised].join(', ')}`);
+  for (const type of raised) assert.ok(isErrorType(type), `${type} is raised by a workflow but missing from src/contracts/errors.ts`);
+
+  for (const type of Object.keys(errorTypes) as ErrorType[]) {
+    const spec = errorTypes[type];
+    assert.equal(nonRetryableTypes.includes(type), spec.retryable === false, `${type}: in the workflow's non-retryable list exactly when the table says so`);
+    if (spec.exit === 'badInput') assert.equal(exitCodeForFailure(type), ExitCode.badInput, type);
+    if (spec.exit === 'unavailable') assert.equal(exitCodeForFailure(type), ExitCode.unavailable, type);
+    if (spec.exit === 'failed') assert.equal(exitCodeForFailure(type), ExitCode.failed, type);
+  }
+  assert.equal(exitCodeForFailure('LockTimeout', { statementsDone: 0 }), ExitCode.rolledBack);
+  assert.equal(exitCodeForFailure('MigrationFailed', { statementsDone: 2 }), ExitCode.failed);
 });
