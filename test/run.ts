@@ -59,7 +59,7 @@ async function main(): Promise<number> {
     process.stderr.write(`test harness: Temporal dev server at ${server.address}, MinIO at ${minio.endpoint}, PostgreSQL 18 at ${newer.url}, run ${runId}\n`);
     const child = spawn(
       process.execPath,
-      ['--enable-source-maps', '--test', '--test-concurrency=2', '--test-timeout=300000', '--test-force-exit', ...(targets.length > 0 ? targets : ['dist/test/unit', 'dist/test/integration'])],
+      ['--enable-source-maps', '--test', '--test-concurrency=2', '--test-timeout=600000', '--test-force-exit', ...(targets.length > 0 ? targets : ['dist/test/unit', 'dist/test/integration'])],
       {
         cwd: root,
         stdio: 'inherit',

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { constants } from 'node:fs';
 import { lstat, open, readdir, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -170,6 +171,9 @@ class Deadline {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(ms: number) {
+    // Every file read in flight listens to the signal (readConcurrency of them, and the callers'):
+    // that is expected, not a leak.
+    setMaxListeners(readConcurrency * 2, this.controller.signal);
     this.expired = new Promise((resolve) => {
       this.timer = setTimeout(() => {
         this.controller.abort();

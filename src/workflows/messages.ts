@@ -1,4 +1,4 @@
-import { defineQuery, defineUpdate } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { BackupPlan, PendingMigration } from '../activities';
 import type { RiskLevel } from '../core/risk';
 import type { Version } from '../core/version';
@@ -58,6 +58,8 @@ export interface Progress {
   completed: AppliedStep[];
   approval: ApprovalState;
   cancelRequested: { by: string; reason: string | null } | null;
+  /** Signals that did not apply (a cancel after the last migration, an approve with nothing waiting), newest last. */
+  refusedSignals?: Array<{ signal: 'approve' | 'cancel'; by: string; reason: string }>;
   /** The backup the run takes before its first change, or that it takes none and why (once planned). */
   backup?: BackupPlan;
   /** Workflow time (ms since epoch) at which the run started and the current phase began. */
@@ -84,6 +86,13 @@ export interface MessageAck {
 export const approveUpdate = defineUpdate<MessageAck, [ApproveInput]>('approve');
 /** Stops a run: at once while it waits, otherwise after the migration in progress (never mid-migration). */
 export const cancelUpdate = defineUpdate<MessageAck, [CancelInput]>('cancel');
+/**
+ * The same two as signals, for a parent workflow (which can only signal its
+ * children). One logic behind both: a signal the update would refuse is
+ * ignored, and `progress.refusedSignals` says why.
+ */
+export const approveSignal = defineSignal<[ApproveInput]>('approve-signal');
+export const cancelSignal = defineSignal<[CancelInput]>('cancel-signal');
 
 export interface MigrateDatabaseInput {
   /** Database alias; activities resolve it to a connection string. Never a URL. */
@@ -111,6 +120,8 @@ export interface MigrateDatabaseInput {
   approved?: { by: string; note?: string; upTo?: RiskLevel };
   /** Default `restore`. */
   onFailure?: FailurePolicy;
+  /** Refuse to run unless the worker reads exactly this set (a rollout pins every database to the set it planned). */
+  expect?: { manifestDigest: string };
 }
 
 /** `version` is the highest applied version after the run, null for an empty ledger. */

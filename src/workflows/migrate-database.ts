@@ -11,7 +11,7 @@ import type { Activities, ApplyInput, DatabasePlan, PendingMigration, RunRisk, R
 import type { Version } from '../core/version';
 import { nonRetryableTypes, runFailure } from './failures';
 import { describeGate, gatedMigrations, within } from './gates';
-import { approveUpdate, cancelUpdate, progressQuery } from './messages';
+import { approveSignal, approveUpdate, cancelSignal, cancelUpdate, progressQuery } from './messages';
 import { describeRunBackup } from './messages';
 import type { AppliedStep, ApproveInput, CancelInput, MigrateDatabaseInput, MigrateDatabaseResult, Progress, RunBackup } from './messages';
 
@@ -104,6 +104,13 @@ export async function migrateDatabase(input: MigrateDatabaseInput): Promise<Migr
       ...(input.target ? { target: input.target } : {}),
       ...(input.allowOutOfOrder ? { allowOutOfOrder: true } : {}),
     });
+    if (input.expect && input.expect.manifestDigest !== plan.manifestDigest) {
+      throw runFailure(
+        'ManifestChanged',
+        `refusing to migrate "${input.db}": the run was pinned to manifest ${input.expect.manifestDigest.slice(0, 12)}, but the worker reads ${plan.manifestDigest.slice(0, 12)} in ${input.migrationsDir}; nothing ran`,
+        { db: input.db, expected: input.expect.manifestDigest, actual: plan.manifestDigest },
+      );
+    }
     if (plan.problems.length > 0) {
       throw runFailure(
         'IntegrityCheckFailed',
@@ -151,38 +158,51 @@ async function gateLockAndApply(
 ): Promise<MigrateDatabaseResult> {
   const base = { db: input.db, manifestDigest: plan.manifestDigest };
   let approved = false;
-  setHandler(
-    approveUpdate,
-    ({ by, note }) => {
-      approved = true;
-      progress.approval.approvedBy = by;
-      progress.approval.approvedAt = Date.now();
-      progress.approval.note = note ?? null;
-      return { accepted: true, phase: progress.phase };
+  // One logic behind the updates (a CLI, a deploy service) and the signals (a parent workflow).
+  const approveRefusal = (): string | null => (progress.phase === 'awaiting-approval' ? null : `nothing to approve: the run is ${progress.phase}`);
+  const cancelRefusal = (): string | null => {
+    if (progress.phase === 'done' || progress.phase === 'failed' || progress.phase === 'cancelled') return `nothing to cancel: the run is ${progress.phase}`;
+    // Past the last migration a cancel would change nothing: say so instead of acknowledging it.
+    if (progress.phase === 'verifying') return 'too late to cancel: every migration is applied and the run is verifying them (a failed verification rolls the run back on its own)';
+    if (progress.phase === 'compensating') return 'too late to cancel: the run failed and is rolling back what it applied; it ends on its own';
+    return null;
+  };
+  const approve = ({ by, note }: ApproveInput) => {
+    approved = true;
+    progress.approval.approvedBy = by;
+    progress.approval.approvedAt = Date.now();
+    progress.approval.note = note ?? null;
+    return { accepted: true as const, phase: progress.phase };
+  };
+  const cancel = ({ by, reason }: CancelInput) => {
+    progress.cancelRequested = { by, reason: reason ?? null };
+    return { accepted: true as const, phase: progress.phase };
+  };
+  const refused = (signal: 'approve' | 'cancel', by: string, reason: string) => {
+    progress.refusedSignals = [...(progress.refusedSignals ?? []), { signal, by, reason }];
+  };
+  setHandler(approveUpdate, approve, {
+    validator: (_input: ApproveInput) => {
+      const why = approveRefusal();
+      if (why) throw messageRejected(why);
     },
-    {
-      validator: (_approval: ApproveInput) => {
-        if (progress.phase !== 'awaiting-approval') throw messageRejected(`nothing to approve: the run is ${progress.phase}`);
-      },
+  });
+  setHandler(cancelUpdate, cancel, {
+    validator: (_input: CancelInput) => {
+      const why = cancelRefusal();
+      if (why) throw messageRejected(why);
     },
-  );
-  setHandler(
-    cancelUpdate,
-    ({ by, reason }) => {
-      progress.cancelRequested = { by, reason: reason ?? null };
-      return { accepted: true, phase: progress.phase };
-    },
-    {
-      validator: (_cancel: CancelInput) => {
-        if (progress.phase === 'done' || progress.phase === 'failed' || progress.phase === 'cancelled') throw messageRejected(`nothing to cancel: the run is ${progress.phase}`);
-        // Past the last migration a cancel would change nothing: say so instead of acknowledging it.
-        if (progress.phase === 'verifying') {
-          throw messageRejected('too late to cancel: every migration is applied and the run is verifying them (a failed verification rolls the run back on its own)');
-        }
-        if (progress.phase === 'compensating') throw messageRejected('too late to cancel: the run failed and is rolling back what it applied; it ends on its own');
-      },
-    },
-  );
+  });
+  setHandler(approveSignal, (input) => {
+    const why = approveRefusal();
+    if (why) refused('approve', input.by, why);
+    else approve(input);
+  });
+  setHandler(cancelSignal, (input) => {
+    const why = cancelRefusal();
+    if (why) refused('cancel', input.by, why);
+    else cancel(input);
+  });
   const cancelled = (applied: AppliedStep[]): MigrateDatabaseResult => {
     enter('cancelled');
     const version = applied.filter((a) => a.status === 'applied').at(-1)?.version ?? versionBefore;

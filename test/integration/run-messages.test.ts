@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ExitCode } from '../../src/client/exit-codes';
-import { progressQuery } from '../../src/workflows/messages';
+import { startMigration } from '../../src/client/api';
+import { summarizeFailure } from '../../src/client/failure';
+import { approveSignal, cancelSignal, progressQuery } from '../../src/workflows/messages';
 import { type TestDatabase } from '../helpers/database';
 import { testClient, withWorker } from '../helpers/temporal';
 import { waitFor } from '../helpers/workers';
@@ -91,4 +93,50 @@ test('approve and cancel: nothing running and a refused message exit 6 with the 
     const result = await up;
     assert.equal(result.code, ExitCode.rolledBack, result.stderr);
   });
+});
+
+test('approve and cancel as signals (what a parent workflow can send): the same logic as the updates, a signal that does not apply is recorded, not obeyed', async (t) => {
+  const { db, config, phase } = await fixture(t, { 'V1__a.sql': 'CREATE TABLE a (id int);' }, 'by-signal');
+  const { client, close } = await testClient();
+  t.after(close);
+  const pgconvoy = { client, taskQueue: config.temporal.taskQueue };
+  await withWorker(config, async () => {
+    const handle = await startMigration(pgconvoy, { db: 'by-signal', migrationsDir: config.migrationsDir, requireApproval: true });
+    await waitFor('the approval wait', async () => ((await phase()) === 'awaiting-approval' ? true : undefined));
+    await handle.signal(approveSignal, { by: 'rollout/wave-1', note: 'wave approved' });
+    const result = await handle.result();
+    assert.equal(result.status, 'applied');
+    assert.equal(result.status === 'applied' ? result.approvedBy : undefined, 'rollout/wave-1');
+    // Too late: the run is done; a signal to a finished run is refused by Temporal itself.
+    await assert.rejects(handle.signal(cancelSignal, { by: 'rollout' }));
+  });
+  assert.equal((await db.query(`SELECT approved_by FROM pgconvoy.history WHERE version = 1`)).rows[0]?.approved_by, 'rollout/wave-1');
+
+  const early = await fixture(t, { 'V1__a.sql': 'CREATE TABLE a (id int);\nSELECT pg_sleep(2);' }, 'signal-refused');
+  await withWorker(early.config, async () => {
+    const handle = await startMigration({ client, taskQueue: early.config.temporal.taskQueue }, { db: 'signal-refused', migrationsDir: early.config.migrationsDir });
+    await waitFor('the migration', async () => ((await early.phase()) === 'applying' ? true : undefined));
+    await handle.signal(approveSignal, { by: 'rollout' });
+    const progress = await handle.query(progressQuery);
+    assert.deepEqual(progress.refusedSignals, [{ signal: 'approve', by: 'rollout', reason: 'nothing to approve: the run is applying' }]);
+    assert.equal((await handle.result()).status, 'applied');
+  });
+});
+
+test('a run pinned to a manifest digest refuses another set before anything runs', async (t) => {
+  const { db, config } = await fixture(t, { 'V1__a.sql': 'CREATE TABLE a (id int);' }, 'pinned');
+  const { client, close } = await testClient();
+  t.after(close);
+  const pgconvoy = { client, taskQueue: config.temporal.taskQueue };
+  const error = await withWorker(config, async () => {
+    const handle = await startMigration(pgconvoy, { db: 'pinned', migrationsDir: config.migrationsDir, expect: { manifestDigest: 'f'.repeat(64) } });
+    return handle.result().then(
+      () => assert.fail('a run pinned to another set ran'),
+      (e: unknown) => e,
+    );
+  });
+  const failure = summarizeFailure(error);
+  assert.equal(failure.type, 'ManifestChanged');
+  assert.match(failure.message, /^refusing to migrate "pinned": the run was pinned to manifest ffffffffffff, but the worker reads [0-9a-f]{12} in .*; nothing ran$/);
+  assert.equal((await db.query(`SELECT 1 FROM pg_namespace WHERE nspname = 'pgconvoy'`)).rowCount, 0, 'not even the lease was taken');
 });
