@@ -12,7 +12,8 @@ import { realHistory } from '../helpers/real-history';
  * migrations through the workflow one by one take minutes, and the harness's
  * time limit holds per file.
  */
-const fixture = (t: { after(fn: () => unknown): void }, files: Record<string, string>) => cliFixture(t, files);
+// Its own alias: the run lasts minutes, and another file's run of `app` would collide with its workflow id.
+const fixture = (t: { after(fn: () => unknown): void }, files: Record<string, string>) => cliFixture(t, files, 'history400');
 
 test('a 400-pair history shaped like a real one: validate, lint, up in the default mode on an empty database without waiting, history --last 12, rehearse', async (t) => {
   const history = realHistory(400);
@@ -32,12 +33,12 @@ test('a 400-pair history shaped like a real one: validate, lint, up in the defau
 
   await withWorker(config, async () => {
     // The default mode (auto) gates high-risk migrations: on an empty database a self-contained set has none.
-    const up = await cli('up', '--db', 'app');
+    const up = await cli('up', '--db', 'history400');
     assert.equal(up.code, ExitCode.ok, up.stderr);
     assert.doesNotMatch(up.stderr, /waiting for approval/);
-    assert.match(up.stdout, /400 migrations applied; database "app" is at version 20230101000399001197\n$/);
+    assert.match(up.stdout, /400 migrations applied; database "history400" is at version 20230101000399001197\n$/);
 
-    const last = await cli('history', '--db', 'app', '--last', '12', '--json');
+    const last = await cli('history', '--db', 'history400', '--last', '12', '--json');
     assert.equal(last.code, ExitCode.ok, last.stderr);
     assert.deepEqual((JSON.parse(last.stdout) as Array<{ version: string }>).map((r) => r.version), history.versions.slice(-12));
   });
