@@ -158,6 +158,8 @@ async function gateLockAndApply(
 ): Promise<MigrateDatabaseResult> {
   const base = { db: input.db, manifestDigest: plan.manifestDigest };
   let approved = false;
+  /** The step running now is the last one: a cancel would take effect after it, when nothing is left to skip. */
+  let lastStepRunning = false;
   // One logic behind the updates (a CLI, a deploy service) and the signals (a parent workflow).
   const approveRefusal = (): string | null => (progress.phase === 'awaiting-approval' ? null : `nothing to approve: the run is ${progress.phase}`);
   const cancelRefusal = (): string | null => {
@@ -165,6 +167,11 @@ async function gateLockAndApply(
     // Past the last migration a cancel would change nothing: say so instead of acknowledging it.
     if (progress.phase === 'verifying') return 'too late to cancel: every migration is applied and the run is verifying them (a failed verification rolls the run back on its own)';
     if (progress.phase === 'compensating') return 'too late to cancel: the run failed and is rolling back what it applied; it ends on its own';
+    if (progress.phase === 'applying' && lastStepRunning) {
+      return input.group
+        ? 'too late to cancel: the --group run applies every pending migration in one transaction, running now; a run is never stopped mid-migration'
+        : `too late to cancel: the last pending migration (V${progress.current?.version ?? '?'}) is running, and a run is never stopped mid-migration; nothing would be left to skip`;
+    }
     return null;
   };
   const approve = ({ by, note }: ApproveInput) => {
@@ -264,9 +271,10 @@ async function gateLockAndApply(
     try {
       enter('applying');
       const steps: PendingMigration[][] = input.group ? [plan.pending] : plan.pending.map((p) => [p]);
-      for (const step of steps) {
+      for (const [index, step] of steps.entries()) {
         if (progress.cancelRequested) return cancelled(applied);
         progress.current = step[0]!;
+        lastStepRunning = index === steps.length - 1;
         for (let recoveries = 0; ; recoveries++) {
           try {
             const record = { ...runRecord(step, progress), backup: describeRunBackup(taken) };

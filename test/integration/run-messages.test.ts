@@ -140,3 +140,32 @@ test('a run pinned to a manifest digest refuses another set before anything runs
   assert.match(failure.message, /^refusing to migrate "pinned": the run was pinned to manifest ffffffffffff, but the worker reads [0-9a-f]{12} in .*; nothing ran$/);
   assert.equal((await db.query(`SELECT 1 FROM pg_namespace WHERE nspname = 'pgconvoy'`)).rowCount, 0, 'not even the lease was taken');
 });
+
+test('cancel is refused, not acknowledged and ignored, while the last migration or a --group transaction runs', async (t) => {
+  const last = await fixture(t, { 'V1__a.sql': 'CREATE TABLE a (id int);', 'V2__slow.sql': 'SELECT pg_sleep(4);\nCREATE TABLE b (id int);' }, 'cancel-last');
+  await withWorker(last.config, async () => {
+    const up = last.cli('up', '--db', 'cancel-last');
+    const { client, close } = await testClient();
+    t.after(close);
+    await waitFor('the last migration', async () => {
+      const p = await client.workflow.getHandle('pgconvoy/db/cancel-last').query(progressQuery).catch(() => undefined);
+      return p?.phase === 'applying' && p.current?.version === '2' ? true : undefined;
+    });
+    const cancel = await last.cli('cancel', '--db', 'cancel-last');
+    assert.equal(cancel.code, ExitCode.notApplicable, cancel.stdout + cancel.stderr);
+    assert.match(cancel.stderr, /^pgconvoy: too late to cancel: the last pending migration \(V2\) is running, and a run is never stopped mid-migration/);
+    const result = await up;
+    assert.equal(result.code, ExitCode.ok, result.stderr);
+  });
+
+  const group = await fixture(t, { 'V1__a.sql': 'CREATE TABLE a (id int);', 'V2__slow.sql': 'SELECT pg_sleep(4);' }, 'cancel-group');
+  await withWorker(group.config, async () => {
+    const up = group.cli('up', '--db', 'cancel-group', '--group');
+    await waitFor('the group transaction', async () => ((await group.phase()) === 'applying' ? true : undefined));
+    const cancel = await group.cli('cancel', '--db', 'cancel-group');
+    assert.equal(cancel.code, ExitCode.notApplicable, cancel.stdout + cancel.stderr);
+    assert.match(cancel.stderr, /^pgconvoy: too late to cancel: the --group run applies every pending migration in one transaction, running now/);
+    const result = await up;
+    assert.equal(result.code, ExitCode.ok, result.stderr);
+  });
+});
