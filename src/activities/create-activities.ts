@@ -24,8 +24,7 @@ import { undoMigration, type UndoResult } from '../db/undo';
 import { catalogProblems, runChecks } from '../db/verify';
 import { readChecks } from '../source/read-checks';
 import { openStore } from '../backup/open-store';
-import { BackupToolMismatchError, checkPgTools, pgToolsFor, serverMajor, type PgTools } from '../backup/pg-tools';
-import type pg from 'pg';
+import { backupToolsFor, checkPgTools, planBackup, type BackupPlan } from '../backup/pg-tools';
 import type { Logger } from '../worker/logger';
 
 /** What the run left does not pass verification (new invalid objects, failing user checks). */
@@ -75,17 +74,7 @@ export interface DatabasePlan {
   backup?: BackupPlan;
 }
 
-/** What a run does about a backup, decided with the server's version at hand. */
-export interface BackupPlan {
-  scope: 'database' | 'touched-tables' | 'none';
-  /** scope `none`: why (backup.reason); recorded in the ledger with every version the run applies. */
-  reason?: string;
-  serverVersion: string;
-  /** The pg_dump that takes it: its version and path. */
-  pgDump?: string;
-  /** Why no backup can be taken: a run is refused before it takes the lease. */
-  problem?: string;
-}
+export type { BackupPlan };
 
 /** A version's risk as the run assessed it, recorded in the ledger when it is applied. */
 export interface RunRisk {
@@ -220,27 +209,6 @@ export function createActivities({ config, logger }: ActivityDeps) {
     return { alias, url };
   }
 
-  /** The server's version, and the pg_dump/pg_restore/psql chosen for it (src/backup/pg-tools.ts). */
-  async function backupTools(client: pg.Client, alias: string): Promise<{ server: { alias: string; version: string; versionNum: number }; tools: PgTools }> {
-    const row = (await client.query<{ version: string; num: string }>(`SELECT current_setting('server_version') AS version, current_setting('server_version_num') AS num`)).rows[0]!;
-    const server = { alias, version: row.version, versionNum: Number(row.num) };
-    return { server, tools: pgToolsFor(serverMajor(server.versionNum), config.backup.pgBinDir) };
-  }
-
-  /** The plan's backup line: no backup and why, or the pg_dump that will take it, or why none can be taken. */
-  async function backupPlan(client: pg.Client, alias: string): Promise<BackupPlan> {
-    const { server, tools } = await backupTools(client, alias);
-    const { scope, reason } = config.backup;
-    if (scope === 'none') return { scope, reason: reason ?? '', serverVersion: server.version };
-    try {
-      const found = await checkPgTools(tools, server);
-      return { scope, serverVersion: server.version, pgDump: `${found.pgDump} (${tools.pgDump})` };
-    } catch (error) {
-      if (error instanceof BackupToolMismatchError) return { scope, serverVersion: server.version, problem: error.message };
-      throw error;
-    }
-  }
-
   /** Re-reads the files and refuses if they are not the ones the run was planned with. */
   async function pinnedSet(migrationsDir: string, digest: string): Promise<MigrationSet> {
     const set = await readMigrationSet(migrationsDir, config.files);
@@ -316,7 +284,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
             pending,
             problems: integrityProblems(plan, fileOf, { allowOutOfOrder: input.allowOutOfOrder ?? false }),
             tableContext: tables,
-            backup: await backupPlan(client, input.db),
+            backup: await planBackup(client, input.db, config.backup),
           };
           logger.info({ event: 'plan.made', db: input.db, pending: plan.pending.length, problems: result.problems.length });
           return result;
@@ -437,7 +405,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
         edge(async () => {
           const db = target(input.db);
           const { serverVersion, ledgerVersion, tools } = await withClient(db, async (client) => {
-            const { server, tools } = await backupTools(client, input.db);
+            const { server, tools } = await backupToolsFor(client, input.db, config.backup.pgBinDir);
             // The plan checked this already; a worker with other tools may run this step.
             await checkPgTools(tools, server);
             const ledger = await readLedgerState(client);
@@ -522,7 +490,7 @@ export function createActivities({ config, logger }: ActivityDeps) {
             if (!manifest) throw new BackupCorruptError(`backup ${input.backupKey} of "${input.db}" is gone from ${store.location}`, { key: input.backupKey });
             await withClient(db, async (client) => {
               await checkFence(client, { alias: input.db, token: input.leaseToken });
-              const { tools } = await backupTools(client, input.db);
+              const { tools } = await backupToolsFor(client, input.db, config.backup.pgBinDir);
               await restoreDatabase(
                 {
                   tools,

@@ -112,3 +112,40 @@ export async function checkPgTools(tools: PgTools, server: { alias: string; vers
   }
   return { pgDump: (dump as { text: string }).text, pgRestore: (restore as { text: string }).text };
 }
+
+/** What a run does about a backup, decided with the server's version at hand. */
+export interface BackupPlan {
+  scope: 'database' | 'touched-tables' | 'none';
+  /** scope `none`: why (backup.reason); recorded in the ledger with every version the run applies. */
+  reason?: string;
+  serverVersion: string;
+  /** The pg_dump that takes it: its version and path. */
+  pgDump?: string;
+  /** Why no backup can be taken: a run is refused before it takes the lease. */
+  problem?: string;
+}
+
+/** Any client that runs a query (a pg.Client). */
+interface Queryable {
+  query<R extends Record<string, unknown>>(sql: string): Promise<{ rows: R[] }>;
+}
+
+/** The server's version, and the tools chosen for it. */
+export async function backupToolsFor(client: Queryable, alias: string, pgBinDir: string | undefined): Promise<{ server: { alias: string; version: string; versionNum: number }; tools: PgTools }> {
+  const row = (await client.query<{ version: string; num: string }>(`SELECT current_setting('server_version') AS version, current_setting('server_version_num') AS num`)).rows[0]!;
+  const server = { alias, version: row.version, versionNum: Number(row.num) };
+  return { server, tools: pgToolsFor(serverMajor(server.versionNum), pgBinDir) };
+}
+
+/** The plan's backup line: no backup and why, or the pg_dump that will take it, or why none can be taken. */
+export async function planBackup(client: Queryable, alias: string, settings: { scope: BackupPlan['scope']; reason?: string; pgBinDir?: string }): Promise<BackupPlan> {
+  const { server, tools } = await backupToolsFor(client, alias, settings.pgBinDir);
+  if (settings.scope === 'none') return { scope: 'none', reason: settings.reason ?? '', serverVersion: server.version };
+  try {
+    const found = await checkPgTools(tools, server);
+    return { scope: settings.scope, serverVersion: server.version, pgDump: `${found.pgDump} (${tools.pgDump})` };
+  } catch (error) {
+    if (error instanceof BackupToolMismatchError) return { scope: settings.scope, serverVersion: server.version, problem: error.message };
+    throw error;
+  }
+}

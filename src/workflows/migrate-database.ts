@@ -11,9 +11,10 @@ import type { Activities, ApplyInput, DatabasePlan, PendingMigration, RunRisk, R
 import type { Version } from '../core/version';
 import { nonRetryableTypes, runFailure } from './failures';
 import { describeGate, gatedMigrations, within } from './gates';
-import { approveSignal, approveUpdate, cancelSignal, cancelUpdate, progressQuery } from './messages';
+import { progressQuery } from './messages';
+import { handleRunMessages, recordApproval } from './run-messages';
 import { describeRunBackup } from './messages';
-import type { AppliedStep, ApproveInput, CancelInput, MigrateDatabaseInput, MigrateDatabaseResult, Progress, RunBackup } from './messages';
+import type { AppliedStep, MigrateDatabaseInput, MigrateDatabaseResult, Progress, RunBackup } from './messages';
 
 /** Error types that trying again cannot fix (src/contracts/errors.ts); everything else is retried with backoff. */
 export { nonRetryableTypes } from './failures';
@@ -141,14 +142,6 @@ export async function migrateDatabase(input: MigrateDatabaseInput): Promise<Migr
   }
 }
 
-/**
- * An update's validator refusing it: nothing was recorded in the history. The
- * client tells it from other failures by this type.
- */
-function messageRejected(message: string): ApplicationFailure {
-  return runFailure('MessageRejected', message);
-}
-
 async function gateLockAndApply(
   input: MigrateDatabaseInput,
   plan: DatabasePlan,
@@ -157,59 +150,8 @@ async function gateLockAndApply(
   enter: (phase: Progress['phase']) => void,
 ): Promise<MigrateDatabaseResult> {
   const base = { db: input.db, manifestDigest: plan.manifestDigest };
-  let approved = false;
-  /** The step running now is the last one: a cancel would take effect after it, when nothing is left to skip. */
-  let lastStepRunning = false;
-  // One logic behind the updates (a CLI, a deploy service) and the signals (a parent workflow).
-  const approveRefusal = (): string | null => (progress.phase === 'awaiting-approval' ? null : `nothing to approve: the run is ${progress.phase}`);
-  const cancelRefusal = (): string | null => {
-    if (progress.phase === 'done' || progress.phase === 'failed' || progress.phase === 'cancelled') return `nothing to cancel: the run is ${progress.phase}`;
-    // Past the last migration a cancel would change nothing: say so instead of acknowledging it.
-    if (progress.phase === 'verifying') return 'too late to cancel: every migration is applied and the run is verifying them (a failed verification rolls the run back on its own)';
-    if (progress.phase === 'compensating') return 'too late to cancel: the run failed and is rolling back what it applied; it ends on its own';
-    if (progress.phase === 'applying' && lastStepRunning) {
-      return input.group
-        ? 'too late to cancel: the --group run applies every pending migration in one transaction, running now; a run is never stopped mid-migration'
-        : `too late to cancel: the last pending migration (V${progress.current?.version ?? '?'}) is running, and a run is never stopped mid-migration; nothing would be left to skip`;
-    }
-    return null;
-  };
-  const approve = ({ by, note }: ApproveInput) => {
-    approved = true;
-    progress.approval.approvedBy = by;
-    progress.approval.approvedAt = Date.now();
-    progress.approval.note = note ?? null;
-    return { accepted: true as const, phase: progress.phase };
-  };
-  const cancel = ({ by, reason }: CancelInput) => {
-    progress.cancelRequested = { by, reason: reason ?? null };
-    return { accepted: true as const, phase: progress.phase };
-  };
-  const refused = (signal: 'approve' | 'cancel', by: string, reason: string) => {
-    progress.refusedSignals = [...(progress.refusedSignals ?? []), { signal, by, reason }];
-  };
-  setHandler(approveUpdate, approve, {
-    validator: (_input: ApproveInput) => {
-      const why = approveRefusal();
-      if (why) throw messageRejected(why);
-    },
-  });
-  setHandler(cancelUpdate, cancel, {
-    validator: (_input: CancelInput) => {
-      const why = cancelRefusal();
-      if (why) throw messageRejected(why);
-    },
-  });
-  setHandler(approveSignal, (input) => {
-    const why = approveRefusal();
-    if (why) refused('approve', input.by, why);
-    else approve(input);
-  });
-  setHandler(cancelSignal, (input) => {
-    const why = cancelRefusal();
-    if (why) refused('cancel', input.by, why);
-    else cancel(input);
-  });
+  const messages = handleRunMessages(progress, input.group ?? false);
+  const approved = () => progress.approval.approvedBy !== null;
   const cancelled = (applied: AppliedStep[]): MigrateDatabaseResult => {
     enter('cancelled');
     const version = applied.filter((a) => a.status === 'applied').at(-1)?.version ?? versionBefore;
@@ -229,13 +171,8 @@ async function gateLockAndApply(
   // An approval given before the run (a deploy service, a rollout once per rollout or per wave) covers what it says.
   const given = input.approved;
   const covered = given !== undefined && gated.every((g) => within(g.level, given.upTo ?? 'high'));
-  if (given && covered) {
-    approved = true;
-    progress.approval.approvedBy = given.by;
-    progress.approval.approvedAt = Date.now();
-    progress.approval.note = given.note ?? null;
-  }
-  if ((input.requireApproval || gated.length > 0) && !approved) {
+  if (given && covered) recordApproval(progress, given);
+  if ((input.requireApproval || gated.length > 0) && !approved()) {
     progress.approval.required = true;
     progress.approval.reason = [
       ...(input.requireApproval ? ['the run was started with --require-approval'] : []),
@@ -244,7 +181,7 @@ async function gateLockAndApply(
     if (gated.length > 0) progress.approval.gated = gated;
     progress.approval.waitingSince = Date.now();
     enter('awaiting-approval');
-    const decided = await condition(() => approved || progress.cancelRequested !== null, input.approvalTimeoutMs ?? defaultApprovalTimeoutMs);
+    const decided = await condition(() => approved() || progress.cancelRequested !== null, input.approvalTimeoutMs ?? defaultApprovalTimeoutMs);
     if (progress.cancelRequested) return cancelled([]);
     if (!decided) {
       throw runFailure('ApprovalTimedOut', `nobody approved the migration of "${input.db}" within ${Math.round((input.approvalTimeoutMs ?? defaultApprovalTimeoutMs) / 1000)} s; nothing ran`);
@@ -274,7 +211,7 @@ async function gateLockAndApply(
       for (const [index, step] of steps.entries()) {
         if (progress.cancelRequested) return cancelled(applied);
         progress.current = step[0]!;
-        lastStepRunning = index === steps.length - 1;
+        messages.lastStepRunning(index === steps.length - 1);
         for (let recoveries = 0; ; recoveries++) {
           try {
             const record = { ...runRecord(step, progress), backup: describeRunBackup(taken) };
