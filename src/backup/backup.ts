@@ -8,26 +8,11 @@ import { describeExit, runTool } from './processes';
 import { putBackPublicSchema, readPublicSchema } from './public-schema';
 import { replayBackup } from './replay';
 import type { BackupStore } from './store';
+import type { BackupManifest } from '../contracts/records';
+export type { BackupManifest };
 
 export { libpqEnv } from './libpq-env';
 
-/** What a backup is. Written last: a backup without a manifest does not exist. */
-export interface BackupManifest {
-  id: string;
-  /** Database alias (never its connection string). */
-  db: string;
-  key: string;
-  format: 'custom';
-  createdAt: string;
-  bytes: number;
-  sha256: string;
-  serverVersion: string;
-  pgDumpVersion: string;
-  /** Highest applied version when the backup was taken. */
-  ledgerVersion: string | null;
-  /** Only these tables were dumped; null for the whole database. */
-  tables: string[] | null;
-}
 
 /** pg_dump failed or its output could not be stored: there is no backup. */
 export class BackupFailedError extends PgconvoyError {

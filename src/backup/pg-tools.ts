@@ -3,6 +3,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { PgconvoyError } from '../core/errors';
+import type { BackupPlan } from '../contracts/records';
+export type { BackupPlan };
 
 /**
  * The pg_dump, pg_restore and psql a backup and a restore use. pg_dump
@@ -113,17 +115,6 @@ export async function checkPgTools(tools: PgTools, server: { alias: string; vers
   return { pgDump: (dump as { text: string }).text, pgRestore: (restore as { text: string }).text };
 }
 
-/** What a run does about a backup, decided with the server's version at hand. */
-export interface BackupPlan {
-  scope: 'database' | 'touched-tables' | 'none';
-  /** scope `none`: why (backup.reason); recorded in the ledger with every version the run applies. */
-  reason?: string;
-  serverVersion: string;
-  /** The pg_dump that takes it: its version and path. */
-  pgDump?: string;
-  /** Why no backup can be taken: a run is refused before it takes the lease. */
-  problem?: string;
-}
 
 /** Any client that runs a query (a pg.Client). */
 interface Queryable {

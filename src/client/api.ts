@@ -1,23 +1,27 @@
 import { randomUUID } from 'node:crypto';
 import { PgconvoyError } from '../core/errors';
 import { WorkflowNotFoundError, type Client, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
-import type { inspectDatabase, DatabaseStatus } from '../workflows/inspect-database';
-import type { migrateDatabase } from '../workflows/migrate-database';
-import type { changeLedger as changeLedgerWorkflow, ChangeLedgerInput } from '../workflows/change-ledger';
-import type { BackupInput, BackupResult, LedgerChangeResult } from '../activities';
-import type { backupDatabase } from '../workflows/backup-database';
+import type { SearchAttributePair } from '@temporalio/common';
+import type { backupDatabase, changeLedger as changeLedgerWorkflow, inspectDatabase, migrateDatabase } from '../workflows';
+import { approveUpdate, cancelUpdate, progressQuery } from '../workflows/messages';
 import {
-  approveUpdate,
-  cancelUpdate,
+  backupWorkflowId,
   databaseWorkflowId,
-  progressQuery,
+  dryRunWorkflowId,
+  inspectWorkflowId,
+  runSearchAttributes,
   type ApproveInput,
+  type BackupInput,
+  type BackupResult,
   type CancelInput,
+  type ChangeLedgerInput,
+  type DatabaseStatus,
+  type LedgerChangeResult,
   type MessageAck,
   type MigrateDatabaseInput,
   type MigrateDatabaseResult,
   type Progress,
-} from '../workflows/messages';
+} from '../contracts';
 
 /**
  * The trigger side, for deploy services and the CLI. Inputs carry database
@@ -47,6 +51,27 @@ function runOptions(input: MigrateDatabaseInput): Record<string, unknown> {
   };
 }
 
+const registered = new WeakMap<Client, Promise<boolean>>();
+
+/**
+ * The run's search attributes at its start (PgconvoyDb), when the server
+ * has them registered; the run keeps PgconvoyPhase and PgconvoyVersion up
+ * to date only then. Asked once per client: a server without them (or a
+ * caller not allowed to list them) gets runs without search attributes,
+ * never runs that fail on them.
+ */
+async function searchAttributesFor(client: Client, db: string): Promise<{ typedSearchAttributes?: SearchAttributePair[] }> {
+  let known = registered.get(client);
+  if (known === undefined) {
+    known = client.connection.operatorService.listSearchAttributes({ namespace: client.options.namespace }).then(
+      (listed) => Object.values(runSearchAttributes).every((key) => listed.customAttributes?.[key.name] !== undefined),
+      () => false,
+    );
+    registered.set(client, known);
+  }
+  return (await known) ? { typedSearchAttributes: [{ key: runSearchAttributes.db, value: db }] } : {};
+}
+
 /**
  * Starts the migration of one database, or attaches to the one already
  * running for it with the same options: the workflow id is the database, so
@@ -61,9 +86,10 @@ export async function startMigration(
 ): Promise<WorkflowHandleWithFirstExecutionRunId<typeof migrateDatabase>> {
   if (input.mode === 'dry-run') {
     return client.workflow.start<typeof migrateDatabase>('migrateDatabase', {
-      workflowId: `pgconvoy/dry-run/${input.db}/${randomUUID()}`,
+      workflowId: dryRunWorkflowId(input.db, randomUUID()),
       taskQueue,
       args: [input],
+      ...(await searchAttributesFor(client, input.db)),
     });
   }
   const request = randomUUID();
@@ -73,6 +99,7 @@ export async function startMigration(
     taskQueue,
     args: [input],
     memo: { request, options },
+    ...(await searchAttributesFor(client, input.db)),
     workflowIdConflictPolicy: 'USE_EXISTING',
     workflowIdReusePolicy: 'ALLOW_DUPLICATE',
   });
@@ -117,7 +144,7 @@ export async function inspect(
   input: { db: string; migrationsDir: string; historyLast?: number; allowOutOfOrder?: boolean },
 ): Promise<DatabaseStatus> {
   return client.workflow.execute<typeof inspectDatabase>('inspectDatabase', {
-    workflowId: `pgconvoy/inspect/${input.db}/${randomUUID()}`,
+    workflowId: inspectWorkflowId(input.db, randomUUID()),
     taskQueue,
     args: [input],
   });
@@ -149,7 +176,7 @@ export async function cancel({ client }: PgconvoyClient, db: string, input: Canc
 /** Takes a verified backup of one database on a worker (which alone holds its connection string). */
 export async function backup({ client, taskQueue }: PgconvoyClient, input: BackupInput): Promise<BackupResult> {
   return client.workflow.execute<typeof backupDatabase>('backupDatabase', {
-    workflowId: `pgconvoy/backup/${input.db}/${randomUUID()}`,
+    workflowId: backupWorkflowId(input.db, randomUUID()),
     taskQueue,
     args: [input],
   });

@@ -1,6 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { databaseEnvName, loadConfig, type Config } from '../config/config';
-import { createLogger } from '../worker/logger';
+import { createLogger } from '../logging/logger';
 import type { PgconvoyClient } from './api';
 import { registerLedgerCommands } from './commands/ledger';
 import { registerOperationCommands } from './commands/operations';

@@ -1,7 +1,4 @@
-import type { BackupPlan } from '../activities';
-import type { Finding, MigrationRisk } from '../core/risk';
-import type { DatabaseStatus } from '../workflows/inspect-database';
-import type { MigrateDatabaseResult, Progress, RunBackup } from '../workflows/messages';
+import type { BackupPlan, DatabaseStatus, Finding, MigrateDatabaseResult, MigrationRisk, Progress, RunBackup } from '../contracts';
 
 /** Human output. Machines use --json, which prints the result objects as they are. */
 

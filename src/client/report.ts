@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { HistoryRow } from '../activities';
-import type { FailurePoint } from '../db/errors';
+import type { HistoryRow } from '../contracts';
+import type { FailurePoint } from '../contracts';
 import type { FailureSummary } from './failure';
 
 /**

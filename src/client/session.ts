@@ -4,7 +4,7 @@ import { Client, Connection } from '@temporalio/client';
 import { PgconvoyError } from '../core/errors';
 import type { Config } from '../config/config';
 import { startDevServer, type DevServer } from '../worker/dev-server';
-import type { Logger } from '../worker/logger';
+import type { Logger } from '../logging/logger';
 import { createWorker, installRuntime } from '../worker/worker';
 import type { PgconvoyClient } from './api';
 

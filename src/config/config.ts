@@ -17,6 +17,9 @@ export interface LeaseSettings {
 
 export const defaultReconnectTimeoutMs = 5 * 60_000;
 
+/** A worker's activity slots: two per database in flight (the lease's renewal, the current step). */
+export const defaultMaxConcurrentActivities = 100;
+
 export const defaultLeaseSettings: LeaseSettings = { ttlMs: 30_000, renewEveryMs: 3_000 };
 
 /** A label: `key: value`, as in Kubernetes, for selecting databases (`region=eu`, `tier=gold`). */
@@ -51,6 +54,12 @@ const fileSchema = z.strictObject({
       taskQueue: z.string().min(1).default('pgconvoy'),
       /** How long a CLI waiting for a run keeps reconnecting after it lost Temporal before it gives up (exit 3). */
       reconnectTimeoutMs: z.number().int().min(0).default(defaultReconnectTimeoutMs),
+      /**
+       * Activities a worker runs at once. A database in flight holds two (its
+       * lease renewal and its current step) and two connections to it: 100
+       * serves 50 databases at a time; size it to a rollout's concurrency.
+       */
+      maxConcurrentActivities: z.number().int().min(2).default(defaultMaxConcurrentActivities),
     })
     .prefault({}),
   stateDir: z.string().min(1).default('.pgconvoy'),
@@ -126,6 +135,8 @@ export interface Config {
     taskQueue: string;
     /** How long a CLI waiting for a run keeps reconnecting to a Temporal it lost (the run goes on meanwhile). */
     reconnectTimeoutMs: number;
+    /** Activities a worker runs at once: two per database in flight. */
+    maxConcurrentActivities: number;
   };
   /** Where the embedded dev server keeps its state. */
   stateDir: string;
@@ -276,6 +287,7 @@ export function loadConfig(options: LoadOptions): Config {
       namespace: env.TEMPORAL_NAMESPACE || fromFile.temporal.namespace,
       taskQueue: env.PGCONVOY_TASK_QUEUE || fromFile.temporal.taskQueue,
       reconnectTimeoutMs: reconnectTimeoutMs ?? fromFile.temporal.reconnectTimeoutMs,
+      maxConcurrentActivities: fromFile.temporal.maxConcurrentActivities,
     },
     stateDir: absolute(cwd, env.PGCONVOY_STATE_DIR) ?? absolute(base, fromFile.stateDir)!,
     execution: fromFile.execution,

@@ -35,6 +35,9 @@ export interface MigrationSet {
   directory: string;
   migrations: Migration[];
   manifest: ManifestEntry[];
+  /** The user checks (`checks/*.sql`) by file name and checksum: part of what a run is pinned to. */
+  checks: Array<{ file: string; checksum: string }>;
+  /** Of the manifest and the checks. */
   digest: string;
 }
 
@@ -44,7 +47,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * Builds a migration set from the files of one directory. Collects every
  * problem before failing so one run of `validate` shows them all.
  */
-export function buildMigrationSet(directory: string, files: SourceFile[]): MigrationSet {
+export function buildMigrationSet(directory: string, files: SourceFile[], checkFiles: SourceFile[] = []): MigrationSet {
   const problems: SetProblem[] = [];
   const forwards = new Map<Version, Migration>();
   const undos = new Map<Version, MigrationScript>();
@@ -92,7 +95,8 @@ export function buildMigrationSet(directory: string, files: SourceFile[]): Migra
 
   const migrations = [...forwards.values()].sort((a, b) => compareVersions(a.version, b.version));
   const manifest = migrations.map(toManifestEntry);
-  return { directory, migrations, manifest, digest: manifestDigest(manifest) };
+  const checks = checkFiles.map((f) => ({ file: f.name, checksum: migrationChecksum(f.content) })).sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
+  return { directory, migrations, manifest, checks, digest: manifestDigest(manifest, checks) };
 }
 
 /**
@@ -122,6 +126,8 @@ export function toManifestEntry(m: Migration): ManifestEntry {
   return { version: m.version, description: m.description, checksum: m.forward.checksum, undoChecksum: m.undo?.checksum ?? null };
 }
 
-export function manifestDigest(manifest: ManifestEntry[]): string {
-  return sha256Hex(JSON.stringify(manifest.map((e) => [e.version, e.description, e.checksum, e.undoChecksum])));
+/** A set's digest: its manifest and, when it has any, its checks (a run verified by other checks is another run). */
+export function manifestDigest(manifest: ManifestEntry[], checks: Array<{ file: string; checksum: string }> = []): string {
+  const entries = manifest.map((e) => [e.version, e.description, e.checksum, e.undoChecksum]);
+  return sha256Hex(JSON.stringify(checks.length === 0 ? entries : { migrations: entries, checks: checks.map((c) => [c.file, c.checksum]) }));
 }

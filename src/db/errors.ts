@@ -1,23 +1,9 @@
 import { PgconvoyError } from '../core/errors';
-import type { TransactionMode } from '../core/statements';
 import type { Version } from '../core/version';
 import { classifySqlState, type PgErrorFields } from './sqlstate';
+import type { FailurePoint } from '../contracts/records';
+export type { FailurePoint };
 
-export interface FailurePoint {
-  version: Version;
-  file: string;
-  mode: TransactionMode | 'group';
-  /** 1-based statement number in the file. */
-  statement: number;
-  statementsTotal: number;
-  /** Statements of the file that are committed (only a no-transaction file keeps any). */
-  statementsDone: number;
-  /** Where in the file PostgreSQL pointed, or where the statement starts. */
-  line: number;
-  column: number;
-  /** Parse node type of the failing statement, e.g. AlterTableStmt. */
-  statementKind: string;
-}
 
 /** A migration's SQL failed; the message says where and why, in PostgreSQL's words. */
 export class MigrationFailedError extends PgconvoyError {

@@ -12,15 +12,14 @@ import { finishAttempt, insertHistory, latestAttempt, migrationColumns, recordPr
 import { checkFence, type Fence } from './lease';
 import { asConnectingUser, resetSession, versionLockKey } from './session-state';
 import { pgErrorFields } from './sqlstate';
+import type { ApplyResult } from '../contracts/records';
+export type { ApplyResult };
 
 export interface RunContext {
   workflowId?: string;
   runId?: string;
 }
 
-export type ApplyResult =
-  | { status: 'applied'; version: Version; durationMs: number; statements: number }
-  | { status: 'skipped'; version: Version; reason: 'already-applied' };
 
 /** The ledger's record of a version this run (workflow run) may already have applied in an earlier attempt. */
 interface AppliedRecord {

@@ -2,6 +2,8 @@ import type pg from 'pg';
 import { PgconvoyError } from '../core/errors';
 import { withTransaction } from './connection';
 import { pgErrorFields } from './sqlstate';
+import type { Lease } from '../contracts/records';
+export type { Lease };
 
 /** How long taking the lease waits for a row lock before reporting it held (and being retried). */
 const acquireLockTimeoutMs = 2_000;
@@ -27,12 +29,6 @@ export class LeaseLostError extends PgconvoyError {
   }
 }
 
-export interface Lease {
-  alias: string;
-  holder: string;
-  token: string;
-  expiresAt: string;
-}
 
 /** The proof a ledger write carries: only the current lease holder may write. */
 export interface Fence {

@@ -6,23 +6,16 @@ import { withTransaction } from './connection';
 import { insertHistory, migrationColumns } from './ledger';
 import type { RunContext } from './execute';
 import { checkFence, type Fence } from './lease';
+import type { LedgerChange, LedgerChangeResult, LedgerSource } from '../contracts/records';
+export type { LedgerChange, LedgerChangeResult, LedgerSource };
 
 /** A ledger change that cannot be made as asked (wrong version, existing history, a dirty foreign ledger). */
 export class LedgerChangeRefusedError extends PgconvoyError {
   readonly type = 'LedgerChangeRefused';
 }
 
-export type LedgerSource = 'flyway' | 'refinery' | 'golang-migrate';
 
-export type LedgerChange =
-  | { kind: 'baseline'; version: Version; reason: string }
-  | { kind: 'mark-applied'; version: Version; reason: string }
-  | { kind: 'import'; from: LedgerSource };
 
-export type LedgerChangeResult =
-  | { kind: 'baseline'; version: Version }
-  | { kind: 'mark-applied'; version: Version }
-  | { kind: 'import'; from: LedgerSource; applied: Version[]; baseline: Version | null };
 
 async function hasHistory(client: pg.Client): Promise<boolean> {
   const result = await client.query(`SELECT 1 FROM pgconvoy.history WHERE status IN ('applied', 'baseline') LIMIT 1`);

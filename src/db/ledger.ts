@@ -3,6 +3,8 @@ import type { AppliedEntry } from '../core/plan';
 import { compareVersions, type Version } from '../core/version';
 import { withTransaction } from './connection';
 import { ledgerSteps } from './ledger-steps';
+import type { HistoryRow, HistoryStatus, RunChanges } from '../contracts/records';
+export type { HistoryRow, HistoryStatus, RunChanges };
 
 export { ledgerSteps };
 
@@ -36,34 +38,7 @@ async function ledgerStepsDone(client: pg.Client): Promise<number> {
   return Number(row.rows[0]?.value ?? 0);
 }
 
-export type HistoryStatus = 'running' | 'applied' | 'failed' | 'rolled_back' | 'baseline';
 
-export interface HistoryRow {
-  id: string;
-  version: Version;
-  description: string;
-  file: string;
-  checksum: string;
-  status: HistoryStatus;
-  startedAt: string;
-  finishedAt: string;
-  executionMs: number;
-  statementsDone: number | null;
-  statementsTotal: number | null;
-  workflowId: string | null;
-  errorSqlstate: string | null;
-  errorMessage: string | null;
-  errorStatement: number | null;
-  source: string;
-  reason: string | null;
-  riskLevel: string | null;
-  riskFindings: unknown[] | null;
-  approvedBy: string | null;
-  approvedAt: string | null;
-  approvalNote: string | null;
-  /** The run's backup key, or `none: <reason>`; null before ledger step 5 and for rows not written by a run. */
-  backup: string | null;
-}
 
 interface RawHistoryRow {
   id: string;
@@ -312,12 +287,6 @@ export async function appliedByRun(client: pg.Client, runId: string): Promise<{ 
   return { applied, partial: [...new Set(partial)] };
 }
 
-/** What a run changed, and what others changed after it began (they forbid a restore that would erase their work). */
-export interface RunChanges {
-  applied: Version[];
-  partial: Version[];
-  others: Array<{ version: Version; status: string; runId: string | null; source: string }>;
-}
 
 /** The id of the newest ledger row ('0' for none). */
 export async function ledgerHighWater(client: pg.Client): Promise<string> {

@@ -7,6 +7,8 @@ import { fingerprint, fingerprintDiff } from './fingerprint';
 import { checkFence, type Fence } from './lease';
 import { asConnectingUser, resetSession, versionLockKey } from './session-state';
 import { pgErrorFields } from './sqlstate';
+import type { UndoResult } from '../contracts/records';
+export type { UndoResult };
 
 export class UndoFailedError extends PgconvoyError {
   readonly type = 'UndoFailed';
@@ -26,7 +28,6 @@ export class UndoLeftDifferenceError extends PgconvoyError {
   }
 }
 
-export type UndoResult = { status: 'undone'; version: Version; checked: boolean } | { status: 'skipped'; version: Version; reason: 'already-undone' };
 
 
 /**

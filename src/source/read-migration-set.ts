@@ -1,17 +1,22 @@
+import { join } from 'node:path';
 import { InvalidMigrationSetError } from '../core/errors';
 import type { FileLimits } from '../core/file-limits';
 import { buildMigrationSet, type MigrationSet } from '../core/migration-set';
 import { readSqlFiles, type SourceFs } from './read-sql-files';
 
 /**
- * Reads the `.sql` files directly inside `directory` (sub-folders such as
- * `checks/` and other files such as a README are not migrations) and builds
- * the migration set. Every unreadable, non-regular or oversized file is
- * reported, by name; the read as a whole has a time limit.
+ * Reads the `.sql` files directly inside `directory` (sub-folders and other
+ * files such as a README are not migrations) and builds the migration set;
+ * the checks in `checks/` count in its digest. Every unreadable,
+ * non-regular or oversized file is reported, by name; the read as a whole
+ * has a time limit.
  */
 export async function readMigrationSet(directory: string, limits?: FileLimits, fs?: SourceFs): Promise<MigrationSet> {
-  const { files, problems } = await readSqlFiles(directory, directory, { ...(limits ? { limits } : {}), ...(fs ? { fs } : {}) });
-  if (problems.length === 0) return buildMigrationSet(directory, files);
+  const options = { ...(limits ? { limits } : {}), ...(fs ? { fs } : {}) };
+  const { files, problems } = await readSqlFiles(directory, directory, options);
+  const checks = await readSqlFiles(directory, join(directory, 'checks'), { ...options, prefix: 'checks/', missingIsEmpty: true });
+  problems.push(...checks.problems);
+  if (problems.length === 0) return buildMigrationSet(directory, files, checks.files);
   // Report the files that could not be read together with what is wrong with the others.
   try {
     buildMigrationSet(directory, files);

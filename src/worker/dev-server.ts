@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { Connection } from '@temporalio/client';
 import { PgconvoyError } from '../core/errors';
+import { runSearchAttributes } from '../contracts';
 
 export class DevServerError extends PgconvoyError {
   readonly type = 'DevServerFailed';
@@ -88,6 +89,8 @@ async function startOnce(options: DevServerOptions): Promise<DevServer> {
     '--http-port', String(httpPort!),
     '--metrics-port', String(metricsPort!),
     '--log-level', 'warn',
+    // The search attributes a run keeps up to date (src/contracts/events.ts).
+    ...Object.values(runSearchAttributes).flatMap((key) => ['--search-attribute', `${key.name}=Keyword`]),
   ];
   if (options.uiPort === undefined) args.push('--headless');
   else args.push('--ui-port', String(options.uiPort));

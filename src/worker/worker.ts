@@ -1,7 +1,7 @@
 import { DefaultLogger, NativeConnection, Runtime, Worker, makeTelemetryFilterString, type LogLevel, type WorkflowBundle } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import type { Config } from '../config/config';
-import type { Logger } from './logger';
+import type { Logger } from '../logging/logger';
 
 let runtimeInstalled = false;
 
@@ -48,6 +48,8 @@ export async function createWorker(options: WorkerOptions): Promise<{ worker: Wo
       taskQueue: options.taskQueue ?? config.temporal.taskQueue,
       ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath }),
       activities: createActivities({ config, logger }),
+      // Sized explicitly: each database in flight holds two slots for the whole run (src/config/config.ts).
+      maxConcurrentActivityTaskExecutions: config.temporal.maxConcurrentActivities,
     });
     return { worker, connection };
   } catch (error) {

@@ -1,5 +1,5 @@
 import { proxyActivities } from '@temporalio/workflow';
-import type { Activities, BackupInput, BackupResult } from '../activities';
+import type { Activities, BackupInput, BackupResult } from '../contracts';
 import { nonRetryableTypes } from './failures';
 
 const { takeBackup } = proxyActivities<Activities>({

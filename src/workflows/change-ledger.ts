@@ -1,17 +1,11 @@
 import { proxyActivities } from '@temporalio/workflow';
-import type { Activities, LedgerChange, LedgerChangeResult } from '../activities';
+import type { Activities, ChangeLedgerInput, LedgerChangeResult } from '../contracts';
 import { nonRetryableTypes } from './failures';
 
 const { changeLedger: change } = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 5, nonRetryableErrorTypes: nonRetryableTypes },
 });
-
-export interface ChangeLedgerInput {
-  db: string;
-  migrationsDir: string;
-  change: LedgerChange;
-}
 
 /**
  * baseline, mark-applied and import. Started with the database's workflow id

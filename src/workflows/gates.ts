@@ -1,6 +1,4 @@
-import type { PendingMigration } from '../activities';
-import type { RiskLevel } from '../core/risk';
-import type { ExecutionMode } from './messages';
+import type { ExecutionMode, GatedMigration, PendingMigration, RiskLevel } from '../contracts';
 
 /** The highest risk each mode runs without an approval. */
 const runsUnapproved: Record<ExecutionMode, RiskLevel> = { safe: 'low', auto: 'medium', aggressive: 'high', 'dry-run': 'high' };
@@ -9,13 +7,6 @@ const order: RiskLevel[] = ['low', 'medium', 'high'];
 /** Whether `level` is at most `limit`. */
 export const within = (level: RiskLevel, limit: RiskLevel): boolean => order.indexOf(level) <= order.indexOf(limit);
 
-export interface GatedMigration {
-  version: string;
-  description: string;
-  level: RiskLevel;
-  /** One line per finding not accepted in the file: rule, table and what the database said. */
-  findings: string[];
-}
 
 /** The pending migrations the mode does not let run without an approval, with why. */
 export function gatedMigrations(mode: ExecutionMode, pending: PendingMigration[]): GatedMigration[] {

@@ -1,25 +1,11 @@
 import { proxyActivities } from '@temporalio/workflow';
-import type { Activities, DatabasePlan } from '../activities';
-import type { HistoryRow } from '../activities';
-import { nonRetryableTypes } from './migrate-database';
+import type { Activities, DatabaseStatus, InspectDatabaseInput } from '../contracts';
+import { nonRetryableTypes } from './failures';
 
 const { planDatabase, readHistory } = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 3, nonRetryableErrorTypes: nonRetryableTypes },
 });
-
-export interface InspectDatabaseInput {
-  db: string;
-  migrationsDir: string;
-  /** Only the newest N ledger rows. */
-  historyLast?: number;
-  allowOutOfOrder?: boolean;
-}
-
-export interface DatabaseStatus {
-  plan: DatabasePlan;
-  history: HistoryRow[];
-}
 
 /**
  * Reads a database's ledger and plan on a worker, which alone holds the

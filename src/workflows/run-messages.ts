@@ -1,7 +1,7 @@
 import { setHandler } from '@temporalio/workflow';
 import { runFailure } from './failures';
 import { approveSignal, approveUpdate, cancelSignal, cancelUpdate } from './messages';
-import type { ApproveInput, CancelInput, MessageAck, Progress } from './messages';
+import type { ApproveInput, CancelInput, MessageAck, Progress } from '../contracts';
 
 /** Records who approved the run, when and why: an `approve` message, or an approval given with the run's input. */
 export function recordApproval(progress: Progress, { by, note }: ApproveInput): void {
@@ -17,7 +17,7 @@ export function recordApproval(progress: Progress, { by, note }: ApproveInput): 
  * history); a signal that does not apply is not obeyed but recorded in
  * `progress.refusedSignals`.
  */
-export function handleRunMessages(progress: Progress, group: boolean): { lastStepRunning(last: boolean): void } {
+export function handleRunMessages(progress: Progress, group: boolean): { lastStepRunning: (last: boolean) => void } {
   // The step running now is the last one: a cancel would take effect after it, when nothing is left to skip.
   let lastStep = false;
   const approveRefusal = (): string | null => (progress.phase === 'awaiting-approval' ? null : `nothing to approve: the run is ${progress.phase}`);

@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { after, before } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
-import { defaultLeaseSettings, defaultReconnectTimeoutMs, type Config } from '../../src/config/config';
+import { defaultLeaseSettings, defaultMaxConcurrentActivities, defaultReconnectTimeoutMs, type Config } from '../../src/config/config';
 import { defaultFileLimits } from '../../src/core/file-limits';
 import { defaultExecutionSettings } from '../../src/core/execution-settings';
-import { createLogger } from '../../src/worker/logger';
+import { createLogger } from '../../src/logging/logger';
 import { createWorker, installRuntime, workflowsPath } from '../../src/worker/worker';
 import { services } from './services';
 
@@ -59,7 +59,7 @@ export function testConfig(overrides: Partial<Config> & Pick<Config, 'databases'
     labels: {},
     backup: { store: join(process.env.PGCONVOY_TEST_SCRATCH ?? tmpdir(), `backups-${process.pid}`), keep: 5, drill: false, scope: 'database', s3: { region: 'us-east-1', partSizeBytes: 5 * 1024 * 1024, queueSize: 2 } },
     ...overrides,
-    temporal: { address: services.temporalAddress, namespace: 'default', taskQueue: uniqueTaskQueue(), reconnectTimeoutMs: defaultReconnectTimeoutMs, ...overrides.temporal },
+    temporal: { address: services.temporalAddress, namespace: 'default', taskQueue: uniqueTaskQueue(), reconnectTimeoutMs: defaultReconnectTimeoutMs, maxConcurrentActivities: defaultMaxConcurrentActivities, ...overrides.temporal },
   };
 }
 

@@ -5,7 +5,7 @@ import { summarizeFailure } from '../../src/client/failure';
 import { ExitCode, exitCodeForFailure } from '../../src/client/exit-codes';
 import { withClient } from '../../src/db/connection';
 import { fingerprint } from '../../src/db/fingerprint';
-import type { FailurePolicy } from '../../src/workflows/messages';
+import type { FailurePolicy } from '../../src/contracts';
 import { adminQuery, createTestDatabase, type TestDatabase } from '../helpers/database';
 import { maybeRecordHistory } from '../helpers/histories';
 import { writeMigrations } from '../helpers/migrations';

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { approve, startMigration } from '../../src/client/api';
-import { progressQuery, type MigrateDatabaseInput } from '../../src/workflows/messages';
+import { progressQuery } from '../../src/workflows/messages';
+import { type MigrateDatabaseInput } from '../../src/contracts';
 import { createTestDatabase, statementRunning, type TestDatabase } from '../helpers/database';
 import { writeMigrations } from '../helpers/migrations';
 import { sharedTestClient, uniqueTaskQueue } from '../helpers/temporal';

@@ -87,7 +87,19 @@ test('the sample set is applied through the workflow, one activity per migration
     const handle = await startMigration(pgconvoy, { db: 'shop', migrationsDir: sampleMigrationsDir });
     return { result: await handle.result(), history: await handle.fetchHistory() };
   });
-  assert.deepEqual(second.result, { status: 'up-to-date', db: 'shop', manifestDigest: first.result.manifestDigest, version: '3', applied: [] });
+  assert.deepEqual(second.result, {
+    status: 'up-to-date',
+    db: 'shop',
+    workflowId: 'pgconvoy/db/shop',
+    runId: second.result.runId,
+    manifestDigest: first.result.manifestDigest,
+    versionBefore: '3',
+    versionAfter: '3',
+    migrations: [],
+    version: '3',
+    applied: [],
+  });
+  assert.notEqual(second.result.runId, first.result.runId);
   assert.deepEqual(scheduledActivities(second.history), ['planDatabase']);
   maybeRecordHistory('migrate-database-up-to-date', second.history);
   const count = await db.query<{ n: string }>('SELECT count(*)::text AS n FROM pgconvoy.history');

@@ -7,7 +7,7 @@ import { Client, Connection } from '@temporalio/client';
 import pg from 'pg';
 import { startMigration } from '../../src/client/api';
 import { freePort, startDevServer } from '../../src/worker/dev-server';
-import { createLogger } from '../../src/worker/logger';
+import { createLogger } from '../../src/logging/logger';
 import { createWorker, installRuntime } from '../../src/worker/worker';
 import { adminQuery, createTestDatabase } from '../helpers/database';
 import { writeMigrations } from '../helpers/migrations';

@@ -11,7 +11,7 @@ import { withClient } from '../../src/db/connection';
 import { fingerprint } from '../../src/db/fingerprint';
 import { ensureLedger, insertHistory } from '../../src/db/ledger';
 import { acquireLease, releaseLease } from '../../src/db/lease';
-import type { MigrateDatabaseInput } from '../../src/workflows/messages';
+import type { MigrateDatabaseInput } from '../../src/contracts';
 import { adminQuery, createTestDatabase, statementRunning, type TestDatabase } from '../helpers/database';
 import { writeMigrations } from '../helpers/migrations';
 import { sharedTestClient, testConfig, uniqueTaskQueue, withWorker } from '../helpers/temporal';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { freePort, startDevServer } from '../../src/worker/dev-server';
-import { createLogger } from '../../src/worker/logger';
+import { createLogger } from '../../src/logging/logger';
 import { createWorker, installRuntime } from '../../src/worker/worker';
 import { cliEnv, runCli } from '../helpers/cli';
 import { createTestDatabase, statementRunning } from '../helpers/database';

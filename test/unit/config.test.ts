@@ -6,14 +6,14 @@ import { ConfigError, defaultLeaseSettings, loadConfig } from '../../src/config/
 import { defaultExecutionSettings } from '../../src/core/execution-settings';
 import { defaultFileLimits } from '../../src/core/file-limits';
 import { defaultThresholds } from '../../src/core/risk';
-import { createLogger, humanLine } from '../../src/worker/logger';
+import { createLogger, humanLine } from '../../src/logging/logger';
 import { writeMigrations } from '../helpers/migrations';
 
 test('defaults apply with no config file', () => {
   const config = loadConfig({ cwd: '/srv/app', env: {} });
   assert.equal(config.migrationsDir, '/srv/app/migrations');
   assert.equal(config.stateDir, '/srv/app/.pgconvoy');
-  assert.deepEqual(config.temporal, { namespace: 'default', taskQueue: 'pgconvoy', reconnectTimeoutMs: 300_000 });
+  assert.deepEqual(config.temporal, { namespace: 'default', taskQueue: 'pgconvoy', reconnectTimeoutMs: 300_000, maxConcurrentActivities: 100 });
   assert.deepEqual(config.databases, {});
 });
 
@@ -31,7 +31,7 @@ test('file, urlEnv and PGCONVOY_DB_<ALIAS> resolve databases; paths are relative
     });
     assert.equal(config.migrationsDir, join(dir.dir, 'sql'));
     assert.deepEqual(config.databases, { main: 'postgres://override/main', 'eu-1': 'postgres://b/eu', extra: 'postgres://c/extra' });
-    assert.deepEqual(config.temporal, { address: 'temporal:7233', namespace: 'default', taskQueue: 'q', reconnectTimeoutMs: 300_000 });
+    assert.deepEqual(config.temporal, { address: 'temporal:7233', namespace: 'default', taskQueue: 'q', reconnectTimeoutMs: 300_000, maxConcurrentActivities: 100 });
   } finally {
     dir.remove();
   }

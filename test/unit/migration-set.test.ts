@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, symlinkSync } from 'node:fs';
+import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { migrationChecksum } from '../../src/core/checksum';
@@ -33,6 +33,27 @@ test('the digest changes when a file, an undo script or a description changes', 
   assert.notEqual(buildMigrationSet('m', [file('V1__a.sql', 'SELECT 3;'), file('U1__a.sql', 'SELECT 2;')]).digest, base);
   assert.notEqual(buildMigrationSet('m', [file('V1__a.sql', 'SELECT 1;'), file('U1__a.sql', 'SELECT 4;')]).digest, base);
   assert.notEqual(buildMigrationSet('m', [file('V1__b.sql', 'SELECT 1;'), file('U1__b.sql', 'SELECT 2;')]).digest, base);
+});
+
+test('the digest covers checks/*.sql: a check added, changed or renamed changes it', async (t) => {
+  const set = writeMigrations({ 'V1__a.sql': 'CREATE TABLE a (id int);' });
+  t.after(() => set.remove());
+  const without = (await readMigrationSet(set.dir)).digest;
+  assert.equal(without, buildMigrationSet(set.dir, [file('V1__a.sql', 'CREATE TABLE a (id int);')]).digest, 'a set without checks keeps the digest of its manifest');
+  const put = (name: string, sql: string) => {
+    mkdirSync(join(set.dir, 'checks'), { recursive: true });
+    writeFileSync(join(set.dir, name), sql);
+  };
+  put('checks/no_orphans.sql', 'SELECT 1 WHERE false;');
+  const withCheck = await readMigrationSet(set.dir);
+  assert.notEqual(withCheck.digest, without);
+  assert.deepEqual(withCheck.checks.map((c) => c.file), ['checks/no_orphans.sql']);
+  put('checks/no_orphans.sql', 'SELECT 2 WHERE false;');
+  const changed = (await readMigrationSet(set.dir)).digest;
+  assert.notEqual(changed, withCheck.digest);
+  rmSync(join(set.dir, 'checks/no_orphans.sql'));
+  put('checks/other.sql', 'SELECT 2 WHERE false;');
+  assert.notEqual((await readMigrationSet(set.dir)).digest, changed);
 });
 
 test('checksums ignore line-ending style but nothing else', () => {

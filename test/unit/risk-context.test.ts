@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { PendingMigration } from '../../src/activities';
+import type { PendingMigration } from '../../src/contracts';
 import { fromPgLocksMode, lockConflicts, lockModes, type LockMode } from '../../src/core/locks';
 import { applyContext, assessPending, analyzeRisk, defaultThresholds, type TableContext } from '../../src/core/risk';
 import { analyzeScript, type Script } from '../../src/core/statements';

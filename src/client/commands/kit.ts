@@ -2,7 +2,7 @@ import { Option, type Command } from 'commander';
 import { hostname, userInfo } from 'node:os';
 import { aliasPattern, type Config } from '../../config/config';
 import { parseVersion, type Version } from '../../core/version';
-import type { Logger } from '../../worker/logger';
+import type { Logger } from '../../logging/logger';
 import type { PgconvoyClient } from '../api';
 import type { ExitCode } from '../exit-codes';
 

@@ -1,6 +1,6 @@
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { Option } from 'commander';
-import type { LedgerChange, LedgerSource } from '../../activities';
+import { databaseWorkflowId, type LedgerChange, type LedgerSource } from '../../contracts';
 import { changeLedger } from '../api';
 import { ExitCode } from '../exit-codes';
 import { withTemporal } from '../session';
@@ -17,7 +17,7 @@ export function registerLedgerCommands(kit: CliKit): void {
         return ExitCode.ok;
       } catch (error) {
         if (error instanceof WorkflowExecutionAlreadyStartedError) {
-          kit.io.stderr(`pgconvoy: a migration of "${db}" is running (workflow pgconvoy/db/${db}); change the ledger when it has finished\n`);
+          kit.io.stderr(`pgconvoy: a migration of "${db}" is running (workflow ${databaseWorkflowId(db)}); change the ledger when it has finished\n`);
           return ExitCode.failed;
         }
         return kit.reportFailure(global, error);

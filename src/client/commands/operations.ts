@@ -1,10 +1,10 @@
 import { Option } from 'commander';
 import { databaseEnvName, type Config } from '../../config/config';
-import type { Logger } from '../../worker/logger';
+import type { Logger } from '../../logging/logger';
 import { createWorker, installRuntime } from '../../worker/worker';
 import { backup } from '../api';
 import { ExitCode } from '../exit-codes';
-import { rehearse } from '../rehearse';
+import { localDeps, rehearse } from '../../runs';
 import { dbOption, UsageError, type CliKit, type Io } from './kit';
 
 /** backup, rehearse, worker. */
@@ -38,10 +38,9 @@ export function registerOperationCommands(kit: CliKit): void {
     .addOption(dbOption())
     .option('--seed <file>', 'SQL file with sample data, loaded first')
     .action(async (options: { db: string; seed?: string }) => {
-      const { global, config } = kit.context();
-      const url = config.databases[options.db];
-      if (url === undefined) throw new UsageError(`database alias "${options.db}" is not configured: rehearse connects directly; set ${databaseEnvName(options.db)}`);
-      const steps = await rehearse({ alias: options.db, url }, config.migrationsDir, options.seed, config.files, config.execution);
+      const { global, config, logger } = kit.context();
+      if (config.databases[options.db] === undefined) throw new UsageError(`database alias "${options.db}" is not configured: rehearse connects directly; set ${databaseEnvName(options.db)}`);
+      const steps = await rehearse(localDeps(config, logger), { db: options.db, migrationsDir: config.migrationsDir, ...(options.seed ? { seedFile: options.seed } : {}) });
       const failed = steps.find((s) => !s.ok);
       kit.print(
         global,

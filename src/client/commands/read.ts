@@ -2,13 +2,11 @@ import { Option } from 'commander';
 import { basename, relative } from 'node:path';
 import { databaseEnvName } from '../../config/config';
 import { lockTaken } from '../../core/locks';
-import { checkTarget, planMigrations } from '../../core/plan';
-import { prepareMigrations } from '../../core/prepare';
+import { checkTarget } from '../../core/plan';
+import { prepareMigrations, type PreparedMigration } from '../../core/prepare';
 import { analyzeRisk, analyzeUndo, highestLevel, type Finding } from '../../core/risk';
 import { compareVersions, type Version } from '../../core/version';
-import { withClient } from '../../db/connection';
-import { readLedgerState } from '../../db/ledger';
-import { assessOnDatabase } from '../../db/risk-context';
+import { assessPending, localDeps } from '../../runs';
 import { readChecks } from '../../source/read-checks';
 import { readMigrationSet } from '../../source/read-migration-set';
 import { inspect } from '../api';
@@ -139,23 +137,16 @@ export function registerReadCommands(kit: CliKit): void {
     .addOption(new Option('--format <format>', 'output format').choices(['human', 'json', 'github']).default('human'))
     .addOption(new Option('-d, --db <alias>', 'assess the pending migrations against this database: table sizes and blocking sessions move the levels').argParser(parseAlias))
     .action(async (files: string[], options: { format: 'human' | 'json' | 'github'; db?: string }) => {
-      const { global, config } = kit.context();
-      const set = await readMigrationSet(config.migrationsDir, config.files);
-      const prepared = [...(await prepareMigrations(set)).values()];
-      const scripts = prepared.map((m) => ({ version: m.version, file: m.forward.file, script: m.forward.script }));
+      const { global, config, logger } = kit.context();
       let risk: Map<Version, { findings: Finding[] }>;
-      let linted = prepared;
+      let linted: PreparedMigration[];
       if (options.db !== undefined) {
-        const url = config.databases[options.db];
-        if (url === undefined) throw new UsageError(`database alias "${options.db}" is not configured: lint --db connects directly; set ${databaseEnvName(options.db)}`);
-        risk = await withClient({ alias: options.db, url }, async (client) => {
-          const ledger = await readLedgerState(client);
-          const plan = planMigrations(set.manifest, ledger.applied, { baseline: ledger.baseline });
-          const pending = new Set(plan.pending.map((p) => p.version));
-          linted = prepared.filter((m) => pending.has(m.version));
-          return (await assessOnDatabase(client, scripts.filter((m) => pending.has(m.version)), config.risk)).risk;
-        });
+        if (config.databases[options.db] === undefined) throw new UsageError(`database alias "${options.db}" is not configured: lint --db connects directly; set ${databaseEnvName(options.db)}`);
+        ({ pending: linted, risk } = await assessPending(localDeps(config, logger), { db: options.db, migrationsDir: config.migrationsDir }));
       } else {
+        const set = await readMigrationSet(config.migrationsDir, config.files);
+        linted = [...(await prepareMigrations(set)).values()];
+        const scripts = linted.map((m) => ({ version: m.version, file: m.forward.file, script: m.forward.script }));
         risk = new Map([...analyzeRisk(scripts)].map(([v, findings]) => [v, { findings }]));
       }
       // Undo scripts too, each as it would run right after its version (the set's objects up to there are new).

@@ -2,12 +2,13 @@ import { ApplicationFailure, WorkflowNotFoundError, WorkflowUpdateFailedError } 
 import { Option } from 'commander';
 import type { Config } from '../../config/config';
 import { parseDuration } from '../../core/directives';
-import { executionModes, failurePolicies, type ExecutionMode, type FailurePolicy } from '../../workflows/messages';
+import { executionModes, failurePolicies, outcomeOf, type ExecutionMode, type FailurePolicy, type RunOutcome } from '../../contracts';
 import { approve, cancel, inspect, runningProgress, startMigration, type PgconvoyClient } from '../api';
 import { ExitCode, exitCodeForFailure, exitCodeForSignal } from '../exit-codes';
 import { summarizeFailure } from '../failure';
-import { renderMigrateResult, renderProgressLine, renderStatus, renderWaiting } from '../render';
+import { renderProgressLine, renderStatus, renderWaiting } from '../render';
 import { renderFailureReport } from '../report';
+import { exitCodeFor, renderOutcome } from '../outcome';
 import { withTemporal, type Session } from '../session';
 import { waitForResult } from '../wait';
 import { dbOption, UsageError, versionArgument, whoAmI, type CliKit, type GlobalOptions, type Io } from './kit';
@@ -62,21 +63,11 @@ export function registerRunCommands(kit: CliKit): void {
         // Its last query has ended before the connection closes.
         await announced;
         if ('signal' in outcome) return reportInterrupted(kit.io, global, pgconvoy, session, options.db, handle.workflowId, outcome.signal);
-        try {
-          if ('error' in outcome) throw outcome.error;
-          const { result } = outcome;
-          if (result.status === 'cancelled') {
-            // Not a success: like a failure report it goes where the run's other
-            // messages went (stderr), so whoever watched the wait sees who stopped it.
-            if (global.json) kit.print(global, { workflowId: handle.workflowId, runId: handle.firstExecutionRunId, ...result }, '');
-            else kit.io.stderr(`pgconvoy: ${renderMigrateResult(result, handle.workflowId)}`);
-            return ExitCode.cancelled;
-          }
-          kit.print(global, { workflowId: handle.workflowId, runId: handle.firstExecutionRunId, ...result }, renderMigrateResult(result, handle.workflowId));
-          return options.detailedExitcode && result.status === 'applied' ? ExitCode.applied : ExitCode.ok;
-        } catch (error) {
-          return reportRunFailure(kit.io, global, pgconvoy, config, options.db, error, handle.workflowId);
-        }
+        const ended = 'error' in outcome ? outcome.error : outcome.result;
+        const run = outcomeOf(ended);
+        // Not an outcome: the run never got to plan (Temporal or a worker failed it), or it failed in a way no run ends.
+        if (run === undefined) return reportRunFailure(kit.io, global, pgconvoy, config, options.db, ended, handle.workflowId);
+        return reportOutcome(kit, global, pgconvoy, config, run, ended, options.detailedExitcode ?? false);
       }, { handlesInterrupts: true });
     });
 
@@ -162,6 +153,31 @@ function messageRefusal(error: unknown, db: string): { reason: 'no-run' | 'rejec
     if (cause instanceof ApplicationFailure && cause.type === 'MessageRejected') return { reason: 'rejected', message: cause.message };
   }
   return undefined;
+}
+
+/**
+ * How a run ended, for the person or the script that started it: the
+ * outcome, rendered once (src/client/outcome.ts), with the last ledger
+ * entries read back through a worker when a migration failed, and its exit
+ * code.
+ */
+async function reportOutcome(kit: CliKit, global: GlobalOptions, pgconvoy: PgconvoyClient, config: Config, outcome: RunOutcome, ended: unknown, detailedExitcode: boolean): Promise<ExitCode> {
+  const code = exitCodeFor(outcome, { detailedExitcode });
+  if (global.json) {
+    const failed = 'failure' in outcome;
+    kit.io.stdout(JSON.stringify(failed ? { status: 'failed', workflowId: outcome.workflowId, error: summarizeFailure(ended), outcome } : outcome, null, 2) + '\n');
+    return code;
+  }
+  let history;
+  if ('failure' in outcome && (outcome.failure.type === 'MigrationFailed' || outcome.failure.type === 'LockTimeout')) {
+    history = await inspect(pgconvoy, { db: outcome.db, migrationsDir: config.migrationsDir, historyLast: 5 }).then(
+      (s) => s.history,
+      () => undefined,
+    );
+  }
+  const { stream, text } = renderOutcome(outcome, { migrationsDir: config.migrationsDir, ...(history ? { history } : {}) });
+  kit.io[stream](text);
+  return code;
 }
 
 /** A failed `up`: the full report, with the last ledger entries read back through a worker. */

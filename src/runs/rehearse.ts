@@ -1,8 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { defaultExecutionSettings, type ExecutionSettings } from '../core/execution-settings';
-import type { FileLimits } from '../core/file-limits';
 import { prepareMigrations } from '../core/prepare';
-import { withClient, type Target } from '../db/connection';
+import { withClient } from '../db/connection';
 import { applyMigration, type EngineContext } from '../db/execute';
 import { fingerprint, fingerprintDiff, type Fingerprint } from '../db/fingerprint';
 import { ensureLedger } from '../db/ledger';
@@ -10,6 +8,7 @@ import { undoMigration } from '../db/undo';
 import { catalogProblems, runChecks } from '../db/verify';
 import { readChecks } from '../source/read-checks';
 import { readMigrationSet } from '../source/read-migration-set';
+import { targetOf, type RunDeps } from './deps';
 
 export interface RehearsalStep {
   step: 'seed' | 'upgrade' | 'verify' | 'undo' | 'compare-start' | 'upgrade-again' | 'verify-again' | 'compare-upgrade';
@@ -23,20 +22,16 @@ export interface RehearsalStep {
  * and prove the schema is back, upgrade again and prove it lands on the same
  * schema. Stops at the first step that diverges.
  */
-export async function rehearse(
-  target: Target,
-  migrationsDir: string,
-  seedFile?: string,
-  limits?: FileLimits,
-  settings: ExecutionSettings = defaultExecutionSettings,
-): Promise<RehearsalStep[]> {
-  const set = await readMigrationSet(migrationsDir, limits);
+export async function rehearse(deps: RunDeps, input: { db: string; migrationsDir: string; seedFile?: string }): Promise<RehearsalStep[]> {
+  const { config } = deps;
+  const { migrationsDir, seedFile } = input;
+  const set = await readMigrationSet(migrationsDir, config.files);
   const prepared = [...(await prepareMigrations(set)).values()];
-  const checks = await readChecks(migrationsDir, limits);
+  const checks = await readChecks(migrationsDir, config.files);
   const steps: RehearsalStep[] = [];
-  const ctx = (run: string): EngineContext => ({ settings, run: { workflowId: 'rehearse', runId: run }, sleep: (ms) => new Promise((r) => setTimeout(r, ms)), onEvent: () => undefined });
+  const ctx = (run: string): EngineContext => ({ settings: config.execution, run: { workflowId: 'rehearse', runId: run }, sleep: (ms) => deps.sleep(ms), onEvent: () => undefined });
 
-  return withClient(target, async (client) => {
+  return withClient(targetOf(config, input.db), async (client) => {
     const record = (step: RehearsalStep['step'], ok: boolean, detail: string) => {
       steps.push({ step, ok, detail });
       return ok;

@@ -1,0 +1,189 @@
+/**
+ * The activities' inputs and results: what a workflow asks a worker to do and
+ * what it hears back. Everything here is in workflow history, so it names
+ * databases by alias, never by connection string, and carries no SQL text.
+ */
+import type { ManifestEntry } from '../core/migration-set';
+import type { AppliedEntry, Divergence } from '../core/plan';
+import type { MigrationRisk, RiskLevel, TableContext } from '../core/risk';
+import type { TransactionMode } from '../core/statements';
+import type { Version } from '../core/version';
+import type { ApplyResult, BackupManifest, BackupPlan, HistoryRow, Lease, LedgerChange, LedgerChangeResult, RunChanges, UndoResult } from './records';
+
+export interface PlanInput {
+  db: string;
+  migrationsDir: string;
+  target?: Version;
+  allowOutOfOrder?: boolean;
+}
+
+export interface PendingMigration extends ManifestEntry {
+  mode: TransactionMode;
+  statements: number;
+  /** Tables its statements lock (names only), for a `touched-tables` backup. */
+  tables?: string[];
+  /** Risk with context from the live database; the execution mode gates on its level. */
+  risk?: MigrationRisk;
+}
+
+export interface DatabasePlan {
+  db: string;
+  manifestDigest: string;
+  migrationCount: number;
+  baseline: Version | null;
+  pending: PendingMigration[];
+  applied: AppliedEntry[];
+  divergent: Divergence[];
+  missing: AppliedEntry[];
+  outOfOrder: ManifestEntry[];
+  /** Why the plan must not run; empty when it may. */
+  problems: string[];
+  /** What the database said about the tables the pending migrations lock. */
+  tableContext?: Array<TableContext & { table: string }>;
+  /** The backup a run would take before its first change, or why it takes none. */
+  backup?: BackupPlan;
+}
+
+/** A version's risk as the run assessed it, recorded in the ledger when it is applied. */
+export interface RunRisk {
+  version: Version;
+  level: RiskLevel;
+  findings: Array<{ rule: string; level: RiskLevel; table: string | null; line: number; context: string | null; accepted: string | null }>;
+}
+
+/** Who approved the run, and when (workflow time, ms since the epoch). */
+export interface RunApproval {
+  by: string;
+  at: number;
+  note: string | null;
+}
+
+/** What the ledger records with each version a run applies. */
+export interface RunRecord {
+  risk?: RunRisk[];
+  approval?: RunApproval;
+  /** The run's backup key, or `none: <reason>`. */
+  backup?: string;
+}
+
+export interface ApplyInput extends RunRecord {
+  db: string;
+  migrationsDir: string;
+  manifestDigest: string;
+  version: Version;
+  /** The lease token the run holds. */
+  leaseToken?: string;
+}
+
+export interface ApplyGroupInput extends RunRecord {
+  db: string;
+  migrationsDir: string;
+  manifestDigest: string;
+  versions: Version[];
+  leaseToken?: string;
+}
+
+export interface LeaseInput {
+  db: string;
+  /** Who holds it: `<namespace>/<workflow id>/<run id>`. */
+  holder: string;
+}
+
+export interface HeldLeaseInput {
+  db: string;
+  token: string;
+}
+
+export interface ChangeLedgerInput {
+  db: string;
+  migrationsDir: string;
+  change: LedgerChange;
+}
+
+export interface BackupInput {
+  db: string;
+  /** Only these tables; default the whole database. */
+  tables?: string[];
+  /** The tables a run's pending migrations touch; used instead of the whole database when backup.scope is `touched-tables`. */
+  touched?: string[];
+}
+
+export interface BackupResult {
+  manifest: BackupManifest;
+  location: string;
+  verified: { bytes: number; sha256: string };
+  /** Ids of older backups deleted to keep the configured number. */
+  deleted: string[];
+  /** With backup.drill: where and how fast the backup was restored. */
+  drill?: string;
+}
+
+export interface RunStateInput {
+  db: string;
+  migrationsDir: string;
+}
+
+/** The database before a run changes it: what compensation must get back to. */
+export interface RunStart {
+  fingerprint: string;
+  /** Invalid indexes and NOT VALID constraints that were there before (only new ones fail a run). */
+  knownProblems: string[];
+  /** The newest ledger row before the run's backup: rows above it are the run's own, or someone else's change after the backup. */
+  ledgerHighWater?: string;
+}
+
+export interface VerifyInput extends RunStateInput {
+  knownProblems: string[];
+}
+
+export interface UndoInput {
+  db: string;
+  migrationsDir: string;
+  manifestDigest: string;
+  version: Version;
+  leaseToken: string;
+}
+
+export interface RestoreInput {
+  db: string;
+  backupKey: string;
+  leaseToken: string;
+}
+
+export interface FinishCompensationInput {
+  db: string;
+  /** The fingerprint before the run; the compensated database must match it. */
+  fingerprint: string;
+  versions: Version[];
+  leaseToken: string;
+}
+
+export interface RunChangesInput {
+  db: string;
+  /** The ledger's high-water mark before the run's backup: later rows of other runs are reported. */
+  since?: string;
+}
+
+export interface HistoryInput {
+  db: string;
+  last?: number;
+}
+
+/** The worker's activities, as workflows call them (src/activities implements them). */
+export interface Activities {
+  planDatabase(input: PlanInput): Promise<DatabasePlan>;
+  applyMigration(input: ApplyInput): Promise<ApplyResult>;
+  applyGroup(input: ApplyGroupInput): Promise<ApplyResult[]>;
+  changeLedger(input: ChangeLedgerInput): Promise<LedgerChangeResult>;
+  acquireLease(input: LeaseInput): Promise<Lease>;
+  holdLease(input: HeldLeaseInput): Promise<void>;
+  releaseLease(input: HeldLeaseInput): Promise<boolean>;
+  takeBackup(input: BackupInput): Promise<BackupResult>;
+  beginRun(input: RunStateInput): Promise<RunStart>;
+  verifyRun(input: VerifyInput): Promise<{ fingerprint: string }>;
+  undoMigration(input: UndoInput): Promise<UndoResult>;
+  restoreFromBackup(input: RestoreInput): Promise<void>;
+  finishCompensation(input: FinishCompensationInput): Promise<{ rolledBack: Version[] }>;
+  runChanges(input: RunChangesInput): Promise<RunChanges>;
+  readHistory(input: HistoryInput): Promise<HistoryRow[]>;
+}

@@ -1,0 +1,46 @@
+/**
+ * What a run says as it goes: a closed set of events. The workflow's one
+ * `emit` turns each into its progress, a log line, its search attributes
+ * (PgconvoyDb, PgconvoyPhase, PgconvoyVersion) and, when the run is a child,
+ * a signal to its parent (`runEventSignalName`).
+ */
+import type { Version } from '../core/version';
+import type { RunOutcome } from './outcome';
+
+interface At {
+  db: string;
+  /** 1, 2, 3, ... in the order the run emitted them (signals to a parent may arrive in another). */
+  seq: number;
+  /** Workflow time, ms since the epoch. */
+  at: number;
+}
+
+export type RunEvent = At &
+  (
+    | { type: 'planned'; manifestDigest: string; versionBefore: Version | null; pending: Version[] }
+    | { type: 'awaiting-approval'; reason: string }
+    | { type: 'approved'; by: string }
+    | { type: 'locking' }
+    | { type: 'backing-up' }
+    | { type: 'applying'; version: Version }
+    | { type: 'migration-done'; version: Version; status: 'applied' | 'skipped'; durationMs: number }
+    | { type: 'verifying' }
+    | { type: 'compensating' }
+    | { type: 'ended'; status: RunOutcome['status']; versionAfter: Version | null }
+  );
+
+export type RunEventType = RunEvent['type'];
+
+/** The signal a child run sends its parent with each event. */
+export const runEventSignalName = 'pgconvoy-run-event';
+
+/**
+ * The search attributes a run keeps up to date, when they are registered on
+ * the Temporal server (the dev server pgconvoy starts registers them; on
+ * your own: `temporal operator search-attribute create --name PgconvoyDb --type Keyword`, and so on).
+ */
+export const runSearchAttributes = {
+  db: { name: 'PgconvoyDb', type: 'KEYWORD' },
+  phase: { name: 'PgconvoyPhase', type: 'KEYWORD' },
+  version: { name: 'PgconvoyVersion', type: 'KEYWORD' },
+} as const;

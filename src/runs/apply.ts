@@ -1,0 +1,69 @@
+import type { ApplyGroupInput, ApplyInput, ApplyResult, RunRecord } from '../contracts';
+import type { Version } from '../core/version';
+import { withClient } from '../db/connection';
+import { applyGroup as applyGroupInDb, applyMigration as applyOne, type EngineContext, type EngineEvent } from '../db/execute';
+import { ensureLedger, type AuditColumns } from '../db/ledger';
+import { cancellable, targetOf, type RunDeps } from './deps';
+import { pinnedMigrations } from './files';
+
+/** Applies one pending version of the set the run planned with, under the run's lease. */
+export async function applyMigration(deps: RunDeps, input: ApplyInput): Promise<ApplyResult> {
+  const [migration] = await pinnedMigrations(deps, input.migrationsDir, input.manifestDigest, [input.version]);
+  return withClient(
+    targetOf(deps.config, input.db),
+    async (client) => {
+      await ensureLedger(client);
+      const result = await applyOne(client, migration!, engineContext(deps, input.db, input.leaseToken, input));
+      deps.logger.info({ event: result.status === 'applied' ? 'migration.applied' : 'migration.skipped', db: input.db, ...result });
+      return result;
+    },
+    cancellable(deps),
+  );
+}
+
+/** `--group`: every pending version in one transaction, all or none. */
+export async function applyGroup(deps: RunDeps, input: ApplyGroupInput): Promise<ApplyResult[]> {
+  const migrations = await pinnedMigrations(deps, input.migrationsDir, input.manifestDigest, input.versions);
+  return withClient(
+    targetOf(deps.config, input.db),
+    async (client) => {
+      await ensureLedger(client);
+      const results = await applyGroupInDb(client, migrations, engineContext(deps, input.db, input.leaseToken, input));
+      deps.logger.info({ event: 'group.applied', db: input.db, versions: input.versions });
+      return results;
+    },
+    cancellable(deps),
+  );
+}
+
+/** Engine hooks: structured logs, heartbeats with progress, a sleep the step's cancellation ends, the lease fence, the ledger's audit columns. */
+function engineContext(deps: RunDeps, db: string, leaseToken: string | undefined, record: RunRecord): EngineContext {
+  const { execution, attempt, logger } = deps;
+  return {
+    settings: deps.config.execution,
+    // Earlier attempts and the backoff between them are part of the migration's duration.
+    ...(attempt && attempt.number > 1 ? { priorMs: Math.max(0, Date.now() - attempt.scheduledAtMs) } : {}),
+    run: execution ? { workflowId: execution.workflowId, runId: execution.runId } : {},
+    ...(leaseToken ? { fence: { alias: db, token: leaseToken } } : {}),
+    sleep: (ms) => deps.sleep(ms),
+    audit: (version) => auditColumns(version, record),
+    onEvent: (event: EngineEvent) => {
+      if (event.event === 'statement.done') deps.heartbeat({ version: event.version, statementsDone: event.statement, statementsTotal: event.of });
+      if (event.event === 'migration.lock_timeout') logger.warn({ db, ...event });
+      else logger.info({ db, ...event });
+    },
+  };
+}
+
+/** The run's risk assessment, approval and backup of a version, as ledger columns. */
+function auditColumns(version: Version, record: RunRecord): AuditColumns {
+  const risk = record.risk?.find((r) => r.version === version);
+  return {
+    riskLevel: risk?.level ?? null,
+    riskFindings: risk?.findings ?? null,
+    approvedBy: record.approval?.by ?? null,
+    approvedAt: record.approval?.at ?? null,
+    approvalNote: record.approval?.note ?? null,
+    ...(record.backup !== undefined ? { backup: record.backup } : {}),
+  };
+}

@@ -1,0 +1,71 @@
+import { checkTarget, integrityProblems, planMigrations } from '../core/plan';
+import { tablesTouched } from '../core/locks';
+import type { Finding } from '../core/risk';
+import type { PreparedMigration } from '../core/prepare';
+import type { Version } from '../core/version';
+import type { DatabasePlan, PlanInput } from '../contracts';
+import { planBackup } from '../backup/pg-tools';
+import { withClient } from '../db/connection';
+import { readLedgerState } from '../db/ledger';
+import { assessOnDatabase } from '../db/risk-context';
+import { prepareMigrations } from '../core/prepare';
+import { prepareOffThread } from '../source/prepare-off-thread';
+import { readChecks } from '../source/read-checks';
+import { readMigrationSet } from '../source/read-migration-set';
+import { cancellable, targetOf, type RunDeps } from './deps';
+
+/**
+ * What a run of the set would do to the database: the pending migrations
+ * with their risk in the live database's context, the integrity problems that
+ * forbid it, and the backup it would take. Read-only: planning (and so
+ * status, plan, validate) never creates the ledger.
+ */
+export async function planDatabase(deps: RunDeps, input: PlanInput): Promise<DatabasePlan> {
+  const { config, logger } = deps;
+  const set = await readMigrationSet(input.migrationsDir, config.files);
+  if (input.target) checkTarget(set.directory, set.manifest, input.target);
+  // Every file goes through the parser before anything runs.
+  const prepared = await prepareOffThread(set, undefined, cancellable(deps));
+  await readChecks(input.migrationsDir, config.files); // a check that cannot be read stops the run before it starts, not after it applied
+  return withClient(targetOf(config, input.db), async (client) => {
+    const ledger = await readLedgerState(client);
+    const plan = planMigrations(set.manifest, ledger.applied, { baseline: ledger.baseline, ...(input.target ? { target: input.target } : {}) });
+    const fileOf = (v: Version) => set.migrations.find((m) => m.version === v)?.forward.file;
+    const scripts = plan.pending.map((entry) => {
+      const forward = prepared.get(entry.version)!.forward;
+      return { version: entry.version, file: forward.file, script: forward.script };
+    });
+    const { risk, tables } = await assessOnDatabase(client, scripts, config.risk);
+    const pending = plan.pending.map((entry, i) => {
+      const script = scripts[i]!.script;
+      return { ...entry, mode: script.mode, statements: script.statements.length, tables: tablesTouched(script.statements), risk: risk.get(entry.version)! };
+    });
+    const result: DatabasePlan = {
+      db: input.db,
+      manifestDigest: set.digest,
+      migrationCount: set.migrations.length,
+      baseline: ledger.baseline,
+      ...plan,
+      pending,
+      problems: integrityProblems(plan, fileOf, { allowOutOfOrder: input.allowOutOfOrder ?? false }),
+      tableContext: tables,
+      backup: await planBackup(client, input.db, config.backup),
+    };
+    logger.info({ event: 'plan.made', db: input.db, pending: plan.pending.length, problems: result.problems.length });
+    return result;
+  });
+}
+
+/** `lint --db`: the migrations still pending on the database, and their risk with its context (table sizes, blocking sessions). */
+export async function assessPending(deps: RunDeps, input: { db: string; migrationsDir: string }): Promise<{ pending: PreparedMigration[]; risk: Map<Version, { findings: Finding[] }> }> {
+  const set = await readMigrationSet(input.migrationsDir, deps.config.files);
+  const prepared = [...(await prepareMigrations(set)).values()];
+  return withClient(targetOf(deps.config, input.db), async (client) => {
+    const ledger = await readLedgerState(client);
+    const plan = planMigrations(set.manifest, ledger.applied, { baseline: ledger.baseline });
+    const versions = new Set(plan.pending.map((p) => p.version));
+    const pending = prepared.filter((m) => versions.has(m.version));
+    const scripts = pending.map((m) => ({ version: m.version, file: m.forward.file, script: m.forward.script }));
+    return { pending, risk: (await assessOnDatabase(client, scripts, deps.config.risk)).risk };
+  });
+}

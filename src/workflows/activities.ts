@@ -1,0 +1,54 @@
+import { proxyActivities } from '@temporalio/workflow';
+import type { Activities } from '../contracts';
+import { nonRetryableTypes } from './failures';
+
+/**
+ * The activities a run calls, grouped by how long they may take and how
+ * they are retried. Error types no retry can fix (src/contracts/errors.ts)
+ * fail at once; everything else is retried with backoff.
+ */
+
+export const { planDatabase } = proxyActivities<Activities>({
+  startToCloseTimeout: '10 minutes',
+  heartbeatTimeout: '10 seconds',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10, nonRetryableErrorTypes: nonRetryableTypes },
+});
+
+export const { applyMigration, applyGroup } = proxyActivities<Activities>({
+  // A migration may legitimately run for hours (an index on a large table);
+  // heartbeats every few seconds tell a dead worker from a slow one, so a
+  // dead worker's migration is retried elsewhere within ten seconds.
+  startToCloseTimeout: '24 hours',
+  heartbeatTimeout: '10 seconds',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10, nonRetryableErrorTypes: nonRetryableTypes },
+});
+
+export const { acquireLease } = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  // Another holder's lease ends when it finishes or expires: keep asking, for up to an hour.
+  scheduleToCloseTimeout: '1 hour',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', nonRetryableErrorTypes: nonRetryableTypes },
+});
+
+export const { holdLease } = proxyActivities<Activities>({
+  startToCloseTimeout: '7 days',
+  heartbeatTimeout: '10 seconds',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '5s', nonRetryableErrorTypes: nonRetryableTypes },
+});
+
+export const { releaseLease } = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10 },
+});
+
+export const { beginRun, verifyRun, finishCompensation, runChanges } = proxyActivities<Activities>({
+  startToCloseTimeout: '1 hour',
+  heartbeatTimeout: '10 seconds',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: nonRetryableTypes },
+});
+
+export const { takeBackup, restoreFromBackup, undoMigration } = proxyActivities<Activities>({
+  startToCloseTimeout: '12 hours',
+  heartbeatTimeout: '10 seconds',
+  retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 3, nonRetryableErrorTypes: nonRetryableTypes },
+});

@@ -1,0 +1,77 @@
+import { getExternalWorkflowHandle, log, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { runSearchAttributes, type Phase, type Progress, type RunEvent } from '../contracts';
+import { runEventSignal } from './messages';
+
+/** An event as a step says it; `emit` adds the database, its sequence number and the time. */
+export type RunEventBody = RunEvent extends infer E ? (E extends RunEvent ? Omit<E, 'db' | 'seq' | 'at'> : never) : never;
+
+/** The phase an event puts the run in, if it changes it. */
+function phaseAfter(event: RunEvent): Phase | undefined {
+  switch (event.type) {
+    case 'awaiting-approval':
+    case 'locking':
+    case 'backing-up':
+    case 'applying':
+    case 'verifying':
+    case 'compensating':
+      return event.type;
+    case 'ended':
+      return event.status === 'cancelled' ? 'cancelled' : event.status === 'up-to-date' || event.status === 'dry-run' || event.status === 'applied' ? 'done' : 'failed';
+    default:
+      return undefined;
+  }
+}
+
+/** The run's one way to report what happens, and a way to wait until its parent has heard all of it. */
+export interface Emitter {
+  emit: (event: RunEventBody) => void;
+  /** Resolves once every event so far reached the parent (at once without one); a run awaits it before it ends. */
+  flush: () => Promise<void>;
+}
+
+/**
+ * Each event updates the run's progress (phase, current migration,
+ * completed ones), goes to the workflow logger, upserts the run's search
+ * attributes (when they were set at its start, so registered on the server)
+ * and, when the run is a child, is signalled to its parent. Signals sent in
+ * one workflow task may arrive in any order: `seq` orders them. A parent
+ * that is gone only costs a log line.
+ */
+export function eventEmitter(progress: Progress): Emitter {
+  let seq = 0;
+  const inFlight: Array<Promise<void>> = [];
+  const parent = workflowInfo().parent;
+  const emit = (body: RunEventBody) => {
+    const event = { ...body, db: progress.db, seq: ++seq, at: Date.now() };
+    const phase = phaseAfter(event);
+    if (phase !== undefined) {
+      progress.phase = phase;
+      progress.phaseStartedAt = event.at;
+    }
+    if (event.type === 'applying') progress.current = progress.pending.find((p) => p.version === event.version) ?? null;
+    if (event.type === 'migration-done') {
+      progress.completed.push({ version: event.version, description: progress.pending.find((p) => p.version === event.version)?.description ?? '', status: event.status, durationMs: event.durationMs });
+      progress.current = null;
+    }
+    log.info(`run ${event.type}`, { ...event });
+    upsertAttributes(event, phase);
+    if (parent) {
+      inFlight.push(
+        getExternalWorkflowHandle(parent.workflowId, parent.runId)
+          .signal(runEventSignal, event)
+          .catch((error: unknown) => log.warn('could not tell the parent workflow', { parent: parent.workflowId, error: String(error) })),
+      );
+    }
+  };
+  return { emit, flush: async () => void (await Promise.all(inFlight)) };
+}
+
+function upsertAttributes(event: RunEvent, phase: Phase | undefined): void {
+  if (workflowInfo().typedSearchAttributes.get(runSearchAttributes.db) === undefined) return;
+  const version = event.type === 'migration-done' && event.status === 'applied' ? event.version : event.type === 'ended' ? event.versionAfter : undefined;
+  const updates = [
+    ...(phase !== undefined ? [{ key: runSearchAttributes.phase, value: phase }] : []),
+    ...(version !== undefined ? [{ key: runSearchAttributes.version, value: version }] : []),
+  ];
+  if (updates.length > 0) upsertSearchAttributes(updates);
+}

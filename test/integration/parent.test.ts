@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import { runSearchAttributes, type RunEventType } from '../../src/contracts';
+import { createLogger } from '../../src/logging/logger';
+import { createWorker } from '../../src/worker/worker';
+import { cliFixture } from '../helpers/cli-fixture';
+import { testClient } from '../helpers/temporal';
+import type { ParentResult } from '../helpers/workflow-variants/parent';
+
+const parentWorkflows = join(__dirname, '..', 'helpers', 'workflow-variants', 'parent.js');
+const quiet = { log: () => undefined, trace: () => undefined, debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+
+test('a parent workflow starts migrateDatabase as a child, approves it by signal, receives its events and reads its outcome', async (t) => {
+  const { db, config } = await cliFixture(
+    t,
+    { 'V1__users.sql': 'CREATE TABLE users (id bigint PRIMARY KEY);', 'V2__email.sql': 'ALTER TABLE users ADD COLUMN email text;' },
+    'child-run',
+  );
+  const { client, close } = await testClient();
+  t.after(close);
+  const { worker, connection } = await createWorker({
+    config,
+    logger: createLogger('silent'),
+    workflowBundle: await bundleWorkflowCode({ workflowsPath: parentWorkflows, logger: quiet }),
+  });
+  t.after(() => connection.close());
+  const result = await worker.runUntil(
+    client.workflow.execute<(input: object) => Promise<ParentResult>>('parentOfOne', {
+      taskQueue: config.temporal.taskQueue,
+      workflowId: `pgconvoy-test/parent/${randomUUID()}`,
+      args: [{ db: 'child-run', migrationsDir: config.migrationsDir, requireApproval: true }],
+    }),
+  );
+
+  // The events, in the order the child emitted them (signals may arrive in another).
+  const types: RunEventType[] = result.events.sort((a, b) => a.seq - b.seq).map((e) => e.type);
+  assert.deepEqual(result.events.map((e) => e.seq), types.map((_, i) => i + 1));
+  assert.deepEqual(types, ['planned', 'awaiting-approval', 'approved', 'locking', 'backing-up', 'applying', 'migration-done', 'applying', 'migration-done', 'verifying', 'ended']);
+  assert.ok(result.events.every((e) => e.db === 'child-run' && typeof e.at === 'number'));
+  assert.deepEqual(result.events.find((e) => e.type === 'approved'), { ...result.events.find((e) => e.type === 'approved'), by: 'parent' });
+
+  // The outcome, as data.
+  const outcome = result.outcome;
+  assert.ok(outcome && outcome.status === 'applied', JSON.stringify(outcome));
+  assert.equal(outcome.approvedBy, 'parent');
+  assert.equal(outcome.versionBefore, null);
+  assert.equal(outcome.versionAfter, '2');
+  assert.equal(outcome.workflowId, result.childWorkflowId);
+  assert.deepEqual(outcome.migrations.map((m) => [m.version, m.status]), [['1', 'applied'], ['2', 'applied']]);
+  assert.ok(outcome.safeguard && 'key' in outcome.safeguard.backup, 'the backup taken before the first change');
+  assert.match(outcome.safeguard.fingerprintBefore, /^[0-9a-f]{64}$/);
+  assert.match(outcome.fingerprintAfter ?? '', /^[0-9a-f]{64}$/);
+  assert.notEqual(outcome.fingerprintAfter, outcome.safeguard.fingerprintBefore);
+  const ended = result.events.at(-1)!;
+  assert.ok(ended.type === 'ended' && ended.status === 'applied' && ended.versionAfter === '2');
+  assert.equal((await db.query(`SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = 'users'`)).rows[0]?.n, 2);
+
+  // Its search attributes, kept up to date by the same events.
+  const described = await client.workflow.getHandle(result.childWorkflowId).describe();
+  assert.equal(described.typedSearchAttributes.get(runSearchAttributes.db), 'child-run');
+  assert.equal(described.typedSearchAttributes.get(runSearchAttributes.phase), 'done');
+  assert.equal(described.typedSearchAttributes.get(runSearchAttributes.version), '2');
+});
+
+test('a parent reads a failed child’s outcome from its failure: compensated, with the failing migration and the restore', async (t) => {
+  const { db, config } = await cliFixture(
+    t,
+    { 'V1__users.sql': 'CREATE TABLE users (id bigint PRIMARY KEY);', 'V2__broken.sql': 'ALTER TABLE nope ADD COLUMN x int;' },
+    'child-failing',
+  );
+  const { client, close } = await testClient();
+  t.after(close);
+  const { worker, connection } = await createWorker({
+    config,
+    logger: createLogger('silent'),
+    workflowBundle: await bundleWorkflowCode({ workflowsPath: parentWorkflows, logger: quiet }),
+  });
+  t.after(() => connection.close());
+  const result = await worker.runUntil(
+    client.workflow.execute<(input: object) => Promise<ParentResult>>('parentOfOne', {
+      taskQueue: config.temporal.taskQueue,
+      workflowId: `pgconvoy-test/parent/${randomUUID()}`,
+      args: [{ db: 'child-failing', migrationsDir: config.migrationsDir }],
+    }),
+  );
+  const outcome = result.outcome;
+  assert.ok(outcome && outcome.status === 'compensated', JSON.stringify(outcome));
+  assert.equal(outcome.compensation, 'restore');
+  assert.deepEqual(outcome.rolledBack, ['1']);
+  assert.equal(outcome.versionAfter, null);
+  assert.deepEqual(outcome.migrations.map((m) => [m.version, m.status]), [['1', 'applied'], ['2', 'failed']]);
+  assert.equal(outcome.failure.type, 'MigrationFailed');
+  assert.equal(outcome.failure.file, 'V2__broken.sql');
+  assert.equal(outcome.failure.version, '2');
+  assert.equal(outcome.failure.statement, 1);
+  assert.equal(outcome.failure.sqlstate, '42P01');
+  assert.deepEqual(
+    result.events.sort((a, b) => a.seq - b.seq).map((e) => e.type),
+    ['planned', 'locking', 'backing-up', 'applying', 'migration-done', 'applying', 'compensating', 'ended'],
+  );
+  assert.equal((await db.query(`SELECT to_regclass('users') IS NULL AS gone`)).rows[0]?.gone, true);
+});
