@@ -37,6 +37,10 @@ export function createActivities(deps: ActivityDeps): Activities {
     finishCompensation: step(runs.finishCompensation),
     runChanges: step(runs.runChanges),
     readHistory: step(runs.readHistory),
+    planRevert: step(runs.planRevert),
+    revertVersion: step(runs.revertVersion),
+    proveRevert: step(runs.proveRevert),
+    finishRevertCompensation: step(runs.finishRevertCompensation),
   };
 }
 

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { PgconvoyError } from '../core/errors';
 import { WorkflowNotFoundError, type Client, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import type { SearchAttributePair } from '@temporalio/common';
-import type { backupDatabase, changeLedger as changeLedgerWorkflow, inspectDatabase, migrateDatabase } from '../workflows';
+import type { backupDatabase, changeLedger as changeLedgerWorkflow, inspectDatabase, migrateDatabase, revertDatabase } from '../workflows';
 import { approveUpdate, cancelUpdate, progressQuery } from '../workflows/messages';
 import {
   backupWorkflowId,
@@ -21,6 +21,8 @@ import {
   type MigrateDatabaseInput,
   type MigrateDatabaseResult,
   type Progress,
+  type RevertDatabaseInput,
+  type RevertDatabaseResult,
 } from '../contracts';
 
 /**
@@ -122,6 +124,23 @@ export async function startMigration(
 export async function migrate(pgconvoy: PgconvoyClient, input: MigrateDatabaseInput): Promise<MigrateDatabaseResult> {
   const handle = await startMigration(pgconvoy, input);
   return handle.result();
+}
+
+/**
+ * `pgconvoy undo`: undoes applied versions with their undo scripts and
+ * proves the result. It takes the database's workflow id, so it is refused
+ * (WorkflowExecutionAlreadyStartedError) while a migration runs; a dry run
+ * takes an id of its own.
+ */
+export async function revert({ client, taskQueue }: PgconvoyClient, input: RevertDatabaseInput): Promise<RevertDatabaseResult> {
+  return client.workflow.execute<typeof revertDatabase>('revertDatabase', {
+    workflowId: input.mode === 'dry-run' ? dryRunWorkflowId(input.db, randomUUID()) : databaseWorkflowId(input.db),
+    taskQueue,
+    args: [input],
+    workflowIdConflictPolicy: 'FAIL',
+    workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+    ...(await searchAttributesFor(client, input.db)),
+  });
 }
 
 /**

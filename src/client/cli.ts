@@ -6,6 +6,7 @@ import { registerLedgerCommands } from './commands/ledger';
 import { registerOperationCommands } from './commands/operations';
 import { registerReadCommands } from './commands/read';
 import { registerRunCommands } from './commands/run';
+import { registerUndoCommand } from './commands/undo';
 import { UsageError, type CliKit, type CommandContext, type GlobalOptions, type Io } from './commands/kit';
 import { ExitCode, exitCodeForFailure } from './exit-codes';
 import { summarizeFailure } from './failure';
@@ -49,6 +50,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
 
   const kit: CliKit = { program, io, cwd, context, print, viaTemporal, reportFailure: (global, error) => reportFailure(io, global, error), exitCode: ExitCode.ok };
   registerRunCommands(kit);
+  registerUndoCommand(kit);
   registerReadCommands(kit);
   registerLedgerCommands(kit);
   registerOperationCommands(kit);

@@ -1,4 +1,4 @@
-import type { BackupPlan, DatabaseStatus, Finding, MigrateDatabaseResult, MigrationRisk, Progress, RunBackup } from '../contracts';
+import type { BackupPlan, DatabaseStatus, Finding, MigrateDatabaseResult, MigrationRisk, Progress, RevertDatabaseResult, RunBackup } from '../contracts';
 
 /** Human output. Machines use --json, which prints the result objects as they are. */
 
@@ -42,6 +42,23 @@ export function renderMigrateResult(result: MigrateDatabaseResult, workflowId: s
     table(rows, '  ') +
     (result.backup ? `${renderRunBackup(result.backup)}\n` : '') +
     `${count} migration${count === 1 ? '' : 's'} applied; database "${result.db}" is at version ${result.version}\n`
+  );
+}
+
+/** What `pgconvoy undo` did, or would do, and its proof. */
+export function renderRevertResult(r: RevertDatabaseResult): string {
+  const at = (v: string | null) => (v === null ? 'no version' : `version ${v}`);
+  if (r.status === 'nothing-to-undo') return `nothing to undo: database "${r.db}" is at ${at(r.versionBefore)}\n`;
+  const rows = table(r.steps.map((s) => [s.status, `V${s.version}`, s.description, s.undoFile ?? '(no undo script)']), '  ');
+  if (r.status === 'dry-run') return `dry run: database "${r.db}" is at ${at(r.versionBefore)}; undoing would take it to ${at(r.versionAfter)}, nothing was changed\n${rows}`;
+  if (r.status === 'cancelled') return `cancelled by ${r.cancelledBy ?? 'someone'}: nothing was undone; database "${r.db}" is at ${at(r.versionBefore)}\n`;
+  const undone = r.steps.filter((s) => s.status !== 'not-run').length;
+  return (
+    `workflow ${r.workflowId}\n` +
+    rows +
+    (r.backup ? `${renderRunBackup(r.backup)}\n` : '') +
+    `${undone} version${undone === 1 ? '' : 's'} undone; database "${r.db}" is at ${at(r.versionAfter)}` +
+    (r.proof ? `; proven: the schema's fingerprint ${r.proof.actual.slice(0, 12)} is the one the ledger recorded\n` : '\n')
   );
 }
 

@@ -169,6 +169,60 @@ export interface HistoryInput {
   last?: number;
 }
 
+export interface PlanRevertInput {
+  db: string;
+  migrationsDir: string;
+  /** Undo every applied version above this one. */
+  to?: Version;
+  /** Undo the newest `steps` applied versions. */
+  steps?: number;
+}
+
+/** One version `pgconvoy undo` undoes, in the order it does. */
+export interface RevertStep {
+  version: Version;
+  description: string;
+  /** The undo script, or null when there is none (the undo is refused). */
+  undoFile: string | null;
+  /** Its risk, for the execution mode's gate (parser only: what an undo drops). */
+  risk: MigrationRisk;
+}
+
+export interface RevertPlan {
+  db: string;
+  manifestDigest: string;
+  versionBefore: Version | null;
+  /** The version the database is at after the undo (null: none applied). */
+  versionAfter: Version | null;
+  steps: RevertStep[];
+  /** What the schema's fingerprint must be after the undo: the ledger's record after `versionAfter`, or before the first undone version. */
+  expectedFingerprint: string | null;
+  /** Why the undo must not run; empty when it may. */
+  problems: string[];
+  backup?: BackupPlan;
+}
+
+export interface RevertVersionInput {
+  db: string;
+  migrationsDir: string;
+  manifestDigest: string;
+  version: Version;
+  leaseToken: string;
+}
+
+export interface ProveRevertInput {
+  db: string;
+  expectedFingerprint: string;
+  versionAfter: Version | null;
+}
+
+export interface FinishRevertCompensationInput {
+  db: string;
+  /** The fingerprint before the undo; the restored database must match it. */
+  fingerprint: string;
+  leaseToken: string;
+}
+
 /** The worker's activities, as workflows call them (src/activities implements them). */
 export interface Activities {
   planDatabase(input: PlanInput): Promise<DatabasePlan>;
@@ -186,4 +240,8 @@ export interface Activities {
   finishCompensation(input: FinishCompensationInput): Promise<{ rolledBack: Version[] }>;
   runChanges(input: RunChangesInput): Promise<RunChanges>;
   readHistory(input: HistoryInput): Promise<HistoryRow[]>;
+  planRevert(input: PlanRevertInput): Promise<RevertPlan>;
+  revertVersion(input: RevertVersionInput): Promise<UndoResult>;
+  proveRevert(input: ProveRevertInput): Promise<{ fingerprint: string }>;
+  finishRevertCompensation(input: FinishRevertCompensationInput): Promise<{ reapplied: Version[] }>;
 }

@@ -30,7 +30,8 @@ export type ApplyResult =
 
 export type UndoResult = { status: 'undone'; version: Version; checked: boolean } | { status: 'skipped'; version: Version; reason: 'already-undone' };
 
-export type HistoryStatus = 'running' | 'applied' | 'failed' | 'rolled_back' | 'baseline';
+/** `undone`: undone on purpose by `pgconvoy undo`; `rolled_back`: undone by a failed run's compensation. */
+export type HistoryStatus = 'running' | 'applied' | 'failed' | 'rolled_back' | 'baseline' | 'undone';
 
 export interface HistoryRow {
   id: string;

@@ -147,3 +147,34 @@ export interface DatabaseStatus {
   plan: DatabasePlan;
   history: HistoryRow[];
 }
+
+export interface RevertDatabaseInput {
+  db: string;
+  migrationsDir: string;
+  /** Undo every applied version above this one; or */
+  to?: Version;
+  /** undo the newest `steps` applied versions. */
+  steps?: number;
+  /** Default `auto`: as for `up`, what the undo scripts' risk lets run without an approval; `dry-run` plans and stops. */
+  mode?: ExecutionMode;
+  requireApproval?: boolean;
+  approvalTimeoutMs?: number;
+}
+
+/** A finished `pgconvoy undo`: what it undid, and the proof that the schema is the one the ledger recorded. A failed one fails (compensated from its backup). */
+export interface RevertDatabaseResult {
+  status: 'reverted' | 'dry-run' | 'nothing-to-undo' | 'cancelled';
+  db: string;
+  workflowId: string;
+  runId: string;
+  manifestDigest: string;
+  versionBefore: Version | null;
+  versionAfter: Version | null;
+  /** The versions, newest first, and whether each was undone. */
+  steps: Array<{ version: Version; description: string; undoFile: string | null; status: 'undone' | 'skipped' | 'not-run' }>;
+  backup?: RunBackup;
+  /** The schema's fingerprint after the undo, equal to the one the ledger recorded. */
+  proof?: { expected: string; actual: string };
+  approvedBy?: string;
+  cancelledBy?: string;
+}

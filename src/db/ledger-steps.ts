@@ -95,4 +95,33 @@ export const ledgerSteps: readonly string[] = [
   // The backup the run took before its first change (its key), or
   // 'none: <reason>' for a run configured to take none.
   `ALTER TABLE pgconvoy.history ADD COLUMN IF NOT EXISTS backup text;`,
+  // `pgconvoy undo`: a version undone on purpose is 'undone', with the run that
+  // undid it (a failed undo restores its backup and marks these applied again).
+  // The first step's status check was declared inline: replace it, whatever
+  // its name, with one under a name of our own that knows 'undone'.
+  `DO $step$
+   DECLARE
+     old_check name;
+   BEGIN
+     FOR old_check IN
+       SELECT con.conname
+         FROM pg_catalog.pg_constraint con
+         JOIN pg_catalog.pg_attribute att ON att.attrelid = con.conrelid AND att.attname = 'status'
+        WHERE con.conrelid = 'pgconvoy.history'::pg_catalog.regclass
+          AND con.contype = 'c'
+          AND con.conkey = ARRAY[att.attnum]
+          AND con.conname <> 'history_status_known'
+     LOOP
+       EXECUTE pg_catalog.format('ALTER TABLE pgconvoy.history DROP CONSTRAINT %I', old_check);
+     END LOOP;
+     IF NOT EXISTS (
+       SELECT 1 FROM pg_catalog.pg_constraint
+        WHERE conrelid = 'pgconvoy.history'::pg_catalog.regclass AND conname = 'history_status_known'
+     ) THEN
+       ALTER TABLE pgconvoy.history
+         ADD CONSTRAINT history_status_known CHECK (status IN ('running', 'applied', 'failed', 'rolled_back', 'baseline', 'undone'));
+     END IF;
+   END
+   $step$;
+   ALTER TABLE pgconvoy.history ADD COLUMN IF NOT EXISTS undone_by_run text, ADD COLUMN IF NOT EXISTS undone_at timestamptz;`,
 ];

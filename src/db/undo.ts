@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { PgconvoyError } from '../core/errors';
 import type { PreparedMigration } from '../core/prepare';
-import type { Version } from '../core/version';
+import { compareVersions, type Version } from '../core/version';
 import { withTransaction } from './connection';
 import { fingerprint, fingerprintDiff } from './fingerprint';
 import { checkFence, type Fence } from './lease';
@@ -38,20 +38,28 @@ export class UndoLeftDifferenceError extends PgconvoyError {
  * script when it ran), the undo must get back to exactly that, or it is
  * rolled back and the difference reported.
  */
-export async function undoMigration(client: pg.Client, m: PreparedMigration, runId: string, fence?: Fence): Promise<UndoResult> {
+export async function undoMigration(client: pg.Client, m: PreparedMigration, runId: string, fence?: Fence, options: { revert?: boolean } = {}): Promise<UndoResult> {
   const undo = m.undo;
   if (!undo) throw new UndoFailedError(`version ${m.version} has no undo script`, { version: m.version });
+  // Compensation undoes what this run applied and marks it rolled back;
+  // `pgconvoy undo` (revert) undoes whatever run applied it and marks it undone.
+  const done = options.revert ? 'undone' : 'rolled_back';
 
   /** The version's state in the ledger for this run: undo it, it is done already, or it is not this run's to undo. */
   const state = async (): Promise<{ id: string; schemaBefore: Record<string, string[]> | null } | 'undone'> => {
     if (fence) await checkFence(client, fence);
     const rows = await client.query<{ id: string; status: string; schema_before: Record<string, string[]> | null }>(
-      `SELECT id::text AS id, status, schema_before FROM pgconvoy.history h WHERE version = $1 AND run_id = $2 AND status IN ('applied', 'rolled_back') ORDER BY h.id DESC LIMIT 1`,
+      options.revert
+        ? `SELECT id::text AS id, status, schema_before FROM pgconvoy.history h WHERE version = $1 AND (status = 'applied' OR (status = 'undone' AND undone_by_run = $2)) ORDER BY h.id DESC LIMIT 1`
+        : `SELECT id::text AS id, status, schema_before FROM pgconvoy.history h WHERE version = $1 AND run_id = $2 AND status IN ('applied', 'rolled_back') ORDER BY h.id DESC LIMIT 1`,
       [m.version, runId],
     );
     const row = rows.rows[0];
-    if (row?.status === 'rolled_back') return 'undone';
-    if (!row) throw new UndoFailedError(`version ${m.version} (${undo.file}) was not applied by this run; refusing to undo it`, { version: m.version, file: undo.file });
+    if (row?.status === done) return 'undone';
+    if (!row) {
+      const why = options.revert ? 'is not applied' : 'was not applied by this run';
+      throw new UndoFailedError(`version ${m.version} (${undo.file}) ${why}; refusing to undo it`, { version: m.version, file: undo.file });
+    }
     return { id: row.id, schemaBefore: row.schema_before };
   };
   const prove = async (schemaBefore: Record<string, string[]> | null): Promise<boolean> => {
@@ -61,7 +69,10 @@ export async function undoMigration(client: pg.Client, m: PreparedMigration, run
     if (differences.length > 0) throw new UndoLeftDifferenceError(m.version, undo.file, differences);
     return true;
   };
-  const mark = (id: string) => client.query(`UPDATE pgconvoy.history SET status = 'rolled_back', finished_at = clock_timestamp() WHERE id = $1`, [id]);
+  const mark = (id: string) =>
+    options.revert
+      ? client.query(`UPDATE pgconvoy.history SET status = 'undone', undone_by_run = $2, undone_at = clock_timestamp() WHERE id = $1`, [id, runId])
+      : client.query(`UPDATE pgconvoy.history SET status = 'rolled_back', finished_at = clock_timestamp() WHERE id = $1`, [id]);
 
   let current = undo.script.statements[0];
   try {
@@ -114,4 +125,23 @@ export async function undoMigration(client: pg.Client, m: PreparedMigration, run
       sqlstate: f.code ?? null,
     });
   }
+}
+
+/** After a failed `pgconvoy undo` was restored from its backup: the versions it marked undone are applied again. */
+export async function unmarkUndone(client: pg.Client, runId: string): Promise<Version[]> {
+  const result = await client.query<{ version: string }>(
+    `UPDATE pgconvoy.history SET status = 'applied', undone_by_run = NULL, undone_at = NULL WHERE status = 'undone' AND undone_by_run = $1 RETURNING version::text AS version`,
+    [runId],
+  );
+  return result.rows.map((r) => r.version).sort((a, b) => compareVersions(a, b));
+}
+
+/** What the ledger knows about an applied version for proving an undo: the fingerprint after it, and the schema before it. */
+export async function recordedSchema(client: pg.Client, version: Version): Promise<{ fingerprint: string | null; schemaBefore: Record<string, string[]> | null } | undefined> {
+  const result = await client.query<{ fingerprint: string | null; schema_before: Record<string, string[]> | null }>(
+    `SELECT fingerprint, schema_before FROM pgconvoy.history WHERE version = $1 AND status = 'applied' ORDER BY id DESC LIMIT 1`,
+    [version],
+  );
+  const row = result.rows[0];
+  return row ? { fingerprint: row.fingerprint, schemaBefore: row.schema_before } : undefined;
 }

@@ -12,3 +12,4 @@ export { beginRun, verifyRun, finishCompensation, VerificationFailedError } from
 export { undoMigration, runChanges } from './compensate';
 export { changeLedger, readHistory } from './ledger';
 export { rehearse, type RehearsalStep } from './rehearse';
+export { planRevert, revertVersion, proveRevert, finishRevertCompensation } from './revert';

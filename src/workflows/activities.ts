@@ -41,13 +41,19 @@ export const { releaseLease } = proxyActivities<Activities>({
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10 },
 });
 
-export const { beginRun, verifyRun, finishCompensation, runChanges } = proxyActivities<Activities>({
+export const { planRevert } = proxyActivities<Activities>({
+  startToCloseTimeout: '10 minutes',
+  heartbeatTimeout: '10 seconds',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10, nonRetryableErrorTypes: nonRetryableTypes },
+});
+
+export const { beginRun, verifyRun, finishCompensation, runChanges, proveRevert, finishRevertCompensation } = proxyActivities<Activities>({
   startToCloseTimeout: '1 hour',
   heartbeatTimeout: '10 seconds',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: nonRetryableTypes },
 });
 
-export const { takeBackup, restoreFromBackup, undoMigration } = proxyActivities<Activities>({
+export const { takeBackup, restoreFromBackup, undoMigration, revertVersion } = proxyActivities<Activities>({
   startToCloseTimeout: '12 hours',
   heartbeatTimeout: '10 seconds',
   retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 3, nonRetryableErrorTypes: nonRetryableTypes },

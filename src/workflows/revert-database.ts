@@ -1,0 +1,171 @@
+import { ApplicationFailure, CancellationScope, condition, setHandler, workflowInfo } from '@temporalio/workflow';
+import type { Progress, RevertDatabaseInput, RevertDatabaseResult, RevertPlan, RunBackup, RunStart } from '../contracts';
+import { beginRun, finishRevertCompensation, planRevert, proveRevert, restoreFromBackup, revertVersion, takeBackup } from './activities';
+import { failureOf } from './compensate';
+import { eventEmitter, type Emitter } from './events';
+import { runFailure } from './failures';
+import { describeGate, gatedMigrations } from './gates';
+import { withLease, type HeldLease } from './lease';
+import { progressQuery } from './messages';
+import { handleRunMessages } from './run-messages';
+
+const defaultApprovalTimeoutMs = 24 * 60 * 60 * 1000;
+
+interface Revert extends Emitter {
+  input: RevertDatabaseInput;
+  progress: Progress;
+  plan?: RevertPlan;
+  undone: Map<string, 'undone' | 'skipped'>;
+}
+
+/**
+ * `pgconvoy undo`: plan → gate → lock → safeguard → undo scripts in reverse,
+ * each in its own transaction and proven against the schema recorded before
+ * its version → prove the result (the fingerprint the ledger recorded after
+ * the version it lands on) → on failure, restore the backup. Workflow id
+ * `pgconvoy/db/<alias>`: never beside a migration of the same database.
+ */
+export async function revertDatabase(input: RevertDatabaseInput): Promise<RevertDatabaseResult> {
+  const run = startRevert(input);
+  try {
+    const plan = await planStepOf(run);
+    if (plan.steps.length === 0) return await done(run, resultOf(run, plan, 'nothing-to-undo'));
+    if (run.progress.mode === 'dry-run') return await done(run, resultOf(run, plan, 'dry-run'));
+    if (plan.backup?.problem) throw runFailure('BackupToolMismatch', plan.backup.problem, { db: input.db });
+    if (await gate(run, plan)) return await done(run, { ...resultOf(run, plan, 'cancelled'), cancelledBy: run.progress.cancelRequested!.by });
+    run.emit({ type: 'locking' });
+    return await done(run, await withLease(input.db, (lease) => undoStep(run, plan, lease)));
+  } catch (error) {
+    run.progress.phase = run.progress.phase === 'cancelled' ? 'cancelled' : 'failed';
+    throw error;
+  }
+}
+
+function startRevert(input: RevertDatabaseInput): Revert {
+  const progress: Progress = {
+    db: input.db,
+    mode: input.mode ?? 'auto',
+    phase: 'planning',
+    current: null,
+    pending: [],
+    completed: [],
+    approval: { required: false, reason: null, waitingSince: null, approvedBy: null, approvedAt: null, note: null },
+    cancelRequested: null,
+    startedAt: workflowInfo().startTime.getTime(),
+    phaseStartedAt: Date.now(),
+  };
+  setHandler(progressQuery, () => progress);
+  handleRunMessages(progress, false);
+  return { input, progress, undone: new Map(), ...eventEmitter(progress) };
+}
+
+/** Plan: what would be undone, and everything that refuses the whole undo before anything runs. */
+async function planStepOf(run: Revert): Promise<RevertPlan> {
+  const { input } = run;
+  const plan = await planRevert({ db: input.db, migrationsDir: input.migrationsDir, ...(input.to !== undefined ? { to: input.to } : {}), ...(input.steps !== undefined ? { steps: input.steps } : {}) });
+  if (plan.problems.length > 0) {
+    throw runFailure('UndoNotPossible', `refusing to undo on "${input.db}"; nothing ran:\n` + plan.problems.map((p) => `  ${p}`).join('\n'), { db: input.db, problems: plan.problems });
+  }
+  run.plan = plan;
+  run.progress.pending = plan.steps.map((s) => ({ version: s.version, description: s.description, checksum: '', undoChecksum: null, mode: 'transaction', statements: 0, risk: s.risk }));
+  if (plan.backup) run.progress.backup = plan.backup;
+  run.emit({ type: 'planned', manifestDigest: plan.manifestDigest, versionBefore: plan.versionBefore, pending: plan.steps.map((s) => s.version) });
+  return plan;
+}
+
+/** Gate, as for `up`: --require-approval, and undo scripts above what the mode runs unapproved, wait for an approval. True when cancelled. */
+async function gate(run: Revert, plan: RevertPlan): Promise<boolean> {
+  const { input, progress } = run;
+  const gated = gatedMigrations(progress.mode, progress.pending);
+  if (!input.requireApproval && gated.length === 0) return false;
+  progress.approval.required = true;
+  progress.approval.reason = [...(input.requireApproval ? ['the undo was started with --require-approval'] : []), ...(gated.length > 0 ? [describeGate(progress.mode, gated)] : [])].join('\n');
+  if (gated.length > 0) progress.approval.gated = gated;
+  progress.approval.waitingSince = Date.now();
+  run.emit({ type: 'awaiting-approval', reason: progress.approval.reason });
+  const timeoutMs = input.approvalTimeoutMs ?? defaultApprovalTimeoutMs;
+  const decided = await condition(() => progress.approval.approvedBy !== null || progress.cancelRequested !== null, timeoutMs);
+  if (progress.cancelRequested) return true;
+  if (!decided) throw runFailure('ApprovalTimedOut', `nobody approved the undo on "${input.db}" within ${Math.round(timeoutMs / 1000)} s; nothing ran (${plan.steps.length} version(s) would be undone)`);
+  run.emit({ type: 'approved', by: progress.approval.approvedBy! });
+  return false;
+}
+
+/** Under the lease: safeguard, the undo scripts newest first, the proof; a failure after the safeguard restores the backup. */
+async function undoStep(run: Revert, plan: RevertPlan, lease: HeldLease): Promise<RevertDatabaseResult> {
+  const { input } = run;
+  run.emit({ type: 'backing-up' });
+  const start = await beginRun({ db: input.db, migrationsDir: input.migrationsDir });
+  const backup: RunBackup = plan.backup?.scope === 'none' ? { none: plan.backup.reason ?? '' } : { key: (await takeBackup({ db: input.db, touched: [] })).manifest.key };
+  try {
+    for (const step of plan.steps) {
+      run.emit({ type: 'applying', version: step.version });
+      const result = await lease.fenced((leaseToken) => revertVersion({ db: input.db, migrationsDir: input.migrationsDir, manifestDigest: plan.manifestDigest, version: step.version, leaseToken }));
+      run.undone.set(step.version, result.status);
+    }
+    run.emit({ type: 'verifying' });
+    const proven = await proveRevert({ db: input.db, expectedFingerprint: plan.expectedFingerprint!, versionAfter: plan.versionAfter });
+    return { ...resultOf(run, plan, 'reverted'), backup, proof: { expected: plan.expectedFingerprint!, actual: proven.fingerprint } };
+  } catch (error) {
+    return await restore(run, error, start, backup, lease.token());
+  }
+}
+
+/** A failed undo: the backup taken before it goes back, proven by the fingerprint from before; the versions are applied again in the ledger. */
+async function restore(run: Revert, error: unknown, start: RunStart, backup: RunBackup, leaseToken: string): Promise<never> {
+  const { db } = run.input;
+  const original = failureOf(error);
+  const details = (original?.details?.[0] ?? {}) as Record<string, unknown>;
+  if (!('key' in backup)) {
+    throw ApplicationFailure.create({
+      type: 'CompensationFailed',
+      message: `${original?.message ?? String(error)}\nNOT COMPENSATED: no backup was taken (backup.scope "none"); the database is as the ledger says: see \`pgconvoy status\``,
+      nonRetryable: true,
+      details: [{ ...details, originalType: original?.type ?? null, compensation: 'none' }],
+    });
+  }
+  run.emit({ type: 'compensating' });
+  try {
+    await CancellationScope.nonCancellable(async () => {
+      await restoreFromBackup({ db, backupKey: backup.key, leaseToken });
+      await finishRevertCompensation({ db, fingerprint: start.fingerprint, leaseToken });
+    });
+  } catch (compensationError) {
+    throw ApplicationFailure.create({
+      type: 'CompensationFailed',
+      message: `${original?.message ?? String(error)}\nCOMPENSATION FAILED (restore): ${failureOf(compensationError)?.message ?? String(compensationError)}\nthe database is NOT back to its state before the undo; the backup taken before it is ${backup.key}`,
+      nonRetryable: true,
+      details: [{ ...details, originalType: original?.type ?? null, compensation: 'restore', backupKey: backup.key }],
+    });
+  }
+  throw ApplicationFailure.create({
+    type: original?.type ?? 'UndoFailed',
+    message: `${original?.message ?? String(error)}\ncompensated: restored from the verified backup ${backup.key}; the schema matches its fingerprint from before the undo, and the ledger shows the versions applied again`,
+    nonRetryable: true,
+    details: [{ ...details, compensated: 'restore', backupKey: backup.key }],
+    cause: original ?? (error as Error),
+  });
+}
+
+function resultOf(run: Revert, plan: RevertPlan, status: RevertDatabaseResult['status']): RevertDatabaseResult {
+  const { workflowId, runId } = workflowInfo();
+  const { approvedBy } = run.progress.approval;
+  return {
+    status,
+    db: run.input.db,
+    workflowId,
+    runId,
+    manifestDigest: plan.manifestDigest,
+    versionBefore: plan.versionBefore,
+    // A dry run says where the undo would take the database.
+    versionAfter: status === 'reverted' || status === 'dry-run' ? plan.versionAfter : plan.versionBefore,
+    steps: plan.steps.map((s) => ({ version: s.version, description: s.description, undoFile: s.undoFile, status: run.undone.get(s.version) ?? 'not-run' })),
+    ...(approvedBy ? { approvedBy } : {}),
+  };
+}
+
+async function done(run: Revert, result: RevertDatabaseResult): Promise<RevertDatabaseResult> {
+  run.emit({ type: 'ended', status: result.status === 'cancelled' ? 'cancelled' : result.status === 'dry-run' ? 'dry-run' : result.status === 'nothing-to-undo' ? 'up-to-date' : 'applied', versionAfter: result.versionAfter });
+  await run.flush();
+  return result;
+}
