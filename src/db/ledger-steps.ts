@@ -3,6 +3,37 @@
  * has in pgconvoy.meta, so later versions of pgconvoy can extend the ledger
  * without a tool a human must run.
  */
+/**
+ * SQL that replaces every check on one column of pgconvoy.history (the first
+ * step declared them inline, so their names are whatever PostgreSQL chose)
+ * with one check under a name of our own. Idempotent.
+ */
+function replaceColumnCheck(column: string, name: string, check: string): string {
+  return `DO $step$
+   DECLARE
+     old_check name;
+   BEGIN
+     FOR old_check IN
+       SELECT con.conname
+         FROM pg_catalog.pg_constraint con
+         JOIN pg_catalog.pg_attribute att ON att.attrelid = con.conrelid AND att.attname = '${column}'
+        WHERE con.conrelid = 'pgconvoy.history'::pg_catalog.regclass
+          AND con.contype = 'c'
+          AND con.conkey = ARRAY[att.attnum]
+          AND con.conname <> '${name}'
+     LOOP
+       EXECUTE pg_catalog.format('ALTER TABLE pgconvoy.history DROP CONSTRAINT %I', old_check);
+     END LOOP;
+     IF NOT EXISTS (
+       SELECT 1 FROM pg_catalog.pg_constraint
+        WHERE conrelid = 'pgconvoy.history'::pg_catalog.regclass AND conname = '${name}'
+     ) THEN
+       ALTER TABLE pgconvoy.history ADD CONSTRAINT ${name} CHECK (${check});
+     END IF;
+   END
+   $step$`;
+}
+
 export const ledgerSteps: readonly string[] = [
   `CREATE SCHEMA IF NOT EXISTS pgconvoy;
    CREATE TABLE pgconvoy.meta (key text PRIMARY KEY, value text NOT NULL);
@@ -68,30 +99,7 @@ export const ledgerSteps: readonly string[] = [
   // first step's check (version > 0) was declared inline, so its name is
   // whatever PostgreSQL chose: find every check on the version column in the
   // catalog and replace it with one under a name of our own.
-  `DO $step$
-   DECLARE
-     old_check name;
-   BEGIN
-     FOR old_check IN
-       SELECT con.conname
-         FROM pg_catalog.pg_constraint con
-         JOIN pg_catalog.pg_attribute att ON att.attrelid = con.conrelid AND att.attname = 'version'
-        WHERE con.conrelid = 'pgconvoy.history'::pg_catalog.regclass
-          AND con.contype = 'c'
-          AND con.conkey = ARRAY[att.attnum]
-          AND con.conname <> 'history_version_whole'
-     LOOP
-       EXECUTE pg_catalog.format('ALTER TABLE pgconvoy.history DROP CONSTRAINT %I', old_check);
-     END LOOP;
-     IF NOT EXISTS (
-       SELECT 1 FROM pg_catalog.pg_constraint
-        WHERE conrelid = 'pgconvoy.history'::pg_catalog.regclass AND conname = 'history_version_whole'
-     ) THEN
-       ALTER TABLE pgconvoy.history
-         ADD CONSTRAINT history_version_whole CHECK (version >= 0 AND version = trunc(version));
-     END IF;
-   END
-   $step$;`,
+  replaceColumnCheck('version', 'history_version_whole', 'version >= 0 AND version = trunc(version)') + ';',
   // The backup the run took before its first change (its key), or
   // 'none: <reason>' for a run configured to take none.
   `ALTER TABLE pgconvoy.history ADD COLUMN IF NOT EXISTS backup text;`,
@@ -99,29 +107,7 @@ export const ledgerSteps: readonly string[] = [
   // undid it (a failed undo restores its backup and marks these applied again).
   // The first step's status check was declared inline: replace it, whatever
   // its name, with one under a name of our own that knows 'undone'.
-  `DO $step$
-   DECLARE
-     old_check name;
-   BEGIN
-     FOR old_check IN
-       SELECT con.conname
-         FROM pg_catalog.pg_constraint con
-         JOIN pg_catalog.pg_attribute att ON att.attrelid = con.conrelid AND att.attname = 'status'
-        WHERE con.conrelid = 'pgconvoy.history'::pg_catalog.regclass
-          AND con.contype = 'c'
-          AND con.conkey = ARRAY[att.attnum]
-          AND con.conname <> 'history_status_known'
-     LOOP
-       EXECUTE pg_catalog.format('ALTER TABLE pgconvoy.history DROP CONSTRAINT %I', old_check);
-     END LOOP;
-     IF NOT EXISTS (
-       SELECT 1 FROM pg_catalog.pg_constraint
-        WHERE conrelid = 'pgconvoy.history'::pg_catalog.regclass AND conname = 'history_status_known'
-     ) THEN
-       ALTER TABLE pgconvoy.history
-         ADD CONSTRAINT history_status_known CHECK (status IN ('running', 'applied', 'failed', 'rolled_back', 'baseline', 'undone'));
-     END IF;
-   END
-   $step$;
+  replaceColumnCheck('status', 'history_status_known', "status IN ('running', 'applied', 'failed', 'rolled_back', 'baseline', 'undone')") +
+    `;
    ALTER TABLE pgconvoy.history ADD COLUMN IF NOT EXISTS undone_by_run text, ADD COLUMN IF NOT EXISTS undone_at timestamptz;`,
 ];

@@ -1,11 +1,12 @@
-import { condition, setHandler, workflowInfo } from '@temporalio/workflow';
+import { setHandler } from '@temporalio/workflow';
 import { describeRunBackup, outcomeOf } from '../contracts';
 import type { AppliedStep, RunOutcome, DatabasePlan, MigrateDatabaseInput, MigrateDatabaseResult, PendingMigration, Progress, RunBackup, RunRecord, RunRisk } from '../contracts';
 import { eventEmitter, type RunEventBody } from './events';
 import { applyGroup, applyMigration, beginRun, planDatabase, takeBackup, verifyRun } from './activities';
 import { compensate, type Compensation } from './compensate';
 import { runFailure } from './failures';
-import { describeGate, gatedMigrations, within } from './gates';
+import { awaitApproval, newProgress } from './approval';
+import { gatedMigrations, within } from './gates';
 import { withLease, type HeldLease } from './lease';
 import { progressQuery } from './messages';
 import { outcomeBase, versionBefore, withOutcome, type RunFacts } from './outcome';
@@ -13,8 +14,6 @@ import { handleRunMessages, recordApproval } from './run-messages';
 
 /** Error types that trying again cannot fix (src/contracts/errors.ts); everything else is retried with backoff. */
 export { nonRetryableTypes } from './failures';
-
-const defaultApprovalTimeoutMs = 24 * 60 * 60 * 1000;
 
 /** One run of the workflow: its input, the progress it reports, its phase, and what it learns on the way (for its outcome). */
 interface Run extends RunFacts {
@@ -58,18 +57,7 @@ async function ended<O extends RunOutcome>(run: Run, outcome: O): Promise<O> {
 }
 
 function startRun(input: MigrateDatabaseInput): Run {
-  const progress: Progress = {
-    db: input.db,
-    mode: input.mode ?? 'auto',
-    phase: 'planning',
-    current: null,
-    pending: [],
-    completed: [],
-    approval: { required: false, reason: null, waitingSince: null, approvedBy: null, approvedAt: null, note: null },
-    cancelRequested: null,
-    startedAt: workflowInfo().startTime.getTime(),
-    phaseStartedAt: Date.now(), // deterministic inside the workflow sandbox
-  };
+  const progress = newProgress(input.db, input.mode ?? 'auto');
   setHandler(progressQuery, () => progress);
   const messages = handleRunMessages(progress, input.group ?? false);
   return { input, progress, ...eventEmitter(progress), lastStepRunning: messages.lastStepRunning };
@@ -122,26 +110,14 @@ async function gateStep(run: Run, plan: DatabasePlan): Promise<MigrateDatabaseRe
   const { input, progress } = run;
   if (progress.mode === 'dry-run') return { ...outcomeBase(run), status: 'dry-run', pending: plan.pending, ...(plan.backup ? { backup: plan.backup } : {}) };
   if (plan.backup?.problem) throw runFailure('BackupToolMismatch', plan.backup.problem, { db: input.db, serverVersion: plan.backup.serverVersion });
-  const gated = gatedMigrations(progress.mode, plan.pending);
   // An approval given before the run (a deploy service, a rollout once per rollout or per wave) covers what it says.
   const given = input.approved;
-  if (given && gated.every((g) => within(g.level, given.upTo ?? 'high'))) {
+  if (given && gatedMigrations(progress.mode, plan.pending).every((g) => within(g.level, given.upTo ?? 'high'))) {
     recordApproval(progress, given);
     run.emit({ type: 'approved', by: given.by });
   }
-  const approved = () => progress.approval.approvedBy !== null;
-  if ((!input.requireApproval && gated.length === 0) || approved()) return undefined;
-  progress.approval.required = true;
-  progress.approval.reason = [...(input.requireApproval ? ['the run was started with --require-approval'] : []), ...(gated.length > 0 ? [describeGate(progress.mode, gated)] : [])].join('\n');
-  if (gated.length > 0) progress.approval.gated = gated;
-  progress.approval.waitingSince = Date.now();
-  run.emit({ type: 'awaiting-approval', reason: progress.approval.reason });
-  const timeoutMs = input.approvalTimeoutMs ?? defaultApprovalTimeoutMs;
-  const decided = await condition(() => approved() || progress.cancelRequested !== null, timeoutMs);
-  if (progress.cancelRequested) return cancelled(run);
-  if (!decided) throw runFailure('ApprovalTimedOut', `nobody approved the migration of "${input.db}" within ${Math.round(timeoutMs / 1000)} s; nothing ran`);
-  run.emit({ type: 'approved', by: progress.approval.approvedBy! });
-  return undefined;
+  const waited = await awaitApproval(progress, run.emit, { pending: plan.pending, requireApproval: input.requireApproval ?? false, who: 'the run', what: 'the migration', ...(input.approvalTimeoutMs !== undefined ? { timeoutMs: input.approvalTimeoutMs } : {}) });
+  return waited === 'cancelled' ? cancelled(run) : undefined;
 }
 
 /**

@@ -1,15 +1,13 @@
-import { ApplicationFailure, CancellationScope, condition, setHandler, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Progress, RevertDatabaseInput, RevertDatabaseResult, RevertPlan, RunBackup, RunStart } from '../contracts';
 import { beginRun, finishRevertCompensation, planRevert, proveRevert, restoreFromBackup, revertVersion, takeBackup } from './activities';
 import { failureOf } from './compensate';
+import { awaitApproval, newProgress } from './approval';
 import { eventEmitter, type Emitter } from './events';
 import { runFailure } from './failures';
-import { describeGate, gatedMigrations } from './gates';
 import { withLease, type HeldLease } from './lease';
 import { progressQuery } from './messages';
 import { handleRunMessages } from './run-messages';
-
-const defaultApprovalTimeoutMs = 24 * 60 * 60 * 1000;
 
 interface Revert extends Emitter {
   input: RevertDatabaseInput;
@@ -32,7 +30,8 @@ export async function revertDatabase(input: RevertDatabaseInput): Promise<Revert
     if (plan.steps.length === 0) return await done(run, resultOf(run, plan, 'nothing-to-undo'));
     if (run.progress.mode === 'dry-run') return await done(run, resultOf(run, plan, 'dry-run'));
     if (plan.backup?.problem) throw runFailure('BackupToolMismatch', plan.backup.problem, { db: input.db });
-    if (await gate(run, plan)) return await done(run, { ...resultOf(run, plan, 'cancelled'), cancelledBy: run.progress.cancelRequested!.by });
+    const waited = await awaitApproval(run.progress, run.emit, { pending: run.progress.pending, requireApproval: input.requireApproval ?? false, who: 'the undo', what: 'the undo', ...(input.approvalTimeoutMs !== undefined ? { timeoutMs: input.approvalTimeoutMs } : {}) });
+    if (waited === 'cancelled') return await done(run, { ...resultOf(run, plan, 'cancelled'), cancelledBy: run.progress.cancelRequested!.by });
     run.emit({ type: 'locking' });
     return await done(run, await withLease(input.db, (lease) => undoStep(run, plan, lease)));
   } catch (error) {
@@ -42,18 +41,7 @@ export async function revertDatabase(input: RevertDatabaseInput): Promise<Revert
 }
 
 function startRevert(input: RevertDatabaseInput): Revert {
-  const progress: Progress = {
-    db: input.db,
-    mode: input.mode ?? 'auto',
-    phase: 'planning',
-    current: null,
-    pending: [],
-    completed: [],
-    approval: { required: false, reason: null, waitingSince: null, approvedBy: null, approvedAt: null, note: null },
-    cancelRequested: null,
-    startedAt: workflowInfo().startTime.getTime(),
-    phaseStartedAt: Date.now(),
-  };
+  const progress = newProgress(input.db, input.mode ?? 'auto');
   setHandler(progressQuery, () => progress);
   handleRunMessages(progress, false);
   return { input, progress, undone: new Map(), ...eventEmitter(progress) };
@@ -71,24 +59,6 @@ async function planStepOf(run: Revert): Promise<RevertPlan> {
   if (plan.backup) run.progress.backup = plan.backup;
   run.emit({ type: 'planned', manifestDigest: plan.manifestDigest, versionBefore: plan.versionBefore, pending: plan.steps.map((s) => s.version) });
   return plan;
-}
-
-/** Gate, as for `up`: --require-approval, and undo scripts above what the mode runs unapproved, wait for an approval. True when cancelled. */
-async function gate(run: Revert, plan: RevertPlan): Promise<boolean> {
-  const { input, progress } = run;
-  const gated = gatedMigrations(progress.mode, progress.pending);
-  if (!input.requireApproval && gated.length === 0) return false;
-  progress.approval.required = true;
-  progress.approval.reason = [...(input.requireApproval ? ['the undo was started with --require-approval'] : []), ...(gated.length > 0 ? [describeGate(progress.mode, gated)] : [])].join('\n');
-  if (gated.length > 0) progress.approval.gated = gated;
-  progress.approval.waitingSince = Date.now();
-  run.emit({ type: 'awaiting-approval', reason: progress.approval.reason });
-  const timeoutMs = input.approvalTimeoutMs ?? defaultApprovalTimeoutMs;
-  const decided = await condition(() => progress.approval.approvedBy !== null || progress.cancelRequested !== null, timeoutMs);
-  if (progress.cancelRequested) return true;
-  if (!decided) throw runFailure('ApprovalTimedOut', `nobody approved the undo on "${input.db}" within ${Math.round(timeoutMs / 1000)} s; nothing ran (${plan.steps.length} version(s) would be undone)`);
-  run.emit({ type: 'approved', by: progress.approval.approvedBy! });
-  return false;
 }
 
 /** Under the lease: safeguard, the undo scripts newest first, the proof; a failure after the safeguard restores the backup. */

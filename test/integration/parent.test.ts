@@ -3,7 +3,9 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { bundleWorkflowCode } from '@temporalio/worker';
-import { runSearchAttributes, type RunEventType } from '../../src/contracts';
+import type { Client } from '@temporalio/client';
+import type { Config } from '../../src/config/config';
+import { runSearchAttributes, type MigrateDatabaseInput, type RunEventType } from '../../src/contracts';
 import { createLogger } from '../../src/logging/logger';
 import { createWorker } from '../../src/worker/worker';
 import { cliFixture } from '../helpers/cli-fixture';
@@ -13,12 +15,8 @@ import type { ParentResult } from '../helpers/workflow-variants/parent';
 const parentWorkflows = join(__dirname, '..', 'helpers', 'workflow-variants', 'parent.js');
 const quiet = { log: () => undefined, trace: () => undefined, debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 
-test('a parent workflow starts migrateDatabase as a child, approves it by signal, receives its events and reads its outcome', async (t) => {
-  const { db, config } = await cliFixture(
-    t,
-    { 'V1__users.sql': 'CREATE TABLE users (id bigint PRIMARY KEY);', 'V2__email.sql': 'ALTER TABLE users ADD COLUMN email text;' },
-    'child-run',
-  );
+/** Runs the test parent over one child run, on a worker with pgconvoy's activities and the parent's bundle. */
+async function runParent(t: { after(fn: () => unknown): void }, config: Config, child: MigrateDatabaseInput): Promise<{ client: Client; result: ParentResult }> {
   const { client, close } = await testClient();
   t.after(close);
   const { worker, connection } = await createWorker({
@@ -28,13 +26,22 @@ test('a parent workflow starts migrateDatabase as a child, approves it by signal
   });
   t.after(() => connection.close());
   const result = await worker.runUntil(
-    client.workflow.execute<(input: object) => Promise<ParentResult>>('parentOfOne', {
+    client.workflow.execute<(input: MigrateDatabaseInput) => Promise<ParentResult>>('parentOfOne', {
       taskQueue: config.temporal.taskQueue,
       workflowId: `pgconvoy-test/parent/${randomUUID()}`,
-      args: [{ db: 'child-run', migrationsDir: config.migrationsDir, requireApproval: true }],
+      args: [child],
     }),
   );
+  return { client, result };
+}
 
+test('a parent workflow starts migrateDatabase as a child, approves it by signal, receives its events and reads its outcome', async (t) => {
+  const { db, config } = await cliFixture(
+    t,
+    { 'V1__users.sql': 'CREATE TABLE users (id bigint PRIMARY KEY);', 'V2__email.sql': 'ALTER TABLE users ADD COLUMN email text;' },
+    'child-run',
+  );
+  const { client, result } = await runParent(t, config, { db: 'child-run', migrationsDir: config.migrationsDir, requireApproval: true });
   // The events, in the order the child emitted them (signals may arrive in another).
   const types: RunEventType[] = result.events.sort((a, b) => a.seq - b.seq).map((e) => e.type);
   assert.deepEqual(result.events.map((e) => e.seq), types.map((_, i) => i + 1));
@@ -71,21 +78,7 @@ test('a parent reads a failed child’s outcome from its failure: compensated, w
     { 'V1__users.sql': 'CREATE TABLE users (id bigint PRIMARY KEY);', 'V2__broken.sql': 'ALTER TABLE nope ADD COLUMN x int;' },
     'child-failing',
   );
-  const { client, close } = await testClient();
-  t.after(close);
-  const { worker, connection } = await createWorker({
-    config,
-    logger: createLogger('silent'),
-    workflowBundle: await bundleWorkflowCode({ workflowsPath: parentWorkflows, logger: quiet }),
-  });
-  t.after(() => connection.close());
-  const result = await worker.runUntil(
-    client.workflow.execute<(input: object) => Promise<ParentResult>>('parentOfOne', {
-      taskQueue: config.temporal.taskQueue,
-      workflowId: `pgconvoy-test/parent/${randomUUID()}`,
-      args: [{ db: 'child-failing', migrationsDir: config.migrationsDir }],
-    }),
-  );
+  const { result } = await runParent(t, config, { db: 'child-failing', migrationsDir: config.migrationsDir });
   const outcome = result.outcome;
   assert.ok(outcome && outcome.status === 'compensated', JSON.stringify(outcome));
   assert.equal(outcome.compensation, 'restore');
