@@ -34,6 +34,10 @@ const parts: Record<string, string> = {
   extensions: `SELECT extname || ' ' || extversion FROM pg_extension ORDER BY 1`,
 };
 
+const allParts = `SELECT ${Object.entries(parts)
+  .map(([name, sql]) => `ARRAY(${sql})::text[] AS ${name}`)
+  .join(',\n  ')}`;
+
 export interface Fingerprint {
   sha256: string;
   /** The normalised description, part by part, for showing what differs. */
@@ -54,11 +58,11 @@ export async function fingerprint(client: pg.Client, options: { inTransaction?: 
   // inside the caller's transaction, or in a read-only one of its own.
   const read = async () => {
     const { rows } = await client.query<{ path: string }>(`SELECT current_setting('search_path') AS path, set_config('search_path', 'pg_catalog, pg_temp', true)`);
+    // One round trip for every part (an ARRAY keeps its subquery's order).
+    const result = await client.query<Record<string, unknown[]>>(allParts);
+    const row = result.rows[0]!;
     const out: Record<string, string[]> = {};
-    for (const [name, sql] of Object.entries(parts)) {
-      const result = await client.query<Record<string, string>>({ text: sql, rowMode: 'array' } as pg.QueryConfig);
-      out[name] = (result.rows as unknown as string[][]).map((r) => String(r[0]));
-    }
+    for (const name of Object.keys(parts)) out[name] = (row[name] ?? []).map((x) => String(x));
     await client.query(`SELECT set_config('search_path', $1, true)`, [rows[0]!.path]);
     return out;
   };

@@ -1,23 +1,18 @@
-import type { Config } from '../config/config';
 import { ManifestChangedError } from '../core/errors';
-import type { MigrationSet } from '../core/migration-set';
 import type { PreparedMigration } from '../core/prepare';
 import type { Version } from '../core/version';
-import { prepareOffThread } from '../source/prepare-off-thread';
-import { readMigrationSet } from '../source/read-migration-set';
+import { cachedMigrationSet } from '../source/set-cache';
 import { cancellable, type RunDeps } from './deps';
 
-/** Re-reads the files and refuses if they are not the ones the run was planned with. */
-export async function pinnedSet(config: Config, migrationsDir: string, digest: string): Promise<MigrationSet> {
-  const set = await readMigrationSet(migrationsDir, config.files);
-  if (set.digest !== digest) throw new ManifestChangedError(migrationsDir, digest, set.digest);
-  return set;
-}
-
-/** The prepared (parsed) migrations of `versions`, from the set the run was planned with. */
+/**
+ * The prepared (parsed) migrations of `versions`, from the set the run was
+ * planned with: refused if the files are no longer that set. Read, hashed and
+ * parsed once per worker while the files stay as they are (src/source/set-cache.ts).
+ */
 export async function pinnedMigrations(deps: RunDeps, migrationsDir: string, digest: string, versions: Version[]): Promise<PreparedMigration[]> {
-  const set = await pinnedSet(deps.config, migrationsDir, digest);
-  const prepared = await prepareOffThread(set, new Set(versions), cancellable(deps));
+  const { set, prepare } = await cachedMigrationSet(migrationsDir, deps.config.files);
+  if (set.digest !== digest) throw new ManifestChangedError(migrationsDir, digest, set.digest);
+  const prepared = await prepare(versions, cancellable(deps));
   return versions.map((v) => {
     const m = prepared.get(v);
     if (m === undefined) throw new ManifestChangedError(migrationsDir, digest, set.digest);

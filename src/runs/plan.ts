@@ -9,7 +9,7 @@ import { withClient } from '../db/connection';
 import { readLedgerState } from '../db/ledger';
 import { assessOnDatabase } from '../db/risk-context';
 import { prepareMigrations } from '../core/prepare';
-import { prepareOffThread } from '../source/prepare-off-thread';
+import { cachedMigrationSet } from '../source/set-cache';
 import { readChecks } from '../source/read-checks';
 import { readMigrationSet } from '../source/read-migration-set';
 import { cancellable, targetOf, type RunDeps } from './deps';
@@ -22,10 +22,10 @@ import { cancellable, targetOf, type RunDeps } from './deps';
  */
 export async function planDatabase(deps: RunDeps, input: PlanInput): Promise<DatabasePlan> {
   const { config, logger } = deps;
-  const set = await readMigrationSet(input.migrationsDir, config.files);
+  const { set, prepare } = await cachedMigrationSet(input.migrationsDir, config.files);
   if (input.target) checkTarget(set.directory, set.manifest, input.target);
   // Every file goes through the parser before anything runs.
-  const prepared = await prepareOffThread(set, undefined, cancellable(deps));
+  const prepared = await prepare(undefined, cancellable(deps));
   await readChecks(input.migrationsDir, config.files); // a check that cannot be read stops the run before it starts, not after it applied
   return withClient(targetOf(config, input.db), async (client) => {
     const ledger = await readLedgerState(client);

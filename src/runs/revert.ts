@@ -8,8 +8,7 @@ import { fingerprint } from '../db/fingerprint';
 import { checkFence } from '../db/lease';
 import { readLedgerState } from '../db/ledger';
 import { recordedSchema, undoMigration, unmarkUndone } from '../db/undo';
-import { prepareOffThread } from '../source/prepare-off-thread';
-import { readMigrationSet } from '../source/read-migration-set';
+import { cachedMigrationSet } from '../source/set-cache';
 import { cancellable, runIdOf, targetOf, type RunDeps } from './deps';
 import { pinnedMigrations } from './files';
 import { VerificationFailedError } from './verify';
@@ -23,8 +22,8 @@ import { VerificationFailedError } from './verify';
  */
 export async function planRevert(deps: RunDeps, input: { db: string; migrationsDir: string; to?: Version; steps?: number }): Promise<RevertPlan> {
   const { config } = deps;
-  const set = await readMigrationSet(input.migrationsDir, config.files);
-  const prepared = await prepareOffThread(set, undefined, cancellable(deps));
+  const { set, prepare } = await cachedMigrationSet(input.migrationsDir, config.files);
+  const prepared = await prepare(undefined, cancellable(deps));
   return withClient(targetOf(config, input.db), async (client) => {
     const ledger = await readLedgerState(client);
     const applied = [...ledger.applied].sort((a, b) => compareVersions(a.version, b.version));

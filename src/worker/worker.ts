@@ -1,7 +1,8 @@
-import { DefaultLogger, NativeConnection, Runtime, Worker, makeTelemetryFilterString, type LogLevel, type WorkflowBundle } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, Worker, makeTelemetryFilterString, type LogLevel, type WorkflowBundleOption } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import type { Config } from '../config/config';
 import type { Logger } from '../logging/logger';
+import { prebuiltWorkflowBundle, workflowsPath } from './bundle';
 
 let runtimeInstalled = false;
 
@@ -29,24 +30,25 @@ export interface WorkerOptions {
   /** Defaults to the config's task queue. */
   taskQueue?: string;
   /** A prebuilt workflow bundle (bundleWorkflowCode); built from src/workflows when absent. */
-  workflowBundle?: WorkflowBundle;
+  workflowBundle?: WorkflowBundleOption;
 }
 
-/** Where the workflow code lives; the worker bundles it for the sandbox. */
-export const workflowsPath = require.resolve('../workflows');
+export { workflowsPath } from './bundle';
 
 /** A worker for pgconvoy's workflows and activities on one task queue. */
 export async function createWorker(options: WorkerOptions): Promise<{ worker: Worker; connection: NativeConnection }> {
   const { config, logger } = options;
   const address = options.address ?? config.temporal.address;
   if (address === undefined) throw new Error('createWorker needs a Temporal address');
+  const prebuilt = options.workflowBundle ? undefined : prebuiltWorkflowBundle();
   const connection = await NativeConnection.connect({ address });
   try {
     const worker = await Worker.create({
       connection,
       namespace: config.temporal.namespace,
       taskQueue: options.taskQueue ?? config.temporal.taskQueue,
-      ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath }),
+      // The bundle built with the code, else bundled now (about a second).
+      ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : prebuilt ? { workflowBundle: prebuilt } : { workflowsPath }),
       activities: createActivities({ config, logger }),
       // Sized explicitly: each database in flight holds two slots for the whole run (src/config/config.ts).
       maxConcurrentActivityTaskExecutions: config.temporal.maxConcurrentActivities,

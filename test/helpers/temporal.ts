@@ -4,20 +4,24 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
-import { bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
+import { bundleWorkflowCode, type WorkflowBundleOption } from '@temporalio/worker';
 import { defaultLeaseSettings, defaultMaxConcurrentActivities, defaultReconnectTimeoutMs, type Config } from '../../src/config/config';
 import { defaultFileLimits } from '../../src/core/file-limits';
 import { defaultExecutionSettings } from '../../src/core/execution-settings';
 import { createLogger } from '../../src/logging/logger';
+import { prebuiltWorkflowBundle } from '../../src/worker/bundle';
 import { createWorker, installRuntime, workflowsPath } from '../../src/worker/worker';
 import { services } from './services';
 
 const logger = createLogger(process.env.PGCONVOY_LOG_LEVEL ?? 'error');
-let bundle: Promise<WorkflowBundle> | undefined;
+let bundle: Promise<WorkflowBundleOption> | undefined;
 
 /** One workflow bundle per test process: bundling takes a couple of seconds. */
-function workflowBundle(): Promise<WorkflowBundle> {
+function workflowBundle(): Promise<WorkflowBundleOption> {
   installRuntime(logger);
+  // The one `npm run build` wrote, else bundled here.
+  const prebuilt = prebuiltWorkflowBundle();
+  if (prebuilt) return Promise.resolve(prebuilt);
   bundle ??= bundleWorkflowCode({ workflowsPath, logger: { log: () => undefined, trace: () => undefined, debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined } });
   return bundle;
 }
