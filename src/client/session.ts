@@ -130,7 +130,7 @@ async function session<T>(
   // a pgconvoy that is running now; that process's worker does the work.
   if (options.attach) {
     const holder = readLock(join(config.stateDir, 'embedded.lock'));
-    if (holder?.address && isAlive(holder.pid)) return asClient(holder.address);
+    if (holder?.address && !holder.stopping && isAlive(holder.pid)) return asClient(holder.address);
   }
 
   // The CLI reports failures itself; the SDK's own warnings would repeat them.
@@ -141,6 +141,8 @@ async function session<T>(
   const dbFile = join(config.stateDir, 'temporal.db');
   const lock = await lockStateDir(config.stateDir, dbFile, logger);
   let server: DevServer | undefined;
+  let interruptedBy: NodeJS.Signals | undefined;
+  void interrupted.then((signal) => (interruptedBy = signal));
   try {
     logger.debug({ event: 'devserver.starting', stateDir: config.stateDir });
     server = await startDevServer({
@@ -160,8 +162,15 @@ async function session<T>(
       await workerConnection.close();
     }
   } finally {
-    await server?.stop();
-    lock.release();
+    if (server && interruptedBy === undefined) {
+      // The command is done: the server stops in the background, and the lock
+      // passes to it until it has (the next command waits for that).
+      lock.record({ pid: server.pid, serverPid: server.pid, stopping: true });
+      server.stopInBackground();
+    } else {
+      await server?.stop();
+      lock.release();
+    }
   }
 }
 
@@ -169,6 +178,8 @@ interface LockContent {
   pid: number;
   serverPid?: number;
   address?: string;
+  /** The command ended and its dev server is stopping; `pid` is the server's. */
+  stopping?: boolean;
 }
 
 /**
@@ -193,6 +204,12 @@ async function lockStateDir(stateDir: string, dbFile: string, logger: Logger): P
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       const holder = readLock(lock);
+      if (holder?.stopping && isAlive(holder.pid) && isOurDevServer(holder.pid, dbFile)) {
+        // The last command's server, stopping: wait for it to let go of the state file.
+        await terminate(holder.pid, false);
+        rmSync(lock, { force: true });
+        continue;
+      }
       if (holder && isAlive(holder.pid)) {
         throw new StateDirBusyError(
           `another pgconvoy (pid ${holder.pid}) is running with the embedded Temporal server in ${stateDir}; ` +
@@ -218,6 +235,7 @@ function readLock(lock: string): LockContent | undefined {
       pid: parsed.pid,
       ...(typeof parsed.serverPid === 'number' ? { serverPid: parsed.serverPid } : {}),
       ...(typeof parsed.address === 'string' ? { address: parsed.address } : {}),
+      ...(parsed.stopping === true ? { stopping: true } : {}),
     };
   } catch {
     return undefined;
@@ -233,17 +251,29 @@ function isOurDevServer(pid: number, dbFile: string): boolean {
   }
 }
 
-async function terminate(pid: number): Promise<void> {
-  process.kill(pid, 'SIGTERM');
+/** Stops a process (SIGTERM unless it was sent already), and SIGKILLs it when it has not ended after 10 s. */
+async function terminate(pid: number, signal = true): Promise<void> {
+  if (signal) process.kill(pid, 'SIGTERM');
   for (let waited = 0; waited < 10_000 && isAlive(pid); waited += 100) await new Promise((r) => setTimeout(r, 100));
   if (isAlive(pid)) process.kill(pid, 'SIGKILL');
 }
 
+/**
+ * Whether a process still runs. A zombie does not: a dev server that outlived
+ * its command is reparented, and stays a zombie until the machine's init
+ * reaps it (in some containers, seconds later).
+ */
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    // /proc/<pid>/stat: "pid (comm) state ..."; comm may hold spaces and parentheses.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true; // no /proc here: what kill said
   }
 }

@@ -16,6 +16,12 @@ export interface DevServer {
   uiPort?: number;
   /** Stops the server and waits for it to exit. */
   stop(): Promise<void>;
+  /**
+   * Asks the server to stop (SIGTERM) without waiting for it: a graceful
+   * stop takes about a second, which a command need not spend. Whoever uses
+   * the state file next waits for the server's exit (src/client/session.ts).
+   */
+  stopInBackground(): void;
 }
 
 export interface DevServerOptions {
@@ -120,6 +126,13 @@ async function startOnce(options: DevServerOptions): Promise<DevServer> {
     clearTimeout(killer);
   };
 
+  const stopInBackground = () => {
+    watchdog?.kill('SIGKILL');
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    child.unref(); // this process may end before the server has
+  };
+
   const deadline = Date.now() + (options.readyTimeoutMs ?? 30_000);
   for (;;) {
     const failure = await Promise.race([
@@ -127,7 +140,7 @@ async function startOnce(options: DevServerOptions): Promise<DevServer> {
       exited.then((code) => `${bin} exited with code ${String(code)} before it was ready; see ${options.logFile}`),
       healthy(address).then((ok) => (ok ? null : undefined)),
     ]);
-    if (failure === null) return { address, pid: child.pid!, ...(options.uiPort !== undefined ? { uiPort: options.uiPort } : {}), stop };
+    if (failure === null) return { address, pid: child.pid!, ...(options.uiPort !== undefined ? { uiPort: options.uiPort } : {}), stop, stopInBackground };
     if (typeof failure === 'string') throw new DevServerError(failure);
     if (Date.now() > deadline) {
       await stop();

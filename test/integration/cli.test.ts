@@ -152,6 +152,28 @@ test('embedded: a pgconvoy killed mid-run takes its dev server with it, and the 
   assert.match(status.stdout, /running: phase applying, applying V1 slow, 0\/1 done/, 'the interrupted run is still known');
 });
 
+test('embedded: a command does not wait for its dev server to stop; the next command, even at once, waits for it and runs', async (t) => {
+  const db = await createTestDatabase();
+  t.after(() => db.drop());
+  const dir = scratchDir(t);
+  const env = cliEnv({ PGCONVOY_DB_QUICK: db.url, PGCONVOY_STATE_DIR: join(dir, 'state') });
+  const up = await runCli(['up', '--db', 'quick', '--migrations', sampleMigrationsDir], { env });
+  assert.equal(up.code, 0, up.stderr);
+  // The lock passed to the stopping server: it holds the state file until it has let go.
+  const lock = JSON.parse(readFileSync(join(dir, 'state', 'embedded.lock'), 'utf8')) as { pid: number; serverPid: number; stopping?: boolean };
+  assert.equal(lock.stopping, true);
+  assert.equal(lock.pid, lock.serverPid);
+  t.after(() => {
+    if (isAlive(lock.serverPid)) process.kill(lock.serverPid, 'SIGKILL');
+  });
+  // Back to back, each while the last one's server stops (or lingers as a zombie until the machine reaps it).
+  for (const args of [['up', '--db', 'quick'], ['status', '--db', 'quick'], ['up', '--db', 'quick']]) {
+    const next = await runCli([...args, '--migrations', sampleMigrationsDir], { env });
+    assert.equal(next.code, 0, `${args.join(' ')}: ${next.stderr}`);
+    assert.doesNotMatch(next.stderr, /StateDirBusy/);
+  }
+});
+
 test('embedded: a dev server that cannot start is reported with exit 3, and the command ends', async (t) => {
   const dir = scratchDir(t);
   const env = cliEnv({ PGCONVOY_TEMPORAL_BIN: '/bin/false', PGCONVOY_STATE_DIR: join(dir, 'state'), PGCONVOY_DB_X: 'postgres://127.0.0.1:1/x' });
