@@ -4,12 +4,13 @@
  * database through the migrateDatabase workflow, against psql on the same
  * files (all in one transaction, and once per file). From the run's history:
  * the apply phase (first applyMigration scheduled to last completed) and the
- * steps around it.
+ * steps around it. With goose and golang-migrate built (bench/provision-peers.sh),
+ * also through them.
  *
  *   npm run build && node dist/bench/run-cost.js [--sizes 50,200]
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -51,6 +52,41 @@ function psql(url: string, args: string[]): void {
   if (r.status !== 0) throw new Error(`psql ${args.join(' ')} failed`);
 }
 
+/**
+ * The same set through goose and golang-migrate when bench/provision-peers.sh
+ * has built them (.tools/bin), each on a fresh database: files renamed and
+ * annotated as each expects, each migration in its own transaction.
+ */
+async function runPeers(scratch: string, set: string, files: string[], n: number, dbs: string[]): Promise<Map<string, number>> {
+  const tools = join(__dirname, '..', '..', '.tools', 'bin');
+  const times = new Map<string, number>();
+  const sql = (f: string) => readFileSync(join(set, f), 'utf8');
+  if (existsSync(join(tools, 'goose'))) {
+    const dir = join(scratch, `goose${n}`);
+    mkdirSync(dir);
+    files.forEach((f, i) => writeFileSync(join(dir, `${String(i + 1).padStart(5, '0')}_t${i + 1}.sql`), `-- +goose Up\n${sql(f)}`));
+    const name = `pgconvoy_bench_rc_${process.pid}_${n}_goose`;
+    dbs.push(name);
+    const url = await freshDb(name);
+    times.set('goose up', timed(() => tool(join(tools, 'goose'), ['-dir', dir, 'postgres', url, 'up'])));
+  }
+  if (existsSync(join(tools, 'migrate'))) {
+    const dir = join(scratch, `migrate${n}`);
+    mkdirSync(dir);
+    files.forEach((f, i) => writeFileSync(join(dir, `${i + 1}_t${i + 1}.up.sql`), sql(f)));
+    const name = `pgconvoy_bench_rc_${process.pid}_${n}_migrate`;
+    dbs.push(name);
+    const url = await freshDb(name);
+    times.set('golang-migrate up', timed(() => tool(join(tools, 'migrate'), ['-path', dir, '-database', `${url}?sslmode=disable`, 'up'])));
+  }
+  return times;
+}
+
+function tool(command: string, args: string[]): void {
+  const r = spawnSync(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  if (r.status !== 0) throw new Error(`${command} ${args.join(' ')} failed: ${r.stderr.toString()}`);
+}
+
 async function main(): Promise<void> {
   const scratch = mkdtempSync(join(tmpdir(), 'pgconvoy-bench-run-cost-'));
   const server = await startDevServer({ dbFile: join(scratch, 'temporal.db'), logFile: join(scratch, 'temporal.log') });
@@ -71,6 +107,7 @@ async function main(): Promise<void> {
       const perFile = await freshDb(names[1]!);
       const psqlEach = timed(() => files.forEach((f) => psql(perFile, ['-f', join(set, f)])));
 
+      const peers = await runPeers(scratch, set, files, n, dbs);
       const target = await freshDb(names[2]!);
       const env = { ...process.env, TEMPORAL_ADDRESS: server.address, PGCONVOY_TASK_QUEUE: `bench${n}`, PGCONVOY_LOG_LEVEL: 'warn', PGCONVOY_DB_RC: target };
       const worker = spawn(bin, ['--migrations', set, 'worker'], { env, stdio: 'ignore' });
@@ -106,9 +143,12 @@ async function main(): Promise<void> {
         console.log(`${n} migrations (worker running; ${adminUrl.replace(/\/[^/]*$/, '')}):`);
         console.log(`  psql -1 -f (one transaction, no ledger)   ${psqlOne.toFixed(0).padStart(7)} ms   1.00x`);
         console.log(`  psql -f once per file                     ${psqlEach.toFixed(0).padStart(7)} ms   ${(psqlEach / psqlOne).toFixed(2)}x`);
+        for (const [peer, ms] of peers) console.log(`  ${peer.padEnd(42)}${ms.toFixed(0).padStart(7)} ms   ${(ms / psqlOne).toFixed(2)}x`);
         console.log(`  pgconvoy run, whole                       ${total.toFixed(0).padStart(7)} ms   ${(total / psqlOne).toFixed(2)}x`);
         console.log(`  pgconvoy apply phase                      ${applyMs.toFixed(0).padStart(7)} ms   ${(applyMs / psqlOne).toFixed(2)}x   ${(applyMs / n).toFixed(1)} ms per migration`);
         console.log(`    per migration: ${(waiting / n).toFixed(1)} ms from scheduled to started, ${((inside - waiting) / n).toFixed(1)} ms from started to completed, ${((applyMs - inside) / n).toFixed(1)} ms between activities (workflow tasks)`);
+        const goose = peers.get('goose up');
+        if (goose) console.log(`  against goose: the run ${(total / goose).toFixed(1)}x, the apply phase ${(applyMs / goose).toFixed(1)}x`);
         console.log(`  steps: plan ${step('planDatabase')} ms, lease ${step('acquireLease')} ms, fingerprint ${step('beginRun')} ms, backup ${step('takeBackup')} ms, verify ${step('verifyRun')} ms, release ${step('releaseLease')} ms`);
       } finally {
         worker.kill('SIGKILL');
