@@ -4,8 +4,8 @@
  * database through the migrateDatabase workflow, against psql on the same
  * files (all in one transaction, and once per file). From the run's history:
  * the apply phase (first applyMigration scheduled to last completed) and the
- * steps around it. With goose and golang-migrate built (bench/provision-peers.sh),
- * also through them.
+ * steps around it. Also through node-pg-migrate (a pinned devDependency) and,
+ * when bench/provision-peers.sh has built them, goose and golang-migrate.
  *
  *   npm run build && node dist/bench/run-cost.js [--sizes 50,200]
  */
@@ -53,9 +53,10 @@ function psql(url: string, args: string[]): void {
 }
 
 /**
- * The same set through goose and golang-migrate when bench/provision-peers.sh
- * has built them (.tools/bin), each on a fresh database: files renamed and
- * annotated as each expects, each migration in its own transaction.
+ * The same set through goose and golang-migrate (when bench/provision-peers.sh
+ * has built them into .tools/bin) and node-pg-migrate, each on a fresh
+ * database: files renamed and annotated as each expects, each migration in
+ * its own transaction.
  */
 async function runPeers(scratch: string, set: string, files: string[], n: number, dbs: string[]): Promise<Map<string, number>> {
   const tools = join(__dirname, '..', '..', '.tools', 'bin');
@@ -79,11 +80,21 @@ async function runPeers(scratch: string, set: string, files: string[], n: number
     const url = await freshDb(name);
     times.set('golang-migrate up', timed(() => tool(join(tools, 'migrate'), ['-path', dir, '-database', `${url}?sslmode=disable`, 'up'])));
   }
+  const nodePgMigrate = join(__dirname, '..', '..', 'node_modules', '.bin', 'node-pg-migrate');
+  if (existsSync(nodePgMigrate)) {
+    const dir = join(scratch, `npm${n}`);
+    mkdirSync(dir);
+    files.forEach((f, i) => writeFileSync(join(dir, `${i + 1}_t${i + 1}.sql`), `-- Up Migration\n${sql(f)}\n-- Down Migration\n`));
+    const name = `pgconvoy_bench_rc_${process.pid}_${n}_npm`;
+    dbs.push(name);
+    const url = await freshDb(name);
+    times.set('node-pg-migrate up', timed(() => tool(nodePgMigrate, ['up', '-m', dir, '--no-single-transaction', '--no-verbose'], { ...process.env, DATABASE_URL: url })));
+  }
   return times;
 }
 
-function tool(command: string, args: string[]): void {
-  const r = spawnSync(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+function tool(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): void {
+  const r = spawnSync(command, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
   if (r.status !== 0) throw new Error(`${command} ${args.join(' ')} failed: ${r.stderr.toString()}`);
 }
 
