@@ -12,7 +12,8 @@
  *   npm run build && node dist/bench/risk-context.js [--tables 50] [--runs 5]
  */
 import { performance } from 'node:perf_hooks';
-import { analyzeRisk, defaultThresholds } from '../src/core/risk';
+import { analyzeRisk } from '../src/core/risk';
+import { defaultThresholds } from '../src/core/risk-context';
 import { analyzeScript, type Script } from '../src/core/statements';
 import { withClient } from '../src/db/connection';
 import { assessOnDatabase } from '../src/db/risk-context';

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { PgconvoyError } from '../core/errors';
-import { defaultThresholds, type RiskThresholds } from '../core/risk';
+import { defaultThresholds, type RiskThresholds } from '../core/risk-context';
 import { defaultExecutionSettings, type ExecutionSettings } from '../core/execution-settings';
 import { defaultFileLimits, type FileLimits } from '../core/file-limits';
 

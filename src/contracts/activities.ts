@@ -5,7 +5,8 @@
  */
 import type { ManifestEntry } from '../core/migration-set';
 import type { AppliedEntry, Divergence } from '../core/plan';
-import type { MigrationRisk, RiskLevel, TableContext } from '../core/risk';
+import type { RiskLevel } from '../core/risk';
+import type { MigrationRisk, TableContext } from '../core/risk-context';
 import type { TransactionMode } from '../core/statements';
 import type { Version } from '../core/version';
 import type { ApplyResult, BackupManifest, BackupPlan, HistoryRow, Lease, LedgerChange, LedgerChangeResult, RunChanges, UndoResult } from './records';

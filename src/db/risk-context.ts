@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { fromPgLocksMode, tablesTouched } from '../core/locks';
-import { assessPending, contextKey, type LockingSession, type MigrationRisk, type RiskContext, type RiskThresholds, type ScriptForRisk, type TableContext } from '../core/risk';
+import type { ScriptForRisk } from '../core/risk';
+import { assessPending, contextKey, type LockingSession, type MigrationRisk, type RiskContext, type RiskThresholds, type TableContext } from '../core/risk-context';
 import type { Version } from '../core/version';
 import { pgErrorFields } from './sqlstate';
 

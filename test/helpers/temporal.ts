@@ -1,4 +1,4 @@
-import { defaultThresholds } from '../../src/core/risk';
+import { defaultThresholds } from '../../src/core/risk-context';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

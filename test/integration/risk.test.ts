@@ -6,7 +6,7 @@ import { ExitCode } from '../../src/client/exit-codes';
 import { databaseEnvName } from '../../src/config/config';
 import { readRiskContext } from '../../src/db/risk-context';
 import { ensureLedger, ledgerSteps, readHistory } from '../../src/db/ledger';
-import { assessPending } from '../../src/core/risk';
+import { assessPending } from '../../src/core/risk-context';
 import { analyzeScript } from '../../src/core/statements';
 import { progressQuery } from '../../src/workflows/messages';
 import { createTestDatabase, type TestDatabase } from '../helpers/database';

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { ConfigError, defaultLeaseSettings, loadConfig } from '../../src/config/config';
 import { defaultExecutionSettings } from '../../src/core/execution-settings';
 import { defaultFileLimits } from '../../src/core/file-limits';
-import { defaultThresholds } from '../../src/core/risk';
+import { defaultThresholds } from '../../src/core/risk-context';
 import { createLogger, humanLine } from '../../src/logging/logger';
 import { writeMigrations } from '../helpers/migrations';
 

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { PendingMigration } from '../../src/contracts';
 import { fromPgLocksMode, lockConflicts, lockModes, type LockMode } from '../../src/core/locks';
-import { applyContext, assessPending, analyzeRisk, defaultThresholds, type TableContext } from '../../src/core/risk';
+import { analyzeRisk } from '../../src/core/risk';
+import { applyContext, assessPending, defaultThresholds, type TableContext } from '../../src/core/risk-context';
 import { analyzeScript, type Script } from '../../src/core/statements';
 import { gatedMigrations } from '../../src/workflows/gates';
 
