@@ -18,7 +18,7 @@ import { FilesystemStore } from '../src/backup/filesystem-store';
 import { S3Store } from '../src/backup/s3-store';
 import { freePort } from '../src/worker/dev-server';
 import { startMinio } from '../test/helpers/minio';
-import { databaseUrl, query } from './support';
+import { databaseUrl, query, runBench } from './support';
 
 const sizesArg = process.argv.includes('--sizes') ? process.argv[process.argv.indexOf('--sizes') + 1]! : '100,1000';
 const sizes = sizesArg.split(',').map(Number);
@@ -101,7 +101,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
-  console.error(error);
-  process.exit(1);
-});
+runBench(main);

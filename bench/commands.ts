@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDevServer } from '../src/worker/dev-server';
-import { databaseUrl, median, numberArg, query } from './support';
+import { databaseUrl, dropDatabases, median, numberArg, query, runBench } from './support';
 
 const runs = numberArg('runs', 5);
 const bin = join(__dirname, '..', '..', 'bin', 'pgconvoy');
@@ -61,12 +61,9 @@ async function main(): Promise<void> {
     worker.kill('SIGKILL');
     await server.stop();
     await sleep(2_000); // the last embedded server stops in the background
-    await query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => undefined);
+    await dropDatabases([name]);
     rmSync(scratch, { recursive: true, force: true });
   }
 }
 
-main().catch((error: unknown) => {
-  console.error(error);
-  process.exit(1);
-});
+runBench(main);

@@ -18,7 +18,7 @@ import { withClient } from '../src/db/connection';
 import { applyMigration, type EngineContext } from '../src/db/execute';
 import { ensureLedger } from '../src/db/ledger';
 import { readMigrationSet } from '../src/source/read-migration-set';
-import { adminUrl, databaseUrl, median, numberArg, query } from './support';
+import { adminUrl, databaseUrl, median, numberArg, query, runBench } from './support';
 
 const count = numberArg('migrations', 200);
 const runs = numberArg('runs', 3);
@@ -94,7 +94,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
-  console.error(error);
-  process.exit(1);
-});
+runBench(main);

@@ -21,7 +21,7 @@ import { applyMigration } from '../src/db/execute';
 import { ensureLedger } from '../src/db/ledger';
 import { readMigrationSet } from '../src/source/read-migration-set';
 import { startDevServer } from '../src/worker/dev-server';
-import { databaseUrl, median, numberArg, query } from './support';
+import { databaseUrl, dropDatabases, median, numberArg, query, runBench } from './support';
 
 const samples = numberArg('samples', 10);
 const migrations = numberArg('migrations', 50);
@@ -112,12 +112,9 @@ async function main(): Promise<void> {
     for (const w of workers) w.kill('SIGKILL');
     await connection.close();
     await server.stop();
-    for (const db of dbs) await query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`).catch(() => undefined);
+    await dropDatabases(dbs);
     rmSync(scratch, { recursive: true, force: true });
   }
 }
 
-main().catch((error: unknown) => {
-  console.error(error);
-  process.exit(1);
-});
+runBench(main);

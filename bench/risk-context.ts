@@ -17,7 +17,7 @@ import { defaultThresholds } from '../src/core/risk-context';
 import { analyzeScript, type Script } from '../src/core/statements';
 import { withClient } from '../src/db/connection';
 import { assessOnDatabase } from '../src/db/risk-context';
-import { databaseUrl, median, numberArg, query } from './support';
+import { databaseUrl, median, numberArg, query, runBench } from './support';
 
 const tables = numberArg('tables', 50);
 const runs = numberArg('runs', 5);
@@ -71,7 +71,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((error: unknown) => {
-  console.error(error);
-  process.exit(1);
-});
+runBench(main);

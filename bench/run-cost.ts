@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { startMigration } from '../src/client/api';
 import { startDevServer } from '../src/worker/dev-server';
-import { adminUrl, databaseUrl, query } from './support';
+import { adminUrl, databaseUrl, dropDatabases, query, runBench } from './support';
 
 const sizes = (process.argv.find((a) => a.startsWith('--sizes='))?.slice(8) ?? process.argv[process.argv.indexOf('--sizes') + 1] ?? '50,200')
   .split(',')
@@ -168,12 +168,9 @@ async function main(): Promise<void> {
   } finally {
     await connection.close();
     await server.stop();
-    for (const db of dbs) await query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`).catch(() => undefined);
+    await dropDatabases(dbs);
     rmSync(scratch, { recursive: true, force: true });
   }
 }
 
-main().catch((error: unknown) => {
-  console.error(error);
-  process.exit(1);
-});
+runBench(main);

@@ -24,3 +24,16 @@ export async function query<T extends pg.QueryResultRow = pg.QueryResultRow>(sql
 export const databaseUrl = (name: string): string => Object.assign(new URL(adminUrl), { pathname: `/${name}` }).toString();
 
 export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** Drops the benchmark's databases, whatever state they are in; a failed drop is not the benchmark's result. */
+export async function dropDatabases(names: string[]): Promise<void> {
+  for (const name of names) await query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => undefined);
+}
+
+/** Runs a benchmark's main: a failure prints and exits 1. */
+export function runBench(main: () => Promise<void>): void {
+  main().catch((error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  });
+}

@@ -3,12 +3,12 @@
  * them. Activities adapt them one line each (src/activities); the CLI calls
  * the ones that connect directly (lint --db, rehearse).
  */
-export { localDeps, targetOf, type RunDeps } from './deps';
+export { localDeps, type RunDeps } from './deps';
 export { planDatabase, assessPending } from './plan';
 export { applyMigration, applyGroup } from './apply';
 export { acquireLease, holdLease, releaseLease } from './lease';
 export { takeBackup, restoreFromBackup } from './backup';
-export { beginRun, verifyRun, finishCompensation, VerificationFailedError } from './verify';
+export { beginRun, verifyRun, finishCompensation } from './verify';
 export { undoMigration, runChanges } from './compensate';
 export { changeLedger, readHistory } from './ledger';
 export { rehearse, type RehearsalStep } from './rehearse';

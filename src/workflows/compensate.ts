@@ -15,7 +15,7 @@ export interface Compensation {
 type WayBack = 'undo' | 'restore' | 'undo-then-restore';
 
 /** The failure a run ends with, and what compensation adds to it. */
-interface Failed {
+export interface Failed {
   error: unknown;
   original: ApplicationFailure | undefined;
   details: Record<string, unknown>;
@@ -37,8 +37,8 @@ export function failureOf(error: unknown): ApplicationFailure | undefined {
  * to it, never put in its place.
  */
 export async function compensate(error: unknown, c: Compensation, leaseToken: string): Promise<never> {
-  const original = failureOf(error);
-  const failed: Failed = { error, original, details: (original?.details?.[0] ?? {}) as Record<string, unknown>, backupKey: 'key' in c.backup ? c.backup.key : null };
+  const failed = failedWith(error, c.backup);
+  const { original } = failed;
   const ledger = await whatTheRunChanged(failed, c);
   const done = ledger.applied;
   const partial = ledger.partial.length > 0 || (typeof failed.details.statementsDone === 'number' && failed.details.statementsDone > 0);
@@ -59,6 +59,11 @@ export async function compensate(error: unknown, c: Compensation, leaseToken: st
     details: [{ ...failed.details, compensated: back.how, rolledBack: back.rolledBack, backupKey: failed.backupKey }],
     cause: original ?? (error as Error),
   });
+}
+
+export function failedWith(error: unknown, backup: RunBackup): Failed {
+  const original = failureOf(error);
+  return { error, original, details: (original?.details?.[0] ?? {}) as Record<string, unknown>, backupKey: 'key' in backup ? backup.key : null };
 }
 
 /** What this run changed is what the ledger says it applied (an attempt may have committed and died before reporting), not what the workflow heard. */
@@ -122,7 +127,7 @@ async function goBack(failed: Failed, c: Compensation, chosen: 'undo' | 'restore
   }
 }
 
-function notCompensated(failed: Failed, why: string, extra: Record<string, unknown> = {}): ApplicationFailure {
+export function notCompensated(failed: Failed, why: string, extra: Record<string, unknown> = {}): ApplicationFailure {
   const { original, error, details, backupKey } = failed;
   return ApplicationFailure.create({
     type: 'CompensationFailed',
@@ -133,15 +138,16 @@ function notCompensated(failed: Failed, why: string, extra: Record<string, unkno
   });
 }
 
-function compensationFailed(failed: Failed, how: WayBack, undoFailure: ApplicationFailure | undefined, compensationError: unknown): ApplicationFailure {
+/** `what` failed and was being put back: `the run` of migrateDatabase, `the undo` of revertDatabase. */
+export function compensationFailed(failed: Failed, how: WayBack, undoFailure: ApplicationFailure | undefined, compensationError: unknown, what = 'the run'): ApplicationFailure {
   const { original, error, details, backupKey } = failed;
   const second = failureOf(compensationError);
   const state =
     backupKey === null
-      ? `the database is NOT back to its state before the run, and no backup was taken (backup.scope "none"); the ledger says what is applied`
+      ? `the database is NOT back to its state before ${what}, and no backup was taken (backup.scope "none"); the ledger says what is applied`
       : second?.type === 'BackupCorrupt'
-        ? `the database is NOT back to its state before the run: the backup ${backupKey} failed its check and was not used; the ledger says what is applied`
-        : `the database is NOT back to its state before the run; the backup taken before the run is ${backupKey}`;
+        ? `the database is NOT back to its state before ${what}: the backup ${backupKey} failed its check and was not used; the ledger says what is applied`
+        : `the database is NOT back to its state before ${what}; the backup taken before ${what} is ${backupKey}`;
   return ApplicationFailure.create({
     type: 'CompensationFailed',
     message:

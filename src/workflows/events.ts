@@ -3,7 +3,8 @@ import { runSearchAttributes, type Phase, type Progress, type RunEvent } from '.
 import { runEventSignal } from './messages';
 
 /** An event as a step says it; `emit` adds the database, its sequence number and the time. */
-export type RunEventBody = RunEvent extends infer E ? (E extends RunEvent ? Omit<E, 'db' | 'seq' | 'at'> : never) : never;
+type OmitEach<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+export type RunEventBody = OmitEach<RunEvent, 'db' | 'seq' | 'at'>;
 
 /** The phase an event puts the run in, if it changes it. */
 function phaseAfter(event: RunEvent): Phase | undefined {

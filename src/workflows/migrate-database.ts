@@ -12,9 +12,6 @@ import { progressQuery } from './messages';
 import { outcomeBase, versionBefore, withOutcome, type RunFacts } from './outcome';
 import { handleRunMessages, recordApproval } from './run-messages';
 
-/** Error types that trying again cannot fix (src/contracts/errors.ts); everything else is retried with backoff. */
-export { nonRetryableTypes } from './failures';
-
 /** One run of the workflow: its input, the progress it reports, its phase, and what it learns on the way (for its outcome). */
 interface Run extends RunFacts {
   input: MigrateDatabaseInput;

@@ -1,7 +1,7 @@
 import { ApplicationFailure, CancellationScope, setHandler, workflowInfo } from '@temporalio/workflow';
-import type { Progress, RevertDatabaseInput, RevertDatabaseResult, RevertPlan, RunBackup, RunStart } from '../contracts';
+import type { Progress, RevertDatabaseInput, RevertDatabaseResult, RevertPlan, RunBackup, RunOutcome, RunStart } from '../contracts';
 import { beginRun, finishRevertCompensation, planRevert, proveRevert, restoreFromBackup, revertVersion, takeBackup } from './activities';
-import { failureOf } from './compensate';
+import { compensationFailed, failedWith, notCompensated } from './compensate';
 import { awaitApproval, newProgress } from './approval';
 import { eventEmitter, type Emitter } from './events';
 import { runFailure } from './failures';
@@ -84,16 +84,9 @@ async function undoStep(run: Revert, plan: RevertPlan, lease: HeldLease): Promis
 /** A failed undo: the backup taken before it goes back, proven by the fingerprint from before; the versions are applied again in the ledger. */
 async function restore(run: Revert, error: unknown, start: RunStart, backup: RunBackup, leaseToken: string): Promise<never> {
   const { db } = run.input;
-  const original = failureOf(error);
-  const details = (original?.details?.[0] ?? {}) as Record<string, unknown>;
-  if (!('key' in backup)) {
-    throw ApplicationFailure.create({
-      type: 'CompensationFailed',
-      message: `${original?.message ?? String(error)}\nNOT COMPENSATED: no backup was taken (backup.scope "none"); the database is as the ledger says: see \`pgconvoy status\``,
-      nonRetryable: true,
-      details: [{ ...details, originalType: original?.type ?? null, compensation: 'none' }],
-    });
-  }
+  const failed = failedWith(error, backup);
+  const { original, details } = failed;
+  if (!('key' in backup)) throw notCompensated(failed, 'no backup was taken (backup.scope "none"); the database is as the ledger says: see `pgconvoy status`');
   run.emit({ type: 'compensating' });
   try {
     await CancellationScope.nonCancellable(async () => {
@@ -101,12 +94,7 @@ async function restore(run: Revert, error: unknown, start: RunStart, backup: Run
       await finishRevertCompensation({ db, fingerprint: start.fingerprint, leaseToken });
     });
   } catch (compensationError) {
-    throw ApplicationFailure.create({
-      type: 'CompensationFailed',
-      message: `${original?.message ?? String(error)}\nCOMPENSATION FAILED (restore): ${failureOf(compensationError)?.message ?? String(compensationError)}\nthe database is NOT back to its state before the undo; the backup taken before it is ${backup.key}`,
-      nonRetryable: true,
-      details: [{ ...details, originalType: original?.type ?? null, compensation: 'restore', backupKey: backup.key }],
-    });
+    throw compensationFailed(failed, 'restore', undefined, compensationError, 'the undo');
   }
   throw ApplicationFailure.create({
     type: original?.type ?? 'UndoFailed',
@@ -134,8 +122,11 @@ function resultOf(run: Revert, plan: RevertPlan, status: RevertDatabaseResult['s
   };
 }
 
+/** How an undo's end reads in the run events' vocabulary. */
+const endedAs = { reverted: 'applied', 'dry-run': 'dry-run', 'nothing-to-undo': 'up-to-date', cancelled: 'cancelled' } as const satisfies Record<RevertDatabaseResult['status'], RunOutcome['status']>;
+
 async function done(run: Revert, result: RevertDatabaseResult): Promise<RevertDatabaseResult> {
-  run.emit({ type: 'ended', status: result.status === 'cancelled' ? 'cancelled' : result.status === 'dry-run' ? 'dry-run' : result.status === 'nothing-to-undo' ? 'up-to-date' : 'applied', versionAfter: result.versionAfter });
+  run.emit({ type: 'ended', status: endedAs[result.status], versionAfter: result.versionAfter });
   await run.flush();
   return result;
 }
