@@ -5,43 +5,132 @@ import { withTransaction } from './connection';
 /** The application's schemas: not the system's, not pgconvoy's ledger. */
 const userSchemas = `n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgconvoy') AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'`;
 
-/** Each part of the catalog, as rows of text, each query ordered so the result is stable. */
-const parts: Record<string, string> = {
-  schemas: `SELECT n.nspname FROM pg_namespace n WHERE ${userSchemas} ORDER BY 1`,
-  relations: `SELECT n.nspname || '.' || c.relname || ' ' || c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE ${userSchemas} AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') ORDER BY 1`,
-  columns: `SELECT n.nspname || '.' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
-      || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '')
-      || CASE WHEN a.attidentity <> '' THEN ' IDENTITY ' || a.attidentity::text ELSE '' END || CASE WHEN a.attgenerated <> '' THEN ' GENERATED' ELSE '' END
-    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-    WHERE ${userSchemas} AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped ORDER BY 1`,
-  constraints: `SELECT n.nspname || '.' || c.relname || ' ' || k.conname || ' ' || pg_get_constraintdef(k.oid) || CASE WHEN k.convalidated THEN '' ELSE ' NOT VALID' END
-    FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ${userSchemas} ORDER BY 1`,
-  indexes: `SELECT pg_get_indexdef(i.indexrelid) || CASE WHEN i.indisvalid THEN '' ELSE ' INVALID' END
-    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ${userSchemas} ORDER BY 1`,
-  views: `SELECT n.nspname || '.' || c.relname || ' ' || pg_get_viewdef(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE ${userSchemas} AND c.relkind IN ('v', 'm') ORDER BY 1`,
+/**
+ * Each part of the catalog as rows of text. A relation's parts (`scoped`)
+ * also say which relation owns each row (a table owns its columns,
+ * constraints, indexes, triggers and the sequences of its serial and identity
+ * columns), so a migration's fingerprint can be brought up to date by reading
+ * again only what it touched (catalog-tracker.ts). The other parts change
+ * only by statements that make a run read everything again.
+ */
+const globalParts: Record<string, string> = {
+  schemas: `SELECT n.nspname FROM pg_namespace n WHERE ${userSchemas}`,
   functions: `SELECT pg_get_functiondef(p.oid) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-    WHERE ${userSchemas} AND p.prokind IN ('f', 'p') AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e') ORDER BY 1`,
-  triggers: `SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE ${userSchemas} AND NOT t.tgisinternal ORDER BY 1`,
-  sequences: `SELECT n.nspname || '.' || c.relname || ' ' || format_type(s.seqtypid, NULL) || ' ' || s.seqincrement || ' ' || s.seqmin || ' ' || s.seqmax
-    FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ${userSchemas} ORDER BY 1`,
+    WHERE ${userSchemas} AND p.prokind IN ('f', 'p') AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')`,
   types: `SELECT n.nspname || '.' || t.typname || ' ' || t.typtype::text || coalesce(' ' || (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid), '')
     FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-    WHERE ${userSchemas} AND t.typtype IN ('e', 'd', 'c') AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind <> 'c') ORDER BY 1`,
-  extensions: `SELECT extname || ' ' || extversion FROM pg_extension ORDER BY 1`,
+    WHERE ${userSchemas} AND t.typtype IN ('e', 'd', 'c') AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind <> 'c')`,
+  extensions: `SELECT extname || ' ' || extversion FROM pg_extension`,
 };
 
-const allParts = `SELECT ${Object.entries(parts)
-  .map(([name, sql]) => `ARRAY(${sql})::text[] AS ${name}`)
-  .join(',\n  ')}`;
+/** The table that owns a relation: itself, or for a sequence of a serial or identity column, its table. */
+const ownerOf = (c: string) => `coalesce((SELECT d.refobjid FROM pg_depend d WHERE ${c}.relkind = 'S' AND d.classid = 'pg_class'::regclass AND d.objid = ${c}.oid
+    AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') LIMIT 1), ${c}.oid)`;
+
+/** Per part: the query (owner, line) and the column that names the row's own relation, for reading only some. */
+const scopedParts: Record<string, { sql: string; relation: string }> = {
+  relations: {
+    sql: `SELECT ${ownerOf('c')} AS owner, n.nspname || '.' || c.relname || ' ' || c.relkind::text AS line FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE ${userSchemas} AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')`,
+    relation: 'c.oid',
+  },
+  columns: {
+    sql: `SELECT a.attrelid AS owner, n.nspname || '.' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+      || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '')
+      || CASE WHEN a.attidentity <> '' THEN ' IDENTITY ' || a.attidentity::text ELSE '' END || CASE WHEN a.attgenerated <> '' THEN ' GENERATED' ELSE '' END AS line
+    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+    LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+    WHERE ${userSchemas} AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped`,
+    relation: 'a.attrelid',
+  },
+  constraints: {
+    sql: `SELECT k.conrelid AS owner, n.nspname || '.' || c.relname || ' ' || k.conname || ' ' || pg_get_constraintdef(k.oid) || CASE WHEN k.convalidated THEN '' ELSE ' NOT VALID' END AS line
+    FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ${userSchemas}`,
+    relation: 'k.conrelid',
+  },
+  indexes: {
+    sql: `SELECT i.indrelid AS owner, pg_get_indexdef(i.indexrelid) || CASE WHEN i.indisvalid THEN '' ELSE ' INVALID' END AS line
+    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ${userSchemas}`,
+    relation: 'i.indrelid',
+  },
+  views: {
+    sql: `SELECT c.oid AS owner, n.nspname || '.' || c.relname || ' ' || pg_get_viewdef(c.oid) AS line FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE ${userSchemas} AND c.relkind IN ('v', 'm')`,
+    relation: 'c.oid',
+  },
+  triggers: {
+    sql: `SELECT t.tgrelid AS owner, pg_get_triggerdef(t.oid) AS line FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE ${userSchemas} AND NOT t.tgisinternal`,
+    relation: 't.tgrelid',
+  },
+  sequences: {
+    sql: `SELECT ${ownerOf('c')} AS owner, n.nspname || '.' || c.relname || ' ' || format_type(s.seqtypid, NULL) || ' ' || s.seqincrement || ' ' || s.seqmin || ' ' || s.seqmax AS line
+    FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ${userSchemas}`,
+    relation: 's.seqrelid',
+  },
+};
+
+/** The parts in the order they are hashed and shown. */
+const partNames = ['schemas', 'relations', 'columns', 'constraints', 'indexes', 'views', 'functions', 'triggers', 'sequences', 'types', 'extensions'] as const;
+
+/** Every part in one round trip; the scoped ones as [owner, line] pairs, only for the relations in $1 when `some`. */
+const readQuery = (some: boolean) =>
+  `SELECT ${[
+    ...Object.entries(globalParts).map(([name, sql]) => (some ? `NULL::text[] AS ${name}` : `ARRAY(${sql})::text[] AS ${name}`)),
+    ...Object.entries(scopedParts).map(
+      ([name, { sql, relation }]) => `ARRAY(SELECT ARRAY[owner::text, line] FROM (${sql}${some ? ` AND ${relation} = ANY($1::oid[])` : ''}) s)::text[] AS ${name}`,
+    ),
+  ].join(',\n  ')}`;
 
 export interface Fingerprint {
   sha256: string;
   /** The normalised description, part by part, for showing what differs. */
   parts: Record<string, string[]>;
+}
+
+/** The catalog as read: the parts of relations by the oid of the table that owns them, the others whole. */
+export interface CatalogSnapshot {
+  global: Record<string, string[]>;
+  owned: Record<string, Map<string, string[]>>;
+}
+
+/** The hash of a schema description; the same for the same parts however they were stored (jsonb reorders keys). */
+export function hashParts(parts: Record<string, string[]>): string {
+  return sha256Hex(JSON.stringify(Object.fromEntries(partNames.map((name) => [name, [...(parts[name] ?? [])].sort()]))));
+}
+
+/** A snapshot as a fingerprint: every part's lines, sorted (by code unit, not by the database's collation). */
+export function fingerprintOf(snapshot: CatalogSnapshot): Fingerprint {
+  const parts: Record<string, string[]> = {};
+  for (const name of partNames) {
+    const owned = snapshot.owned[name];
+    parts[name] = (owned ? [...owned.values()].flat() : (snapshot.global[name] ?? [])).sort();
+  }
+  return { sha256: hashParts(parts), parts };
+}
+
+/**
+ * Reads the catalog: all of it, or (with `relations`) only the parts of
+ * those relations. Catalog text (format_type, pg_get_expr, pg_get_indexdef,
+ * ...) qualifies a name only when it is not on the search_path: it is read
+ * under one fixed path, set LOCAL and put back, so a fingerprint does not
+ * depend on the session it was taken in and nothing of it outlives the read.
+ * Runs in the caller's transaction.
+ */
+export async function readCatalog(client: pg.Client, relations?: string[]): Promise<CatalogSnapshot> {
+  const { rows } = await client.query<{ path: string }>(`SELECT current_setting('search_path') AS path, set_config('search_path', 'pg_catalog, pg_temp', true)`);
+  const result = await client.query<Record<string, string[] | string[][] | null>>(readQuery(relations !== undefined), relations === undefined ? [] : [relations]);
+  await client.query(`SELECT set_config('search_path', $1, true)`, [rows[0]!.path]);
+  const row = result.rows[0]!;
+  const global: Record<string, string[]> = {};
+  for (const name of Object.keys(globalParts)) global[name] = ((row[name] ?? []) as string[]).map(String);
+  const owned: Record<string, Map<string, string[]>> = {};
+  for (const name of Object.keys(scopedParts)) {
+    const byOwner = new Map<string, string[]>();
+    for (const [owner, line] of (row[name] ?? []) as string[][]) byOwner.set(String(owner), [...(byOwner.get(String(owner)) ?? []), String(line)]);
+    owned[name] = byOwner;
+  }
+  return { global, owned };
 }
 
 /**
@@ -51,29 +140,14 @@ export interface Fingerprint {
  * whatever their data, OIDs or creation order.
  */
 export async function fingerprint(client: pg.Client, options: { inTransaction?: boolean } = {}): Promise<Fingerprint> {
-  // Catalog text (format_type, pg_get_expr, pg_get_indexdef, ...) qualifies a
-  // name only when it is not on the search_path: it is read under one fixed
-  // path, so a fingerprint does not depend on the session it was taken in.
-  // The path is set LOCAL and put back, so nothing of it outlives the reading:
-  // inside the caller's transaction, or in a read-only one of its own.
-  const read = async () => {
-    const { rows } = await client.query<{ path: string }>(`SELECT current_setting('search_path') AS path, set_config('search_path', 'pg_catalog, pg_temp', true)`);
-    // One round trip for every part (an ARRAY keeps its subquery's order).
-    const result = await client.query<Record<string, unknown[]>>(allParts);
-    const row = result.rows[0]!;
-    const out: Record<string, string[]> = {};
-    for (const name of Object.keys(parts)) out[name] = (row[name] ?? []).map((x) => String(x));
-    await client.query(`SELECT set_config('search_path', $1, true)`, [rows[0]!.path]);
-    return out;
-  };
-  const out = options.inTransaction ? await read() : await withTransaction(client, read, 'BEGIN READ ONLY');
-  return { sha256: sha256Hex(JSON.stringify(out)), parts: out };
+  const read = () => readCatalog(client);
+  return fingerprintOf(options.inTransaction ? await read() : await withTransaction(client, read, 'BEGIN READ ONLY'));
 }
 
 /** What differs between two fingerprints, as `+ added` / `- removed` lines per part. */
 export function fingerprintDiff(before: Fingerprint, after: Fingerprint): string[] {
   const lines: string[] = [];
-  for (const part of Object.keys(parts)) {
+  for (const part of partNames) {
     const a = new Set(before.parts[part] ?? []);
     const b = new Set(after.parts[part] ?? []);
     for (const x of b) if (!a.has(x)) lines.push(`${part}: + ${x.replace(/\s+/g, ' ').slice(0, 160)}`);

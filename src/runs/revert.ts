@@ -1,10 +1,9 @@
 import type { FinishRevertCompensationInput, ProveRevertInput, RevertPlan, RevertStep, RevertVersionInput, UndoResult } from '../contracts';
 import { planBackup } from '../backup/pg-tools';
-import { sha256Hex } from '../core/checksum';
 import { analyzeUndo, highestLevel } from '../core/risk';
 import { compareVersions, type Version } from '../core/version';
 import { withClient, withTransaction } from '../db/connection';
-import { fingerprint } from '../db/fingerprint';
+import { fingerprint, hashParts } from '../db/fingerprint';
 import { checkFence } from '../db/lease';
 import { readLedgerState } from '../db/ledger';
 import { recordedSchema, undoMigration, unmarkUndone } from '../db/undo';
@@ -75,8 +74,7 @@ async function expectedAfter(client: Parameters<typeof recordedSchema>[0], lands
   const after = landsOn === undefined ? undefined : await recordedSchema(client, landsOn);
   if (after?.fingerprint) return after.fingerprint;
   const before = (await recordedSchema(client, lowestUndone))?.schemaBefore;
-  // The same hash fingerprint() computes over the same parts.
-  return before ? sha256Hex(JSON.stringify(before)) : null;
+  return before ? hashParts(before) : null;
 }
 
 /** Undoes one applied version (whatever run applied it), proves the schema is as before it, and marks it undone. */

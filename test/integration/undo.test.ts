@@ -58,6 +58,21 @@ test('undo --steps 2 runs the newest two undo scripts in reverse, marks them und
   });
 });
 
+test('undo of every version proves the schema against the one recorded before the first (stored as jsonb, whose keys come back in another order)', async (t) => {
+  const { db, config, cli } = await cliFixture(t, files(), 'undo-all');
+  await withWorker(config, async () => {
+    assert.equal((await cli('up', '--db', 'undo-all')).code, ExitCode.ok);
+    const undo = await cli('undo', '--db', 'undo-all', '--steps', '3', '--approval-timeout', '20s', '--json');
+    assert.equal(undo.code, ExitCode.ok, undo.stderr);
+    const result = JSON.parse(undo.stdout) as { status: string; steps: Array<{ version: string; status: string }>; proof: { expected: string; actual: string } };
+    assert.equal(result.status, 'reverted');
+    assert.deepEqual(result.steps.map((s) => [s.version, s.status]), [['3', 'undone'], ['2', 'undone'], ['1', 'undone']]);
+    assert.equal(result.proof.actual, result.proof.expected);
+    assert.deepEqual(await ledger(db), ['V1 undone', 'V2 undone', 'V3 undone']);
+    assert.deepEqual(await tables(db), []);
+  });
+});
+
 test('undo --to 2 undoes only what is above version 2, and says so in words', async (t) => {
   const { db, config, cli } = await cliFixture(t, files(), 'undo-to');
   await withWorker(config, async () => {
