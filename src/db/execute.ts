@@ -8,6 +8,7 @@ import type { Version } from '../core/version';
 import { withTransaction } from './connection';
 import { AlreadyAppliedDifferentlyError, GroupNotPossibleError, LockTimeoutError, MigrationBusyError, MigrationFailedError, type FailurePoint } from './errors';
 import { fingerprint } from './fingerprint';
+import { fullReads, type CatalogRecord, type CatalogTracker } from './catalog-tracker';
 import { finishAttempt, insertHistory, latestAttempt, migrationColumns, recordProgress, type AuditColumns } from './ledger';
 import { checkFence, type Fence } from './lease';
 import { asConnectingUser, resetSession, versionLockKey } from './session-state';
@@ -51,6 +52,8 @@ export interface EngineContext {
   sleep(ms: number): Promise<void>;
   /** What the ledger records with an applied version (risk, approval), committed with its row. */
   audit?(version: Version): AuditColumns | undefined;
+  /** Follows the catalog for each version's fingerprint; without one, every version reads the whole catalog. */
+  catalog?: CatalogTracker;
   onEvent(event: EngineEvent): void;
 }
 
@@ -72,14 +75,9 @@ async function fenced<T>(client: pg.Client, ctx: EngineContext, fn: () => Promis
   );
 }
 
-/** The audit columns for a version: the run's risk and approval, and the fingerprint of the catalog as it is now. */
-async function auditNow(client: pg.Client, m: PreparedMigration, ctx: EngineContext, schemaBefore: Record<string, string[]> | undefined): Promise<AuditColumns> {
-  return { ...ctx.audit?.(m.version), fingerprint: (await fingerprint(client, { inTransaction: true })).sha256, ...(schemaBefore ? { schemaBefore } : {}) };
-}
-
-/** The catalog before a version that has an undo script: what its undo must get back to. */
-async function schemaBeforeUndoable(client: pg.Client, m: PreparedMigration, inTransaction: boolean): Promise<Record<string, string[]> | undefined> {
-  return m.undo ? (await fingerprint(client, { inTransaction })).parts : undefined;
+/** The audit columns for a version: the run's risk and approval, the fingerprint of the catalog after it and, for an undo script's proof, the schema before it. */
+function auditOf(m: PreparedMigration, ctx: EngineContext, schema: CatalogRecord): AuditColumns {
+  return { ...ctx.audit?.(m.version), fingerprint: schema.fingerprint, ...(schema.schemaBefore ? { schemaBefore: schema.schemaBefore } : {}) };
 }
 
 const elapsedMs = (since: bigint) => Number((process.hrtime.bigint() - since) / 1_000_000n);
@@ -188,10 +186,12 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
   const schedule = lockSchedule(ctx.settings, Number.isFinite(strictest) ? { lockTimeoutMs: strictest } : undefined);
   const started = { at: new Date(), t: process.hrtime.bigint() };
 
+  const catalog = ctx.catalog ?? fullReads;
   for (const attempt of schedule) {
     let current: { m: PreparedMigration; s: Statement } | undefined;
+    let committed = false;
     try {
-      return await withTransaction(client, async () => {
+      const applied = await withTransaction(client, async () => {
         const results: ApplyResult[] = [];
         // The first migration's duration starts with the first attempt (earlier
         // attempts, lock waits and pauses are its cost); each next one starts
@@ -206,7 +206,7 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
             results.push(done);
             continue;
           }
-          const schemaBefore = await schemaBeforeUndoable(client, m, true);
+          const start = await catalog.before(client, m);
           const statementTimeoutMs = statementTimeoutFor(ctx.settings, m.forward.script.directives);
           await setTimeouts(client, attempt.lockTimeoutMs, statementTimeoutMs, true);
           for (const s of m.forward.script.statements) {
@@ -219,8 +219,9 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
           const total = m.forward.script.statements.length;
           await resetSession(client);
           await setTimeouts(client, attempt.lockTimeoutMs, statementTimeoutMs, true);
-          await insertHistory(client, {
-            audit: await auditNow(client, m, ctx, schemaBefore),
+          const schema = await catalog.after(client, m, start);
+          const id = await insertHistory(client, {
+            audit: auditOf(m, ctx, schema),
             ...migrationColumns(m),
             status: 'applied',
             startedAt: started.at,
@@ -229,10 +230,13 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
             statementsTotal: total,
             ...ctx.run,
           });
+          catalog.recorded(id);
           results.push({ status: 'applied', version: m.version, durationMs, statements: total });
         }
         return results;
       });
+      committed = true;
+      return applied;
     } catch (error) {
       if (error instanceof PgconvoyError || current === undefined) throw error;
       const fields = pgErrorFields(error);
@@ -249,6 +253,8 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
       const failure = new MigrationFailedError(point, fields);
       await recordFailure(client, current.m, started, ctx, failure, fields.code, fields.message);
       throw failure;
+    } finally {
+      catalog.settled(committed);
     }
   }
   throw new Error('unreachable: the lock schedule is never empty');
@@ -287,7 +293,7 @@ async function applyStatementByStatement(client: pg.Client, m: PreparedMigration
       if (same) from = previous.statementsDone;
     }
     if (from > 0) ctx.onEvent({ event: 'migration.resumed', version: m.version, file: m.forward.file, fromStatement: from + 1 });
-    const schemaBefore = from === 0 ? await schemaBeforeUndoable(client, m, false) : undefined;
+    const schemaBefore = from === 0 && m.undo ? (await fingerprint(client)).parts : undefined;
     const id = await fenced(client, ctx, async () => {
       if (previous?.status === 'running') {
         // Its runner died (we hold the version's lock, so nobody runs it now).
@@ -338,7 +344,9 @@ async function applyStatementByStatement(client: pg.Client, m: PreparedMigration
       ctx.onEvent({ event: 'statement.done', version: m.version, file: m.forward.file, statement: s.index, of: total });
     }
     const durationMs = spentMs(started, ctx);
-    await fenced(client, ctx, async () => finishAttempt(client, id, { status: 'applied', executionMs: durationMs, audit: await auditNow(client, m, ctx, undefined) }));
+    await fenced(client, ctx, async () =>
+      finishAttempt(client, id, { status: 'applied', executionMs: durationMs, audit: { ...ctx.audit?.(m.version), fingerprint: (await fingerprint(client, { inTransaction: true })).sha256 } }),
+    );
     return { status: 'applied', version: m.version, durationMs, statements: total };
   } finally {
     await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [versionLockKey, m.version]).catch(() => undefined);

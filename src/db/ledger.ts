@@ -315,3 +315,13 @@ export async function markRolledBack(client: pg.Client, runId: string): Promise<
   );
   return result.rows.map((r) => r.version).sort(compareVersions);
 }
+
+/** The fingerprint recorded with the last version a run applied. */
+export async function lastRecordedFingerprint(client: pg.Client, runId: string): Promise<{ version: string; fingerprint: string } | undefined> {
+  const result = await client.query<{ version: string; fingerprint: string | null }>(
+    `SELECT version::text, fingerprint FROM pgconvoy.history WHERE run_id = $1 AND status = 'applied' ORDER BY id DESC LIMIT 1`,
+    [runId],
+  );
+  const row = result.rows[0];
+  return row?.fingerprint ? { version: row.version, fingerprint: row.fingerprint } : undefined;
+}

@@ -47,6 +47,7 @@ function engineContext(deps: RunDeps, db: string, leaseToken: string | undefined
     ...(leaseToken ? { fence: { alias: db, token: leaseToken } } : {}),
     sleep: (ms) => deps.sleep(ms),
     audit: (version) => auditColumns(version, record),
+    ...(deps.catalogs && execution ? { catalog: deps.catalogs.tracker(db, execution.runId) } : {}),
     onEvent: (event: EngineEvent) => {
       if (event.event === 'statement.done') deps.heartbeat({ version: event.version, statementsDone: event.statement, statementsTotal: event.of });
       if (event.event === 'migration.lock_timeout') logger.warn({ db, ...event });

@@ -1,5 +1,6 @@
 import { databaseEnvName, type Config } from '../config/config';
 import { UnknownDatabaseError } from '../core/errors';
+import type { CatalogCache } from '../db/catalog-tracker';
 import type { Target } from '../db/connection';
 import type { Logger } from '../logging/logger';
 
@@ -22,6 +23,8 @@ export interface RunDeps {
   heartbeat(details?: unknown): void;
   /** A sleep that the step's cancellation ends (it throws then). */
   sleep(ms: number): Promise<void>;
+  /** The catalogs this worker follows through its runs (a fingerprint per version without reading the whole schema); absent, every version reads it whole. */
+  catalogs?: CatalogCache;
 }
 
 /** Deps for a command that runs a use-case itself, outside any workflow. */

@@ -2,9 +2,9 @@ import type { FinishCompensationInput, RunStart, RunStateInput, VerifyInput } fr
 import { PgconvoyError } from '../core/errors';
 import type { Version } from '../core/version';
 import { withClient, withTransaction } from '../db/connection';
-import { fingerprint } from '../db/fingerprint';
+import { fingerprint, fingerprintOf, readCatalog } from '../db/fingerprint';
 import { checkFence } from '../db/lease';
-import { ledgerHighWater, markRolledBack } from '../db/ledger';
+import { lastRecordedFingerprint, ledgerHighWater, markRolledBack } from '../db/ledger';
 import { catalogProblems, runChecks } from '../db/verify';
 import { readChecks } from '../source/read-checks';
 import { runIdOf, targetOf, type RunDeps } from './deps';
@@ -20,9 +20,11 @@ export class VerificationFailedError extends PgconvoyError {
 /** The database before the run changes it: its schema's fingerprint, the problems it already had, the ledger's high-water mark. */
 export async function beginRun(deps: RunDeps, input: RunStateInput): Promise<RunStart> {
   return withClient(targetOf(deps.config, input.db), async (client) => {
-    const fp = await fingerprint(client);
+    const { snapshot, highWater } = await withTransaction(client, async () => ({ snapshot: await readCatalog(client), highWater: await ledgerHighWater(client) }), 'BEGIN READ ONLY');
+    // The run's first migration starts from this catalog instead of reading it again.
+    if (deps.execution) deps.catalogs?.seed(input.db, deps.execution.runId, { ledgerId: highWater, snapshot });
     const known = (await catalogProblems(client)).map((p) => p.subject);
-    return { fingerprint: fp.sha256, knownProblems: known, ledgerHighWater: await ledgerHighWater(client) };
+    return { fingerprint: fingerprintOf(snapshot).sha256, knownProblems: known, ledgerHighWater: highWater };
   });
 }
 
@@ -34,7 +36,11 @@ export async function verifyRun(deps: RunDeps, input: VerifyInput): Promise<{ fi
     const problems = [...(await catalogProblems(client)).filter((p) => !known.has(p.subject)), ...(await runChecks(client, checks))];
     if (problems.length > 0) throw new VerificationFailedError(input.db, problems.map((p) => p.message));
     deps.logger.info({ event: 'run.verified', db: input.db, checks: checks.length });
-    return { fingerprint: (await fingerprint(client)).sha256 };
+    const now = (await fingerprint(client)).sha256;
+    const recorded = deps.execution ? await lastRecordedFingerprint(client, deps.execution.runId) : undefined;
+    // The versions' fingerprints follow what each migration touched; a change they could not see (DDL by hand during the run) shows here.
+    if (recorded && recorded.fingerprint !== now) deps.logger.warn({ event: 'run.fingerprint_differs', db: input.db, version: recorded.version, recorded: recorded.fingerprint, now });
+    return { fingerprint: now };
   });
 }
 

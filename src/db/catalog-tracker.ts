@@ -1,0 +1,185 @@
+import type pg from 'pg';
+import { catalogReach, type RelationName } from '../core/catalog-reach';
+import type { PreparedMigration } from '../core/prepare';
+import { fingerprintOf, readCatalog, type CatalogSnapshot } from './fingerprint';
+
+/** What a version's ledger row records about the schema: the fingerprint after it, and (when it has an undo script) the schema before it. */
+export interface CatalogRecord {
+  fingerprint: string;
+  schemaBefore?: Record<string, string[]>;
+}
+
+/** What `before` learned, for `after`. */
+export interface CatalogStart {
+  reach: RelationName[] | null;
+  /** The catalog before the statements, when it was needed (a scoped update, or an undo script's proof). */
+  base?: CatalogSnapshot;
+  /** The relations the statements name, as they were before (a dropped one is gone afterwards). */
+  ownersBefore: string[];
+}
+
+/**
+ * Follows the catalog through a run's migrations so that each version's
+ * fingerprint costs what the migration touched, not the size of the schema.
+ * Used inside a migration's transaction: `before` its statements, `after`
+ * them (before its ledger row is written), `recorded` with that row's id,
+ * then `settled` when the transaction ends.
+ */
+export interface CatalogTracker {
+  before(client: pg.Client, m: PreparedMigration): Promise<CatalogStart>;
+  after(client: pg.Client, m: PreparedMigration, start: CatalogStart): Promise<CatalogRecord>;
+  recorded(ledgerId: string): void;
+  settled(committed: boolean): void;
+}
+
+/** Reads the whole catalog for every version: what a run does without a cache (tests, tools). */
+export const fullReads: CatalogTracker = {
+  async before(client, m) {
+    return { reach: null, ownersBefore: [], ...(m.undo ? { base: await readCatalog(client) } : {}) };
+  },
+  async after(client, _m, start) {
+    return { fingerprint: fingerprintOf(await readCatalog(client)).sha256, ...(start.base ? { schemaBefore: fingerprintOf(start.base).parts } : {}) };
+  },
+  recorded: () => undefined,
+  settled: () => undefined,
+};
+
+/** A snapshot of a database's catalog, valid while the ledger's newest row is `ledgerId` (every change under a lease writes one). */
+interface Entry {
+  ledgerId: string;
+  snapshot: CatalogSnapshot;
+}
+
+/**
+ * The catalogs a worker follows, one per database and run, the most recent
+ * few kept. An entry is used only when the ledger's newest row is still the
+ * one it was taken at; anything else (another worker applied a version, a
+ * failed attempt wrote a row, the worker restarted) reads the whole catalog
+ * again. The run's verification reads it whole at the end regardless.
+ */
+export class CatalogCache {
+  private readonly entries = new Map<string, Entry>();
+  /** How versions were fingerprinted: by reading the whole catalog, or only what they touched. */
+  readonly reads = { whole: 0, touched: 0 };
+
+  constructor(private readonly capacity = 16) {}
+
+  /** Keeps what `beginRun` read, so the first migration does not read it again. */
+  seed(alias: string, runId: string, entry: Entry): void {
+    this.put(`${alias}\0${runId}`, entry);
+  }
+
+  tracker(alias: string, runId: string): CatalogTracker {
+    const key = `${alias}\0${runId}`;
+    // Inside one transaction (several migrations with --group), what the last one left.
+    let working: Entry | undefined = this.entries.get(key);
+    let pending: CatalogSnapshot | undefined;
+    return {
+      before: async (client, m) => {
+        const reach = catalogReach(m.forward.script.statements);
+        if (reach === null && !m.undo) return { reach, ownersBefore: [] };
+        const newest = await newestLedgerRow(client);
+        const base = working?.ledgerId === newest ? working.snapshot : await this.readWhole(client);
+        return { reach, base, ownersBefore: reach ? await ownersOf(client, reach) : [] };
+      },
+      after: async (client, m, start) => {
+        const snapshot = start.reach && start.base ? await updated(client, start.base, start.reach, start.ownersBefore) : await this.readWhole(client);
+        if (start.reach && start.base) this.reads.touched++;
+        pending = snapshot;
+        return { fingerprint: fingerprintOf(snapshot).sha256, ...(m.undo && start.base ? { schemaBefore: fingerprintOf(start.base).parts } : {}) };
+      },
+      recorded: (ledgerId) => {
+        if (pending) working = { ledgerId, snapshot: pending };
+        pending = undefined;
+      },
+      settled: (committed) => {
+        pending = undefined;
+        if (committed && working) this.put(key, working);
+        else working = this.entries.get(key);
+      },
+    };
+  }
+
+  private readWhole(client: pg.Client): Promise<CatalogSnapshot> {
+    this.reads.whole++;
+    return readCatalog(client);
+  }
+
+  private put(key: string, entry: Entry): void {
+    this.entries.delete(key);
+    this.entries.set(key, entry);
+    for (const oldest of this.entries.keys()) {
+      if (this.entries.size <= this.capacity) break;
+      this.entries.delete(oldest);
+    }
+  }
+}
+
+async function newestLedgerRow(client: pg.Client): Promise<string> {
+  const result = await client.query<{ id: string }>(`SELECT coalesce(max(id), 0)::text AS id FROM pgconvoy.history`);
+  return result.rows[0]!.id;
+}
+
+/** The tables the named relations belong to, as they are now (an index belongs to its table). */
+async function ownersOf(client: pg.Client, names: RelationName[]): Promise<string[]> {
+  if (names.length === 0) return [];
+  const result = await client.query<{ oid: string }>(
+    `SELECT DISTINCT coalesce(i.indrelid, r.oid)::text AS oid
+       FROM unnest($1::text[], $2::text[]) AS n(schema, name)
+       CROSS JOIN LATERAL (SELECT to_regclass(CASE WHEN n.schema IS NULL THEN '' ELSE quote_ident(n.schema) || '.' END || quote_ident(n.name)) AS oid) r
+       LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = r.oid
+      WHERE r.oid IS NOT NULL`,
+    [names.map((n) => n.schema), names.map((n) => n.name)],
+  );
+  return result.rows.map((r) => r.oid);
+}
+
+/**
+ * The catalog after a migration that changed only `reach`: `base` with the
+ * parts of every relation it touched read again, and of everything whose
+ * text names them (views over them, foreign keys to them, defaults using
+ * their sequences, partitions and children of them).
+ */
+async function updated(client: pg.Client, base: CatalogSnapshot, reach: RelationName[], ownersBefore: string[]): Promise<CatalogSnapshot> {
+  const touched = [...new Set([...ownersBefore, ...(await ownersOf(client, reach))])];
+  if (touched.length === 0) return base;
+  const { rows } = await client.query<{ owners: string[]; relations: string[] }>(
+    `WITH touched AS (SELECT unnest($1::oid[]) AS oid),
+     dependent AS (
+       SELECT CASE d.classid
+                WHEN 'pg_catalog.pg_rewrite'::regclass THEN (SELECT ev_class FROM pg_catalog.pg_rewrite WHERE oid = d.objid)
+                WHEN 'pg_catalog.pg_attrdef'::regclass THEN (SELECT adrelid FROM pg_catalog.pg_attrdef WHERE oid = d.objid)
+                WHEN 'pg_catalog.pg_constraint'::regclass THEN (SELECT conrelid FROM pg_catalog.pg_constraint WHERE oid = d.objid)
+                WHEN 'pg_catalog.pg_trigger'::regclass THEN (SELECT tgrelid FROM pg_catalog.pg_trigger WHERE oid = d.objid)
+                WHEN 'pg_catalog.pg_class'::regclass THEN d.objid
+              END AS oid
+         FROM pg_catalog.pg_depend d
+        WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid IN (SELECT oid FROM touched)),
+     related AS (SELECT oid FROM touched UNION SELECT oid FROM dependent WHERE oid IS NOT NULL),
+     -- Each as the table that owns its rows: an index's table, a serial or identity sequence's table.
+     owner AS (
+       SELECT DISTINCT coalesce(i.indrelid, (SELECT d.refobjid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+                                           WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i') LIMIT 1), r.oid) AS oid
+         FROM related r LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = r.oid),
+     -- The relations whose rows those tables own: themselves and their sequences.
+     owned AS (
+       SELECT oid FROM owner
+       UNION SELECT d.objid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+        WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i') AND d.refobjid IN (SELECT oid FROM owner))
+     SELECT ARRAY(SELECT oid::text FROM owner) AS owners, ARRAY(SELECT oid::text FROM owned) AS relations`,
+    [touched],
+  );
+  const { owners, relations } = rows[0]!;
+  const fresh = await readCatalog(client, relations);
+  const refreshed = new Set(owners);
+  // A row owned by a table not read again would stand for all of that table's rows: read everything instead.
+  if (Object.values(fresh.owned).some((byOwner) => [...byOwner.keys()].some((owner) => !refreshed.has(owner)))) return readCatalog(client);
+  const owned: CatalogSnapshot['owned'] = {};
+  for (const [part, byOwner] of Object.entries(base.owned)) {
+    const next = new Map(byOwner);
+    for (const owner of owners) next.delete(owner);
+    for (const [owner, lines] of fresh.owned[part] ?? []) next.set(owner, lines);
+    owned[part] = next;
+  }
+  return { global: base.global, owned };
+}

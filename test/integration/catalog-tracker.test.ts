@@ -1,0 +1,106 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { withClient } from '../../src/db/connection';
+import { CatalogCache } from '../../src/db/catalog-tracker';
+import { applyGroup, applyMigration } from '../../src/db/execute';
+import { fingerprint, fingerprintDiff, hashParts } from '../../src/db/fingerprint';
+import { ensureLedger } from '../../src/db/ledger';
+import { createTestDatabase } from '../helpers/database';
+import { engineContext, prepared } from '../helpers/engine';
+
+/**
+ * Migrations whose changes reach beyond the relations they name through the
+ * catalog's text: renames seen by views, foreign keys and defaults; indexes
+ * and columns added to partitions and inheritance children; drops; serial
+ * and identity sequences; quoted and schema-qualified names.
+ */
+const changes: Record<string, string> = {
+  'V1__base.sql': `CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL);
+CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, customer_id int REFERENCES customers (id), total numeric(10, 2));
+CREATE VIEW big_orders AS SELECT o.id, c.name FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.total > 100;`,
+  'V2__rename_table.sql': 'ALTER TABLE customers RENAME TO clients;',
+  'V3__rename_column.sql': 'ALTER TABLE clients RENAME COLUMN id TO client_id;',
+  'V4__index_and_trigger.sql': `CREATE INDEX orders_total ON orders (total);
+CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;`,
+  'V5__trigger.sql': 'CREATE TRIGGER orders_touch BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION touch();',
+  'V6__partitions.sql': `CREATE TABLE events (id int, at date NOT NULL) PARTITION BY RANGE (at);
+CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');`,
+  'V7__partitioned_index.sql': 'CREATE INDEX events_at ON events (at);',
+  'V8__inheritance.sql': 'CREATE TABLE base_log (msg text);\nCREATE TABLE app_log () INHERITS (base_log);',
+  'V9__parent_column.sql': 'ALTER TABLE base_log ADD COLUMN level int DEFAULT 0;',
+  'V10__rename_sequence.sql': 'ALTER SEQUENCE customers_id_seq RENAME TO clients_id_seq;',
+  'V11__quoted.sql': 'CREATE SCHEMA "Sales";',
+  'V12__qualified.sql': 'CREATE TABLE "Sales"."Quota" (id int PRIMARY KEY, "Amount" int);\nCREATE INDEX "Quota_amount" ON "Sales"."Quota" ("Amount");',
+  'V13__drop_index.sql': 'DROP INDEX orders_total;',
+  'V14__drop_view_and_table.sql': 'DROP VIEW big_orders;\nDROP TABLE app_log;',
+  'V15__data.sql': "INSERT INTO clients (name) VALUES ('a');\nUPDATE orders SET total = 1 WHERE false;",
+  'V16__drop_trigger.sql': 'DROP TRIGGER orders_touch ON orders;',
+  'V17__add_serial.sql': 'ALTER TABLE "Sales"."Quota" ADD COLUMN seq serial;',
+};
+
+test('the fingerprint a run records for each version, reading only what the migration touched, is the one a full read of the catalog gives', async (t) => {
+  const db = await createTestDatabase();
+  t.after(() => db.drop());
+  const migrations = await prepared(changes);
+  const cache = new CatalogCache();
+  await withClient({ alias: 'db', url: db.url }, async (client) => {
+    await ensureLedger(client);
+    const ctx = { ...engineContext({}, 'run-1'), catalog: cache.tracker('db', 'run-1') };
+    for (const m of migrations) {
+      const result = await applyMigration(client, m, ctx);
+      assert.equal(result.status, 'applied');
+      const recorded = await db.query<{ fingerprint: string }>(`SELECT fingerprint FROM pgconvoy.history WHERE version = $1 AND status = 'applied'`, [m.version]);
+      const full = await fingerprint(client);
+      assert.equal(recorded.rows[0]?.fingerprint, full.sha256, `V${m.version} (${m.forward.file})`);
+    }
+  });
+  // V1 reads the whole catalog once (there is nothing to start from), V4 (a function) and V11 (a schema) read it whole; the other 15 only what they touched.
+  assert.deepEqual(cache.reads, { whole: 3, touched: 15 });
+});
+
+test('with --group, each version of the one transaction records the fingerprint after it', async (t) => {
+  const db = await createTestDatabase();
+  t.after(() => db.drop());
+  const migrations = await prepared({ 'V1__a.sql': 'CREATE TABLE a (id serial PRIMARY KEY);', 'V2__b.sql': 'CREATE TABLE b (a_id int REFERENCES a (id));', 'V3__c.sql': 'ALTER TABLE a RENAME TO aa;' });
+  const cache = new CatalogCache();
+  await withClient({ alias: 'db', url: db.url }, async (client) => {
+    await ensureLedger(client);
+    // The truth for each version, one database beside it applying them one at a time with full reads.
+    const other = await createTestDatabase();
+    t.after(() => other.drop());
+    const truths = await withClient({ alias: 'other', url: other.url }, async (o) => {
+      await ensureLedger(o);
+      const out: string[] = [];
+      for (const m of migrations) {
+        await applyMigration(o, m, engineContext());
+        out.push((await fingerprint(o)).sha256);
+      }
+      return out;
+    });
+    await applyGroup(client, migrations, { ...engineContext({}, 'run-1'), catalog: cache.tracker('db', 'run-1') });
+    const recorded = await db.query<{ fingerprint: string }>(`SELECT fingerprint FROM pgconvoy.history WHERE status = 'applied' ORDER BY id`);
+    assert.deepEqual(recorded.rows.map((r) => r.fingerprint), truths);
+  });
+});
+
+test('when the ledger moved between two migrations (another run, a failed attempt), the tracker reads the whole catalog again; the schema before an undoable version hashes as the catalog it describes', async (t) => {
+  const db = await createTestDatabase();
+  t.after(() => db.drop());
+  const migrations = await prepared({ 'V1__a.sql': 'CREATE TABLE a (id int);', 'V2__b.sql': 'CREATE TABLE b (id int);', 'U2__b.sql': 'DROP TABLE b;' });
+  const cache = new CatalogCache();
+  await withClient({ alias: 'db', url: db.url }, async (client) => {
+    await ensureLedger(client);
+    const ctx = { ...engineContext({}, 'run-1'), catalog: cache.tracker('db', 'run-1') };
+    await applyMigration(client, migrations[0]!, ctx);
+    // Someone else's ledger row (another run, a failed attempt) and a table the run knows nothing about.
+    await db.query(`CREATE TABLE outsider (id int); INSERT INTO pgconvoy.history (version, description, file, checksum, status, started_at, execution_ms) VALUES (99, 'x', 'V99__x.sql', 'x', 'failed', now(), 0)`);
+    await applyMigration(client, migrations[1]!, ctx);
+    const row = await db.query<{ fingerprint: string; schema_before: Record<string, string[]> }>(`SELECT fingerprint, schema_before FROM pgconvoy.history WHERE version = 2 AND status = 'applied'`);
+    const full = await fingerprint(client);
+    assert.equal(row.rows[0]?.fingerprint, full.sha256);
+    assert.ok(row.rows[0]?.schema_before.relations?.includes('public.outsider r'), 'the schema before V2 has the outsider');
+    await db.query('DROP TABLE b');
+    assert.equal(hashParts(row.rows[0].schema_before), (await fingerprint(client)).sha256, 'stored as jsonb (keys reordered), it hashes as the catalog it describes');
+    assert.deepEqual(fingerprintDiff({ sha256: '', parts: row.rows[0].schema_before }, await fingerprint(client)), []);
+  });
+});
