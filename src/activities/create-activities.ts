@@ -2,6 +2,7 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { Config } from '../config/config';
 import type { Activities } from '../contracts';
 import { PgconvoyError } from '../core/errors';
+import { CatalogCache } from '../db/catalog-tracker';
 import type { Logger } from '../logging/logger';
 import * as runs from '../runs';
 import type { RunDeps } from '../runs';
@@ -52,14 +53,16 @@ export function createActivities(deps: ActivityDeps): Activities {
  * and a pgconvoy error leaves it as an ApplicationFailure of the same type.
  */
 function adapter({ config, logger }: ActivityDeps) {
+  const catalogs = new CatalogCache();
   return <I, O>(useCase: (deps: RunDeps, input: I) => Promise<O>) =>
     async (input: I): Promise<O> => {
       const activity = Context.current();
       const { workflowExecution: execution, namespace, attempt, scheduledTimestampMs } = activity.info;
       let progress: unknown;
+      // A local activity has no heartbeat: the workflow task it runs in tells a dead worker from a slow one.
       const heartbeat = (details?: unknown) => {
         if (details !== undefined) progress = details;
-        activity.heartbeat(progress);
+        if (!activity.info.isLocal) activity.heartbeat(progress);
       };
       const deps: RunDeps = {
         config,
@@ -69,6 +72,7 @@ function adapter({ config, logger }: ActivityDeps) {
         signal: activity.cancellationSignal,
         heartbeat,
         sleep: (ms) => activity.sleep(ms),
+        catalogs,
       };
       heartbeat();
       const ticker = setInterval(heartbeat, heartbeatEveryMs);

@@ -25,6 +25,8 @@ export interface PendingMigration extends ManifestEntry {
   tables?: string[];
   /** Risk with context from the live database; the execution mode gates on its level. */
   risk?: MigrationRisk;
+  /** Predicted short (core/risk-context.ts predictedShort): the run applies it inline, as a local activity. */
+  short?: boolean;
 }
 
 export interface DatabasePlan {

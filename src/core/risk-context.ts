@@ -168,3 +168,28 @@ export function assessPending(pending: ScriptForRisk[], context: RiskContext | n
   }
   return result;
 }
+
+/** Statements whose work the parser cannot bound: a DO block, a procedure or a SELECT (of any function) may do anything, for as long as it likes. */
+const unboundedKinds = new Set(['DoStmt', 'CallStmt', 'SelectStmt']);
+
+/**
+ * Whether a migration is predicted short, so a run applies it inline (a
+ * local activity) instead of through the task queue: one transaction, no DO,
+ * CALL or SELECT, and every table it locks small or not there yet (it creates it),
+ * with no session holding or waiting for a lock on it. A prediction only:
+ * a short migration that runs long is still checkpointed and retried the
+ * same way, it just does not heartbeat, and a worker that stops waits for it
+ * instead of abandoning it.
+ */
+export function predictedShort(script: Pick<Script, 'mode' | 'statements'>, context: RiskContext, thresholds: RiskThresholds): boolean {
+  if (script.mode !== 'transaction') return false;
+  if (script.statements.some((s) => unboundedKinds.has(s.kind))) return false;
+  for (const s of script.statements) {
+    for (const name of lockTaken(s).relations) {
+      const t = context.get(contextKey(name));
+      if (t === undefined || t.lockedOut || t.sessions.length > 0) return false;
+      if (t.qualified !== null && sizeClass(t, thresholds) !== 'small') return false;
+    }
+  }
+  return true;
+}

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { fromPgLocksMode, tablesTouched } from '../core/locks';
 import type { ScriptForRisk } from '../core/risk';
-import { assessPending, contextKey, type LockingSession, type MigrationRisk, type RiskContext, type RiskThresholds, type TableContext } from '../core/risk-context';
+import { assessPending, contextKey, predictedShort, type LockingSession, type MigrationRisk, type RiskContext, type RiskThresholds, type TableContext } from '../core/risk-context';
 import type { Version } from '../core/version';
 import { pgErrorFields } from './sqlstate';
 
@@ -143,8 +143,12 @@ export async function assessOnDatabase(
   client: pg.Client,
   pending: ScriptForRisk[],
   thresholds: RiskThresholds,
-): Promise<{ risk: Map<Version, MigrationRisk>; tables: Array<TableContext & { table: string }> }> {
+): Promise<{ risk: Map<Version, MigrationRisk>; tables: Array<TableContext & { table: string }>; short: Set<Version> }> {
   const tables = [...new Set(pending.flatMap((m) => tablesTouched(m.script.statements)))];
   const context = await readRiskContext(client, tables);
-  return { risk: assessPending(pending, context, thresholds), tables: tables.map((table) => ({ table, ...context.get(contextKey(table))! })) };
+  return {
+    risk: assessPending(pending, context, thresholds),
+    tables: tables.map((table) => ({ table, ...context.get(contextKey(table))! })),
+    short: new Set(pending.filter((m) => predictedShort(m.script, context, thresholds)).map((m) => m.version)),
+  };
 }

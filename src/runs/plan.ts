@@ -35,10 +35,10 @@ export async function planDatabase(deps: RunDeps, input: PlanInput): Promise<Dat
       const forward = prepared.get(entry.version)!.forward;
       return { version: entry.version, file: forward.file, script: forward.script };
     });
-    const { risk, tables } = await assessOnDatabase(client, scripts, config.risk);
+    const { risk, tables, short } = await assessOnDatabase(client, scripts, config.risk);
     const pending = plan.pending.map((entry, i) => {
       const script = scripts[i]!.script;
-      return { ...entry, mode: script.mode, statements: script.statements.length, tables: tablesTouched(script.statements), risk: risk.get(entry.version)! };
+      return { ...entry, mode: script.mode, statements: script.statements.length, tables: tablesTouched(script.statements), risk: risk.get(entry.version)!, short: short.has(entry.version) };
     });
     const result: DatabasePlan = {
       db: input.db,

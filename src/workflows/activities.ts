@@ -1,4 +1,4 @@
-import { proxyActivities } from '@temporalio/workflow';
+import { proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 import type { Activities } from '../contracts';
 import { nonRetryableTypes } from './failures';
 
@@ -20,6 +20,21 @@ export const { applyMigration, applyGroup } = proxyActivities<Activities>({
   // dead worker's migration is retried elsewhere within ten seconds.
   startToCloseTimeout: '24 hours',
   heartbeatTimeout: '10 seconds',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10, nonRetryableErrorTypes: nonRetryableTypes },
+});
+
+/**
+ * A migration predicted short (PendingMigration.short) runs inline: a local
+ * activity on the worker that runs the workflow, recorded as a marker in the
+ * history, without a round trip through the task queue. Same checkpoint: its
+ * ledger row commits with it, and a worker that dies mid-migration fails the
+ * workflow task, whose retry runs it again (the ledger makes that a no-op if
+ * it committed). Retried like the regular one; backoffs past a few seconds
+ * wait on a workflow timer.
+ */
+export const { applyMigration: applyMigrationInline } = proxyLocalActivities<Activities>({
+  startToCloseTimeout: '24 hours',
+  localRetryThreshold: '5 seconds',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10, nonRetryableErrorTypes: nonRetryableTypes },
 });
 

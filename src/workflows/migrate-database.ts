@@ -2,7 +2,7 @@ import { setHandler } from '@temporalio/workflow';
 import { describeRunBackup, outcomeOf } from '../contracts';
 import type { AppliedStep, RunOutcome, DatabasePlan, MigrateDatabaseInput, MigrateDatabaseResult, PendingMigration, Progress, RunBackup, RunRecord, RunRisk } from '../contracts';
 import { eventEmitter, type RunEventBody } from './events';
-import { applyGroup, applyMigration, beginRun, planDatabase, takeBackup, verifyRun } from './activities';
+import { applyGroup, applyMigration, applyMigrationInline, beginRun, planDatabase, takeBackup, verifyRun } from './activities';
 import { compensate, type Compensation } from './compensate';
 import { runFailure } from './failures';
 import { awaitApproval, newProgress } from './approval';
@@ -154,8 +154,8 @@ async function safeguardStep(run: Run, plan: DatabasePlan): Promise<Compensation
 }
 
 /**
- * Apply: each pending migration in its own activity (or all of them in one,
- * with --group), each a checkpoint. A cancel takes effect between two
+ * Apply: each pending migration in its own activity, inline when it is
+ * predicted short (or all of them in one, with --group), each a checkpoint. A cancel takes effect between two
  * migrations, never during one. Returns what was applied.
  */
 async function applyStep(run: Run, plan: DatabasePlan, lease: HeldLease, backup: RunBackup): Promise<AppliedStep[]> {
@@ -168,7 +168,9 @@ async function applyStep(run: Run, plan: DatabasePlan, lease: HeldLease, backup:
     run.lastStepRunning(index === steps.length - 1);
     const record = { ...runRecord(step, progress), backup: describeRunBackup(backup) };
     const results = await lease.fenced(async (leaseToken) =>
-      input.group ? applyGroup({ ...base, versions: step.map((p) => p.version), leaseToken, ...record }) : [await applyMigration({ ...base, version: step[0]!.version, leaseToken, ...record })],
+      input.group
+        ? applyGroup({ ...base, versions: step.map((p) => p.version), leaseToken, ...record })
+        : [await (step[0]!.short ? applyMigrationInline : applyMigration)({ ...base, version: step[0]!.version, leaseToken, ...record })],
     );
     for (const result of results) run.emit({ type: 'migration-done', version: result.version, status: result.status, durationMs: result.status === 'applied' ? result.durationMs : 0 });
   }

@@ -14,3 +14,37 @@ export function maybeRecordHistory(name: string, history: History): void {
   if (process.env.PGCONVOY_RECORD_HISTORIES !== '1') return;
   writeFileSync(join(historiesDir, `${name}.json`), historyToJSON(history));
 }
+
+/** A local activity's marker data (as the SDK's core records it). */
+interface LocalActivityMarker {
+  activity_type?: string;
+  activityType?: string;
+  attempt?: number;
+}
+
+/**
+ * The activities a run ran, in the order the history records them: regular
+ * ones when scheduled, local ones (a migration predicted short runs inline)
+ * by their marker, with the attempt that ended them.
+ */
+export function activitySteps(history: History): Array<{ name: string; attempt: number; local: boolean }> {
+  const steps: Array<{ name: string; attempt: number; local: boolean }> = [];
+  const byScheduledId = new Map<string, { name: string; attempt: number; local: boolean }>();
+  for (const event of history.events ?? []) {
+    const scheduled = event.activityTaskScheduledEventAttributes;
+    if (scheduled) {
+      const step = { name: scheduled.activityType?.name ?? '?', attempt: 0, local: false };
+      byScheduledId.set(String(event.eventId), step);
+      steps.push(step);
+    }
+    const started = event.activityTaskStartedEventAttributes;
+    if (started) byScheduledId.get(String(started.scheduledEventId))!.attempt = started.attempt ?? 0;
+    const marker = event.markerRecordedEventAttributes;
+    if (marker?.markerName === 'core_local_activity') {
+      const payload = marker.details?.data?.payloads?.[0];
+      const data = JSON.parse(Buffer.from(payload?.data ?? new Uint8Array()).toString('utf8')) as LocalActivityMarker;
+      steps.push({ name: data.activity_type ?? data.activityType ?? '?', attempt: data.attempt ?? 0, local: true });
+    }
+  }
+  return steps;
+}

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -9,6 +9,7 @@ import { cliEnv, runCli, startCli } from '../helpers/cli';
 import { adminQuery, createTestDatabase } from '../helpers/database';
 import { sampleMigrationsDir, writeMigrations } from '../helpers/migrations';
 import { services } from '../helpers/services';
+import { activitySteps } from '../helpers/histories';
 import { uniqueTaskQueue } from '../helpers/temporal';
 import { isAlive } from '../helpers/workers';
 
@@ -45,7 +46,10 @@ test('embedded: with no TEMPORAL_ADDRESS, up starts its own dev server and worke
   assert.equal(parsed.running, null);
 
   // The embedded server kept its state in the state directory: open it again
-  // and read the first run's history.
+  // and read the first run's history, once the last command's server has let go of it.
+  const lockFile = join(dir, 'state', 'embedded.lock');
+  const last = existsSync(lockFile) ? (JSON.parse(readFileSync(lockFile, 'utf8')) as { serverPid: number }).serverPid : undefined;
+  for (let i = 0; i < 200 && last !== undefined && isAlive(last); i++) await new Promise((r) => setTimeout(r, 100));
   const server = await startDevServer({ dbFile: join(dir, 'state', 'temporal.db'), logFile: join(dir, 'reopen.log') });
   t.after(() => server.stop());
   const connection = await Connection.connect({ address: server.address });
@@ -57,12 +61,12 @@ test('embedded: with no TEMPORAL_ADDRESS, up starts its own dev server and worke
   const histories: string[][] = [];
   for await (const execution of client.workflow.list({ query: `WorkflowId = 'pgconvoy/db/shop'` })) {
     const history = await client.workflow.getHandle(execution.workflowId, execution.runId).fetchHistory();
-    histories.push((history.events ?? []).flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []));
+    histories.push(activitySteps(history).map((s) => `${s.name}${s.local ? ' (inline)' : ''}`));
     assert.ok(!JSON.stringify(history).includes('cli-secret-5d2'), 'no password in history');
   }
   assert.deepEqual(
     histories.sort((a, b) => b.length - a.length),
-    [['planDatabase', 'acquireLease', 'holdLease', 'beginRun', 'takeBackup', 'applyMigration', 'applyMigration', 'applyMigration', 'verifyRun', 'releaseLease'], ['planDatabase']],
+    [['planDatabase', 'acquireLease', 'holdLease', 'beginRun', 'takeBackup', 'applyMigration (inline)', 'applyMigration (inline)', 'applyMigration (inline)', 'verifyRun', 'releaseLease'], ['planDatabase']],
   );
 });
 
@@ -163,12 +167,16 @@ test('embedded: a command does not wait for its dev server to stop; the next com
   const lock = JSON.parse(readFileSync(join(dir, 'state', 'embedded.lock'), 'utf8')) as { pid: number; serverPid: number; stopping?: boolean };
   assert.equal(lock.stopping, true);
   assert.equal(lock.pid, lock.serverPid);
-  t.after(() => {
-    if (isAlive(lock.serverPid)) process.kill(lock.serverPid, 'SIGKILL');
+  // Each command leaves a server stopping: all of them gone before the state folder is removed.
+  const servers = [lock.serverPid];
+  t.after(async () => {
+    for (const pid of servers) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+    for (let i = 0; i < 100 && servers.some(isAlive); i++) await new Promise((r) => setTimeout(r, 100));
   });
   // Back to back, each while the last one's server stops (or lingers as a zombie until the machine reaps it).
   for (const args of [['up', '--db', 'quick'], ['status', '--db', 'quick'], ['up', '--db', 'quick']]) {
     const next = await runCli([...args, '--migrations', sampleMigrationsDir], { env });
+    servers.push((JSON.parse(readFileSync(join(dir, 'state', 'embedded.lock'), 'utf8')) as { serverPid: number }).serverPid);
     assert.equal(next.code, 0, `${args.join(' ')}: ${next.stderr}`);
     assert.doesNotMatch(next.stderr, /StateDirBusy/);
   }

@@ -85,7 +85,8 @@ async function killAtCommit(
     `SELECT version::text, status, (fingerprint IS NOT NULL AND risk_level IS NOT NULL) AS audited FROM pgconvoy.history ORDER BY id`,
   )).rows;
   const history = await handle.fetchHistory();
-  const retried = (history.events ?? []).filter((e) => (e.activityTaskStartedEventAttributes?.attempt ?? 1) > 1).length;
+  // A migration predicted short runs inline: the worker's death times out the workflow task it ran in, and the next worker runs it again.
+  const retried = (history.events ?? []).filter((e) => (e.activityTaskStartedEventAttributes?.attempt ?? 1) > 1 || e.workflowTaskTimedOutEventAttributes).length;
   return { db, before, after, ledger, retried, ...outcome };
 }
 

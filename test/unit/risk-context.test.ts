@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import type { PendingMigration } from '../../src/contracts';
 import { fromPgLocksMode, lockConflicts, lockModes, type LockMode } from '../../src/core/locks';
 import { analyzeRisk } from '../../src/core/risk';
-import { applyContext, assessPending, defaultThresholds, type TableContext } from '../../src/core/risk-context';
+import { applyContext, assessPending, defaultThresholds, predictedShort, type TableContext } from '../../src/core/risk-context';
 import { analyzeScript, type Script } from '../../src/core/statements';
 import { gatedMigrations } from '../../src/workflows/gates';
 
@@ -145,4 +145,23 @@ test('a pending migration whose risk was not assessed (planned by an older worke
   const unassessed: PendingMigration = { version: '1', description: 'm1', checksum: 'x', undoChecksum: null, mode: 'transaction', statements: 1 };
   assert.deepEqual(gatedMigrations('auto', [unassessed]).map((g) => [g.version, g.level, g.findings]), [['1', 'high', ['risk not assessed (planned by an older pgconvoy worker)']]]);
   assert.deepEqual(gatedMigrations('aggressive', [unassessed]), []);
+});
+
+test('a migration is predicted short (applied inline) only in one transaction, on small or new tables nobody holds, without DO, CALL or SELECT', async () => {
+  const small = table({ rows: 10, bytes: 16_384 });
+  const absent = table({ qualified: null, rows: null, bytes: null });
+  const short = async (sql: string, context: Record<string, TableContext>) => predictedShort(await script(sql), new Map(Object.entries(context)), defaultThresholds);
+  assert.equal(await short('CREATE TABLE items (id int);\nCREATE INDEX ON items (id);\nINSERT INTO items VALUES (1);', { items: absent }), true, 'a new table');
+  assert.equal(await short('ALTER TABLE orders ADD COLUMN note text;', { orders: small }), true, 'a small table');
+  assert.equal(await short('ALTER TABLE orders ADD COLUMN note text;', { orders: table() }), false, 'a large table');
+  assert.equal(await short('ALTER TABLE orders ADD COLUMN note text;', { orders: table({ rows: 50_000, bytes: 20 * 1024 ** 2 }) }), false, 'a medium table');
+  assert.equal(await short('ALTER TABLE orders ADD COLUMN note text;', {}), false, 'a table the database said nothing about');
+  const holder = { pid: 7, mode: 'ACCESS SHARE' as const, granted: true, state: 'idle in transaction', transactionMs: 60_000, application: null };
+  assert.equal(await short('ALTER TABLE orders ADD COLUMN note text;', { orders: { ...small, sessions: [holder] } }), false, 'a session in the way');
+  assert.equal(await short('ALTER TABLE orders ADD COLUMN note text;', { orders: { ...small, lockedOut: true } }), false, 'a table whose size could not be read');
+  assert.equal(await short('CREATE INDEX CONCURRENTLY orders_note ON orders (note);', { orders: small }), false, 'outside a transaction');
+  assert.equal(await short("DO $$ BEGIN PERFORM pg_sleep(1); END $$;", {}), false, 'a DO block');
+  assert.equal(await short('CALL refresh_all();', {}), false, 'a procedure');
+  assert.equal(await short('SELECT pg_sleep(60);', {}), false, 'a SELECT, which may call anything');
+  assert.equal(await short("INSERT INTO items VALUES (1);\nUPDATE items SET id = 2;", { items: small }), true, 'rows of a small table');
 });
