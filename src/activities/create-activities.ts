@@ -3,6 +3,7 @@ import type { Config } from '../config/config';
 import type { Activities } from '../contracts';
 import { PgconvoyError } from '../core/errors';
 import { CatalogCache } from '../db/catalog-tracker';
+import { ConnectionPool } from '../db/connection';
 import type { Logger } from '../logging/logger';
 import * as runs from '../runs';
 import type { RunDeps } from '../runs';
@@ -54,6 +55,7 @@ export function createActivities(deps: ActivityDeps): Activities {
  */
 function adapter({ config, logger }: ActivityDeps) {
   const catalogs = new CatalogCache();
+  const connections = new ConnectionPool();
   return <I, O>(useCase: (deps: RunDeps, input: I) => Promise<O>) =>
     async (input: I): Promise<O> => {
       const activity = Context.current();
@@ -73,6 +75,7 @@ function adapter({ config, logger }: ActivityDeps) {
         heartbeat,
         sleep: (ms) => activity.sleep(ms),
         catalogs,
+        connections,
       };
       heartbeat();
       const ticker = setInterval(heartbeat, heartbeatEveryMs);

@@ -62,8 +62,8 @@ export interface Target {
   url: string;
 }
 
-/** Opens one connection for the lifetime of `fn` and always closes it. */
-export async function withClient<T>(target: Target, fn: (client: pg.Client) => Promise<T>, options: { signal?: AbortSignal } = {}): Promise<T> {
+/** Opens a connection, with what went wrong said in terms of the alias. */
+async function connect(target: Target): Promise<pg.Client> {
   checkUrl(target);
   let client: pg.Client;
   try {
@@ -84,12 +84,17 @@ export async function withClient<T>(target: Target, fn: (client: pg.Client) => P
     if (classifySqlState(fields.code) === 'retryable') throw new DatabaseUnavailableError(target.alias, error);
     throw error;
   }
+  return client;
+}
+
+/** Runs `fn` on `client`; a given-up attempt ends the connection; a missing privilege is said as such. */
+async function runOn<T>(target: Target, client: pg.Client, fn: (client: pg.Client) => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   // A given-up attempt (its activity cancelled, timed out, or its worker
   // shutting down) ends its connection: the statement in flight fails at once
   // and the server rolls its transaction back, instead of the attempt working
   // on (and a short-lived command's worker waiting for it) after nobody wants it.
   const abandon = () => void client.end().catch(() => undefined);
-  options.signal?.addEventListener('abort', abandon, { once: true });
+  signal?.addEventListener('abort', abandon, { once: true });
   try {
     return await fn(client);
   } catch (error) {
@@ -98,9 +103,80 @@ export async function withClient<T>(target: Target, fn: (client: pg.Client) => P
     if (!(error instanceof PgconvoyError) && pgErrorFields(error).code === '42501') throw new PermissionDeniedError(target.alias, error);
     throw error;
   } finally {
-    options.signal?.removeEventListener('abort', abandon);
+    signal?.removeEventListener('abort', abandon);
+  }
+}
+
+/** Opens one connection for the lifetime of `fn` and always closes it. */
+export async function withClient<T>(target: Target, fn: (client: pg.Client) => Promise<T>, options: { signal?: AbortSignal } = {}): Promise<T> {
+  const client = await connect(target);
+  try {
+    return await runOn(target, client, fn, options.signal);
+  } finally {
     await client.end().catch(() => undefined);
   }
+}
+
+/**
+ * Connections a worker keeps between steps on the same database, so a run
+ * of short migrations does not pay a connection (and its close) each. A
+ * connection goes back only after a step that succeeded, reset with
+ * `DISCARD ALL` (temporary tables, settings, session locks, prepared
+ * statements); anything that failed or was abandoned closes it. Idle ones
+ * close after `idleMs`.
+ */
+export class ConnectionPool {
+  private readonly idle = new Map<string, Array<{ client: pg.Client; timer: NodeJS.Timeout }>>();
+
+  constructor(
+    private readonly idleMs = 10_000,
+    private readonly perTarget = 2,
+  ) {}
+
+  /** Runs `fn` on a kept connection, or a new one (`reused` says which: a kept one already has what earlier steps set up). */
+  async use<T>(target: Target, fn: (client: pg.Client, reused: boolean) => Promise<T>, options: { signal?: AbortSignal } = {}): Promise<T> {
+    const kept = this.idle.get(target.url)?.pop();
+    if (kept) {
+      clearTimeout(kept.timer);
+      socketOf(kept.client)?.ref();
+    }
+    const client = kept?.client ?? (await connect(target));
+    let result: T;
+    try {
+      result = await runOn(target, client, (c) => fn(c, kept !== undefined), options.signal);
+      await client.query('DISCARD ALL');
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw error;
+    }
+    if (options.signal?.aborted) await client.end().catch(() => undefined);
+    else this.keep(target.url, client);
+    return result;
+  }
+
+  private keep(url: string, client: pg.Client): void {
+    const list = this.idle.get(url) ?? [];
+    if (list.length >= this.perTarget) {
+      void client.end().catch(() => undefined);
+      return;
+    }
+    const entry = {
+      client,
+      timer: setTimeout(() => {
+        this.idle.set(url, (this.idle.get(url) ?? []).filter((e) => e !== entry));
+        void client.end().catch(() => undefined);
+      }, this.idleMs).unref(),
+    };
+    // An idle connection never keeps the process alive (a short command's worker ends when its work does).
+    socketOf(client)?.unref();
+    list.push(entry);
+    this.idle.set(url, list);
+  }
+}
+
+/** The client's socket (pg does not type it). */
+function socketOf(client: pg.Client): { ref(): void; unref(): void } | undefined {
+  return (client as unknown as { connection?: { stream?: { ref(): void; unref(): void } } }).connection?.stream;
 }
 
 /** Runs `fn` inside BEGIN/COMMIT, rolling back if it throws. */

@@ -1,5 +1,6 @@
 import type { ApplyGroupInput, ApplyInput, ApplyResult, RunRecord } from '../contracts';
 import type { Version } from '../core/version';
+import type pg from 'pg';
 import { withClient } from '../db/connection';
 import { applyGroup as applyGroupInDb, applyMigration as applyOne, type EngineContext, type EngineEvent } from '../db/execute';
 import { ensureLedger, type AuditColumns } from '../db/ledger';
@@ -9,16 +10,17 @@ import { pinnedMigrations } from './files';
 /** Applies one pending version of the set the run planned with, under the run's lease. */
 export async function applyMigration(deps: RunDeps, input: ApplyInput): Promise<ApplyResult> {
   const [migration] = await pinnedMigrations(deps, input.migrationsDir, input.manifestDigest, [input.version]);
-  return withClient(
-    targetOf(deps.config, input.db),
-    async (client) => {
-      await ensureLedger(client);
-      const result = await applyOne(client, migration!, engineContext(deps, input.db, input.leaseToken, input));
-      deps.logger.info({ event: result.status === 'applied' ? 'migration.applied' : 'migration.skipped', db: input.db, ...result });
-      return result;
-    },
-    cancellable(deps),
-  );
+  const apply = async (client: pg.Client, reused: boolean) => {
+    if (!reused) await ensureLedger(client);
+    const result = await applyOne(client, migration!, engineContext(deps, input.db, input.leaseToken, input));
+    deps.logger.info({ event: result.status === 'applied' ? 'migration.applied' : 'migration.skipped', db: input.db, ...result });
+    return result;
+  };
+  const target = targetOf(deps.config, input.db);
+  // A file that runs outside a transaction leaves its session settings behind: it gets a connection of its own.
+  return deps.connections && migration!.forward.script.mode === 'transaction'
+    ? deps.connections.use(target, apply, cancellable(deps))
+    : withClient(target, (client) => apply(client, false), cancellable(deps));
 }
 
 /** `--group`: every pending version in one transaction, all or none. */

@@ -1,7 +1,7 @@
 import { databaseEnvName, type Config } from '../config/config';
 import { UnknownDatabaseError } from '../core/errors';
 import type { CatalogCache } from '../db/catalog-tracker';
-import type { Target } from '../db/connection';
+import type { ConnectionPool, Target } from '../db/connection';
 import type { Logger } from '../logging/logger';
 
 /**
@@ -25,6 +25,8 @@ export interface RunDeps {
   sleep(ms: number): Promise<void>;
   /** The catalogs this worker follows through its runs (a fingerprint per version without reading the whole schema); absent, every version reads it whole. */
   catalogs?: CatalogCache;
+  /** Connections this worker keeps between the steps of a run; absent, each step opens its own. */
+  connections?: ConnectionPool;
 }
 
 /** Deps for a command that runs a use-case itself, outside any workflow. */
