@@ -83,7 +83,8 @@ test('a long migration keeps its lease alive on a bounded number of connections;
     try {
       await waitFor('the long statement to run', async () => ((await watcher.query(`SELECT 1 FROM pg_stat_activity WHERE query LIKE '%long migration%' AND state = 'active' AND pid <> pg_backend_pid()`)).rowCount ? true : undefined), 60_000);
       for (let i = 0; i < migrationSeconds - 5; i++) {
-        const lease = await watcher.query<{ live: boolean; ms: number }>(`SELECT expires_at > now() AS live, (extract(epoch FROM now() - renewed_at) * 1000)::int AS ms FROM pgconvoy.lease`);
+        // now() is when the sample's transaction began, before its snapshot: a renewal committed in between is seen "in the future". clock_timestamp() is not.
+        const lease = await watcher.query<{ live: boolean; ms: number }>(`SELECT expires_at > now() AS live, (extract(epoch FROM clock_timestamp() - renewed_at) * 1000)::int AS ms FROM pgconvoy.lease`);
         const ours = await watcher.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = 'longrun' AND application_name LIKE 'pgconvoy%'`);
         samples.push({ live: lease.rows[0]?.live ?? false, renewedMsAgo: lease.rows[0]?.ms ?? -1, ours: ours.rows[0]!.n });
         await new Promise((r) => setTimeout(r, 1_000));
