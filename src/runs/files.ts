@@ -1,16 +1,17 @@
 import { ManifestChangedError } from '../core/errors';
 import type { PreparedMigration } from '../core/prepare';
 import type { Version } from '../core/version';
-import { cachedMigrationSet } from '../source/set-cache';
+import { cachedSetFor } from '../source/set-cache';
 import { cancellable, type RunDeps } from './deps';
 
 /**
  * The prepared (parsed) migrations of `versions`, from the set the run was
  * planned with: refused if the files are no longer that set. Read, hashed and
- * parsed once per worker while the files stay as they are (src/source/set-cache.ts).
+ * parsed once per worker while the files stay as they are; each step looks
+ * again only at its own versions' files (src/source/set-cache.ts).
  */
 export async function pinnedMigrations(deps: RunDeps, migrationsDir: string, digest: string, versions: Version[]): Promise<PreparedMigration[]> {
-  const { set, prepare } = await cachedMigrationSet(migrationsDir, deps.config.files);
+  const { set, prepare } = await cachedSetFor(migrationsDir, versions, deps.config.files);
   if (set.digest !== digest) throw new ManifestChangedError(migrationsDir, digest, set.digest);
   const prepared = await prepare(versions, cancellable(deps));
   return versions.map((v) => {

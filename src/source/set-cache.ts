@@ -11,6 +11,8 @@ import { sqlExtension } from './read-sql-files';
 interface Entry {
   /** Name, size, inode, mtime and ctime of every `.sql` file in the set and its checks, as read. */
   signature: string;
+  /** The same, file by file (name to size, inode, mtime and ctime). */
+  files: Map<string, string>;
   set: MigrationSet;
   prepared: Map<Version, PreparedMigration>;
 }
@@ -34,14 +36,38 @@ export interface CachedSet {
  * which reports why.
  */
 export async function cachedMigrationSet(directory: string, limits: FileLimits = defaultFileLimits): Promise<CachedSet> {
-  const signature = await Promise.race([signatureOf(directory), new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), limits.readTimeoutMs).unref())]).catch(() => undefined);
-  let entry = signature === undefined ? undefined : entries.get(directory);
-  if (entry === undefined || entry.signature !== signature) {
+  const read = await Promise.race([signatureOf(directory), new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), limits.readTimeoutMs).unref())]).catch(() => undefined);
+  let entry = read === undefined ? undefined : entries.get(directory);
+  if (entry === undefined || entry.signature !== read?.signature) {
     const set = await readMigrationSet(directory, limits);
-    entry = { signature: signature ?? '', set, prepared: new Map() };
-    if (signature !== undefined) entries.set(directory, entry);
+    entry = { signature: read?.signature ?? '', files: read?.files ?? new Map<string, string>(), set, prepared: new Map() };
+    if (read !== undefined) entries.set(directory, entry);
   }
-  const found = entry;
+  return cached(entry);
+}
+
+/**
+ * The set, for a step that needs only `versions` of it (applying or undoing
+ * them): when this worker has read the set, only those versions' files are
+ * looked at again (not every file of the set for every migration, which made
+ * a run's cost grow with the square of its size); any of them changed, gone
+ * or unknown reads the whole set the long way.
+ */
+export async function cachedSetFor(directory: string, versions: Version[], limits: FileLimits = defaultFileLimits): Promise<CachedSet> {
+  const entry = entries.get(directory);
+  if (entry !== undefined) {
+    const byVersion = new Map(entry.set.migrations.map((m) => [m.version, m]));
+    const known = versions.map((v) => byVersion.get(v));
+    if (known.every((m) => m !== undefined)) {
+      const names = known.flatMap((m) => [m.forward.file, ...(m.undo ? [m.undo.file] : [])]);
+      const same = await Promise.all(names.map(async (name) => (await statOf(join(directory, name)).catch(() => null)) === entry.files.get(name)));
+      if (same.every(Boolean)) return cached(entry);
+    }
+  }
+  return cachedMigrationSet(directory, limits);
+}
+
+function cached(found: Entry): CachedSet {
   return {
     set: found.set,
     prepare: async (versions, options = {}) => {
@@ -53,8 +79,13 @@ export async function cachedMigrationSet(directory: string, limits: FileLimits =
   };
 }
 
-async function signatureOf(directory: string): Promise<string> {
-  const parts: string[] = [];
+async function statOf(path: string): Promise<string> {
+  const s = await stat(path, { bigint: true });
+  return `${s.size}:${s.ino}:${s.mtimeNs}:${s.ctimeNs}`;
+}
+
+async function signatureOf(directory: string): Promise<{ signature: string; files: Map<string, string> }> {
+  const files = new Map<string, string>();
   for (const dir of [directory, join(directory, 'checks')]) {
     let names: string[];
     try {
@@ -63,11 +94,8 @@ async function signatureOf(directory: string): Promise<string> {
       if (dir !== directory && (error as NodeJS.ErrnoException).code === 'ENOENT') continue;
       throw error;
     }
-    const stats = await Promise.all(names.map((n) => stat(join(dir, n), { bigint: true })));
-    names.forEach((n, i) => {
-      const s = stats[i]!;
-      parts.push(`${dir === directory ? '' : 'checks/'}${n}:${s.size}:${s.ino}:${s.mtimeNs}:${s.ctimeNs}`);
-    });
+    const stats = await Promise.all(names.map((n) => statOf(join(dir, n))));
+    names.forEach((n, i) => files.set(`${dir === directory ? '' : 'checks/'}${n}`, stats[i]!));
   }
-  return parts.join('\n');
+  return { signature: [...files].map(([name, s]) => `${name}:${s}`).join('\n'), files };
 }
