@@ -5,7 +5,6 @@ import { PgconvoyError } from '../core/errors';
 import type { Config } from '../config/config';
 import { startDevServer, type DevServer } from '../worker/dev-server';
 import type { Logger } from '../logging/logger';
-import { createWorker, installRuntime } from '../worker/worker';
 import type { PgconvoyClient } from './api';
 
 export class StateDirBusyError extends PgconvoyError {
@@ -133,11 +132,6 @@ async function session<T>(
     if (holder?.address && !holder.stopping && isAlive(holder.pid)) return asClient(holder.address);
   }
 
-  // The CLI reports failures itself; the SDK's own warnings would repeat them.
-  // It also handles SIGINT/SIGTERM itself (listenForSignals): the SDK's
-  // handler would stop the worker under a waiting command and fail it with
-  // an SDK message.
-  installRuntime(logger, 'ERROR', { shutdownSignals: [] });
   const dbFile = join(config.stateDir, 'temporal.db');
   const lock = await lockStateDir(config.stateDir, dbFile, logger);
   let server: DevServer | undefined;
@@ -145,11 +139,24 @@ async function session<T>(
   void interrupted.then((signal) => (interruptedBy = signal));
   try {
     logger.debug({ event: 'devserver.starting', stateDir: config.stateDir });
-    server = await startDevServer({
+    let spawned = (): void => undefined;
+    const starting = startDevServer({
       dbFile,
       logFile: join(config.stateDir, 'temporal.log'),
       ...(config.temporalBin ? { temporalBin: config.temporalBin } : {}),
+      onSpawn: () => spawned(),
     });
+    starting.catch(() => undefined); // awaited below, where its failure is reported
+    await Promise.race([new Promise<void>((resolve) => (spawned = resolve)), starting]);
+    // The worker's modules (about a third of a second) load while the server process starts;
+    // a command against a running cluster never loads them.
+    const { createWorker, installRuntime } = await import('../worker/worker');
+    // The CLI reports failures itself; the SDK's own warnings would repeat them.
+    // It also handles SIGINT/SIGTERM itself (listenForSignals): the SDK's
+    // handler would stop the worker under a waiting command and fail it with
+    // an SDK message.
+    installRuntime(logger, 'ERROR', { shutdownSignals: [] });
+    server = await starting;
     lock.record({ pid: process.pid, serverPid: server.pid, address: server.address });
     const address = server.address;
     const { worker, connection: workerConnection } = await createWorker({ config, logger, address });

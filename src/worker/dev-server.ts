@@ -34,6 +34,8 @@ export interface DevServerOptions {
   /** Serve the Web UI on this port; headless when unset. */
   uiPort?: number;
   readyTimeoutMs?: number;
+  /** Called once the server process is started, before it is ready: work that does not need it can overlap its start. */
+  onSpawn?: () => void;
 }
 
 /** The project's built binary first, then $PATH. */
@@ -111,6 +113,7 @@ async function startOnce(options: DevServerOptions): Promise<DevServer> {
   } finally {
     closeSync(log);
   }
+  options.onSpawn?.();
   const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
   const spawnError = new Promise<Error>((resolveError) => child.once('error', resolveError));
   const address = `127.0.0.1:${port}`;

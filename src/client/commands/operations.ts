@@ -1,10 +1,8 @@
 import { Option } from 'commander';
 import { databaseEnvName, type Config } from '../../config/config';
 import type { Logger } from '../../logging/logger';
-import { createWorker, installRuntime } from '../../worker/worker';
 import { backup } from '../api';
 import { ExitCode } from '../exit-codes';
-import { localDeps, rehearse } from '../../runs';
 import { dbOption, UsageError, type CliKit, type Io } from './kit';
 
 /** backup, rehearse, worker. */
@@ -40,6 +38,7 @@ export function registerOperationCommands(kit: CliKit): void {
     .action(async (options: { db: string; seed?: string }) => {
       const { global, config, logger } = kit.context();
       if (config.databases[options.db] === undefined) throw new UsageError(`database alias "${options.db}" is not configured: rehearse connects directly; set ${databaseEnvName(options.db)}`);
+      const { localDeps, rehearse } = await import('../../runs');
       const steps = await rehearse(localDeps(config, logger), { db: options.db, migrationsDir: config.migrationsDir, ...(options.seed ? { seedFile: options.seed } : {}) });
       const failed = steps.find((s) => !s.ok);
       kit.print(
@@ -66,6 +65,7 @@ async function runWorker(config: Config, logger: Logger, io: Io, taskQueue: stri
     io.stderr('pgconvoy worker: set TEMPORAL_ADDRESS (or temporal.address in the config) to the Temporal frontend to serve\n');
     return ExitCode.badInput;
   }
+  const { createWorker, installRuntime } = await import('../../worker/worker');
   installRuntime(logger, 'INFO');
   const { worker, connection } = await createWorker({ config, logger, ...(taskQueue ? { taskQueue } : {}) });
   logger.info({ event: 'worker.started', address: config.temporal.address, taskQueue: taskQueue ?? config.temporal.taskQueue });

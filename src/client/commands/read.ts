@@ -6,7 +6,6 @@ import { checkTarget } from '../../core/plan';
 import { prepareMigrations, type PreparedMigration } from '../../core/prepare';
 import { analyzeRisk, analyzeUndo, highestLevel, type Finding } from '../../core/risk';
 import { compareVersions, type Version } from '../../core/version';
-import { assessPending, localDeps } from '../../runs';
 import { readChecks } from '../../source/read-checks';
 import { readMigrationSet } from '../../source/read-migration-set';
 import { inspect } from '../api';
@@ -142,6 +141,8 @@ export function registerReadCommands(kit: CliKit): void {
       let linted: PreparedMigration[];
       if (options.db !== undefined) {
         if (config.databases[options.db] === undefined) throw new UsageError(`database alias "${options.db}" is not configured: lint --db connects directly; set ${databaseEnvName(options.db)}`);
+        // Loaded only here: the other commands never need the database code.
+        const { assessPending, localDeps } = await import('../../runs');
         ({ pending: linted, risk } = await assessPending(localDeps(config, logger), { db: options.db, migrationsDir: config.migrationsDir }));
       } else {
         const set = await readMigrationSet(config.migrationsDir, config.files);
