@@ -1,13 +1,15 @@
 /**
  * What a run costs per migration, with a worker already running: --sizes
- * (default 50,200) small migrations (a table, ten rows, an index) on a fresh
- * database through the migrateDatabase workflow, against psql on the same
- * files (all in one transaction, and once per file). From the run's history:
- * the apply phase (first applyMigration scheduled to last completed) and the
- * steps around it. Also through node-pg-migrate (a pinned devDependency) and,
- * when bench/provision-peers.sh has built them, goose and golang-migrate.
+ * (default 50,200,800) small migrations (a table, ten rows, an index) on a
+ * fresh database (with --schema-tables N, one that already has N tables)
+ * through the migrateDatabase workflow, against psql on the same files (all
+ * in one transaction, and once per file). The apply phase comes from the
+ * ledger (first migration started to last finished), the steps around it
+ * from the run's history. Also through node-pg-migrate (a pinned
+ * devDependency) and, when bench/provision-peers.sh has built them, goose
+ * and golang-migrate.
  *
- *   npm run build && node dist/bench/run-cost.js [--sizes 50,200]
+ *   npm run build && node dist/bench/run-cost.js [--sizes 50,200,800] [--schema-tables 1000]
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,12 +18,14 @@ import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { startMigration } from '../src/client/api';
 import { startDevServer } from '../src/worker/dev-server';
-import { adminUrl, databaseUrl, dropDatabases, query, runBench } from './support';
+import { adminUrl, databaseUrl, dropDatabases, numberArg, query, runBench } from './support';
 
-const sizes = (process.argv.find((a) => a.startsWith('--sizes='))?.slice(8) ?? process.argv[process.argv.indexOf('--sizes') + 1] ?? '50,200')
+const sizes = (process.argv.includes('--sizes') ? process.argv[process.argv.indexOf('--sizes') + 1]! : '50,200,800')
   .split(',')
   .map(Number)
   .filter((n) => Number.isInteger(n) && n > 0);
+/** Tables every database starts with, so the cost per migration can be seen against the size of the schema. */
+const schemaTables = numberArg('schema-tables', 0);
 const bin = join(__dirname, '..', '..', 'bin', 'pgconvoy');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -41,10 +45,24 @@ function timed(fn: () => void): number {
   return performance.now() - t;
 }
 
+/** A fresh database, from a template with --schema-tables tables when asked. */
 async function freshDb(name: string): Promise<string> {
   await query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await query(`CREATE DATABASE ${name}`);
+  await query(`CREATE DATABASE ${name}${schemaTables > 0 ? ` TEMPLATE ${template}` : ''}`);
   return databaseUrl(name);
+}
+
+const template = `pgconvoy_bench_rc_${process.pid}_template`;
+
+async function createTemplate(): Promise<void> {
+  await query(`CREATE DATABASE ${template}`);
+  await query(
+    `DO $$ BEGIN FOR i IN 1..${schemaTables} LOOP
+       EXECUTE format('CREATE TABLE existing_%s (id bigserial PRIMARY KEY, name text NOT NULL DEFAULT ''x'', n int, at timestamptz DEFAULT now(), doc jsonb)', i);
+       EXECUTE format('CREATE INDEX ON existing_%s (n)', i);
+     END LOOP; END $$`,
+    databaseUrl(template),
+  );
 }
 
 function psql(url: string, args: string[]): void {
@@ -105,6 +123,10 @@ async function main(): Promise<void> {
   const client = new Client({ connection });
   const dbs: string[] = [];
   try {
+    if (schemaTables > 0) {
+      dbs.push(template);
+      await createTemplate();
+    }
     for (const n of sizes) {
       const set = join(scratch, `set${n}`);
       writeSet(set, n);
@@ -119,6 +141,12 @@ async function main(): Promise<void> {
       const psqlEach = timed(() => files.forEach((f) => psql(perFile, ['-f', join(set, f)])));
 
       const peers = await runPeers(scratch, set, files, n, dbs);
+      // The whole command with nothing running: its own dev server and worker (state in the scratch folder).
+      const embeddedDb = `pgconvoy_bench_rc_${process.pid}_${n}_embedded`;
+      dbs.push(embeddedDb);
+      const embeddedEnv: NodeJS.ProcessEnv = { ...process.env, PGCONVOY_STATE_DIR: join(scratch, `state${n}`), PGCONVOY_LOG_LEVEL: 'warn', PGCONVOY_DB_RC: await freshDb(embeddedDb) };
+      delete embeddedEnv.TEMPORAL_ADDRESS;
+      const embedded = timed(() => tool(bin, ['--migrations', set, 'up', '--db', 'rc'], embeddedEnv));
       const target = await freshDb(names[2]!);
       const env = { ...process.env, TEMPORAL_ADDRESS: server.address, PGCONVOY_TASK_QUEUE: `bench${n}`, PGCONVOY_LOG_LEVEL: 'warn', PGCONVOY_DB_RC: target };
       const worker = spawn(bin, ['--migrations', set, 'worker'], { env, stdio: 'ignore' });
@@ -132,32 +160,34 @@ async function main(): Promise<void> {
         const events = (await handle.fetchHistory()).events ?? [];
         const at = (e: (typeof events)[number]) => Number(e.eventTime?.seconds ?? 0) * 1000 + Math.round((e.eventTime?.nanos ?? 0) / 1e6);
         const scheduled = new Map<number, string>();
-        const started = new Map<number, number>();
-        const spans: Array<{ name: string; from: number; started: number; to: number }> = [];
+        const spans: Array<{ name: string; from: number; to: number }> = [];
         for (const e of events) {
           const s = e.activityTaskScheduledEventAttributes;
           if (s) scheduled.set(Number(e.eventId), s.activityType?.name ?? '?');
-          const st = e.activityTaskStartedEventAttributes;
-          if (st) started.set(Number(st.scheduledEventId), at(e));
           const done = e.activityTaskCompletedEventAttributes;
           if (done) {
             const id = Number(done.scheduledEventId);
-            const from = at(events.find((x) => Number(x.eventId) === id)!);
-            spans.push({ name: scheduled.get(id) ?? '?', from, started: started.get(id) ?? from, to: at(e) });
+            spans.push({ name: scheduled.get(id) ?? '?', from: at(events.find((x) => Number(x.eventId) === id)!), to: at(e) });
           }
         }
-        const applies = spans.filter((s) => s.name === 'applyMigration');
-        const applyMs = Math.max(...applies.map((s) => s.to)) - Math.min(...applies.map((s) => s.from));
-        const inside = applies.reduce((sum, s) => sum + (s.to - s.from), 0);
-        const waiting = applies.reduce((sum, s) => sum + (s.started - s.from), 0);
+        const inline = events.filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity').length;
+        const regular = spans.filter((s) => s.name === 'applyMigration').length;
+        // The apply phase as the ledger saw it: the first migration started to the last finished (the database's clock).
+        const ledger = await query<{ apply_ms: number; engine_ms: number }>(
+          `SELECT (extract(epoch FROM max(finished_at) - min(started_at)) * 1000)::float8 AS apply_ms, sum(execution_ms)::float8 AS engine_ms FROM pgconvoy.history WHERE status = 'applied'`,
+          target,
+        );
+        const applyMs = ledger.rows[0]!.apply_ms;
+        const engineMs = ledger.rows[0]!.engine_ms;
         const step = (name: string) => spans.filter((s) => s.name === name).reduce((sum, s) => sum + (s.to - s.from), 0);
-        console.log(`${n} migrations (worker running; ${adminUrl.replace(/\/[^/]*$/, '')}):`);
+        console.log(`${n} migrations${schemaTables > 0 ? ` on a schema of ${schemaTables} tables` : ''} (worker running; ${adminUrl.replace(/\/[^/]*$/, '')}):`);
         console.log(`  psql -1 -f (one transaction, no ledger)   ${psqlOne.toFixed(0).padStart(7)} ms   1.00x`);
         console.log(`  psql -f once per file                     ${psqlEach.toFixed(0).padStart(7)} ms   ${(psqlEach / psqlOne).toFixed(2)}x`);
         for (const [peer, ms] of peers) console.log(`  ${peer.padEnd(42)}${ms.toFixed(0).padStart(7)} ms   ${(ms / psqlOne).toFixed(2)}x`);
-        console.log(`  pgconvoy run, whole                       ${total.toFixed(0).padStart(7)} ms   ${(total / psqlOne).toFixed(2)}x`);
+        console.log(`  pgconvoy up, embedded (whole command)     ${embedded.toFixed(0).padStart(7)} ms   ${(embedded / psqlOne).toFixed(2)}x`);
+        console.log(`  pgconvoy run, whole (worker running)      ${total.toFixed(0).padStart(7)} ms   ${(total / psqlOne).toFixed(2)}x`);
         console.log(`  pgconvoy apply phase                      ${applyMs.toFixed(0).padStart(7)} ms   ${(applyMs / psqlOne).toFixed(2)}x   ${(applyMs / n).toFixed(1)} ms per migration`);
-        console.log(`    per migration: ${(waiting / n).toFixed(1)} ms from scheduled to started, ${((inside - waiting) / n).toFixed(1)} ms from started to completed, ${((applyMs - inside) / n).toFixed(1)} ms between activities (workflow tasks)`);
+        console.log(`    ${inline} inline (local activities), ${regular} through the task queue; per migration ${(engineMs / n).toFixed(1)} ms in its transaction, ${((applyMs - engineMs) / n).toFixed(1)} ms around it`);
         const goose = peers.get('goose up');
         if (goose) console.log(`  against goose: the run ${(total / goose).toFixed(1)}x, the apply phase ${(applyMs / goose).toFixed(1)}x`);
         console.log(`  steps: plan ${step('planDatabase')} ms, lease ${step('acquireLease')} ms, fingerprint ${step('beginRun')} ms, backup ${step('takeBackup')} ms, verify ${step('verifyRun')} ms, release ${step('releaseLease')} ms`);
