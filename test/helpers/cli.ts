@@ -1,5 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { isAlive } from './workers';
 
 export const pgconvoyBin = join(__dirname, '..', '..', '..', 'bin', 'pgconvoy');
 
@@ -48,4 +51,28 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv): { child: Child
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return { child, output: () => output, exited };
+}
+
+/**
+ * A folder for a test that runs embedded commands, removed after it once
+ * the dev server the last command left stopping has let go of the state
+ * folder in it (a command ends without waiting for its server to stop).
+ */
+export function scratchDir(t: { after(fn: () => Promise<void>): void }, prefix = 'pgconvoy-cli-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.after(async () => {
+    const server = serverInLock(join(dir, 'state', 'embedded.lock'));
+    for (let i = 0; i < 200 && server !== undefined && isAlive(server); i++) await new Promise((r) => setTimeout(r, 100));
+    rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
+  });
+  return dir;
+}
+
+/** The dev server an embedded lock names, if the lock is there and readable. */
+export function serverInLock(lockFile: string): number | undefined {
+  try {
+    return (JSON.parse(readFileSync(lockFile, 'utf8')) as { serverPid?: number }).serverPid;
+  } catch {
+    return undefined;
+  }
 }

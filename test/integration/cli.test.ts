@@ -1,23 +1,16 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
 import { startDevServer } from '../../src/worker/dev-server';
-import { cliEnv, runCli, startCli } from '../helpers/cli';
+import { cliEnv, runCli, scratchDir, serverInLock, startCli } from '../helpers/cli';
 import { adminQuery, createTestDatabase } from '../helpers/database';
 import { sampleMigrationsDir, writeMigrations } from '../helpers/migrations';
 import { services } from '../helpers/services';
 import { activitySteps } from '../helpers/histories';
 import { uniqueTaskQueue } from '../helpers/temporal';
 import { isAlive } from '../helpers/workers';
-
-function scratchDir(t: { after(fn: () => void): void }): string {
-  const dir = mkdtempSync(join(tmpdir(), 'pgconvoy-cli-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 test('embedded: with no TEMPORAL_ADDRESS, up starts its own dev server and worker; state survives for the next run', async (t) => {
   const db = await createTestDatabase({ password: 'cli-secret-5d2' });
@@ -47,8 +40,7 @@ test('embedded: with no TEMPORAL_ADDRESS, up starts its own dev server and worke
 
   // The embedded server kept its state in the state directory: open it again
   // and read the first run's history, once the last command's server has let go of it.
-  const lockFile = join(dir, 'state', 'embedded.lock');
-  const last = existsSync(lockFile) ? (JSON.parse(readFileSync(lockFile, 'utf8')) as { serverPid: number }).serverPid : undefined;
+  const last = serverInLock(join(dir, 'state', 'embedded.lock'));
   for (let i = 0; i < 200 && last !== undefined && isAlive(last); i++) await new Promise((r) => setTimeout(r, 100));
   const server = await startDevServer({ dbFile: join(dir, 'state', 'temporal.db'), logFile: join(dir, 'reopen.log') });
   t.after(() => server.stop());

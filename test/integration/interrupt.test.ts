@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { cliEnv, runCli, startCli } from '../helpers/cli';
+import { cliEnv, runCli, scratchDir, startCli } from '../helpers/cli';
 import { createTestDatabase } from '../helpers/database';
 import { writeMigrations } from '../helpers/migrations';
 import { isAlive, waitFor } from '../helpers/workers';
@@ -11,8 +10,7 @@ import { isAlive, waitFor } from '../helpers/workers';
 test('SIGTERM or SIGINT of an embedded up that waits for approval: one line (nothing changed, how to go on), exit 143 or 130, no SDK noise, nothing left running', async (t) => {
   const db = await createTestDatabase();
   t.after(() => db.drop());
-  const dir = mkdtempSync(join(tmpdir(), 'pgconvoy-interrupt-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = scratchDir(t, 'pgconvoy-interrupt-');
   const set = writeMigrations({ 'V1__a.sql': 'CREATE TABLE a (id int);' });
   t.after(() => set.remove());
   const stateDir = join(dir, 'state');
