@@ -9,7 +9,11 @@
  * devDependency) and, when bench/provision-peers.sh has built them, goose
  * and golang-migrate.
  *
- *   npm run build && node dist/bench/run-cost.js [--sizes 50,200,800] [--schema-tables 1000]
+ * With --real-history N, also a set shaped like a real history (20-digit
+ * versions, empty files, renamed tables, PL/pgSQL, CONCURRENTLY) against psql
+ * once per file: no peer here takes 20-digit versions.
+ *
+ *   npm run build && node dist/bench/run-cost.js [--sizes 50,200,800] [--schema-tables 1000] [--real-history 346]
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -18,6 +22,7 @@ import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { startMigration } from '../src/client/api';
 import { startDevServer } from '../src/worker/dev-server';
+import { realHistory } from '../test/helpers/real-history';
 import { adminUrl, databaseUrl, dropDatabases, numberArg, query, runBench } from './support';
 
 const sizes = (process.argv.includes('--sizes') ? process.argv[process.argv.indexOf('--sizes') + 1]! : '50,200,800')
@@ -26,6 +31,8 @@ const sizes = (process.argv.includes('--sizes') ? process.argv[process.argv.inde
   .filter((n) => Number.isInteger(n) && n > 0);
 /** Tables every database starts with, so the cost per migration can be seen against the size of the schema. */
 const schemaTables = numberArg('schema-tables', 0);
+/** With --real-history N: also a set shaped like a real project's history (test/helpers/real-history.ts), N pairs. */
+const realHistoryPairs = numberArg('real-history', 0);
 const bin = join(__dirname, '..', '..', 'bin', 'pgconvoy');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -195,11 +202,48 @@ async function main(): Promise<void> {
         worker.kill('SIGKILL');
       }
     }
+    if (realHistoryPairs > 0) await realHistoryRun(scratch, client, server.address, dbs);
   } finally {
     await connection.close();
     await server.stop();
     await dropDatabases(dbs);
     rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+/** The real-history-shaped set: psql once per forward file (in version order), then a pgconvoy run with a worker running. */
+async function realHistoryRun(scratch: string, client: Client, address: string, dbs: string[]): Promise<void> {
+  const history = realHistory(realHistoryPairs);
+  const set = join(scratch, 'real');
+  mkdirSync(set);
+  for (const [name, content] of Object.entries(history.files)) writeFileSync(join(set, name), content);
+  const versionOf = (f: string) => BigInt(f.slice(1).split('__')[0]!);
+  const forward = Object.keys(history.files)
+    .filter((f) => f.startsWith('V'))
+    .sort((a, b) => (versionOf(a) < versionOf(b) ? -1 : versionOf(a) > versionOf(b) ? 1 : 0));
+  const [each, run] = [`pgconvoy_bench_rc_${process.pid}_real_psql`, `pgconvoy_bench_rc_${process.pid}_real_run`];
+  dbs.push(each, run);
+  const eachUrl = await freshDb(each);
+  const psqlEach = timed(() => forward.forEach((f) => psql(eachUrl, ['-f', join(set, f)])));
+  const target = await freshDb(run);
+  const env = { ...process.env, TEMPORAL_ADDRESS: address, PGCONVOY_TASK_QUEUE: 'bench-real', PGCONVOY_LOG_LEVEL: 'warn', PGCONVOY_DB_RC: target };
+  const worker = spawn(bin, ['--migrations', set, 'worker'], { env, stdio: 'ignore' });
+  try {
+    await sleep(3_000); // polling
+    const t = performance.now();
+    const handle = await startMigration({ client, taskQueue: 'bench-real' }, { db: 'rc', migrationsDir: set });
+    const result = await handle.result();
+    const total = performance.now() - t;
+    if (result.status !== 'applied') throw new Error(`the run ended ${result.status}`);
+    const events = (await handle.fetchHistory()).events ?? [];
+    const inline = events.filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity').length;
+    const regular = events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'applyMigration').length;
+    console.log(`a real-history-shaped set: ${forward.length} migrations (${history.plpgsqlLines} lines of PL/pgSQL; worker running):`);
+    console.log(`  psql -f once per file                     ${psqlEach.toFixed(0).padStart(7)} ms   1.00x`);
+    console.log(`  pgconvoy run, whole (worker running)      ${total.toFixed(0).padStart(7)} ms   ${(total / psqlEach).toFixed(2)}x   ${(total / forward.length).toFixed(1)} ms per migration`);
+    console.log(`    ${inline} inline (local activities), ${regular} through the task queue`);
+  } finally {
+    worker.kill('SIGKILL');
   }
 }
 
