@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { startMigration } from '../src/client/api';
 import { startDevServer } from '../src/worker/dev-server';
+import { activitySteps } from '../test/helpers/histories';
 import { realHistory } from '../test/helpers/real-history';
 import { adminUrl, databaseUrl, dropDatabases, numberArg, query, runBench } from './support';
 
@@ -155,52 +156,38 @@ async function main(): Promise<void> {
       delete embeddedEnv.TEMPORAL_ADDRESS;
       const embedded = timed(() => tool(bin, ['--migrations', set, 'up', '--db', 'rc'], embeddedEnv));
       const target = await freshDb(names[2]!);
-      const env = { ...process.env, TEMPORAL_ADDRESS: server.address, PGCONVOY_TASK_QUEUE: `bench${n}`, PGCONVOY_LOG_LEVEL: 'warn', PGCONVOY_DB_RC: target };
-      const worker = spawn(bin, ['--migrations', set, 'worker'], { env, stdio: 'ignore' });
-      try {
-        await sleep(3_000); // polling
-        const t = performance.now();
-        const handle = await startMigration({ client, taskQueue: `bench${n}` }, { db: 'rc', migrationsDir: set });
-        const result = await handle.result();
-        const total = performance.now() - t;
-        if (result.status !== 'applied') throw new Error(`the run ended ${result.status}`);
-        const events = (await handle.fetchHistory()).events ?? [];
-        const at = (e: (typeof events)[number]) => Number(e.eventTime?.seconds ?? 0) * 1000 + Math.round((e.eventTime?.nanos ?? 0) / 1e6);
-        const scheduled = new Map<number, string>();
-        const spans: Array<{ name: string; from: number; to: number }> = [];
-        for (const e of events) {
-          const s = e.activityTaskScheduledEventAttributes;
-          if (s) scheduled.set(Number(e.eventId), s.activityType?.name ?? '?');
-          const done = e.activityTaskCompletedEventAttributes;
-          if (done) {
-            const id = Number(done.scheduledEventId);
-            spans.push({ name: scheduled.get(id) ?? '?', from: at(events.find((x) => Number(x.eventId) === id)!), to: at(e) });
-          }
+      const { total, events, inline, regular } = await runWithWorker(client, server.address, set, `bench${n}`, target);
+      const at = (e: (typeof events)[number]) => Number(e.eventTime?.seconds ?? 0) * 1000 + Math.round((e.eventTime?.nanos ?? 0) / 1e6);
+      const scheduled = new Map<number, string>();
+      const spans: Array<{ name: string; from: number; to: number }> = [];
+      for (const e of events) {
+        const s = e.activityTaskScheduledEventAttributes;
+        if (s) scheduled.set(Number(e.eventId), s.activityType?.name ?? '?');
+        const done = e.activityTaskCompletedEventAttributes;
+        if (done) {
+          const id = Number(done.scheduledEventId);
+          spans.push({ name: scheduled.get(id) ?? '?', from: at(events.find((x) => Number(x.eventId) === id)!), to: at(e) });
         }
-        const inline = events.filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity').length;
-        const regular = spans.filter((s) => s.name === 'applyMigration').length;
-        // The apply phase as the ledger saw it: the first migration started to the last finished (the database's clock).
-        const ledger = await query<{ apply_ms: number; engine_ms: number }>(
-          `SELECT (extract(epoch FROM max(finished_at) - min(started_at)) * 1000)::float8 AS apply_ms, sum(execution_ms)::float8 AS engine_ms FROM pgconvoy.history WHERE status = 'applied'`,
-          target,
-        );
-        const applyMs = ledger.rows[0]!.apply_ms;
-        const engineMs = ledger.rows[0]!.engine_ms;
-        const step = (name: string) => spans.filter((s) => s.name === name).reduce((sum, s) => sum + (s.to - s.from), 0);
-        console.log(`${n} migrations${schemaTables > 0 ? ` on a schema of ${schemaTables} tables` : ''} (worker running; ${adminUrl.replace(/\/[^/]*$/, '')}):`);
-        console.log(`  psql -1 -f (one transaction, no ledger)   ${psqlOne.toFixed(0).padStart(7)} ms   1.00x`);
-        console.log(`  psql -f once per file                     ${psqlEach.toFixed(0).padStart(7)} ms   ${(psqlEach / psqlOne).toFixed(2)}x`);
-        for (const [peer, ms] of peers) console.log(`  ${peer.padEnd(42)}${ms.toFixed(0).padStart(7)} ms   ${(ms / psqlOne).toFixed(2)}x`);
-        console.log(`  pgconvoy up, embedded (whole command)     ${embedded.toFixed(0).padStart(7)} ms   ${(embedded / psqlOne).toFixed(2)}x`);
-        console.log(`  pgconvoy run, whole (worker running)      ${total.toFixed(0).padStart(7)} ms   ${(total / psqlOne).toFixed(2)}x`);
-        console.log(`  pgconvoy apply phase                      ${applyMs.toFixed(0).padStart(7)} ms   ${(applyMs / psqlOne).toFixed(2)}x   ${(applyMs / n).toFixed(1)} ms per migration`);
-        console.log(`    ${inline} inline (local activities), ${regular} through the task queue; per migration ${(engineMs / n).toFixed(1)} ms in its transaction, ${((applyMs - engineMs) / n).toFixed(1)} ms around it`);
-        const goose = peers.get('goose up');
-        if (goose) console.log(`  against goose: the run ${(total / goose).toFixed(1)}x, the apply phase ${(applyMs / goose).toFixed(1)}x`);
-        console.log(`  steps: plan ${step('planDatabase')} ms, lease ${step('acquireLease')} ms, fingerprint ${step('beginRun')} ms, backup ${step('takeBackup')} ms, verify ${step('verifyRun')} ms, release ${step('releaseLease')} ms`);
-      } finally {
-        worker.kill('SIGKILL');
       }
+      // The apply phase as the ledger saw it: the first migration started to the last finished (the database's clock).
+      const ledger = await query<{ apply_ms: number; engine_ms: number }>(
+        `SELECT (extract(epoch FROM max(finished_at) - min(started_at)) * 1000)::float8 AS apply_ms, sum(execution_ms)::float8 AS engine_ms FROM pgconvoy.history WHERE status = 'applied'`,
+        target,
+      );
+      const applyMs = ledger.rows[0]!.apply_ms;
+      const engineMs = ledger.rows[0]!.engine_ms;
+      const step = (name: string) => spans.filter((s) => s.name === name).reduce((sum, s) => sum + (s.to - s.from), 0);
+      console.log(`${n} migrations${schemaTables > 0 ? ` on a schema of ${schemaTables} tables` : ''} (worker running; ${adminUrl.replace(/\/[^/]*$/, '')}):`);
+      console.log(`  psql -1 -f (one transaction, no ledger)   ${psqlOne.toFixed(0).padStart(7)} ms   1.00x`);
+      console.log(`  psql -f once per file                     ${psqlEach.toFixed(0).padStart(7)} ms   ${(psqlEach / psqlOne).toFixed(2)}x`);
+      for (const [peer, ms] of peers) console.log(`  ${peer.padEnd(42)}${ms.toFixed(0).padStart(7)} ms   ${(ms / psqlOne).toFixed(2)}x`);
+      console.log(`  pgconvoy up, embedded (whole command)     ${embedded.toFixed(0).padStart(7)} ms   ${(embedded / psqlOne).toFixed(2)}x`);
+      console.log(`  pgconvoy run, whole (worker running)      ${total.toFixed(0).padStart(7)} ms   ${(total / psqlOne).toFixed(2)}x`);
+      console.log(`  pgconvoy apply phase                      ${applyMs.toFixed(0).padStart(7)} ms   ${(applyMs / psqlOne).toFixed(2)}x   ${(applyMs / n).toFixed(1)} ms per migration`);
+      console.log(`    ${inline} inline (local activities), ${regular} through the task queue; per migration ${(engineMs / n).toFixed(1)} ms in its transaction, ${((applyMs - engineMs) / n).toFixed(1)} ms around it`);
+      const goose = peers.get('goose up');
+      if (goose) console.log(`  against goose: the run ${(total / goose).toFixed(1)}x, the apply phase ${(applyMs / goose).toFixed(1)}x`);
+      console.log(`  steps: plan ${step('planDatabase')} ms, lease ${step('acquireLease')} ms, fingerprint ${step('beginRun')} ms, backup ${step('takeBackup')} ms, verify ${step('verifyRun')} ms, release ${step('releaseLease')} ms`);
     }
     if (realHistoryPairs > 0) await realHistoryRun(scratch, client, server.address, dbs);
   } finally {
@@ -225,23 +212,27 @@ async function realHistoryRun(scratch: string, client: Client, address: string, 
   dbs.push(each, run);
   const eachUrl = await freshDb(each);
   const psqlEach = timed(() => forward.forEach((f) => psql(eachUrl, ['-f', join(set, f)])));
-  const target = await freshDb(run);
-  const env = { ...process.env, TEMPORAL_ADDRESS: address, PGCONVOY_TASK_QUEUE: 'bench-real', PGCONVOY_LOG_LEVEL: 'warn', PGCONVOY_DB_RC: target };
+  const { total, inline, regular } = await runWithWorker(client, address, set, 'bench-real', await freshDb(run));
+  console.log(`a real-history-shaped set: ${forward.length} migrations (${history.plpgsqlLines} lines of PL/pgSQL; worker running):`);
+  console.log(`  psql -f once per file                     ${psqlEach.toFixed(0).padStart(7)} ms   1.00x`);
+  console.log(`  pgconvoy run, whole (worker running)      ${total.toFixed(0).padStart(7)} ms   ${(total / psqlEach).toFixed(2)}x   ${(total / forward.length).toFixed(1)} ms per migration`);
+  console.log(`    ${inline} inline (local activities), ${regular} through the task queue`);
+}
+
+/** A run of `set` on `targetUrl` through a `pgconvoy worker` process already polling: how long it took, its history, how its migrations ran. */
+async function runWithWorker(client: Client, address: string, set: string, taskQueue: string, targetUrl: string) {
+  const env = { ...process.env, TEMPORAL_ADDRESS: address, PGCONVOY_TASK_QUEUE: taskQueue, PGCONVOY_LOG_LEVEL: 'warn', PGCONVOY_DB_RC: targetUrl };
   const worker = spawn(bin, ['--migrations', set, 'worker'], { env, stdio: 'ignore' });
   try {
     await sleep(3_000); // polling
     const t = performance.now();
-    const handle = await startMigration({ client, taskQueue: 'bench-real' }, { db: 'rc', migrationsDir: set });
+    const handle = await startMigration({ client, taskQueue }, { db: 'rc', migrationsDir: set });
     const result = await handle.result();
     const total = performance.now() - t;
     if (result.status !== 'applied') throw new Error(`the run ended ${result.status}`);
-    const events = (await handle.fetchHistory()).events ?? [];
-    const inline = events.filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity').length;
-    const regular = events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'applyMigration').length;
-    console.log(`a real-history-shaped set: ${forward.length} migrations (${history.plpgsqlLines} lines of PL/pgSQL; worker running):`);
-    console.log(`  psql -f once per file                     ${psqlEach.toFixed(0).padStart(7)} ms   1.00x`);
-    console.log(`  pgconvoy run, whole (worker running)      ${total.toFixed(0).padStart(7)} ms   ${(total / psqlEach).toFixed(2)}x   ${(total / forward.length).toFixed(1)} ms per migration`);
-    console.log(`    ${inline} inline (local activities), ${regular} through the task queue`);
+    const history = await handle.fetchHistory();
+    const applies = activitySteps(history).filter((s) => s.name === 'applyMigration');
+    return { total, events: history.events ?? [], inline: applies.filter((s) => s.local).length, regular: applies.filter((s) => !s.local).length };
   } finally {
     worker.kill('SIGKILL');
   }

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { catalogReach, type RelationName } from '../core/catalog-reach';
 import type { PreparedMigration } from '../core/prepare';
-import { fingerprintOf, readCatalog, type CatalogSnapshot } from './fingerprint';
+import { fingerprintOf, readCatalog, sequenceTableOf, type CatalogSnapshot } from './fingerprint';
 
 /** What a version's ledger row records about the schema: the fingerprint after it, and (when it has an undo script) the schema before it. */
 export interface CatalogRecord {
@@ -59,7 +59,7 @@ interface Entry {
  */
 export class CatalogCache {
   private readonly entries = new Map<string, Entry>();
-  /** How versions were fingerprinted: by reading the whole catalog, or only what they touched. */
+  /** How often the whole catalog was read (a start, or a version the parser cannot bound), and how many versions read only what they touched. */
   readonly reads = { whole: 0, touched: 0 };
 
   constructor(private readonly capacity = 16) {}
@@ -83,8 +83,9 @@ export class CatalogCache {
         return { reach, base, ownersBefore: reach ? await ownersOf(client, reach) : [] };
       },
       after: async (client, m, start) => {
-        const snapshot = start.reach && start.base ? await updated(client, start.base, start.reach, start.ownersBefore) : await this.readWhole(client);
-        if (start.reach && start.base) this.reads.touched++;
+        const scoped = start.reach && start.base ? await updated(client, start.base, start.reach, start.ownersBefore) : undefined;
+        if (scoped) this.reads.touched++;
+        const snapshot = scoped ?? (await this.readWhole(client));
         pending = snapshot;
         return { fingerprint: fingerprintOf(snapshot).sha256, ...(m.undo && start.base ? { schemaBefore: fingerprintOf(start.base).parts } : {}) };
       },
@@ -138,9 +139,10 @@ async function ownersOf(client: pg.Client, names: RelationName[]): Promise<strin
  * The catalog after a migration that changed only `reach`: `base` with the
  * parts of every relation it touched read again, and of everything whose
  * text names them (views over them, foreign keys to them, defaults using
- * their sequences, partitions and children of them).
+ * their sequences, partitions and children of them). Undefined when what it
+ * read does not fit the snapshot: the caller reads the whole catalog.
  */
-async function updated(client: pg.Client, base: CatalogSnapshot, reach: RelationName[], ownersBefore: string[]): Promise<CatalogSnapshot> {
+async function updated(client: pg.Client, base: CatalogSnapshot, reach: RelationName[], ownersBefore: string[]): Promise<CatalogSnapshot | undefined> {
   const touched = [...new Set([...ownersBefore, ...(await ownersOf(client, reach))])];
   if (touched.length === 0) return base;
   const { rows } = await client.query<{ owners: string[]; relations: string[] }>(
@@ -158,8 +160,7 @@ async function updated(client: pg.Client, base: CatalogSnapshot, reach: Relation
      related AS (SELECT oid FROM touched UNION SELECT oid FROM dependent WHERE oid IS NOT NULL),
      -- Each as the table that owns its rows: an index's table, a serial or identity sequence's table.
      owner AS (
-       SELECT DISTINCT coalesce(i.indrelid, (SELECT d.refobjid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
-                                           WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i') LIMIT 1), r.oid) AS oid
+       SELECT DISTINCT coalesce(i.indrelid, ${sequenceTableOf('r.oid')}, r.oid) AS oid
          FROM related r LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = r.oid),
      -- The relations whose rows those tables own: themselves and their sequences.
      owned AS (
@@ -172,8 +173,8 @@ async function updated(client: pg.Client, base: CatalogSnapshot, reach: Relation
   const { owners, relations } = rows[0]!;
   const fresh = await readCatalog(client, relations);
   const refreshed = new Set(owners);
-  // A row owned by a table not read again would stand for all of that table's rows: read everything instead.
-  if (Object.values(fresh.owned).some((byOwner) => [...byOwner.keys()].some((owner) => !refreshed.has(owner)))) return readCatalog(client);
+  // A row owned by a table not read again would stand for all of that table's rows.
+  if (Object.values(fresh.owned).some((byOwner) => [...byOwner.keys()].some((owner) => !refreshed.has(owner)))) return undefined;
   const owned: CatalogSnapshot['owned'] = {};
   for (const [part, byOwner] of Object.entries(base.owned)) {
     const next = new Map(byOwner);

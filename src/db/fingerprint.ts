@@ -23,9 +23,17 @@ const globalParts: Record<string, string> = {
   extensions: `SELECT extname || ' ' || extversion FROM pg_extension`,
 };
 
-/** The table that owns a relation: itself, or for a sequence of a serial or identity column, its table. */
-const ownerOf = (c: string) => `coalesce((SELECT d.refobjid FROM pg_depend d WHERE ${c}.relkind = 'S' AND d.classid = 'pg_class'::regclass AND d.objid = ${c}.oid
-    AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') LIMIT 1), ${c}.oid)`;
+/**
+ * SQL: the table that owns relation `oid` when it is the sequence of a serial
+ * or identity column, else NULL. The tracker (catalog-tracker.ts) groups by
+ * the same rule.
+ */
+export const sequenceTableOf = (oid: string): string =>
+  `(SELECT d.refobjid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = ${oid} AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i') LIMIT 1)`;
+
+/** The table that owns a relation's rows: itself, or for a sequence of a serial or identity column, its table. */
+const ownerOf = (c: string) => `coalesce(CASE WHEN ${c}.relkind = 'S' THEN ${sequenceTableOf(`${c}.oid`)} END, ${c}.oid)`;
 
 /** Per part: the query (owner, line) and the column that names the row's own relation, for reading only some. */
 const scopedParts: Record<string, { sql: string; relation: string }> = {

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
+import type pg from 'pg';
+import type { PreparedMigration } from '../../src/core/prepare';
 import { withClient } from '../../src/db/connection';
 import { CatalogCache } from '../../src/db/catalog-tracker';
-import { applyGroup, applyMigration } from '../../src/db/execute';
+import { applyGroup, applyMigration, type EngineContext } from '../../src/db/execute';
 import { fingerprint, fingerprintDiff, hashParts } from '../../src/db/fingerprint';
 import { ensureLedger } from '../../src/db/ledger';
-import { createTestDatabase } from '../helpers/database';
+import { createTestDatabase, type TestDatabase } from '../helpers/database';
 import { engineContext, prepared } from '../helpers/engine';
 
 /**
@@ -38,14 +40,24 @@ CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO (
   'V17__add_serial.sql': 'ALTER TABLE "Sales"."Quota" ADD COLUMN seq serial;',
 };
 
-test('the fingerprint a run records for each version, reading only what the migration touched, is the one a full read of the catalog gives', async (t) => {
+/** A new database with its ledger, the files parsed, and an engine context whose tracker follows run-1 on a fresh cache. */
+async function onTrackedDatabase(
+  t: TestContext,
+  files: Record<string, string>,
+  fn: (on: { db: TestDatabase; client: pg.Client; migrations: PreparedMigration[]; cache: CatalogCache; ctx: EngineContext }) => Promise<void>,
+): Promise<void> {
   const db = await createTestDatabase();
   t.after(() => db.drop());
-  const migrations = await prepared(changes);
+  const migrations = await prepared(files);
   const cache = new CatalogCache();
   await withClient({ alias: 'db', url: db.url }, async (client) => {
     await ensureLedger(client);
-    const ctx = { ...engineContext({}, 'run-1'), catalog: cache.tracker('db', 'run-1') };
+    await fn({ db, client, migrations, cache, ctx: { ...engineContext({}, 'run-1'), catalog: cache.tracker('db', 'run-1') } });
+  });
+}
+
+test('the fingerprint a run records for each version, reading only what the migration touched, is the one a full read of the catalog gives', async (t) => {
+  await onTrackedDatabase(t, changes, async ({ db, client, migrations, cache, ctx }) => {
     for (const m of migrations) {
       const result = await applyMigration(client, m, ctx);
       assert.equal(result.status, 'applied');
@@ -53,18 +65,14 @@ test('the fingerprint a run records for each version, reading only what the migr
       const full = await fingerprint(client);
       assert.equal(recorded.rows[0]?.fingerprint, full.sha256, `V${m.version} (${m.forward.file})`);
     }
+    // V1 reads the whole catalog once (there is nothing to start from), V4 (a function) and V11 (a schema) read it whole; the other 15 only what they touched.
+    assert.deepEqual(cache.reads, { whole: 3, touched: 15 });
   });
-  // V1 reads the whole catalog once (there is nothing to start from), V4 (a function) and V11 (a schema) read it whole; the other 15 only what they touched.
-  assert.deepEqual(cache.reads, { whole: 3, touched: 15 });
 });
 
 test('with --group, each version of the one transaction records the fingerprint after it', async (t) => {
-  const db = await createTestDatabase();
-  t.after(() => db.drop());
-  const migrations = await prepared({ 'V1__a.sql': 'CREATE TABLE a (id serial PRIMARY KEY);', 'V2__b.sql': 'CREATE TABLE b (a_id int REFERENCES a (id));', 'V3__c.sql': 'ALTER TABLE a RENAME TO aa;' });
-  const cache = new CatalogCache();
-  await withClient({ alias: 'db', url: db.url }, async (client) => {
-    await ensureLedger(client);
+  const files = { 'V1__a.sql': 'CREATE TABLE a (id serial PRIMARY KEY);', 'V2__b.sql': 'CREATE TABLE b (a_id int REFERENCES a (id));', 'V3__c.sql': 'ALTER TABLE a RENAME TO aa;' };
+  await onTrackedDatabase(t, files, async ({ db, client, migrations, ctx }) => {
     // The truth for each version, one database beside it applying them one at a time with full reads.
     const other = await createTestDatabase();
     t.after(() => other.drop());
@@ -77,20 +85,15 @@ test('with --group, each version of the one transaction records the fingerprint 
       }
       return out;
     });
-    await applyGroup(client, migrations, { ...engineContext({}, 'run-1'), catalog: cache.tracker('db', 'run-1') });
+    await applyGroup(client, migrations, ctx);
     const recorded = await db.query<{ fingerprint: string }>(`SELECT fingerprint FROM pgconvoy.history WHERE status = 'applied' ORDER BY id`);
     assert.deepEqual(recorded.rows.map((r) => r.fingerprint), truths);
   });
 });
 
 test('when the ledger moved between two migrations (another run, a failed attempt), the tracker reads the whole catalog again; the schema before an undoable version hashes as the catalog it describes', async (t) => {
-  const db = await createTestDatabase();
-  t.after(() => db.drop());
-  const migrations = await prepared({ 'V1__a.sql': 'CREATE TABLE a (id int);', 'V2__b.sql': 'CREATE TABLE b (id int);', 'U2__b.sql': 'DROP TABLE b;' });
-  const cache = new CatalogCache();
-  await withClient({ alias: 'db', url: db.url }, async (client) => {
-    await ensureLedger(client);
-    const ctx = { ...engineContext({}, 'run-1'), catalog: cache.tracker('db', 'run-1') };
+  const files = { 'V1__a.sql': 'CREATE TABLE a (id int);', 'V2__b.sql': 'CREATE TABLE b (id int);', 'U2__b.sql': 'DROP TABLE b;' };
+  await onTrackedDatabase(t, files, async ({ db, client, migrations, ctx }) => {
     await applyMigration(client, migrations[0]!, ctx);
     // Someone else's ledger row (another run, a failed attempt) and a table the run knows nothing about.
     await db.query(`CREATE TABLE outsider (id int); INSERT INTO pgconvoy.history (version, description, file, checksum, status, started_at, execution_ms) VALUES (99, 'x', 'V99__x.sql', 'x', 'failed', now(), 0)`);
