@@ -26,7 +26,8 @@ export interface CatalogStart {
  * then `settled` when the transaction ends.
  */
 export interface CatalogTracker {
-  before(client: pg.Client, m: PreparedMigration): Promise<CatalogStart>;
+  /** `newestLedgerId`: the ledger's newest row id, read in the same transaction before it. */
+  before(client: pg.Client, m: PreparedMigration, newestLedgerId: string): Promise<CatalogStart>;
   after(client: pg.Client, m: PreparedMigration, start: CatalogStart): Promise<CatalogRecord>;
   recorded(ledgerId: string): void;
   settled(committed: boolean): void;
@@ -75,10 +76,9 @@ export class CatalogCache {
     let working: Entry | undefined = this.entries.get(key);
     let pending: CatalogSnapshot | undefined;
     return {
-      before: async (client, m) => {
+      before: async (client, m, newest) => {
         const reach = catalogReach(m.forward.script.statements);
         if (reach === null && !m.undo) return { reach, ownersBefore: [] };
-        const newest = await newestLedgerRow(client);
         const base = working?.ledgerId === newest ? working.snapshot : await this.readWhole(client);
         return { reach, base, ownersBefore: reach ? await ownersOf(client, reach) : [] };
       },
@@ -116,22 +116,21 @@ export class CatalogCache {
   }
 }
 
-async function newestLedgerRow(client: pg.Client): Promise<string> {
-  const result = await client.query<{ id: string }>(`SELECT coalesce(max(id), 0)::text AS id FROM pgconvoy.history`);
-  return result.rows[0]!.id;
-}
+/** SQL: the tables the relations named in $<schemas>/$<names> belong to, as they are now (an index belongs to its table). */
+const ownersNamed = (schemas: string, names: string) =>
+  `SELECT coalesce(i.indrelid, r.oid) AS oid
+     FROM unnest(${schemas}::text[], ${names}::text[]) AS n(schema, name)
+     CROSS JOIN LATERAL (SELECT to_regclass(CASE WHEN n.schema IS NULL THEN '' ELSE quote_ident(n.schema) || '.' END || quote_ident(n.name)) AS oid) r
+     LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = r.oid
+    WHERE r.oid IS NOT NULL`;
 
-/** The tables the named relations belong to, as they are now (an index belongs to its table). */
 async function ownersOf(client: pg.Client, names: RelationName[]): Promise<string[]> {
   if (names.length === 0) return [];
-  const result = await client.query<{ oid: string }>(
-    `SELECT DISTINCT coalesce(i.indrelid, r.oid)::text AS oid
-       FROM unnest($1::text[], $2::text[]) AS n(schema, name)
-       CROSS JOIN LATERAL (SELECT to_regclass(CASE WHEN n.schema IS NULL THEN '' ELSE quote_ident(n.schema) || '.' END || quote_ident(n.name)) AS oid) r
-       LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = r.oid
-      WHERE r.oid IS NOT NULL`,
-    [names.map((n) => n.schema), names.map((n) => n.name)],
-  );
+  const result = await client.query<{ oid: string }>({
+    name: 'pgconvoy_catalog_owners',
+    text: `SELECT DISTINCT oid::text AS oid FROM (${ownersNamed('$1', '$2')}) o`,
+    values: [names.map((n) => n.schema), names.map((n) => n.name)],
+  });
   return result.rows.map((r) => r.oid);
 }
 
@@ -143,10 +142,10 @@ async function ownersOf(client: pg.Client, names: RelationName[]): Promise<strin
  * read does not fit the snapshot: the caller reads the whole catalog.
  */
 async function updated(client: pg.Client, base: CatalogSnapshot, reach: RelationName[], ownersBefore: string[]): Promise<CatalogSnapshot | undefined> {
-  const touched = [...new Set([...ownersBefore, ...(await ownersOf(client, reach))])];
-  if (touched.length === 0) return base;
-  const { rows } = await client.query<{ owners: string[]; relations: string[] }>(
-    `WITH touched AS (SELECT unnest($1::oid[]) AS oid),
+  // The relations it touched: what they were before, and what the names it uses resolve to now.
+  const { rows } = await client.query<{ owners: string[]; relations: string[] }>({
+    name: 'pgconvoy_catalog_related',
+    text: `WITH touched AS (SELECT unnest($1::oid[]) AS oid UNION ${ownersNamed('$2', '$3')}),
      dependent AS (
        SELECT CASE d.classid
                 WHEN 'pg_catalog.pg_rewrite'::regclass THEN (SELECT ev_class FROM pg_catalog.pg_rewrite WHERE oid = d.objid)
@@ -168,9 +167,10 @@ async function updated(client: pg.Client, base: CatalogSnapshot, reach: Relation
        UNION SELECT d.objid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
         WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i') AND d.refobjid IN (SELECT oid FROM owner))
      SELECT ARRAY(SELECT oid::text FROM owner) AS owners, ARRAY(SELECT oid::text FROM owned) AS relations`,
-    [touched],
-  );
+    values: [ownersBefore, reach.map((n) => n.schema), reach.map((n) => n.name)],
+  });
   const { owners, relations } = rows[0]!;
+  if (owners.length === 0) return base;
   const fresh = await readCatalog(client, relations);
   const refreshed = new Set(owners);
   // A row owned by a table not read again would stand for all of that table's rows.

@@ -118,12 +118,23 @@ export async function withClient<T>(target: Target, fn: (client: pg.Client) => P
 }
 
 /**
+ * What `DISCARD ALL` resets, except the prepared statements: pgconvoy's own
+ * (named `pgconvoy_*`) stay prepared on a kept connection, so the catalog
+ * queries a migration runs are planned once per connection. Last, whether a
+ * migration left a prepared statement of its own: then the connection is
+ * not kept. (A step whose SQL could drop pgconvoy's, DEALLOCATE or DISCARD,
+ * never runs on a kept connection: see runs/apply.ts.)
+ */
+const resetKept = `CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all();
+  DISCARD TEMP; DISCARD SEQUENCES; SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE from_sql) AS prepared`;
+
+/**
  * Connections a worker keeps between steps on the same database, so a run
  * of short migrations does not pay a connection (and its close) each. A
- * connection goes back only after a step that succeeded, reset with
- * `DISCARD ALL` (temporary tables, settings, session locks, prepared
- * statements); anything that failed or was abandoned closes it. Idle ones
- * close after `idleMs`.
+ * connection goes back only after a step that succeeded, reset as by
+ * `DISCARD ALL` (temporary tables, settings, session locks, cursors) but
+ * keeping pgconvoy's prepared statements (resetKept); anything that failed
+ * or was abandoned closes it. Idle ones close after `idleMs`.
  */
 export class ConnectionPool {
   private readonly idle = new Map<string, Array<{ client: pg.Client; timer: NodeJS.Timeout }>>();
@@ -142,14 +153,16 @@ export class ConnectionPool {
     }
     const client = kept?.client ?? (await connect(target));
     let result: T;
+    let reusable: boolean;
     try {
       result = await runOn(target, client, (c) => fn(c, kept !== undefined), options.signal);
-      await client.query('DISCARD ALL');
+      const reset = (await client.query(resetKept)) as unknown as Array<pg.QueryResult<{ prepared?: boolean }>>;
+      reusable = reset.at(-1)?.rows[0]?.prepared === false;
     } catch (error) {
       await client.end().catch(() => undefined);
       throw error;
     }
-    if (options.signal?.aborted) await client.end().catch(() => undefined);
+    if (options.signal?.aborted || !reusable) await client.end().catch(() => undefined);
     else this.keep(target.url, client);
     return result;
   }

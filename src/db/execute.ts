@@ -10,7 +10,7 @@ import { AlreadyAppliedDifferentlyError, GroupNotPossibleError, LockTimeoutError
 import { fingerprint } from './fingerprint';
 import { fullReads, type CatalogRecord, type CatalogTracker } from './catalog-tracker';
 import { finishAttempt, insertHistory, latestAttempt, migrationColumns, recordProgress, type AuditColumns } from './ledger';
-import { checkFence, type Fence } from './lease';
+import { checkFence, LeaseLostError, type Fence } from './lease';
 import { asConnectingUser, resetSession, versionLockKey } from './session-state';
 import { pgErrorFields } from './sqlstate';
 import type { ApplyResult } from '../contracts/records';
@@ -119,13 +119,42 @@ async function appliedRecord(client: pg.Client, version: Version): Promise<Appli
  * is reported applied, as the ledger says: compensation must undo it too.
  */
 async function alreadyApplied(client: pg.Client, m: PreparedMigration, ctx: EngineContext): Promise<ApplyResult | undefined> {
-  const record = await appliedRecord(client, m.version);
+  return appliedAs(await appliedRecord(client, m.version), m, ctx);
+}
+
+function appliedAs(record: AppliedRecord | undefined, m: PreparedMigration, ctx: EngineContext): ApplyResult | undefined {
   if (record === undefined) return undefined;
   if (record.checksum !== m.forward.checksum) throw new AlreadyAppliedDifferentlyError(m.version, m.forward.file, record.checksum, m.forward.checksum);
   if (ctx.run.runId !== undefined && record.runId === ctx.run.runId) {
     return { status: 'applied', version: m.version, durationMs: record.executionMs, statements: record.statements };
   }
   return { status: 'skipped', version: m.version, reason: 'already-applied' };
+}
+
+/**
+ * In a migration's transaction, once it holds the version's lock, in one
+ * round trip: the lease is still this run's (its row locked until commit,
+ * as checkFence), the ledger's record of the version and its newest row (for
+ * the catalog tracker), and the migration's timeouts set for the
+ * transaction. Prepared once per connection: it runs once per migration.
+ */
+async function preflight(client: pg.Client, m: PreparedMigration, ctx: EngineContext, lockTimeoutMs: number, statementTimeoutMs: number): Promise<{ record?: AppliedRecord; newest: string }> {
+  const result = await client.query<{ fenced: boolean | null; newest: string; checksum: string | null; run_id: string | null; execution_ms: number | null; statements_total: number | null }>({
+    name: 'pgconvoy_apply_preflight',
+    text: `SELECT (SELECT true FROM pgconvoy.lease WHERE token = $1 AND expires_at > now() FOR KEY SHARE) AS fenced,
+         (SELECT coalesce(max(id), 0)::text FROM pgconvoy.history) AS newest,
+         a.checksum, a.run_id, a.execution_ms, a.statements_total,
+         set_config('lock_timeout', $3, true) AS lock_timeout, set_config('statement_timeout', $4, true) AS statement_timeout
+       FROM (SELECT 1) AS one
+       LEFT JOIN (SELECT checksum, run_id, execution_ms, statements_total FROM pgconvoy.history WHERE version = $2 AND status = 'applied' LIMIT 1) AS a ON true`,
+    values: [ctx.fence?.token ?? null, m.version, `${lockTimeoutMs}ms`, `${statementTimeoutMs}ms`],
+  });
+  const row = result.rows[0]!;
+  if (ctx.fence && !row.fenced) throw new LeaseLostError(ctx.fence.alias, ctx.fence.token);
+  return {
+    newest: row.newest,
+    ...(row.checksum !== null ? { record: { checksum: row.checksum, runId: row.run_id, executionMs: row.execution_ms ?? 0, statements: row.statements_total ?? 0 } } : {}),
+  };
 }
 
 async function setTimeouts(client: pg.Client, lockTimeoutMs: number, statementTimeoutMs: number, local: boolean): Promise<void> {
@@ -199,16 +228,15 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
         let from: bigint | null = null;
         for (const m of migrations) {
           // A second runner for the same version waits here, then sees it applied.
-          await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [versionLockKey, m.version]);
-          if (ctx.fence) await checkFence(client, ctx.fence);
-          const done = await alreadyApplied(client, m, ctx);
+          await client.query({ name: 'pgconvoy_version_lock', text: 'SELECT pg_advisory_xact_lock($1, hashtext($2))', values: [versionLockKey, m.version] });
+          const statementTimeoutMs = statementTimeoutFor(ctx.settings, m.forward.script.directives);
+          const { record, newest } = await preflight(client, m, ctx, attempt.lockTimeoutMs, statementTimeoutMs);
+          const done = appliedAs(record, m, ctx);
           if (done) {
             results.push(done);
             continue;
           }
-          const start = await catalog.before(client, m);
-          const statementTimeoutMs = statementTimeoutFor(ctx.settings, m.forward.script.directives);
-          await setTimeouts(client, attempt.lockTimeoutMs, statementTimeoutMs, true);
+          const start = await catalog.before(client, m, newest);
           for (const s of m.forward.script.statements) {
             current = { m, s };
             await client.query(s.sql);
@@ -217,8 +245,7 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
           const durationMs = from === null ? spentMs(started, ctx) : elapsedMs(from);
           from = process.hrtime.bigint();
           const total = m.forward.script.statements.length;
-          await resetSession(client);
-          await setTimeouts(client, attempt.lockTimeoutMs, statementTimeoutMs, true);
+          await resetSession(client, { lockTimeoutMs: attempt.lockTimeoutMs, statementTimeoutMs });
           const schema = await catalog.after(client, m, start);
           const id = await insertHistory(client, {
             audit: auditOf(m, ctx, schema),

@@ -90,6 +90,8 @@ const readQuery = (some: boolean) =>
     ),
   ].join(',\n  ')}`;
 
+const someQuery = readQuery(true);
+
 export interface Fingerprint {
   sha256: string;
   /** The normalised description, part by part, for showing what differs. */
@@ -127,7 +129,12 @@ export function fingerprintOf(snapshot: CatalogSnapshot): Fingerprint {
  */
 export async function readCatalog(client: pg.Client, relations?: string[]): Promise<CatalogSnapshot> {
   const { rows } = await client.query<{ path: string }>(`SELECT current_setting('search_path') AS path, set_config('search_path', 'pg_catalog, pg_temp', true)`);
-  const result = await client.query<Record<string, string[] | string[][] | null>>(readQuery(relations !== undefined), relations === undefined ? [] : [relations]);
+  // Reading some relations happens once per migration on a kept connection:
+  // prepared once per connection, it is not planned again each time (planning
+  // this query costs several times what running it does).
+  const result = await client.query<Record<string, string[] | string[][] | null>>(
+    relations === undefined ? readQuery(false) : { name: 'pgconvoy_catalog_some', text: someQuery, values: [relations] },
+  );
   await client.query(`SELECT set_config('search_path', $1, true)`, [rows[0]!.path]);
   const row = result.rows[0]!;
   const global: Record<string, string[]> = {};

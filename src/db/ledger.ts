@@ -209,13 +209,19 @@ export function migrationColumns(m: { version: Version; description: string; for
 
 /** Inserts a ledger row and returns its id. */
 export async function insertHistory(client: pg.Client, row: HistoryInsert): Promise<string> {
-  const result = await client.query<{ id: string }>(
-    `INSERT INTO pgconvoy.history
+  const audit = row.audit ?? {};
+  // One statement with the audit columns (NULL where not given, as their
+  // default), prepared once per connection: it runs once per migration.
+  const result = await client.query<{ id: string }>({
+    name: 'pgconvoy_history_insert',
+    text: `INSERT INTO pgconvoy.history
        (version, description, file, checksum, status, started_at, execution_ms, statements_done, statements_total,
-        done_prefix_sha, workflow_id, run_id, error_sqlstate, error_message, error_statement, source, reason)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, coalesce($16, 'run'), $17)
+        done_prefix_sha, workflow_id, run_id, error_sqlstate, error_message, error_statement, source, reason,
+        risk_level, risk_findings, approved_by, approved_at, approval_note, fingerprint, schema_before, backup)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, coalesce($16, 'run'), $17,
+        $18, $19::jsonb, $20, $21::timestamptz, $22, $23, $24::jsonb, $25)
      RETURNING id::text AS id`,
-    [
+    values: [
       row.version,
       row.description,
       row.file,
@@ -233,11 +239,17 @@ export async function insertHistory(client: pg.Client, row: HistoryInsert): Prom
       row.errorStatement ?? null,
       row.source ?? null,
       row.reason ?? null,
+      audit.riskLevel ?? null,
+      audit.riskFindings == null ? null : JSON.stringify(audit.riskFindings),
+      audit.approvedBy ?? null,
+      audit.approvedAt == null ? null : new Date(audit.approvedAt),
+      audit.approvalNote ?? null,
+      audit.fingerprint ?? null,
+      audit.schemaBefore === undefined ? null : JSON.stringify(audit.schemaBefore),
+      audit.backup ?? null,
     ],
-  );
-  const id = result.rows[0]!.id;
-  await writeAudit(client, id, row.audit);
-  return id;
+  });
+  return result.rows[0]!.id;
 }
 
 /** The newest unfinished or failed attempt at a version: where a no-transaction file resumes. */

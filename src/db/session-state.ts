@@ -9,8 +9,12 @@ export const versionLockKey = 1_886_417_250;
  * SET default_transaction_read_only, ...), so neither the ledger write that
  * follows nor the next migration on this connection runs under it.
  */
-export async function resetSession(client: pg.Client): Promise<void> {
-  await client.query('RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL');
+export async function resetSession(client: pg.Client, timeouts?: { lockTimeoutMs: number; statementTimeoutMs: number }): Promise<void> {
+  // With timeouts, they are set again for the rest of the transaction in the same round trip (numbers only: safe as literals).
+  const again = timeouts
+    ? `; SELECT set_config('lock_timeout', '${Math.trunc(timeouts.lockTimeoutMs)}ms', true), set_config('statement_timeout', '${Math.trunc(timeouts.statementTimeoutMs)}ms', true)`
+    : '';
+  await client.query(`RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL${again}`);
 }
 
 /**

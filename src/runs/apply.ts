@@ -1,4 +1,5 @@
 import type { ApplyGroupInput, ApplyInput, ApplyResult, RunRecord } from '../contracts';
+import type { PreparedMigration } from '../core/prepare';
 import type { Version } from '../core/version';
 import type pg from 'pg';
 import { withClient } from '../db/connection';
@@ -17,10 +18,19 @@ export async function applyMigration(deps: RunDeps, input: ApplyInput): Promise<
     return result;
   };
   const target = targetOf(deps.config, input.db);
-  // A file that runs outside a transaction leaves its session settings behind: it gets a connection of its own.
-  return deps.connections && migration!.forward.script.mode === 'transaction'
+  return deps.connections && sharesConnection(migration!)
     ? deps.connections.use(target, apply, cancellable(deps))
     : withClient(target, (client) => apply(client, false), cancellable(deps));
+}
+
+/**
+ * Whether a migration may run on a kept connection. A file that runs outside
+ * a transaction leaves its session settings behind, and DEALLOCATE or
+ * DISCARD would drop the statements pgconvoy keeps prepared there: each gets
+ * a connection of its own.
+ */
+function sharesConnection(m: PreparedMigration): boolean {
+  return m.forward.script.mode === 'transaction' && !m.forward.script.statements.some((s) => s.kind === 'DeallocateStmt' || s.kind === 'DiscardStmt');
 }
 
 /** `--group`: every pending version in one transaction, all or none. */

@@ -38,3 +38,41 @@ test('a kept connection carries nothing of one migration into the next: temporar
   await assert.rejects(apply('3'), /division by zero/);
   assert.deepEqual(await backends(), [], 'a failed step closes its connection instead of keeping it');
 });
+
+test("a kept connection keeps pgconvoy's prepared statements; a migration that prepares its own is not kept, and one that could drop pgconvoy's (DEALLOCATE) runs on a connection of its own", async (t) => {
+  const db = await createTestDatabase();
+  t.after(() => db.drop());
+  const seen = (table: string) => `CREATE TABLE ${table} AS SELECT name FROM pg_prepared_statements WHERE name LIKE 'pgconvoy\\_%';`;
+  const set = writeMigrations({
+    'V1__a.sql': 'CREATE TABLE a (id int);',
+    'V2__seen.sql': seen('seen_before'),
+    'V3__deallocate.sql': 'DEALLOCATE ALL;\nCREATE TABLE c (id int);',
+    'V4__seen_again.sql': seen('seen_after'),
+    'V5__prepare.sql': 'PREPARE mine AS SELECT 1;\nCREATE TABLE e (id int);',
+    'V6__f.sql': 'PREPARE mine AS SELECT 2;\nCREATE TABLE f (id int);',
+  });
+  t.after(() => set.remove());
+  const deps: RunDeps = {
+    ...localDeps(testConfig({ databases: { pool: db.url }, migrationsDir: set.dir }), createLogger('silent')),
+    execution: { namespace: 'default', workflowId: 'pgconvoy/db/pool', runId: 'pool-prepared' },
+    connections: new ConnectionPool(),
+  };
+  const plan = await planDatabase(deps, { db: 'pool', migrationsDir: set.dir });
+  const apply = (version: string) => applyMigration(deps, { db: 'pool', migrationsDir: set.dir, manifestDigest: plan.manifestDigest, version });
+  const backends = async () =>
+    (await db.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'pgconvoy'`)).rows.map((r) => r.pid);
+  const names = async (table: string) => (await db.query<{ name: string }>(`SELECT name FROM ${table} ORDER BY name`)).rows.map((r) => r.name);
+
+  for (const v of ['1', '2']) assert.equal((await apply(v)).status, 'applied');
+  const [kept] = await backends();
+  assert.ok(kept, 'the connection is kept');
+  const prepared = await names('seen_before');
+  assert.ok(prepared.includes('pgconvoy_apply_preflight') && prepared.includes('pgconvoy_history_insert'), `prepared on the kept connection by V1: ${prepared.join(', ')}`);
+  assert.equal((await apply('3')).status, 'applied');
+  assert.deepEqual(await backends(), [kept], 'DEALLOCATE ran on a connection of its own, closed after it');
+  assert.equal((await apply('4')).status, 'applied');
+  assert.deepEqual(await names('seen_after'), prepared, 'the kept connection still has them');
+  assert.equal((await apply('5')).status, 'applied');
+  assert.deepEqual(await backends(), [], 'a connection left with a statement the migration prepared is closed, not kept');
+  assert.equal((await apply('6')).status, 'applied', 'so the next migration preparing the same name does not collide');
+});
