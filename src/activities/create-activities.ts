@@ -27,6 +27,7 @@ export function createActivities(deps: ActivityDeps): Activities {
     planDatabase: step(runs.planDatabase),
     applyMigration: step(runs.applyMigration),
     applyGroup: step(runs.applyGroup),
+    applyMigrations: step(runs.applyMigrations),
     changeLedger: step(runs.changeLedger),
     acquireLease: step(runs.acquireLease),
     holdLease: step(runs.holdLease),

@@ -78,6 +78,7 @@ export interface ApplyInput extends RunRecord {
   leaseToken?: string;
 }
 
+/** Several versions: in one transaction (`applyGroup`), or one after another, each in its own (`applyMigrations`). */
 export interface ApplyGroupInput extends RunRecord {
   db: string;
   migrationsDir: string;
@@ -231,6 +232,7 @@ export interface Activities {
   planDatabase(input: PlanInput): Promise<DatabasePlan>;
   applyMigration(input: ApplyInput): Promise<ApplyResult>;
   applyGroup(input: ApplyGroupInput): Promise<ApplyResult[]>;
+  applyMigrations(input: ApplyGroupInput): Promise<ApplyResult[]>;
   changeLedger(input: ChangeLedgerInput): Promise<LedgerChangeResult>;
   acquireLease(input: LeaseInput): Promise<Lease>;
   holdLease(input: HeldLeaseInput): Promise<void>;

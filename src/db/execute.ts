@@ -52,6 +52,8 @@ export interface EngineContext {
   sleep(ms: number): Promise<void>;
   /** What the ledger records with an applied version (risk, approval), committed with its row. */
   audit?(version: Version): AuditColumns | undefined;
+  /** false: a failed migration is not written to the ledger (the caller runs it again, alone, where it is). Default true. */
+  recordFailure?: boolean;
   /** Follows the catalog for each version's fingerprint; without one, every version reads the whole catalog. */
   catalog?: CatalogTracker;
   onEvent(event: EngineEvent): void;
@@ -190,6 +192,7 @@ export function positionInFile(s: Statement, position: number | undefined): { li
 }
 
 async function recordFailure(client: pg.Client, m: PreparedMigration, started: { at: Date; t: bigint }, ctx: EngineContext, error: PgconvoyError & { point: FailurePoint }, sqlstate: string | undefined, message: string): Promise<void> {
+  if (ctx.recordFailure === false) return;
   try {
     await fenced(client, ctx, () => insertHistory(client, {
       ...migrationColumns(m),

@@ -11,14 +11,49 @@ import { pinnedMigrations } from './files';
 /** Applies one pending version of the set the run planned with, under the run's lease. */
 export async function applyMigration(deps: RunDeps, input: ApplyInput): Promise<ApplyResult> {
   const [migration] = await pinnedMigrations(deps, input.migrationsDir, input.manifestDigest, [input.version]);
+  return applyOn(deps, input, migration!, { priorTime: true, recordFailure: true });
+}
+
+/** How long one `applyMigrations` call goes on before it reports: what a cancel or a progress event waits at most. */
+export const batchBudgetMs = 1_000;
+
+/**
+ * Consecutive migrations predicted short, one after another, each in its
+ * own transaction with its ledger row (each its own checkpoint, as with
+ * `applyMigration`), until `batchBudgetMs` is spent; returns what it
+ * applied, at least the first. A failure of the first is thrown as
+ * `applyMigration` throws it. A failure of a later one is rolled back and
+ * not recorded: the call ends before it, and the run applies that version
+ * next, first in its step, where it fails (and is recorded) as it would
+ * alone.
+ */
+export async function applyMigrations(deps: RunDeps, input: ApplyGroupInput): Promise<ApplyResult[]> {
+  const migrations = await pinnedMigrations(deps, input.migrationsDir, input.manifestDigest, input.versions);
+  const results: ApplyResult[] = [];
+  const started = performance.now();
+  for (const [i, m] of migrations.entries()) {
+    if (i > 0 && performance.now() - started >= batchBudgetMs) break;
+    try {
+      const result = await applyOn(deps, { ...input, version: m.version }, m, { priorTime: results.every((r) => r.status !== 'applied'), recordFailure: i === 0 });
+      results.push(result);
+    } catch (error) {
+      if (i === 0) throw error;
+      deps.logger.info({ event: 'batch.stopped', db: input.db, version: m.version, reason: error instanceof Error ? error.message : String(error) });
+      break;
+    }
+  }
+  return results;
+}
+
+async function applyOn(deps: RunDeps, input: ApplyInput | (ApplyGroupInput & { version: Version }), migration: PreparedMigration, options: EngineOptions): Promise<ApplyResult> {
   const apply = async (client: pg.Client, reused: boolean) => {
     if (!reused) await ensureLedger(client);
-    const result = await applyOne(client, migration!, engineContext(deps, input.db, input.leaseToken, input));
+    const result = await applyOne(client, migration, engineContext(deps, input.db, input.leaseToken, input, options));
     deps.logger.info({ event: result.status === 'applied' ? 'migration.applied' : 'migration.skipped', db: input.db, ...result });
     return result;
   };
   const target = targetOf(deps.config, input.db);
-  return deps.connections && sharesConnection(migration!)
+  return deps.connections && sharesConnection(migration)
     ? deps.connections.use(target, apply, cancellable(deps))
     : withClient(target, (client) => apply(client, false), cancellable(deps));
 }
@@ -40,7 +75,7 @@ export async function applyGroup(deps: RunDeps, input: ApplyGroupInput): Promise
     targetOf(deps.config, input.db),
     async (client) => {
       await ensureLedger(client);
-      const results = await applyGroupInDb(client, migrations, engineContext(deps, input.db, input.leaseToken, input));
+      const results = await applyGroupInDb(client, migrations, engineContext(deps, input.db, input.leaseToken, input, { priorTime: true, recordFailure: true }));
       deps.logger.info({ event: 'group.applied', db: input.db, versions: input.versions });
       return results;
     },
@@ -48,13 +83,20 @@ export async function applyGroup(deps: RunDeps, input: ApplyGroupInput): Promise
   );
 }
 
+/** How a step runs a migration: whether earlier attempts' time is part of its duration (only the first a call applies), whether a failure is written to the ledger. */
+interface EngineOptions {
+  priorTime: boolean;
+  recordFailure: boolean;
+}
+
 /** Engine hooks: structured logs, heartbeats with progress, a sleep the step's cancellation ends, the lease fence, the ledger's audit columns. */
-function engineContext(deps: RunDeps, db: string, leaseToken: string | undefined, record: RunRecord): EngineContext {
+function engineContext(deps: RunDeps, db: string, leaseToken: string | undefined, record: RunRecord, options: EngineOptions): EngineContext {
   const { execution, attempt, logger } = deps;
   return {
     settings: deps.config.execution,
     // Earlier attempts and the backoff between them are part of the migration's duration.
-    ...(attempt && attempt.number > 1 ? { priorMs: Math.max(0, Date.now() - attempt.scheduledAtMs) } : {}),
+    ...(options.priorTime && attempt && attempt.number > 1 ? { priorMs: Math.max(0, Date.now() - attempt.scheduledAtMs) } : {}),
+    ...(options.recordFailure ? {} : { recordFailure: false }),
     run: execution ? { workflowId: execution.workflowId, runId: execution.runId } : {},
     ...(leaseToken ? { fence: { alias: db, token: leaseToken } } : {}),
     sleep: (ms) => deps.sleep(ms),

@@ -5,7 +5,7 @@
  */
 export { localDeps, type RunDeps } from './deps';
 export { planDatabase, assessPending } from './plan';
-export { applyMigration, applyGroup } from './apply';
+export { applyMigration, applyMigrations, applyGroup } from './apply';
 export { acquireLease, holdLease, releaseLease } from './lease';
 export { takeBackup, restoreFromBackup } from './backup';
 export { beginRun, verifyRun, finishCompensation } from './verify';

@@ -24,15 +24,17 @@ export const { applyMigration, applyGroup } = proxyActivities<Activities>({
 });
 
 /**
- * A migration predicted short (PendingMigration.short) runs inline: a local
- * activity on the worker that runs the workflow, recorded as a marker in the
- * history, without a round trip through the task queue. Same checkpoint: its
- * ledger row commits with it, and a worker that dies mid-migration fails the
- * workflow task, whose retry runs it again (the ledger makes that a no-op if
- * it committed). Retried like the regular one; backoffs past a few seconds
- * wait on a workflow timer.
+ * Migrations predicted short (PendingMigration.short) run inline: consecutive
+ * ones together in a local activity on the worker that runs the workflow
+ * (about a second's worth each time, runs/apply.ts), recorded as a marker
+ * in the history, without a round trip through the task queue. Same
+ * checkpoints: each version's ledger row commits with it, and a worker that
+ * dies mid-way fails the workflow task, whose retry runs the call again (the
+ * ledger makes every version that committed a no-op reported applied).
+ * Retried like the regular one; backoffs past a few seconds wait on a
+ * workflow timer.
  */
-export const { applyMigration: applyMigrationInline } = proxyLocalActivities<Activities>({
+export const { applyMigrations: applyMigrationsInline } = proxyLocalActivities<Activities>({
   startToCloseTimeout: '24 hours',
   localRetryThreshold: '5 seconds',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10, nonRetryableErrorTypes: nonRetryableTypes },

@@ -1,8 +1,8 @@
-import { setHandler } from '@temporalio/workflow';
+import { ApplicationFailure, setHandler } from '@temporalio/workflow';
 import { describeRunBackup, outcomeOf } from '../contracts';
 import type { AppliedStep, RunOutcome, DatabasePlan, MigrateDatabaseInput, MigrateDatabaseResult, PendingMigration, Progress, RunBackup, RunRecord, RunRisk } from '../contracts';
 import { eventEmitter, type RunEventBody } from './events';
-import { applyGroup, applyMigration, applyMigrationInline, beginRun, planDatabase, takeBackup, verifyRun } from './activities';
+import { applyGroup, applyMigration, applyMigrationsInline, beginRun, planDatabase, takeBackup, verifyRun } from './activities';
 import { compensate, type Compensation } from './compensate';
 import { runFailure } from './failures';
 import { awaitApproval, newProgress } from './approval';
@@ -153,28 +153,49 @@ async function safeguardStep(run: Run, plan: DatabasePlan): Promise<Compensation
   return { input, plan, start, backup, emit: run.emit };
 }
 
+/** The most versions one inline call is given; it reports after about a second's work anyway. */
+const maxInline = 100;
+
 /**
- * Apply: each pending migration in its own activity, inline when it is
- * predicted short (or all of them in one, with --group), each a checkpoint. A cancel takes effect between two
- * migrations, never during one. Returns what was applied.
+ * Apply: each pending migration a checkpoint of its own: consecutive ones
+ * predicted short together in one inline call that applies each in its own
+ * transaction, every other one in its own activity (or all of them in one
+ * transaction, with --group). A cancel takes effect between two steps,
+ * never during a migration. Returns what was applied.
  */
 async function applyStep(run: Run, plan: DatabasePlan, lease: HeldLease, backup: RunBackup): Promise<AppliedStep[]> {
   const { input, progress } = run;
   const base = { db: input.db, manifestDigest: plan.manifestDigest, migrationsDir: input.migrationsDir };
-  const steps: PendingMigration[][] = input.group ? [plan.pending] : plan.pending.map((p) => [p]);
-  for (const [index, step] of steps.entries()) {
+  const pending = plan.pending;
+  for (let next = 0; next < pending.length; ) {
     if (progress.cancelRequested) break;
-    run.emit({ type: 'applying', version: step[0]!.version });
-    run.lastStepRunning(index === steps.length - 1);
+    const first = pending[next]!;
+    const step = input.group ? pending : first.short ? shortRun(pending, next) : [first];
+    run.emit({ type: 'applying', version: first.version });
+    run.lastStepRunning(next + step.length === pending.length);
     const record = { ...runRecord(step, progress), backup: describeRunBackup(backup) };
+    const versions = step.map((p) => p.version);
     const results = await lease.fenced(async (leaseToken) =>
       input.group
-        ? applyGroup({ ...base, versions: step.map((p) => p.version), leaseToken, ...record })
-        : [await (step[0]!.short ? applyMigrationInline : applyMigration)({ ...base, version: step[0]!.version, leaseToken, ...record })],
+        ? applyGroup({ ...base, versions, leaseToken, ...record })
+        : first.short
+          ? applyMigrationsInline({ ...base, versions, leaseToken, ...record })
+          : [await applyMigration({ ...base, version: first.version, leaseToken, ...record })],
     );
-    for (const result of results) run.emit({ type: 'migration-done', version: result.version, status: result.status, durationMs: result.status === 'applied' ? result.durationMs : 0 });
+    if (results.length === 0) throw ApplicationFailure.nonRetryable(`no migration reported for V${first.version}`, 'Internal');
+    for (const [i, result] of results.entries()) {
+      if (i > 0) run.emit({ type: 'applying', version: result.version });
+      run.emit({ type: 'migration-done', version: result.version, status: result.status, durationMs: result.status === 'applied' ? result.durationMs : 0 });
+    }
+    next += results.length;
   }
   return progress.completed;
+}
+
+/** The migrations predicted short from `from` on, up to the first that is not (at most maxInline). */
+function shortRun(pending: PendingMigration[], from: number): PendingMigration[] {
+  const end = pending.findIndex((p, i) => i >= from && (!p.short || i - from >= maxInline));
+  return pending.slice(from, end === -1 ? pending.length : end);
 }
 
 function cancelled(run: Run): MigrateDatabaseResult {

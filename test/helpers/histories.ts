@@ -48,3 +48,16 @@ export function activitySteps(history: History): Array<{ name: string; attempt: 
   }
   return steps;
 }
+
+/**
+ * The steps' names in order, a local activity's marked " (inline)".
+ * Migrations predicted short run inline, consecutive ones together in one
+ * call that reports after about a second's work: a loaded machine may need
+ * two calls for what one did on another, so consecutive inline calls count
+ * as one.
+ */
+export function stepNames(history: History): string[] {
+  return activitySteps(history)
+    .map((s) => `${s.name}${s.local ? ' (inline)' : ''}`)
+    .filter((name, i, all) => !(name === 'applyMigrations (inline)' && all[i - 1] === name));
+}
