@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { WorkflowFailedError } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
-import { maybeRecordHistory, stepNames } from '../helpers/histories';
+import { activitySteps, maybeRecordHistory, stepNames } from '../helpers/histories';
 import { migrate, startMigration } from '../../src/client/api';
 import { summarizeFailure, type FailureSummary } from '../../src/client/failure';
 import { createTestDatabase } from '../helpers/database';
@@ -135,6 +135,35 @@ test('with --on-failure halt, a failing migration rolls back entirely, is record
     `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name`,
   );
   assert.deepEqual(tables.rows.map((r) => r.table_name), ['kept'], 'nothing of V2 remains and V3 never ran');
+});
+
+test('a short migration that fails after others in the same inline call is recorded failed once: the call ends before it, and it fails again first in the next', async (t) => {
+  const db = await createTestDatabase();
+  t.after(() => db.drop());
+  // All three predicted short (new tables, no SELECT): they start in one inline call.
+  const set = writeMigrations({
+    'V1__a.sql': 'CREATE TABLE a (id int);',
+    'V2__b.sql': 'CREATE TABLE b (id int);',
+    'V3__boom.sql': 'CREATE TABLE c (id int);\nINSERT INTO c VALUES (1 / 0);',
+  });
+  t.after(() => set.remove());
+  const config = testConfig({ databases: { batch: db.url }, migrationsDir: set.dir });
+  const { error, history } = await withWorker(config, async () => {
+    const handle = await startMigration({ client: shared.client, taskQueue: config.temporal.taskQueue }, { db: 'batch', migrationsDir: set.dir, onFailure: 'halt' });
+    const e = await handle.result().then(() => assert.fail('the run should have failed'), (x: unknown) => x);
+    return { error: e, history: await handle.fetchHistory() };
+  });
+  assert.equal(summarizeFailure(error).type, 'MigrationFailed');
+  assert.match(summarizeFailure(error).message, /^V3__boom\.sql \(version 3\) failed at statement 2 of 2, .*SQLSTATE 22012: division by zero$/);
+  const inline = activitySteps(history).filter((s) => s.name === 'applyMigrations');
+  assert.ok(inline.length >= 2 && inline.every((s) => s.local), `V3 ran again in a call of its own: ${JSON.stringify(inline)}`);
+  const ledger = await db.query<{ version: string; status: string }>('SELECT version::text, status FROM pgconvoy.history ORDER BY id');
+  assert.deepEqual(ledger.rows, [
+    { version: '1', status: 'applied' },
+    { version: '2', status: 'applied' },
+    { version: '3', status: 'failed' },
+  ], 'one failed row for V3: its first failure, inside the call with V1 and V2, was not recorded');
+  assert.equal((await db.query(`SELECT to_regclass('public.c') AS c`)).rows[0]?.c, null, 'nothing of V3 remains');
 });
 
 test('an unknown alias and a broken set fail at once, without retries, naming the alias and the file', async (t) => {
