@@ -1,16 +1,16 @@
 import { Command, CommanderError } from 'commander';
 import { databaseEnvName, loadConfig, type Config } from '../config/config';
 import { createLogger } from '../logging/logger';
-import type { PgconvoyClient } from './api';
+import { inspect, runningProgress, type PgconvoyClient } from './api';
 import { registerLedgerCommands } from './commands/ledger';
 import { registerOperationCommands } from './commands/operations';
 import { registerReadCommands } from './commands/read';
 import { registerRunCommands } from './commands/run';
 import { registerUndoCommand } from './commands/undo';
-import { UsageError, type CliKit, type CommandContext, type GlobalOptions, type Io } from './commands/kit';
+import { UsageError, type CliKit, type CommandContext, type DatabaseReader, type GlobalOptions, type Io } from './commands/kit';
 import { ExitCode, exitCodeForFailure } from './exit-codes';
 import { summarizeFailure } from './failure';
-import { withTemporal } from './session';
+import { answersWithoutServer, withTemporal } from './session';
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, io: Io): Promise<ExitCode> {
   const program = new Command('pgconvoy')
@@ -48,7 +48,15 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
       options,
     );
 
-  const kit: CliKit = { program, io, cwd, context, print, viaTemporal, reportFailure: (global, error) => reportFailure(io, global, error), exitCode: ExitCode.ok };
+  const readDatabase = async (c: CommandContext, fn: (reader: DatabaseReader) => Promise<ExitCode>, options: { attach?: boolean } = {}): Promise<ExitCode> => {
+    if (answersWithoutServer(c.config)) {
+      const here = await readHere(io, c, fn);
+      if (here !== undefined) return here;
+    }
+    return viaTemporal(c, (pgconvoy) => fn({ inspect: (input) => inspect(pgconvoy, input), running: (db) => runningProgress(pgconvoy, db) }), options);
+  };
+
+  const kit: CliKit = { program, io, cwd, context, print, viaTemporal, readDatabase, reportFailure: (global, error) => reportFailure(io, global, error), exitCode: ExitCode.ok };
   registerRunCommands(kit);
   registerUndoCommand(kit);
   registerReadCommands(kit);
@@ -67,6 +75,29 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
       return ExitCode.badInput;
     }
     return reportFailure(io, program.opts<GlobalOptions>(), error);
+  }
+}
+
+/**
+ * The read answered here (no workflow can be open: nothing runs). Undefined
+ * when reading the database failed: the same read through a worker then
+ * reports that failure as it always does, retries included.
+ */
+async function readHere(io: Io, c: CommandContext, fn: (reader: DatabaseReader) => Promise<ExitCode>): Promise<ExitCode | undefined> {
+  const { inspectHere } = await import('./local-read');
+  const failed = new Error('read failed');
+  const reader: DatabaseReader = {
+    inspect: (input) => inspectHere(c.config, c.logger, input).catch((error: unknown) => {
+      c.logger.debug({ event: 'read.through_worker', reason: String(error) });
+      throw failed;
+    }),
+    running: () => Promise.resolve(null),
+  };
+  try {
+    return await fn(reader);
+  } catch (error) {
+    if (error === failed) return undefined;
+    return reportFailure(io, c.global, error);
   }
 }
 

@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { PgconvoyError } from '../core/errors';
@@ -56,6 +56,34 @@ export interface Session {
    * before the process exits; a second signal ends it at once.
    */
   interrupted: Promise<NodeJS.Signals>;
+}
+
+/** Present while the last embedded session left no workflow open in the state directory. */
+const settledFile = (stateDir: string) => join(stateDir, 'settled');
+
+/**
+ * Whether an embedded command may answer from the database itself without
+ * starting the dev server (a read, or an `up` with nothing to do): no
+ * Temporal address is configured, no pgconvoy runs on the state directory
+ * now, and the last one that did left no workflow open there. A run left
+ * unfinished (its command killed) is not read past: the next command starts
+ * the server, whose worker resumes it.
+ */
+export function answersWithoutServer(config: Config): boolean {
+  if (config.temporal.address !== undefined) return false;
+  const holder = readLock(join(config.stateDir, 'embedded.lock'));
+  if (holder && !holder.stopping && isAlive(holder.pid)) return false;
+  return existsSync(settledFile(config.stateDir));
+}
+
+/** At the end of an embedded session: the state directory is settled when no workflow is open in it. */
+async function markIfSettled(client: Client, stateDir: string): Promise<void> {
+  try {
+    const { count } = await client.workflow.count(`ExecutionStatus = 'Running'`);
+    if (count === 0) writeFileSync(settledFile(stateDir), '');
+  } catch {
+    // Unknown: the next command starts the server, as it would without the mark.
+  }
 }
 
 /** Listens for SIGINT/SIGTERM once while a command runs (without listeners, Node would die without cleaning up). */
@@ -134,6 +162,8 @@ async function session<T>(
 
   const dbFile = join(config.stateDir, 'temporal.db');
   const lock = await lockStateDir(config.stateDir, dbFile, logger);
+  // Unsettled from here until this session ends with no workflow open.
+  rmSync(settledFile(config.stateDir), { force: true });
   let server: DevServer | undefined;
   let interruptedBy: NodeJS.Signals | undefined;
   void interrupted.then((signal) => (interruptedBy = signal));
@@ -163,7 +193,11 @@ async function session<T>(
     const connection = await connectTemporal(address);
     try {
       const client = new Client({ connection, namespace: config.temporal.namespace });
-      return await worker.runUntil(run(client, address, true));
+      try {
+        return await worker.runUntil(run(client, address, true));
+      } finally {
+        await markIfSettled(client, config.stateDir);
+      }
     } finally {
       await connection.close();
       await workerConnection.close();

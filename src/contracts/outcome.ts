@@ -45,7 +45,8 @@ export interface Safeguard {
 export interface OutcomeBase {
   db: string;
   workflowId: string;
-  runId: string;
+  /** null: no run was started (an embedded `up` with nothing to do answers from the ledger, client/local-read.ts). */
+  runId: string | null;
   /** The set the run planned with; null when it failed before planning. */
   manifestDigest: string | null;
   versionBefore: Version | null;

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
@@ -49,7 +49,8 @@ test('embedded: with no TEMPORAL_ADDRESS, up starts its own dev server and worke
   const client = new Client({ connection });
   const runs: string[] = [];
   for await (const execution of client.workflow.list({ query: `WorkflowId = 'pgconvoy/db/shop'` })) runs.push(execution.status.name);
-  assert.deepEqual(runs, ['COMPLETED', 'COMPLETED'], 'both runs are in the kept state');
+  // The second `up` and `status` had nothing to do and the first run left nothing open: they answered from the ledger, without a run.
+  assert.deepEqual(runs, ['COMPLETED'], 'the run is in the kept state');
   const histories: string[][] = [];
   for await (const execution of client.workflow.list({ query: `WorkflowId = 'pgconvoy/db/shop'` })) {
     const history = await client.workflow.getHandle(execution.workflowId, execution.runId).fetchHistory();
@@ -58,7 +59,7 @@ test('embedded: with no TEMPORAL_ADDRESS, up starts its own dev server and worke
   }
   assert.deepEqual(
     histories.sort((a, b) => b.length - a.length),
-    [['planDatabase', 'acquireLease', 'holdLease', 'beginRun', 'takeBackup', 'applyMigrations (inline)', 'verifyRun', 'releaseLease'], ['planDatabase']],
+    [['planDatabase', 'acquireLease', 'holdLease', 'beginRun', 'takeBackup', 'applyMigrations (inline)', 'verifyRun', 'releaseLease']],
   );
 });
 
@@ -167,6 +168,8 @@ test('embedded: a command does not wait for its dev server to stop; the next com
   });
   // Back to back, each while the last one's server stops (or lingers as a zombie until the machine reaps it).
   for (const args of [['up', '--db', 'quick'], ['status', '--db', 'quick'], ['up', '--db', 'quick']]) {
+    // As after a command that was killed: these have nothing to do, and would otherwise answer without a server.
+    rmSync(join(dir, 'state', 'settled'), { force: true });
     const next = await runCli([...args, '--migrations', sampleMigrationsDir], { env });
     servers.push((JSON.parse(readFileSync(join(dir, 'state', 'embedded.lock'), 'utf8')) as { serverPid: number }).serverPid);
     assert.equal(next.code, 0, `${args.join(' ')}: ${next.stderr}`);
@@ -180,4 +183,51 @@ test('embedded: a dev server that cannot start is reported with exit 3, and the 
   const result = await runCli(['up', '--db', 'x', '--migrations', sampleMigrationsDir], { env, timeoutMs: 30_000 });
   assert.equal(result.code, 3, result.stderr);
   assert.match(result.stderr, /\[DevServerFailed\] \/bin\/false exited with code 1 before it was ready; see .*temporal\.log/);
+});
+
+test('embedded: with nothing left open in its state, a no-op up, status, history and plan answer from the database without starting the dev server; work to do, or a command that did not settle, goes through it', async (t) => {
+  const db = await createTestDatabase();
+  t.after(() => db.drop());
+  const dir = scratchDir(t);
+  const set = writeMigrations({ 'V1__a.sql': 'CREATE TABLE a (id int);', 'V2__b.sql': 'CREATE TABLE b (id int);' });
+  t.after(() => set.remove());
+  const env = cliEnv({ PGCONVOY_DB_READ: db.url, PGCONVOY_STATE_DIR: join(dir, 'state') });
+  // A dev server cannot start with this binary: whatever needs one fails with exit 3.
+  const noServer = { ...env, PGCONVOY_TEMPORAL_BIN: '/bin/false' };
+  const cli = (args: string[], e = env) => runCli([...args, '--db', 'read', '--migrations', set.dir], { env: e, timeoutMs: 60_000 });
+
+  assert.equal((await cli(['up'])).code, 0);
+  assert.ok(existsSync(join(dir, 'state', 'settled')), 'the run ended and left nothing open');
+
+  const up = await cli(['up'], noServer);
+  assert.equal(up.code, 0, up.stderr);
+  assert.equal(up.stdout, 'nothing to apply: database "read" is up to date (version 2)\n');
+  const upJson = await cli(['up', '--json'], noServer);
+  assert.equal(upJson.code, 0, upJson.stderr);
+  assert.deepEqual(
+    (({ status, workflowId, runId, versionBefore, versionAfter, migrations }) => ({ status, workflowId, runId, versionBefore, versionAfter, migrations }))(JSON.parse(upJson.stdout) as Record<string, unknown>),
+    { status: 'up-to-date', workflowId: 'pgconvoy/db/read', runId: null, versionBefore: '2', versionAfter: '2', migrations: [] },
+  );
+  const status = await cli(['status', '--json'], noServer);
+  assert.equal(status.code, 0, status.stderr);
+  const parsed = JSON.parse(status.stdout) as { plan: { pending: unknown[] }; history: Array<{ version: string; status: string }>; running: unknown };
+  assert.deepEqual([parsed.plan.pending, parsed.history.map((h) => [h.version, h.status]), parsed.running], [[], [['1', 'applied'], ['2', 'applied']], null]);
+  const history = await cli(['history'], noServer);
+  assert.equal(history.code, 0, history.stderr);
+  assert.match(history.stdout, /^2 +b +applied/m);
+  assert.equal((await cli(['plan'], noServer)).code, 0);
+
+  // Something to do: the workflow does it, so the server is needed.
+  writeFileSync(join(set.dir, 'V3__c.sql'), 'CREATE TABLE c (id int);');
+  const pendingUp = await cli(['up'], noServer);
+  assert.equal(pendingUp.code, 3, pendingUp.stderr);
+  assert.match(pendingUp.stderr, /\[DevServerFailed\]/);
+  assert.equal((await db.query(`SELECT to_regclass('public.c') AS c`)).rows[0]?.c, null, 'nothing ran');
+  // That command did not end settled: until one does, every command goes through the server.
+  assert.equal((await cli(['status'], noServer)).code, 3);
+  const applied = await cli(['up']);
+  assert.equal(applied.code, 0, applied.stderr);
+  assert.match(applied.stdout, /1 migration applied; database "read" is at version 3\n$/);
+  const after = await cli(['status'], noServer);
+  assert.equal(after.code, 0, after.stderr);
 });

@@ -2,6 +2,7 @@ import { Option, type Command } from 'commander';
 import { hostname, userInfo } from 'node:os';
 import { aliasPattern, type Config } from '../../config/config';
 import { parseVersion, type Version } from '../../core/version';
+import type { DatabaseStatus, InspectDatabaseInput, Progress } from '../../contracts';
 import type { Logger } from '../../logging/logger';
 import type { PgconvoyClient } from '../api';
 import type { ExitCode } from '../exit-codes';
@@ -44,6 +45,12 @@ export function whoAmI(): string {
 export const dbOption = () => new Option('-d, --db <alias>', 'database alias').argParser(parseAlias).makeOptionMandatory();
 
 
+/** What the read commands ask about a database: its plan and ledger, and the run in progress (null: none). */
+export interface DatabaseReader {
+  inspect(input: InspectDatabaseInput): Promise<DatabaseStatus>;
+  running(db: string): Promise<Progress | null>;
+}
+
 export interface CommandContext {
   global: GlobalOptions;
   config: Config;
@@ -59,6 +66,13 @@ export interface CliKit {
   context(defaultLogLevel?: string, defaultFormat?: 'json' | 'human'): CommandContext;
   /** JSON with --json, the human text otherwise. */
   print(global: GlobalOptions, json: unknown, human: string): void;
+  /**
+   * Runs a read of a database: embedded and settled (answersWithoutServer),
+   * here without starting the dev server; otherwise, or when that read
+   * fails (its failure is then reported as a worker reports it), through
+   * Temporal. A failure becomes its report and exit code.
+   */
+  readDatabase(c: CommandContext, fn: (reader: DatabaseReader) => Promise<ExitCode>, options?: { attach?: boolean }): Promise<ExitCode>;
   /** Runs a command against Temporal; a failure becomes its report and exit code. */
   viaTemporal(c: CommandContext, fn: (pgconvoy: PgconvoyClient) => Promise<ExitCode>, options?: { attach?: boolean }): Promise<ExitCode>;
   reportFailure(global: GlobalOptions, error: unknown): ExitCode;

@@ -8,7 +8,6 @@ import { analyzeRisk, analyzeUndo, highestLevel, type Finding } from '../../core
 import { compareVersions, type Version } from '../../core/version';
 import { readChecks } from '../../source/read-checks';
 import { readMigrationSet } from '../../source/read-migration-set';
-import { inspect } from '../api';
 import { ExitCode } from '../exit-codes';
 import { renderHistory, renderPlan, type PlannedMigration } from '../render';
 import { renderLint } from '../render-lint';
@@ -41,8 +40,8 @@ export function registerReadCommands(kit: CliKit): void {
       const set = await readMigrationSet(config.migrationsDir, config.files);
       if (target) checkTarget(set.directory, set.manifest, target);
       const prepared = await prepareMigrations(set);
-      kit.exitCode = await kit.viaTemporal({ global, config, logger }, async (pgconvoy) => {
-        const { plan } = await inspect(pgconvoy, { db: options.db, migrationsDir: config.migrationsDir, historyLast: 0, ...(options.outOfOrder ? { allowOutOfOrder: true } : {}) });
+      kit.exitCode = await kit.readDatabase({ global, config, logger }, async (reader) => {
+        const { plan } = await reader.inspect({ db: options.db, migrationsDir: config.migrationsDir, historyLast: 0, ...(options.outOfOrder ? { allowOutOfOrder: true } : {}) });
         const differ = differentFiles(set.digest, plan.manifestDigest, config.migrationsDir, options.db);
         if (differ) {
           kit.io.stderr(`pgconvoy: ${differ}\n`);
@@ -96,8 +95,8 @@ export function registerReadCommands(kit: CliKit): void {
         return;
       }
       const db = options.db;
-      kit.exitCode = await kit.viaTemporal({ global, config, logger }, async (pgconvoy) => {
-        const { plan } = await inspect(pgconvoy, { db, migrationsDir: config.migrationsDir, historyLast: 0, ...(options.outOfOrder ? { allowOutOfOrder: true } : {}) });
+      kit.exitCode = await kit.readDatabase({ global, config, logger }, async (reader) => {
+        const { plan } = await reader.inspect({ db, migrationsDir: config.migrationsDir, historyLast: 0, ...(options.outOfOrder ? { allowOutOfOrder: true } : {}) });
         const differ = differentFiles(set.digest, plan.manifestDigest, config.migrationsDir, db);
         if (differ) {
           kit.io.stderr(`pgconvoy: ${differ}\n`);
@@ -122,8 +121,8 @@ export function registerReadCommands(kit: CliKit): void {
       const last = options.last === undefined ? undefined : Number(options.last);
       if (last !== undefined && (!Number.isInteger(last) || last < 1)) throw new UsageError(`--last must be a positive whole number, got "${options.last}"`);
       const { global, config, logger } = kit.context();
-      kit.exitCode = await kit.viaTemporal({ global, config, logger }, async (pgconvoy) => {
-        const { history } = await inspect(pgconvoy, { db: options.db, migrationsDir: config.migrationsDir, ...(last ? { historyLast: last } : {}) });
+      kit.exitCode = await kit.readDatabase({ global, config, logger }, async (reader) => {
+        const { history } = await reader.inspect({ db: options.db, migrationsDir: config.migrationsDir, ...(last ? { historyLast: last } : {}) });
         kit.print(global, history, renderHistory(options.db, history));
         return ExitCode.ok;
       });

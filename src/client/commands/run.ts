@@ -2,16 +2,16 @@ import { ApplicationFailure, WorkflowNotFoundError, WorkflowUpdateFailedError } 
 import { Option } from 'commander';
 import type { Config } from '../../config/config';
 import { parseDuration } from '../../core/directives';
-import { executionModes, failurePolicies, outcomeOf, type ExecutionMode, type FailurePolicy, type RunOutcome } from '../../contracts';
+import { databaseWorkflowId, executionModes, failurePolicies, outcomeOf, type ExecutionMode, type FailurePolicy, type PlanInput, type RunOutcome } from '../../contracts';
 import { approve, cancel, inspect, runningProgress, startMigration, type PgconvoyClient } from '../api';
 import { ExitCode, exitCodeForFailure, exitCodeForSignal } from '../exit-codes';
 import { summarizeFailure } from '../failure';
 import { renderProgressLine, renderStatus, renderWaiting } from '../render';
 import { renderFailureReport } from '../report';
 import { exitCodeFor, renderOutcome } from '../outcome';
-import { withTemporal, type Session } from '../session';
+import { answersWithoutServer, withTemporal, type Session } from '../session';
 import { waitForResult } from '../wait';
-import { dbOption, UsageError, versionArgument, whoAmI, type CliKit, type GlobalOptions, type Io } from './kit';
+import { dbOption, UsageError, versionArgument, whoAmI, type CliKit, type CommandContext, type DatabaseReader, type GlobalOptions, type Io } from './kit';
 
 /** up, status, approve, cancel: starting a run, watching it, deciding on it. */
 export function registerRunCommands(kit: CliKit): void {
@@ -32,6 +32,13 @@ export function registerRunCommands(kit: CliKit): void {
       const approvalTimeoutMs = parseDuration(options.approvalTimeout);
       if (approvalTimeoutMs === undefined || approvalTimeoutMs <= 0) throw new UsageError(`--approval-timeout needs a duration such as 30min or 24h, got "${options.approvalTimeout}"`);
       const { global, config, logger } = kit.context();
+      if (answersWithoutServer(config)) {
+        const answered = await upToDateHere(kit, { global, config, logger }, { db: options.db, migrationsDir: config.migrationsDir, ...(target ? { target } : {}), ...(options.outOfOrder ? { allowOutOfOrder: true } : {}) });
+        if (answered !== undefined) {
+          kit.exitCode = answered;
+          return;
+        }
+      }
       kit.exitCode = await withTemporal(config, logger, async (pgconvoy, session) => {
         const handle = await startMigration(pgconvoy, {
           db: options.db,
@@ -78,17 +85,22 @@ export function registerRunCommands(kit: CliKit): void {
     .option('-w, --watch', 'follow a running migration live until it ends')
     .action(async (options: { db: string; watch?: boolean }) => {
       const { global, config, logger } = kit.context();
-      kit.exitCode = await kit.viaTemporal(
-        { global, config, logger },
-        async (pgconvoy) => {
-          if (options.watch) await watch(pgconvoy, options.db, global, kit.io);
-          const status = await inspect(pgconvoy, { db: options.db, migrationsDir: config.migrationsDir });
-          const running = await runningProgress(pgconvoy, options.db);
-          kit.print(global, { ...status, running }, renderStatus(status, running));
-          return status.plan.problems.length > 0 ? ExitCode.badInput : ExitCode.ok;
-        },
-        { attach: true },
-      );
+      const show = async (reader: DatabaseReader) => {
+        const status = await reader.inspect({ db: options.db, migrationsDir: config.migrationsDir });
+        const running = await reader.running(options.db);
+        kit.print(global, { ...status, running }, renderStatus(status, running));
+        return status.plan.problems.length > 0 ? ExitCode.badInput : ExitCode.ok;
+      };
+      kit.exitCode = options.watch
+        ? await kit.viaTemporal(
+            { global, config, logger },
+            async (pgconvoy) => {
+              await watch(pgconvoy, options.db, global, kit.io);
+              return show({ inspect: (input) => inspect(pgconvoy, input), running: (db) => runningProgress(pgconvoy, db) });
+            },
+            { attach: true },
+          )
+        : await kit.readDatabase({ global, config, logger }, show, { attach: true });
     });
 
   const runMessage = async (db: string, send: (pgconvoy: PgconvoyClient) => Promise<{ phase: string }>, done: string) => {
@@ -161,6 +173,40 @@ function messageRefusal(error: unknown, db: string): { reason: 'no-run' | 'rejec
  * entries read back through a worker when a migration failed, and its exit
  * code.
  */
+/**
+ * An embedded `up` with nothing to do, answered from the ledger without
+ * starting the dev server (session.ts, answersWithoutServer): the outcome the
+ * workflow would return, with no run. Undefined when there is something to
+ * do, a problem to report, or the read failed: the workflow does it, as always.
+ */
+async function upToDateHere(kit: CliKit, c: CommandContext, input: PlanInput): Promise<ExitCode | undefined> {
+  const { planHere } = await import('../local-read');
+  const plan = await planHere(c.config, c.logger, input).catch((error: unknown) => {
+    c.logger.debug({ event: 'plan.through_worker', reason: String(error) });
+    return undefined;
+  });
+  if (plan === undefined || plan.problems.length > 0 || plan.pending.length > 0) return undefined;
+  const version = plan.applied.at(-1)?.version ?? plan.baseline ?? null;
+  const outcome: RunOutcome = {
+    status: 'up-to-date',
+    db: input.db,
+    workflowId: databaseWorkflowId(input.db),
+    runId: null,
+    manifestDigest: plan.manifestDigest,
+    versionBefore: version,
+    versionAfter: version,
+    migrations: [],
+    version,
+    applied: [],
+  };
+  if (c.global.json) kit.io.stdout(JSON.stringify(outcome, null, 2) + '\n');
+  else {
+    const { stream, text } = renderOutcome(outcome, { migrationsDir: c.config.migrationsDir });
+    kit.io[stream](text);
+  }
+  return exitCodeFor(outcome);
+}
+
 async function reportOutcome(kit: CliKit, global: GlobalOptions, pgconvoy: PgconvoyClient, config: Config, outcome: RunOutcome, ended: unknown, detailedExitcode: boolean): Promise<ExitCode> {
   const code = exitCodeFor(outcome, { detailedExitcode });
   if (global.json) {

@@ -1,0 +1,23 @@
+import type { Config } from '../config/config';
+import type { DatabasePlan, DatabaseStatus, InspectDatabaseInput, PlanInput } from '../contracts';
+import type { Logger } from '../logging/logger';
+
+/**
+ * An embedded command's short read path (session.ts, answersWithoutServer):
+ * the same use-cases the worker's activities run (planDatabase, readHistory),
+ * called in this process, which holds the same config, without starting the
+ * dev server. Loaded only when used.
+ */
+export async function planHere(config: Config, logger: Logger, input: PlanInput): Promise<DatabasePlan> {
+  const { localDeps, planDatabase } = await import('../runs');
+  return planDatabase(localDeps(config, logger), input);
+}
+
+/** What the inspectDatabase workflow returns, read here. */
+export async function inspectHere(config: Config, logger: Logger, input: InspectDatabaseInput): Promise<DatabaseStatus> {
+  const { localDeps, planDatabase, readHistory } = await import('../runs');
+  const deps = localDeps(config, logger);
+  const plan = await planDatabase(deps, { db: input.db, migrationsDir: input.migrationsDir, ...(input.allowOutOfOrder ? { allowOutOfOrder: true } : {}) });
+  const history = await readHistory(deps, { db: input.db, ...(input.historyLast === undefined ? {} : { last: input.historyLast }) });
+  return { plan, history };
+}
