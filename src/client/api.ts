@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { PgconvoyError } from '../core/errors';
-import { WorkflowNotFoundError, type Client, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import type { Client, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import type { SearchAttributePair } from '@temporalio/common';
 import type { backupDatabase, changeLedger as changeLedgerWorkflow, inspectDatabase, migrateDatabase, revertDatabase } from '../workflows';
-import { approveUpdate, cancelUpdate, progressQuery } from '../workflows/messages';
+import { temporalClient } from './temporal';
 import {
   backupWorkflowId,
   databaseWorkflowId,
@@ -30,6 +30,9 @@ import {
  * aliases, never connection strings: workflow history is readable by anyone
  * with access to the Temporal UI.
  */
+/** The workflow's query and updates, loaded with the workflow library only by the commands that send them. */
+const messages = () => import('../workflows/messages');
+
 export interface PgconvoyClient {
   client: Client;
   taskQueue: string;
@@ -175,20 +178,23 @@ export async function runningProgress({ client }: PgconvoyClient, db: string): P
   try {
     const description = await handle.describe();
     if (description.status.name !== 'RUNNING') return null;
+    const { progressQuery } = await messages();
     return await handle.query(progressQuery);
   } catch (error) {
-    if (error instanceof WorkflowNotFoundError) return null;
+    if (error instanceof temporalClient().WorkflowNotFoundError) return null;
     throw error;
   }
 }
 
 /** Approves the run of `db` that waits for approval; rejected when none waits. */
 export async function approve({ client }: PgconvoyClient, db: string, input: ApproveInput): Promise<MessageAck> {
+  const { approveUpdate } = await messages();
   return client.workflow.getHandle(databaseWorkflowId(db)).executeUpdate(approveUpdate, { args: [input] });
 }
 
 /** Cancels the run of `db`: at once while it waits, otherwise after the migration in progress. */
 export async function cancel({ client }: PgconvoyClient, db: string, input: CancelInput): Promise<MessageAck> {
+  const { cancelUpdate } = await messages();
   return client.workflow.getHandle(databaseWorkflowId(db)).executeUpdate(cancelUpdate, { args: [input] });
 }
 

@@ -1,4 +1,5 @@
-import { ApplicationFailure, TemporalFailure } from '@temporalio/client';
+import type { ApplicationFailure } from '@temporalio/client';
+import { temporalClient } from './temporal';
 import { PgconvoyError } from '../core/errors';
 import { isConnectionLoss } from './wait';
 
@@ -15,6 +16,7 @@ export interface FailureSummary {
  * ApplicationFailure wrapping the one that caused it), or the error itself.
  */
 export function summarizeFailure(error: unknown): FailureSummary {
+  const { ApplicationFailure, TemporalFailure } = temporalClient();
   const chain: Error[] = [];
   for (let current: unknown = error; current instanceof Error; current = current.cause) chain.push(current);
   const application = chain.find((e): e is ApplicationFailure => e instanceof ApplicationFailure);

@@ -1,9 +1,10 @@
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { Client, Connection } from '@temporalio/client';
+import type { Client, Connection } from '@temporalio/client';
+import { temporalClient } from './temporal';
 import { PgconvoyError } from '../core/errors';
 import type { Config } from '../config/config';
-import { startDevServer, type DevServer } from '../worker/dev-server';
+import type { DevServer } from '../worker/dev-server';
 import type { Logger } from '../logging/logger';
 import type { PgconvoyClient } from './api';
 
@@ -30,7 +31,7 @@ export const connectTimeoutMs = 5_000;
 /** Connects to Temporal, or says which address does not answer. */
 export async function connectTemporal(address: string, timeoutMs = connectTimeoutMs): Promise<Connection> {
   try {
-    return await Connection.connect({ address, connectTimeout: timeoutMs });
+    return await temporalClient().Connection.connect({ address, connectTimeout: timeoutMs });
   } catch (error) {
     throw new TemporalUnavailableError(
       `cannot reach Temporal at ${address} within ${Math.round(timeoutMs / 1000)} s: check that the server runs there (TEMPORAL_ADDRESS, or temporal.address in the config)`,
@@ -146,7 +147,7 @@ async function session<T>(
   const asClient = async (address: string) => {
     const connection = await connectTemporal(address);
     try {
-      return await run(new Client({ connection, namespace: config.temporal.namespace }), address, false);
+      return await run(new (temporalClient().Client)({ connection, namespace: config.temporal.namespace }), address, false);
     } finally {
       await connection.close();
     }
@@ -170,6 +171,7 @@ async function session<T>(
   try {
     logger.debug({ event: 'devserver.starting', stateDir: config.stateDir });
     let spawned = (): void => undefined;
+    const { startDevServer } = await import('../worker/dev-server');
     const starting = startDevServer({
       dbFile,
       logFile: join(config.stateDir, 'temporal.log'),
@@ -192,7 +194,7 @@ async function session<T>(
     const { worker, connection: workerConnection } = await createWorker({ config, logger, address });
     const connection = await connectTemporal(address);
     try {
-      const client = new Client({ connection, namespace: config.temporal.namespace });
+      const client = new (temporalClient().Client)({ connection, namespace: config.temporal.namespace });
       try {
         return await worker.runUntil(run(client, address, true));
       } finally {

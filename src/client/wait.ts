@@ -1,4 +1,5 @@
-import { Client, isGrpcServiceError, type Connection } from '@temporalio/client';
+import type { Connection } from '@temporalio/client';
+import { temporalClient } from './temporal';
 import { connectTemporal, TemporalUnavailableError, type Session } from './session';
 
 /** gRPC codes that mean the server went away, not that it answered no. */
@@ -10,7 +11,7 @@ const connectionLost = new Set([
 /** Whether `error` (or one of its causes) says Temporal could not be reached. */
 export function isConnectionLoss(error: unknown): boolean {
   for (let current: unknown = error; current instanceof Error; current = current.cause) {
-    if (isGrpcServiceError(current) && connectionLost.has(current.code)) return true;
+    if (temporalClient().isGrpcServiceError(current) && connectionLost.has(current.code)) return true;
     if (current instanceof TemporalUnavailableError) return true;
   }
   return false;
@@ -72,7 +73,7 @@ export async function waitForResult<T>(handle: ResultHandle<T>, session: Session
           const fresh = await connectTemporal(session.address, Math.max(1_000, Math.min(5_000, left)));
           await connection?.close().catch(() => undefined);
           connection = fresh;
-          const again = new Client({ connection: fresh, namespace: session.namespace }).workflow.getHandle<() => Promise<T>>(handle.workflowId, undefined, {
+          const again = new (temporalClient().Client)({ connection: fresh, namespace: session.namespace }).workflow.getHandle<() => Promise<T>>(handle.workflowId, undefined, {
             firstExecutionRunId: handle.firstExecutionRunId,
           });
           current = () => fresh.withAbortSignal(calls.signal, () => again.result());

@@ -1,9 +1,9 @@
-import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { Option } from 'commander';
 import { databaseWorkflowId, type LedgerChange, type LedgerSource } from '../../contracts';
 import { changeLedger } from '../api';
 import { ExitCode } from '../exit-codes';
 import { withTemporal } from '../session';
+import { temporalClient } from '../temporal';
 import { dbOption, versionArgument, type CliKit } from './kit';
 
 /** baseline, mark-applied, import: changes to the ledger, never to the schema. */
@@ -16,7 +16,7 @@ export function registerLedgerCommands(kit: CliKit): void {
         kit.print(global, result, describe(result));
         return ExitCode.ok;
       } catch (error) {
-        if (error instanceof WorkflowExecutionAlreadyStartedError) {
+        if (error instanceof temporalClient().WorkflowExecutionAlreadyStartedError) {
           kit.io.stderr(`pgconvoy: a migration of "${db}" is running (workflow ${databaseWorkflowId(db)}); change the ledger when it has finished\n`);
           return ExitCode.failed;
         }

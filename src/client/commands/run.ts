@@ -1,4 +1,3 @@
-import { ApplicationFailure, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { Option } from 'commander';
 import type { Config } from '../../config/config';
 import { parseDuration } from '../../core/directives';
@@ -10,6 +9,7 @@ import { renderProgressLine, renderStatus, renderWaiting } from '../render';
 import { renderFailureReport } from '../report';
 import { exitCodeFor, renderOutcome } from '../outcome';
 import { answersWithoutServer, withTemporal, type Session } from '../session';
+import { temporalClient } from '../temporal';
 import { waitForResult } from '../wait';
 import { dbOption, UsageError, versionArgument, whoAmI, type CliKit, type CommandContext, type DatabaseReader, type GlobalOptions, type Io } from './kit';
 
@@ -159,6 +159,7 @@ export function registerRunCommands(kit: CliKit): void {
  * changed in either case.
  */
 function messageRefusal(error: unknown, db: string): { reason: 'no-run' | 'rejected'; message: string } | undefined {
+  const { ApplicationFailure, WorkflowNotFoundError, WorkflowUpdateFailedError } = temporalClient();
   if (error instanceof WorkflowNotFoundError) return { reason: 'no-run', message: `no migration of "${db}" is running` };
   if (error instanceof WorkflowUpdateFailedError) {
     const cause = error.cause;

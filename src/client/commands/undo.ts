@@ -1,4 +1,3 @@
-import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { Option } from 'commander';
 import { parseDuration } from '../../core/directives';
 import { databaseWorkflowId, executionModes, type ExecutionMode, type RevertDatabaseResult } from '../../contracts';
@@ -6,6 +5,7 @@ import { revert } from '../api';
 import { ExitCode } from '../exit-codes';
 import { renderRevertResult } from '../render';
 import { withTemporal } from '../session';
+import { temporalClient } from '../temporal';
 import { dbOption, UsageError, versionArgument, type CliKit } from './kit';
 
 /** undo: take back applied versions with their undo scripts, newest first, and prove the schema is the one the ledger recorded. */
@@ -42,7 +42,7 @@ export function registerUndoCommand(kit: CliKit): void {
           kit.print(global, result, renderRevertResult(result));
           return exitCodeForRevert(result);
         } catch (error) {
-          if (error instanceof WorkflowExecutionAlreadyStartedError) {
+          if (error instanceof temporalClient().WorkflowExecutionAlreadyStartedError) {
             kit.io.stderr(`pgconvoy: a migration of "${options.db}" is running (workflow ${databaseWorkflowId(options.db)}); undo when it has finished\n`);
             return ExitCode.failed;
           }
