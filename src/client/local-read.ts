@@ -21,3 +21,9 @@ export async function inspectHere(config: Config, logger: Logger, input: Inspect
   const history = await readHistory(deps, { db: input.db, ...(input.historyLast === undefined ? {} : { last: input.historyLast }) });
   return { plan, history };
 }
+
+/** Reads and parses the migration set into this process's cache, where its worker's activities find it (an embedded `up`, while its dev server starts). */
+export async function warmSetHere(config: Config): Promise<void> {
+  const { warmSet } = await import('../runs');
+  await warmSet(config, config.migrationsDir);
+}

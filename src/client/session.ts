@@ -100,6 +100,20 @@ function listenForSignals(): { interrupted: Promise<NodeJS.Signals>; dispose(): 
   return { interrupted, dispose: () => signals.forEach((s) => process.off(s, onSignal)) };
 }
 
+export interface SessionOptions {
+  /** A short command (approve, cancel, status) may use the embedded server of a pgconvoy running now. */
+  attach?: boolean;
+  /** The command reacts to SIGINT/SIGTERM itself (session.interrupted). */
+  handlesInterrupts?: boolean;
+  /**
+   * Embedded only: work for this process's worker that can be done while the
+   * dev server starts (reading and parsing the migration set the run's first
+   * activity needs). Its failure is ignored: the activity does it again and
+   * reports it.
+   */
+  warm?: () => Promise<void>;
+}
+
 /**
  * Runs `fn` with a Temporal client. With an address configured it only talks
  * to that cluster, and a separate `pgconvoy worker` does the work. Without
@@ -111,7 +125,7 @@ export async function withTemporal<T>(
   config: Config,
   logger: Logger,
   fn: (pgconvoy: PgconvoyClient, session: Session) => Promise<T>,
-  options: { attach?: boolean; handlesInterrupts?: boolean } = {},
+  options: SessionOptions = {},
 ): Promise<T> {
   const signals = listenForSignals();
   try {
@@ -125,7 +139,7 @@ async function session<T>(
   config: Config,
   logger: Logger,
   fn: (pgconvoy: PgconvoyClient, session: Session) => Promise<T>,
-  options: { attach?: boolean; handlesInterrupts?: boolean },
+  options: SessionOptions,
   interrupted: Promise<NodeJS.Signals>,
 ): Promise<T> {
   const taskQueue = config.temporal.taskQueue;
@@ -180,8 +194,10 @@ async function session<T>(
     });
     starting.catch(() => undefined); // awaited below, where its failure is reported
     await Promise.race([new Promise<void>((resolve) => (spawned = resolve)), starting]);
-    // The worker's modules (about a third of a second) load while the server process starts;
-    // a command against a running cluster never loads them.
+    // The worker's modules (about a third of a second) and what the command
+    // warms load while the server process starts; a command against a
+    // running cluster never loads them.
+    const warming = options.warm?.().catch(() => undefined);
     const { createWorker, installRuntime } = await import('../worker/worker');
     // The CLI reports failures itself; the SDK's own warnings would repeat them.
     // It also handles SIGINT/SIGTERM itself (listenForSignals): the SDK's
@@ -189,9 +205,12 @@ async function session<T>(
     // an SDK message.
     installRuntime(logger, 'ERROR', { shutdownSignals: [] });
     server = await starting;
+    logger.debug({ event: 'devserver.ready', address: server.address });
+    await warming;
     lock.record({ pid: process.pid, serverPid: server.pid, address: server.address });
     const address = server.address;
     const { worker, connection: workerConnection } = await createWorker({ config, logger, address });
+    logger.debug({ event: 'worker.ready' });
     const connection = await connectTemporal(address);
     try {
       const client = new (temporalClient().Client)({ connection, namespace: config.temporal.namespace });

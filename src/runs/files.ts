@@ -1,7 +1,8 @@
 import { ManifestChangedError } from '../core/errors';
 import type { PreparedMigration } from '../core/prepare';
 import type { Version } from '../core/version';
-import { cachedSetFor } from '../source/set-cache';
+import type { Config } from '../config/config';
+import { cachedMigrationSet, cachedSetFor } from '../source/set-cache';
 import { cancellable, type RunDeps } from './deps';
 
 /**
@@ -19,4 +20,10 @@ export async function pinnedMigrations(deps: RunDeps, migrationsDir: string, dig
     if (m === undefined) throw new ManifestChangedError(migrationsDir, digest, set.digest);
     return m;
   });
+}
+
+/** Reads, hashes and parses the set into this process's cache ahead of the activities that need it (an embedded command's worker). */
+export async function warmSet(config: Config, migrationsDir: string): Promise<void> {
+  const { prepare } = await cachedMigrationSet(migrationsDir, config.files);
+  await prepare();
 }

@@ -13,3 +13,4 @@ export { undoMigration, runChanges } from './compensate';
 export { changeLedger, readHistory } from './ledger';
 export { rehearse, type RehearsalStep } from './rehearse';
 export { planRevert, revertVersion, proveRevert, finishRevertCompensation } from './revert';
+export { warmSet } from './files';

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, closeSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { Connection } from '@temporalio/client';
 import { PgconvoyError } from '../core/errors';
@@ -141,7 +141,9 @@ async function startOnce(options: DevServerOptions): Promise<DevServer> {
     const failure = await Promise.race([
       spawnError.then((e) => `cannot start ${bin}: ${e.message} (run "npm run setup" to build it)`),
       exited.then((code) => `${bin} exited with code ${String(code)} before it was ready; see ${options.logFile}`),
-      healthy(address).then((ok) => (ok ? null : undefined)),
+      // A gRPC connect to a port nobody listens on yet waits out its timeout
+      // (about a second lost at every start): ask for health only once the port takes connections.
+      accepts(port).then(async (open) => (open && (await healthy(address)) ? null : undefined)),
     ]);
     if (failure === null) return { address, pid: child.pid!, ...(options.uiPort !== undefined ? { uiPort: options.uiPort } : {}), stop, stopInBackground };
     if (typeof failure === 'string') throw new DevServerError(failure);
@@ -149,8 +151,20 @@ async function startOnce(options: DevServerOptions): Promise<DevServer> {
       await stop();
       throw new DevServerError(`Temporal dev server at ${address} not ready after ${options.readyTimeoutMs ?? 30_000} ms; see ${options.logFile}`);
     }
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/** Whether something accepts TCP connections on the port (127.0.0.1). */
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolveOpen) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolveOpen(true);
+    });
+    socket.once('error', () => resolveOpen(false));
+  });
 }
 
 /**

@@ -75,7 +75,7 @@ export function registerRunCommands(kit: CliKit): void {
         // Not an outcome: the run never got to plan (Temporal or a worker failed it), or it failed in a way no run ends.
         if (run === undefined) return reportRunFailure(kit.io, global, pgconvoy, config, options.db, ended, handle.workflowId);
         return reportOutcome(kit, global, pgconvoy, config, run, ended, options.detailedExitcode ?? false);
-      }, { handlesInterrupts: true });
+      }, { handlesInterrupts: true, warm: async () => (await import('../local-read')).warmSetHere(config) });
     });
 
   kit.program
