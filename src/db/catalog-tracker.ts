@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { catalogReach, type RelationName } from '../core/catalog-reach';
 import type { PreparedMigration } from '../core/prepare';
-import { fingerprintOf, readCatalog, sequenceTableOf, type CatalogSnapshot } from './fingerprint';
+import { fingerprintOf, moveSum, readCatalog, sequenceTableOf, snapshotHash, type CatalogSnapshot } from './fingerprint';
 
 /** What a version's ledger row records about the schema: the fingerprint after it, and (when it has an undo script) the schema before it. */
 export interface CatalogRecord {
@@ -39,7 +39,7 @@ export const fullReads: CatalogTracker = {
     return { reach: null, ownersBefore: [], ...(m.undo ? { base: await readCatalog(client) } : {}) };
   },
   async after(client, _m, start) {
-    return { fingerprint: fingerprintOf(await readCatalog(client)).sha256, ...(start.base ? { schemaBefore: fingerprintOf(start.base).parts } : {}) };
+    return { fingerprint: snapshotHash(await readCatalog(client)), ...(start.base ? { schemaBefore: fingerprintOf(start.base).parts } : {}) };
   },
   recorded: () => undefined,
   settled: () => undefined,
@@ -75,6 +75,8 @@ export class CatalogCache {
     // Inside one transaction (several migrations with --group), what the last one left.
     let working: Entry | undefined = this.entries.get(key);
     let pending: CatalogSnapshot | undefined;
+    // A snapshot is brought up to date in place; a transaction that rolls back puts it back.
+    const undo: Array<() => void> = [];
     return {
       before: async (client, m, newest) => {
         const reach = catalogReach(m.forward.script.statements);
@@ -83,11 +85,17 @@ export class CatalogCache {
         return { reach, base, ownersBefore: reach ? await ownersOf(client, reach) : [] };
       },
       after: async (client, m, start) => {
-        const scoped = start.reach && start.base ? await updated(client, start.base, start.reach, start.ownersBefore) : undefined;
-        if (scoped) this.reads.touched++;
-        const snapshot = scoped ?? (await this.readWhole(client));
+        // Before the base changes: an undo script's proof needs the schema it starts from.
+        const schemaBefore = m.undo && start.base ? fingerprintOf(start.base).parts : undefined;
+        const delta = start.reach && start.base ? await touched(client, start.reach, start.ownersBefore) : undefined;
+        let snapshot: CatalogSnapshot;
+        if (delta && start.base) {
+          this.reads.touched++;
+          undo.push(applyDelta(start.base, delta));
+          snapshot = start.base;
+        } else snapshot = await this.readWhole(client);
         pending = snapshot;
-        return { fingerprint: fingerprintOf(snapshot).sha256, ...(m.undo && start.base ? { schemaBefore: fingerprintOf(start.base).parts } : {}) };
+        return { fingerprint: snapshotHash(snapshot), ...(schemaBefore ? { schemaBefore } : {}) };
       },
       recorded: (ledgerId) => {
         if (pending) working = { ledgerId, snapshot: pending };
@@ -96,7 +104,11 @@ export class CatalogCache {
       settled: (committed) => {
         pending = undefined;
         if (committed && working) this.put(key, working);
-        else working = this.entries.get(key);
+        else {
+          for (const putBack of undo.reverse()) putBack();
+          working = this.entries.get(key);
+        }
+        undo.length = 0;
       },
     };
   }
@@ -141,7 +153,7 @@ async function ownersOf(client: pg.Client, names: RelationName[]): Promise<strin
  * their sequences, partitions and children of them). Undefined when what it
  * read does not fit the snapshot: the caller reads the whole catalog.
  */
-async function updated(client: pg.Client, base: CatalogSnapshot, reach: RelationName[], ownersBefore: string[]): Promise<CatalogSnapshot | undefined> {
+async function touched(client: pg.Client, reach: RelationName[], ownersBefore: string[]): Promise<Delta | undefined> {
   // The relations it touched: what they were before, and what the names it uses resolve to now.
   const { rows } = await client.query<{ owners: string[]; relations: string[] }>({
     name: 'pgconvoy_catalog_related',
@@ -170,17 +182,45 @@ async function updated(client: pg.Client, base: CatalogSnapshot, reach: Relation
     values: [ownersBefore, reach.map((n) => n.schema), reach.map((n) => n.name)],
   });
   const { owners, relations } = rows[0]!;
-  if (owners.length === 0) return base;
+  if (owners.length === 0) return { owners, fresh: {} };
   const fresh = await readCatalog(client, relations);
   const refreshed = new Set(owners);
   // A row owned by a table not read again would stand for all of that table's rows.
   if (Object.values(fresh.owned).some((byOwner) => [...byOwner.keys()].some((owner) => !refreshed.has(owner)))) return undefined;
-  const owned: CatalogSnapshot['owned'] = {};
-  for (const [part, byOwner] of Object.entries(base.owned)) {
-    const next = new Map(byOwner);
-    for (const owner of owners) next.delete(owner);
-    for (const [owner, lines] of fresh.owned[part] ?? []) next.set(owner, lines);
-    owned[part] = next;
+  return { owners, fresh: fresh.owned };
+}
+
+/** What a migration changed in a snapshot: every line of these owners, as they are now. */
+interface Delta {
+  owners: string[];
+  fresh: CatalogSnapshot['owned'];
+}
+
+/**
+ * Replaces the delta's owners' lines in `snapshot`, in place, moving each
+ * part's sum by the lines that went and came (the cost of what the
+ * migration touched, not of the schema). Returns what puts it back.
+ */
+function applyDelta(snapshot: CatalogSnapshot, delta: Delta): () => void {
+  const previous: Array<{ part: string; owner: string; lines: string[] | undefined }> = [];
+  const sums = { ...snapshot.sums };
+  for (const [part, byOwner] of Object.entries(snapshot.owned)) {
+    let sum = snapshot.sums[part] ?? 0n;
+    for (const owner of delta.owners) {
+      const before = byOwner.get(owner);
+      const after = delta.fresh[part]?.get(owner);
+      previous.push({ part, owner, lines: before });
+      sum = moveSum(sum, after ?? [], before ?? []);
+      if (after) byOwner.set(owner, after);
+      else byOwner.delete(owner);
+    }
+    snapshot.sums[part] = sum;
   }
-  return { global: base.global, owned };
+  return () => {
+    for (const { part, owner, lines } of previous.reverse()) {
+      if (lines) snapshot.owned[part]!.set(owner, lines);
+      else snapshot.owned[part]!.delete(owner);
+    }
+    snapshot.sums = sums;
+  };
 }

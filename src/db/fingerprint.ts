@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { sha256Hex } from '../core/checksum';
 import { withTransaction } from './connection';
@@ -98,25 +99,65 @@ export interface Fingerprint {
   parts: Record<string, string[]>;
 }
 
-/** The catalog as read: the parts of relations by the oid of the table that owns them, the others whole. */
+/**
+ * The catalog as read: the parts of relations by the oid of the table that
+ * owns them, the others whole; and each part's sum of line digests, kept up
+ * to date as owners' lines are replaced (catalog-tracker.ts).
+ */
 export interface CatalogSnapshot {
   global: Record<string, string[]>;
   owned: Record<string, Map<string, string[]>>;
+  sums: Record<string, bigint>;
+}
+
+const modulus = 1n << 256n;
+
+/** A line's sha256 as a number. */
+function lineDigest(line: string): bigint {
+  return BigInt(`0x${createHash('sha256').update(line).digest('hex')}`);
+}
+
+/** A part's digest: the sum of its lines' digests (mod 2^256), whatever their order; a line added or removed moves it by that line's digest alone. */
+export function sumOf(lines: Iterable<string>): bigint {
+  let sum = 0n;
+  for (const line of lines) sum += lineDigest(line);
+  return sum % modulus;
+}
+
+/** `sum` with `added` lines in and `removed` ones out. */
+export function moveSum(sum: bigint, added: Iterable<string>, removed: Iterable<string>): bigint {
+  return (((sum + sumOf(added) - sumOf(removed)) % modulus) + modulus) % modulus;
+}
+
+/**
+ * The fingerprint of parts given by their sums: every part's lines count, in
+ * any order (a multiset digest), so a migration's fingerprint costs the lines
+ * it changed, not the size of the schema. It tells schemas apart (drift, a
+ * proof after an undo or a restore); it is not meant to resist someone
+ * crafting two schemas with the same digest.
+ */
+function digestOf(sums: Record<string, bigint>): string {
+  return sha256Hex(partNames.map((name) => `${name} ${(sums[name] ?? 0n).toString(16)}`).join('\n'));
 }
 
 /** The hash of a schema description; the same for the same parts however they were stored (jsonb reorders keys). */
 export function hashParts(parts: Record<string, string[]>): string {
-  return sha256Hex(JSON.stringify(Object.fromEntries(partNames.map((name) => [name, [...(parts[name] ?? [])].sort()]))));
+  return digestOf(Object.fromEntries(partNames.map((name) => [name, sumOf(parts[name] ?? [])])));
 }
 
-/** A snapshot as a fingerprint: every part's lines, sorted (by code unit, not by the database's collation). */
+/** A snapshot's fingerprint hash alone, from its sums: no line is read. */
+export function snapshotHash(snapshot: CatalogSnapshot): string {
+  return digestOf(snapshot.sums);
+}
+
+/** A snapshot as a fingerprint: every part's lines, sorted (by code unit, not by the database's collation), and its hash. */
 export function fingerprintOf(snapshot: CatalogSnapshot): Fingerprint {
   const parts: Record<string, string[]> = {};
   for (const name of partNames) {
     const owned = snapshot.owned[name];
     parts[name] = (owned ? [...owned.values()].flat() : (snapshot.global[name] ?? [])).sort();
   }
-  return { sha256: hashParts(parts), parts };
+  return { sha256: snapshotHash(snapshot), parts };
 }
 
 /**
@@ -140,12 +181,21 @@ export async function readCatalog(client: pg.Client, relations?: string[]): Prom
   const global: Record<string, string[]> = {};
   for (const name of Object.keys(globalParts)) global[name] = ((row[name] ?? []) as string[]).map(String);
   const owned: Record<string, Map<string, string[]>> = {};
+  const sums: Record<string, bigint> = {};
+  for (const name of Object.keys(globalParts)) sums[name] = sumOf(global[name]!);
   for (const name of Object.keys(scopedParts)) {
     const byOwner = new Map<string, string[]>();
-    for (const [owner, line] of (row[name] ?? []) as string[][]) byOwner.set(String(owner), [...(byOwner.get(String(owner)) ?? []), String(line)]);
+    const lines: string[] = [];
+    for (const [owner, line] of (row[name] ?? []) as string[][]) {
+      const list = byOwner.get(String(owner));
+      if (list) list.push(String(line));
+      else byOwner.set(String(owner), [String(line)]);
+      lines.push(String(line));
+    }
     owned[name] = byOwner;
+    sums[name] = sumOf(lines);
   }
-  return { global, owned };
+  return { global, owned, sums };
 }
 
 /**

@@ -107,3 +107,20 @@ test('when the ledger moved between two migrations (another run, a failed attemp
     assert.deepEqual(fingerprintDiff({ sha256: '', parts: row.rows[0].schema_before }, await fingerprint(client)), []);
   });
 });
+
+test('a migration whose transaction fails after its catalog was brought up to date leaves the followed catalog as it was: the next version records the fingerprint a full read gives', async (t) => {
+  const files = { 'V1__a.sql': 'CREATE TABLE a (id int);', 'V2__b.sql': 'CREATE TABLE b (id int);', 'V3__c.sql': 'CREATE TABLE c (id int);' };
+  await onTrackedDatabase(t, files, async ({ db, client, migrations, cache, ctx }) => {
+    await applyMigration(client, migrations[0]!, ctx);
+    // V2's statements and its catalog update succeed; writing its ledger row fails, so its transaction rolls back.
+    await db.query(`CREATE FUNCTION pgconvoy.test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'ledger row refused'; END $$;
+      CREATE TRIGGER test_refuse BEFORE INSERT ON pgconvoy.history FOR EACH ROW WHEN (NEW.version = 2) EXECUTE FUNCTION pgconvoy.test_refuse();`);
+    await assert.rejects(applyMigration(client, migrations[1]!, ctx), /ledger row refused/);
+    assert.equal((await db.query(`SELECT to_regclass('public.b') AS b`)).rows[0]?.b, null, 'V2 rolled back');
+    const touchedBefore = cache.reads.touched;
+    await applyMigration(client, migrations[2]!, ctx);
+    assert.equal(cache.reads.touched, touchedBefore + 1, 'V3 read only what it touched, from the catalog the tracker follows');
+    const row = await db.query<{ fingerprint: string }>(`SELECT fingerprint FROM pgconvoy.history WHERE version = 3 AND status = 'applied'`);
+    assert.equal(row.rows[0]?.fingerprint, (await fingerprint(client)).sha256, 'no trace of the rolled-back table b');
+  });
+});
