@@ -3,8 +3,11 @@
  * reports wall-clock medians and ratios:
  *   - psql -1 -f (all files concatenated, one transaction, no ledger): the floor
  *   - pgconvoy's engine on one connection (parse, per-migration transaction,
- *     lock_timeout settings, ledger row per migration), without Temporal
- *   - the engine with a new connection per migration, as the activities do
+ *     lock_timeout settings, ledger row and fingerprint per migration, the
+ *     catalog followed as a worker follows it), without Temporal: what a
+ *     worker does with the connection it keeps
+ *   - the engine with a new connection per migration (a no-transaction file's
+ *     own connection)
  *
  *   npm run build && node dist/bench/engine-vs-psql.js [--migrations 200] [--runs 3]
  */
@@ -14,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultExecutionSettings } from '../src/core/execution-settings';
 import { prepareMigrations } from '../src/core/prepare';
+import { CatalogCache } from '../src/db/catalog-tracker';
 import { withClient } from '../src/db/connection';
 import { applyMigration, type EngineContext } from '../src/db/execute';
 import { ensureLedger } from '../src/db/ledger';
@@ -31,7 +35,14 @@ CREATE INDEX bench_${i}_name ON bench_${i} (name);
 }
 
 
-const ctx: EngineContext = { settings: defaultExecutionSettings, run: {}, sleep: (ms) => new Promise((r) => setTimeout(r, ms)), onEvent: () => undefined };
+/** The engine as a worker runs it: its catalog followed from one version to the next (each version's fingerprint reads what the migration touched). */
+const contextFor = (db: string): EngineContext => ({
+  settings: defaultExecutionSettings,
+  run: {},
+  sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+  onEvent: () => undefined,
+  catalog: new CatalogCache().tracker(db, 'bench'),
+});
 
 async function timed(label: string, fn: (db: string) => Promise<void>): Promise<number[]> {
   const times: number[] = [];
@@ -69,6 +80,7 @@ async function main(): Promise<void> {
     const engineOne = await timed('engine, one connection', async (db) => {
       const set = await readMigrationSet(dir);
       const prepared = await prepareMigrations(set);
+      const ctx = contextFor(db);
       await withClient({ alias: 'bench', url: databaseUrl(db) }, async (client) => {
         await ensureLedger(client);
         for (const m of prepared.values()) await applyMigration(client, m, ctx);
@@ -77,6 +89,7 @@ async function main(): Promise<void> {
     const enginePer = await timed('engine, connection per migration', async (db) => {
       const set = await readMigrationSet(dir);
       const prepared = await prepareMigrations(set);
+      const ctx = contextFor(db);
       await withClient({ alias: 'bench', url: databaseUrl(db) }, (client) => ensureLedger(client));
       for (const m of prepared.values()) await withClient({ alias: 'bench', url: databaseUrl(db) }, (client) => applyMigration(client, m, ctx));
     });
