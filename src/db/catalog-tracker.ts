@@ -26,8 +26,10 @@ export interface CatalogStart {
  * then `settled` when the transaction ends.
  */
 export interface CatalogTracker {
-  /** `newestLedgerId`: the ledger's newest row id, read in the same transaction before it. */
-  before(client: pg.Client, m: PreparedMigration, newestLedgerId: string): Promise<CatalogStart>;
+  /** The relations `before` needs resolved to the tables that own them, as they are before the statements (the engine asks in the query it makes anyway). */
+  names(m: PreparedMigration): RelationName[];
+  /** `at`: the ledger's newest row id and the owners of `names(m)`, read in the same transaction before it. */
+  before(client: pg.Client, m: PreparedMigration, at: { newestLedgerId: string; owners: string[] }): Promise<CatalogStart>;
   after(client: pg.Client, m: PreparedMigration, start: CatalogStart): Promise<CatalogRecord>;
   recorded(ledgerId: string): void;
   settled(committed: boolean): void;
@@ -35,6 +37,7 @@ export interface CatalogTracker {
 
 /** Reads the whole catalog for every version: what a run does without a cache (tests, tools). */
 export const fullReads: CatalogTracker = {
+  names: () => [],
   async before(client, m) {
     return { reach: null, ownersBefore: [], ...(m.undo ? { base: await readCatalog(client) } : {}) };
   },
@@ -78,11 +81,12 @@ export class CatalogCache {
     // A snapshot is brought up to date in place; a transaction that rolls back puts it back.
     const undo: Array<() => void> = [];
     return {
-      before: async (client, m, newest) => {
+      names: (m) => catalogReach(m.forward.script.statements) ?? [],
+      before: async (client, m, at) => {
         const reach = catalogReach(m.forward.script.statements);
         if (reach === null && !m.undo) return { reach, ownersBefore: [] };
-        const base = working?.ledgerId === newest ? working.snapshot : await this.readWhole(client);
-        return { reach, base, ownersBefore: reach ? await ownersOf(client, reach) : [] };
+        const base = working?.ledgerId === at.newestLedgerId ? working.snapshot : await this.readWhole(client);
+        return { reach, base, ownersBefore: reach ? at.owners : [] };
       },
       after: async (client, m, start) => {
         // Before the base changes: an undo script's proof needs the schema it starts from.
@@ -129,22 +133,12 @@ export class CatalogCache {
 }
 
 /** SQL: the tables the relations named in $<schemas>/$<names> belong to, as they are now (an index belongs to its table). */
-const ownersNamed = (schemas: string, names: string) =>
+export const ownersNamed = (schemas: string, names: string) =>
   `SELECT coalesce(i.indrelid, r.oid) AS oid
      FROM unnest(${schemas}::text[], ${names}::text[]) AS n(schema, name)
      CROSS JOIN LATERAL (SELECT to_regclass(CASE WHEN n.schema IS NULL THEN '' ELSE quote_ident(n.schema) || '.' END || quote_ident(n.name)) AS oid) r
      LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = r.oid
     WHERE r.oid IS NOT NULL`;
-
-async function ownersOf(client: pg.Client, names: RelationName[]): Promise<string[]> {
-  if (names.length === 0) return [];
-  const result = await client.query<{ oid: string }>({
-    name: 'pgconvoy_catalog_owners',
-    text: `SELECT DISTINCT oid::text AS oid FROM (${ownersNamed('$1', '$2')}) o`,
-    values: [names.map((n) => n.schema), names.map((n) => n.name)],
-  });
-  return result.rows.map((r) => r.oid);
-}
 
 /**
  * The catalog after a migration that changed only `reach`: `base` with the

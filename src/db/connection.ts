@@ -192,10 +192,14 @@ function socketOf(client: pg.Client): { ref(): void; unref(): void } | undefined
   return (client as unknown as { connection?: { stream?: { ref(): void; unref(): void } } }).connection?.stream;
 }
 
-/** Runs `fn` inside BEGIN/COMMIT, rolling back if it throws. */
-export async function withTransaction<T>(client: pg.Client, fn: () => Promise<T>, begin: 'BEGIN' | 'BEGIN READ WRITE' | 'BEGIN READ ONLY' = 'BEGIN'): Promise<T> {
-  await client.query(begin);
+/**
+ * Runs `fn` inside BEGIN/COMMIT, rolling back if it throws. `begin` may carry
+ * the transaction's first statement with it (`BEGIN; SELECT ...`: one round
+ * trip instead of two).
+ */
+export async function withTransaction<T>(client: pg.Client, fn: () => Promise<T>, begin: 'BEGIN' | 'BEGIN READ WRITE' | 'BEGIN READ ONLY' | `BEGIN; ${string}` = 'BEGIN'): Promise<T> {
   try {
+    await client.query(begin);
     const result = await fn();
     await client.query('COMMIT');
     return result;

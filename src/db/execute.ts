@@ -8,7 +8,7 @@ import type { Version } from '../core/version';
 import { withTransaction } from './connection';
 import { AlreadyAppliedDifferentlyError, GroupNotPossibleError, LockTimeoutError, MigrationBusyError, MigrationFailedError, type FailurePoint } from './errors';
 import { fingerprint } from './fingerprint';
-import { fullReads, type CatalogRecord, type CatalogTracker } from './catalog-tracker';
+import { fullReads, ownersNamed, type CatalogRecord, type CatalogTracker } from './catalog-tracker';
 import { finishAttempt, insertHistory, latestAttempt, migrationColumns, recordProgress, type AuditColumns } from './ledger';
 import { checkFence, LeaseLostError, type Fence } from './lease';
 import { asConnectingUser, resetSession, versionLockKey } from './session-state';
@@ -133,28 +133,38 @@ function appliedAs(record: AppliedRecord | undefined, m: PreparedMigration, ctx:
   return { status: 'skipped', version: m.version, reason: 'already-applied' };
 }
 
+/** BEGIN with the version's lock taken in the same round trip (a version is digits: safe as a literal). */
+function beginLocked(version: Version): `BEGIN; ${string}` {
+  if (!/^\d+$/.test(version)) throw new Error(`not a version: ${version}`);
+  return `BEGIN; SELECT pg_catalog.pg_advisory_xact_lock(${versionLockKey}, pg_catalog.hashtext('${version}'))`;
+}
+
 /**
  * In a migration's transaction, once it holds the version's lock, in one
  * round trip: the lease is still this run's (its row locked until commit,
- * as checkFence), the ledger's record of the version and its newest row (for
- * the catalog tracker), and the migration's timeouts set for the
- * transaction. Prepared once per connection: it runs once per migration.
+ * as checkFence), the ledger's record of the version, and for the catalog
+ * tracker the ledger's newest row and the tables the migration names as
+ * they are before it; the migration's timeouts are set for the transaction.
+ * Prepared once per connection: it runs once per migration.
  */
-async function preflight(client: pg.Client, m: PreparedMigration, ctx: EngineContext, lockTimeoutMs: number, statementTimeoutMs: number): Promise<{ record?: AppliedRecord; newest: string }> {
-  const result = await client.query<{ fenced: boolean | null; newest: string; checksum: string | null; run_id: string | null; execution_ms: number | null; statements_total: number | null }>({
+async function preflight(client: pg.Client, m: PreparedMigration, ctx: EngineContext, catalog: CatalogTracker, lockTimeoutMs: number, statementTimeoutMs: number): Promise<{ record?: AppliedRecord; newest: string; owners: string[] }> {
+  const names = catalog.names(m);
+  const result = await client.query<{ fenced: boolean | null; newest: string; owners: string[]; checksum: string | null; run_id: string | null; execution_ms: number | null; statements_total: number | null }>({
     name: 'pgconvoy_apply_preflight',
     text: `SELECT (SELECT true FROM pgconvoy.lease WHERE token = $1 AND expires_at > now() FOR KEY SHARE) AS fenced,
          (SELECT coalesce(max(id), 0)::text FROM pgconvoy.history) AS newest,
+         ARRAY(SELECT DISTINCT oid::text FROM (${ownersNamed('$5', '$6')}) o) AS owners,
          a.checksum, a.run_id, a.execution_ms, a.statements_total,
          set_config('lock_timeout', $3, true) AS lock_timeout, set_config('statement_timeout', $4, true) AS statement_timeout
        FROM (SELECT 1) AS one
        LEFT JOIN (SELECT checksum, run_id, execution_ms, statements_total FROM pgconvoy.history WHERE version = $2 AND status = 'applied' LIMIT 1) AS a ON true`,
-    values: [ctx.fence?.token ?? null, m.version, `${lockTimeoutMs}ms`, `${statementTimeoutMs}ms`],
+    values: [ctx.fence?.token ?? null, m.version, `${lockTimeoutMs}ms`, `${statementTimeoutMs}ms`, names.map((n) => n.schema), names.map((n) => n.name)],
   });
   const row = result.rows[0]!;
   if (ctx.fence && !row.fenced) throw new LeaseLostError(ctx.fence.alias, ctx.fence.token);
   return {
     newest: row.newest,
+    owners: row.owners,
     ...(row.checksum !== null ? { record: { checksum: row.checksum, runId: row.run_id, executionMs: row.execution_ms ?? 0, statements: row.statements_total ?? 0 } } : {}),
   };
 }
@@ -229,17 +239,17 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
         // attempts, lock waits and pauses are its cost); each next one starts
         // where the previous one ended, so a group's durations add up to the whole.
         let from: bigint | null = null;
-        for (const m of migrations) {
-          // A second runner for the same version waits here, then sees it applied.
-          await client.query({ name: 'pgconvoy_version_lock', text: 'SELECT pg_advisory_xact_lock($1, hashtext($2))', values: [versionLockKey, m.version] });
+        for (const [index, m] of migrations.entries()) {
+          // A second runner for the same version waits here, then sees it applied (the first one's lock comes with BEGIN).
+          if (index > 0) await client.query({ name: 'pgconvoy_version_lock', text: 'SELECT pg_advisory_xact_lock($1, hashtext($2))', values: [versionLockKey, m.version] });
           const statementTimeoutMs = statementTimeoutFor(ctx.settings, m.forward.script.directives);
-          const { record, newest } = await preflight(client, m, ctx, attempt.lockTimeoutMs, statementTimeoutMs);
+          const { record, newest, owners } = await preflight(client, m, ctx, catalog, attempt.lockTimeoutMs, statementTimeoutMs);
           const done = appliedAs(record, m, ctx);
           if (done) {
             results.push(done);
             continue;
           }
-          const start = await catalog.before(client, m, newest);
+          const start = await catalog.before(client, m, { newestLedgerId: newest, owners });
           for (const s of m.forward.script.statements) {
             current = { m, s };
             await client.query(s.sql);
@@ -264,7 +274,7 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
           results.push({ status: 'applied', version: m.version, durationMs, statements: total });
         }
         return results;
-      });
+      }, beginLocked(migrations[0]!.version));
       committed = true;
       return applied;
     } catch (error) {
