@@ -17,6 +17,13 @@ export function recordApproval(progress: Progress, { by, note }: ApproveInput): 
  * history); a signal that does not apply is not obeyed but recorded in
  * `progress.refusedSignals`.
  */
+/** What the last step runs: one migration, or (inline, together) the short ones from the current to the last. */
+function lastRunning(progress: Progress): string {
+  const from = progress.current?.version ?? '?';
+  const to = progress.pending.at(-1)?.version;
+  return to !== undefined && to !== from ? `migrations (V${from} to V${to}, together) are` : `migration (V${from}) is`;
+}
+
 export function handleRunMessages(progress: Progress, group: boolean): { lastStepRunning: (last: boolean) => void } {
   // The step running now is the last one: a cancel would take effect after it, when nothing is left to skip.
   let lastStep = false;
@@ -29,7 +36,7 @@ export function handleRunMessages(progress: Progress, group: boolean): { lastSte
     if (progress.phase === 'applying' && lastStep) {
       return group
         ? 'too late to cancel: the --group run applies every pending migration in one transaction, running now; a run is never stopped mid-migration'
-        : `too late to cancel: the last pending migration (V${progress.current?.version ?? '?'}) is running, and a run is never stopped mid-migration; nothing would be left to skip`;
+        : `too late to cancel: the last pending ${lastRunning(progress)} running, and a run is never stopped mid-migration; nothing would be left to skip`;
     }
     return null;
   };
