@@ -9,11 +9,15 @@
  * devDependency) and, when bench/provision-peers.sh has built them, goose
  * and golang-migrate.
  *
+ * With --runs R, each size runs R rounds, every tool once per round
+ * (interleaved), and the figures are medians (psql once per file runs in the
+ * first round only).
+ *
  * With --real-history N, also a set shaped like a real history (20-digit
  * versions, empty files, renamed tables, PL/pgSQL, CONCURRENTLY) against psql
  * once per file: no peer here takes 20-digit versions.
  *
- *   npm run build && node dist/bench/run-cost.js [--sizes 50,200,800] [--schema-tables 1000] [--real-history 346]
+ *   npm run build && node dist/bench/run-cost.js [--sizes 50,200,800] [--runs 5] [--schema-tables 1000] [--real-history 346]
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -34,6 +38,8 @@ const sizes = (process.argv.includes('--sizes') ? process.argv[process.argv.inde
 const schemaTables = numberArg('schema-tables', 0);
 /** With --real-history N: also a set shaped like a real project's history (test/helpers/real-history.ts), N pairs. */
 const realHistoryPairs = numberArg('real-history', 0);
+/** Rounds per size, each running every tool once (interleaved); figures are medians. psql once per file runs in the first round only. */
+const rounds = Math.max(1, numberArg('runs', 1));
 const bin = join(__dirname, '..', '..', 'bin', 'pgconvoy');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -84,7 +90,7 @@ function psql(url: string, args: string[]): void {
  * database: files renamed and annotated as each expects, each migration in
  * its own transaction.
  */
-async function runPeers(scratch: string, set: string, files: string[], n: number, dbs: string[]): Promise<Map<string, number>> {
+async function runPeers(scratch: string, set: string, files: string[], n: string, dbs: string[]): Promise<Map<string, number>> {
   const tools = join(__dirname, '..', '..', '.tools', 'bin');
   const times = new Map<string, number>();
   const sql = (f: string) => readFileSync(join(set, f), 'utf8');
@@ -139,55 +145,62 @@ async function main(): Promise<void> {
       const set = join(scratch, `set${n}`);
       writeSet(set, n);
       const files = readdirSync(set).sort((a, b) => Number(a.slice(1).split('__')[0]) - Number(b.slice(1).split('__')[0]));
-      const names = [`pgconvoy_bench_rc_${process.pid}_${n}_a`, `pgconvoy_bench_rc_${process.pid}_${n}_b`, `pgconvoy_bench_rc_${process.pid}_${n}_c`];
-      dbs.push(...names);
-      const oneTx = await freshDb(names[0]!);
       const all = join(scratch, `all${n}.sql`);
       writeFileSync(all, files.map((f) => `\\i ${join(set, f)}`).join('\n') + '\n');
-      const psqlOne = timed(() => psql(oneTx, ['-1', '-f', all]));
-      const perFile = await freshDb(names[1]!);
-      const psqlEach = timed(() => files.forEach((f) => psql(perFile, ['-f', join(set, f)])));
-
-      const peers = await runPeers(scratch, set, files, n, dbs);
-      // The whole command with nothing running: its own dev server and worker (state in the scratch folder).
-      const embeddedDb = `pgconvoy_bench_rc_${process.pid}_${n}_embedded`;
-      dbs.push(embeddedDb);
-      const embeddedEnv: NodeJS.ProcessEnv = { ...process.env, PGCONVOY_STATE_DIR: join(scratch, `state${n}`), PGCONVOY_LOG_LEVEL: 'warn', PGCONVOY_DB_RC: await freshDb(embeddedDb) };
-      delete embeddedEnv.TEMPORAL_ADDRESS;
-      const embedded = timed(() => tool(bin, ['--migrations', set, 'up', '--db', 'rc'], embeddedEnv));
-      const target = await freshDb(names[2]!);
-      const { total, events, inline, calls, regular } = await runWithWorker(client, server.address, set, `bench${n}`, target);
-      const at = (e: (typeof events)[number]) => Number(e.eventTime?.seconds ?? 0) * 1000 + Math.round((e.eventTime?.nanos ?? 0) / 1e6);
-      const scheduled = new Map<number, string>();
-      const spans: Array<{ name: string; from: number; to: number }> = [];
-      for (const e of events) {
-        const s = e.activityTaskScheduledEventAttributes;
-        if (s) scheduled.set(Number(e.eventId), s.activityType?.name ?? '?');
-        const done = e.activityTaskCompletedEventAttributes;
-        if (done) {
-          const id = Number(done.scheduledEventId);
-          spans.push({ name: scheduled.get(id) ?? '?', from: at(events.find((x) => Number(x.eventId) === id)!), to: at(e) });
+      const samples = new Map<string, number[]>();
+      const add = (label: string, ms: number) => samples.set(label, [...(samples.get(label) ?? []), ms]);
+      let lastRun: Awaited<ReturnType<typeof runWithWorker>> | undefined;
+      let steps = '';
+      for (let round = 0; round < rounds; round++) {
+        const tag = `${n}_${round}`;
+        const names = [`pgconvoy_bench_rc_${process.pid}_${tag}_a`, `pgconvoy_bench_rc_${process.pid}_${tag}_b`, `pgconvoy_bench_rc_${process.pid}_${tag}_c`];
+        dbs.push(...names);
+        const oneTx = await freshDb(names[0]!);
+        add('psql -1 -f (one transaction, no ledger)', timed(() => psql(oneTx, ['-1', '-f', all])));
+        if (round === 0) {
+          const perFile = await freshDb(names[1]!);
+          add('psql -f once per file', timed(() => files.forEach((f) => psql(perFile, ['-f', join(set, f)]))));
         }
+        for (const [peer, ms] of await runPeers(scratch, set, files, tag, dbs)) add(peer, ms);
+        // The whole command with nothing running: its own dev server and worker (state in the scratch folder).
+        const embeddedDb = `pgconvoy_bench_rc_${process.pid}_${tag}_embedded`;
+        dbs.push(embeddedDb);
+        const embeddedEnv: NodeJS.ProcessEnv = { ...process.env, PGCONVOY_STATE_DIR: join(scratch, `state${tag}`), PGCONVOY_LOG_LEVEL: 'warn', PGCONVOY_DB_RC: await freshDb(embeddedDb) };
+        delete embeddedEnv.TEMPORAL_ADDRESS;
+        add('pgconvoy up, embedded (whole command)', timed(() => tool(bin, ['--migrations', set, 'up', '--db', 'rc'], embeddedEnv)));
+        const target = await freshDb(names[2]!);
+        const run = await runWithWorker(client, server.address, set, `bench${tag}`, target);
+        lastRun = run;
+        add('pgconvoy run, whole (worker running)', run.total);
+        // The apply phase as the ledger saw it: the first migration started to the last finished (the database's clock).
+        const ledger = await query<{ apply_ms: number; engine_ms: number }>(
+          `SELECT (extract(epoch FROM max(finished_at) - min(started_at)) * 1000)::float8 AS apply_ms, sum(execution_ms)::float8 AS engine_ms FROM pgconvoy.history WHERE status = 'applied'`,
+          target,
+        );
+        add('pgconvoy apply phase', ledger.rows[0]!.apply_ms);
+        add('in transactions', ledger.rows[0]!.engine_ms);
+        steps = stepsOf(run.events);
       }
-      // The apply phase as the ledger saw it: the first migration started to the last finished (the database's clock).
-      const ledger = await query<{ apply_ms: number; engine_ms: number }>(
-        `SELECT (extract(epoch FROM max(finished_at) - min(started_at)) * 1000)::float8 AS apply_ms, sum(execution_ms)::float8 AS engine_ms FROM pgconvoy.history WHERE status = 'applied'`,
-        target,
+      const median = (label: string) => {
+        const xs = [...(samples.get(label) ?? [])].sort((a, b) => a - b);
+        return xs.length === 0 ? undefined : xs[Math.floor(xs.length / 2)]!;
+      };
+      const psqlOne = median('psql -1 -f (one transaction, no ledger)')!;
+      const total = median('pgconvoy run, whole (worker running)')!;
+      const applyMs = median('pgconvoy apply phase')!;
+      const engineMs = median('in transactions')!;
+      const line = (label: string, ms: number, extra = '') => console.log(`  ${label.padEnd(42)}${ms.toFixed(0).padStart(7)} ms   ${(ms / psqlOne).toFixed(2)}x${extra}`);
+      console.log(
+        `${n} migrations${schemaTables > 0 ? ` on a schema of ${schemaTables} tables` : ''} (worker running; ${adminUrl.replace(/\/[^/]*$/, '')}${rounds > 1 ? `; median of ${rounds} interleaved runs, psql once per file run once` : ''}):`,
       );
-      const applyMs = ledger.rows[0]!.apply_ms;
-      const engineMs = ledger.rows[0]!.engine_ms;
-      const step = (name: string) => spans.filter((s) => s.name === name).reduce((sum, s) => sum + (s.to - s.from), 0);
-      console.log(`${n} migrations${schemaTables > 0 ? ` on a schema of ${schemaTables} tables` : ''} (worker running; ${adminUrl.replace(/\/[^/]*$/, '')}):`);
-      console.log(`  psql -1 -f (one transaction, no ledger)   ${psqlOne.toFixed(0).padStart(7)} ms   1.00x`);
-      console.log(`  psql -f once per file                     ${psqlEach.toFixed(0).padStart(7)} ms   ${(psqlEach / psqlOne).toFixed(2)}x`);
-      for (const [peer, ms] of peers) console.log(`  ${peer.padEnd(42)}${ms.toFixed(0).padStart(7)} ms   ${(ms / psqlOne).toFixed(2)}x`);
-      console.log(`  pgconvoy up, embedded (whole command)     ${embedded.toFixed(0).padStart(7)} ms   ${(embedded / psqlOne).toFixed(2)}x`);
-      console.log(`  pgconvoy run, whole (worker running)      ${total.toFixed(0).padStart(7)} ms   ${(total / psqlOne).toFixed(2)}x`);
-      console.log(`  pgconvoy apply phase                      ${applyMs.toFixed(0).padStart(7)} ms   ${(applyMs / psqlOne).toFixed(2)}x   ${(applyMs / n).toFixed(1)} ms per migration`);
-      console.log(`    ${inline} inline (in ${calls} local activities), ${regular} through the task queue; per migration ${(engineMs / n).toFixed(1)} ms in its transaction, ${((applyMs - engineMs) / n).toFixed(1)} ms around it`);
-      const goose = peers.get('goose up');
+      for (const label of samples.keys()) if (label !== 'in transactions' && label !== 'pgconvoy apply phase') line(label, median(label)!);
+      line('pgconvoy apply phase', applyMs, `   ${(applyMs / n).toFixed(1)} ms per migration`);
+      console.log(
+        `    ${lastRun!.inline} inline (in ${lastRun!.calls} local activities), ${lastRun!.regular} through the task queue; per migration ${(engineMs / n).toFixed(1)} ms in its transaction, ${((applyMs - engineMs) / n).toFixed(1)} ms around it`,
+      );
+      const goose = median('goose up');
       if (goose) console.log(`  against goose: the run ${(total / goose).toFixed(1)}x, the apply phase ${(applyMs / goose).toFixed(1)}x`);
-      console.log(`  steps: plan ${step('planDatabase')} ms, lease ${step('acquireLease')} ms, fingerprint ${step('beginRun')} ms, backup ${step('takeBackup')} ms, verify ${step('verifyRun')} ms, release ${step('releaseLease')} ms`);
+      console.log(`  steps${rounds > 1 ? ' (the last run)' : ''}: ${steps}`);
     }
     if (realHistoryPairs > 0) await realHistoryRun(scratch, client, server.address, dbs);
   } finally {
@@ -199,6 +212,24 @@ async function main(): Promise<void> {
 }
 
 /** The real-history-shaped set: psql once per forward file (in version order), then a pgconvoy run with a worker running. */
+/** The run's steps around the apply phase, from its history: each activity's scheduled to completed time. */
+function stepsOf(events: Awaited<ReturnType<typeof runWithWorker>>['events']): string {
+  const at = (e: (typeof events)[number]) => Number(e.eventTime?.seconds ?? 0) * 1000 + Math.round((e.eventTime?.nanos ?? 0) / 1e6);
+  const scheduled = new Map<number, string>();
+  const spans: Array<{ name: string; from: number; to: number }> = [];
+  for (const e of events) {
+    const s = e.activityTaskScheduledEventAttributes;
+    if (s) scheduled.set(Number(e.eventId), s.activityType?.name ?? '?');
+    const done = e.activityTaskCompletedEventAttributes;
+    if (done) {
+      const id = Number(done.scheduledEventId);
+      spans.push({ name: scheduled.get(id) ?? '?', from: at(events.find((x) => Number(x.eventId) === id)!), to: at(e) });
+    }
+  }
+  const step = (name: string) => spans.filter((s) => s.name === name).reduce((sum, s) => sum + (s.to - s.from), 0);
+  return `plan ${step('planDatabase')} ms, lease ${step('acquireLease')} ms, fingerprint ${step('beginRun')} ms, backup ${step('takeBackup')} ms, verify ${step('verifyRun')} ms, release ${step('releaseLease')} ms`;
+}
+
 async function realHistoryRun(scratch: string, client: Client, address: string, dbs: string[]): Promise<void> {
   const history = realHistory(realHistoryPairs);
   const set = join(scratch, 'real');
