@@ -16,6 +16,7 @@ import {
   type CancelInput,
   type ChangeLedgerInput,
   type DatabaseStatus,
+  type InspectDatabaseInput,
   type LedgerChangeResult,
   type MessageAck,
   type MigrateDatabaseInput,
@@ -25,14 +26,14 @@ import {
   type RevertDatabaseResult,
 } from '../contracts';
 
+/** The workflow's query and updates, loaded with the workflow library only by the commands that send them. */
+const messages = () => import('../workflows/messages');
+
 /**
  * The trigger side, for deploy services and the CLI. Inputs carry database
  * aliases, never connection strings: workflow history is readable by anyone
  * with access to the Temporal UI.
  */
-/** The workflow's query and updates, loaded with the workflow library only by the commands that send them. */
-const messages = () => import('../workflows/messages');
-
 export interface PgconvoyClient {
   client: Client;
   taskQueue: string;
@@ -170,6 +171,17 @@ export async function inspect(
     taskQueue,
     args: [input],
   });
+}
+
+/** What the read commands ask about a database: its plan and ledger, and the run in progress (null: none). */
+export interface DatabaseReader {
+  inspect(input: InspectDatabaseInput): Promise<DatabaseStatus>;
+  running(db: string): Promise<Progress | null>;
+}
+
+/** The reads through Temporal: a worker reads the database, Temporal says what runs. */
+export function readerThrough(pgconvoy: PgconvoyClient): DatabaseReader {
+  return { inspect: (input) => inspect(pgconvoy, input), running: (db) => runningProgress(pgconvoy, db) };
 }
 
 /** Progress of the migration running for `db`, or null when none runs. */

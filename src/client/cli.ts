@@ -1,13 +1,13 @@
 import { Command, CommanderError } from 'commander';
 import { databaseEnvName, loadConfig, type Config } from '../config/config';
 import { createLogger } from '../logging/logger';
-import { inspect, runningProgress, type PgconvoyClient } from './api';
+import { readerThrough, type DatabaseReader, type PgconvoyClient } from './api';
 import { registerLedgerCommands } from './commands/ledger';
 import { registerOperationCommands } from './commands/operations';
 import { registerReadCommands } from './commands/read';
 import { registerRunCommands } from './commands/run';
 import { registerUndoCommand } from './commands/undo';
-import { UsageError, type CliKit, type CommandContext, type DatabaseReader, type GlobalOptions, type Io } from './commands/kit';
+import { UsageError, type CliKit, type CommandContext, type GlobalOptions, type Io } from './commands/kit';
 import { ExitCode, exitCodeForFailure } from './exit-codes';
 import { summarizeFailure } from './failure';
 import { answersWithoutServer, withTemporal } from './session';
@@ -53,7 +53,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
       const here = await readHere(io, c, fn);
       if (here !== undefined) return here;
     }
-    return viaTemporal(c, (pgconvoy) => fn({ inspect: (input) => inspect(pgconvoy, input), running: (db) => runningProgress(pgconvoy, db) }), options);
+    return viaTemporal(c, (pgconvoy) => fn(readerThrough(pgconvoy)), options);
   };
 
   const kit: CliKit = { program, io, cwd, context, print, viaTemporal, readDatabase, reportFailure: (global, error) => reportFailure(io, global, error), exitCode: ExitCode.ok };

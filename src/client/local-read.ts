@@ -15,10 +15,9 @@ export async function planHere(config: Config, logger: Logger, input: PlanInput)
 
 /** What the inspectDatabase workflow returns, read here. */
 export async function inspectHere(config: Config, logger: Logger, input: InspectDatabaseInput): Promise<DatabaseStatus> {
-  const { localDeps, planDatabase, readHistory } = await import('../runs');
-  const deps = localDeps(config, logger);
-  const plan = await planDatabase(deps, { db: input.db, migrationsDir: input.migrationsDir, ...(input.allowOutOfOrder ? { allowOutOfOrder: true } : {}) });
-  const history = await readHistory(deps, { db: input.db, ...(input.historyLast === undefined ? {} : { last: input.historyLast }) });
+  const { localDeps, readHistory } = await import('../runs');
+  const plan = await planHere(config, logger, { db: input.db, migrationsDir: input.migrationsDir, ...(input.allowOutOfOrder ? { allowOutOfOrder: true } : {}) });
+  const history = await readHistory(localDeps(config, logger), { db: input.db, ...(input.historyLast === undefined ? {} : { last: input.historyLast }) });
   return { plan, history };
 }
 

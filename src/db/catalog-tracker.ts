@@ -141,11 +141,11 @@ export const ownersNamed = (schemas: string, names: string) =>
     WHERE r.oid IS NOT NULL`;
 
 /**
- * The catalog after a migration that changed only `reach`: `base` with the
- * parts of every relation it touched read again, and of everything whose
- * text names them (views over them, foreign keys to them, defaults using
- * their sequences, partitions and children of them). Undefined when what it
- * read does not fit the snapshot: the caller reads the whole catalog.
+ * What a migration that changed only `reach` did to the catalog: the parts of
+ * every relation it touched, read again, and of everything whose text names
+ * them (views over them, foreign keys to them, defaults using their
+ * sequences, partitions and children of them). Undefined when what it read
+ * does not fit a snapshot: the caller reads the whole catalog.
  */
 async function touched(client: pg.Client, reach: RelationName[], ownersBefore: string[]): Promise<Delta | undefined> {
   // The relations it touched: what they were before, and what the names it uses resolve to now.

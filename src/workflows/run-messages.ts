@@ -10,13 +10,6 @@ export function recordApproval(progress: Progress, { by, note }: ApproveInput): 
   progress.approval.note = note ?? null;
 }
 
-/**
- * approve and cancel, as updates (a CLI, a deploy service) and as signals (a
- * parent workflow, which can only signal its children): one logic behind
- * both. An update that does not apply is rejected (nothing is recorded in the
- * history); a signal that does not apply is not obeyed but recorded in
- * `progress.refusedSignals`.
- */
 /** What the last step runs: one migration, or (inline, together) the short ones from the current to the last. */
 function lastRunning(progress: Progress): string {
   const from = progress.current?.version ?? '?';
@@ -24,6 +17,13 @@ function lastRunning(progress: Progress): string {
   return to !== undefined && to !== from ? `migrations (V${from} to V${to}, together) are` : `migration (V${from}) is`;
 }
 
+/**
+ * approve and cancel, as updates (a CLI, a deploy service) and as signals (a
+ * parent workflow, which can only signal its children): one logic behind
+ * both. An update that does not apply is rejected (nothing is recorded in the
+ * history); a signal that does not apply is not obeyed but recorded in
+ * `progress.refusedSignals`.
+ */
 export function handleRunMessages(progress: Progress, group: boolean): { lastStepRunning: (last: boolean) => void } {
   // The step running now is the last one: a cancel would take effect after it, when nothing is left to skip.
   let lastStep = false;

@@ -2,9 +2,8 @@ import { Option, type Command } from 'commander';
 import { hostname, userInfo } from 'node:os';
 import { aliasPattern, type Config } from '../../config/config';
 import { parseVersion, type Version } from '../../core/version';
-import type { DatabaseStatus, InspectDatabaseInput, Progress } from '../../contracts';
 import type { Logger } from '../../logging/logger';
-import type { PgconvoyClient } from '../api';
+import type { DatabaseReader, PgconvoyClient } from '../api';
 import type { ExitCode } from '../exit-codes';
 
 export interface GlobalOptions {
@@ -44,12 +43,6 @@ export function whoAmI(): string {
 
 export const dbOption = () => new Option('-d, --db <alias>', 'database alias').argParser(parseAlias).makeOptionMandatory();
 
-
-/** What the read commands ask about a database: its plan and ledger, and the run in progress (null: none). */
-export interface DatabaseReader {
-  inspect(input: InspectDatabaseInput): Promise<DatabaseStatus>;
-  running(db: string): Promise<Progress | null>;
-}
 
 export interface CommandContext {
   global: GlobalOptions;

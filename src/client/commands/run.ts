@@ -2,7 +2,7 @@ import { Option } from 'commander';
 import type { Config } from '../../config/config';
 import { parseDuration } from '../../core/directives';
 import { databaseWorkflowId, executionModes, failurePolicies, outcomeOf, type ExecutionMode, type FailurePolicy, type PlanInput, type RunOutcome } from '../../contracts';
-import { approve, cancel, inspect, runningProgress, startMigration, type PgconvoyClient } from '../api';
+import { approve, cancel, inspect, readerThrough, runningProgress, startMigration, type DatabaseReader, type PgconvoyClient } from '../api';
 import { ExitCode, exitCodeForFailure, exitCodeForSignal } from '../exit-codes';
 import { summarizeFailure } from '../failure';
 import { renderProgressLine, renderStatus, renderWaiting } from '../render';
@@ -11,7 +11,7 @@ import { exitCodeFor, renderOutcome } from '../outcome';
 import { answersWithoutServer, withTemporal, type Session } from '../session';
 import { temporalClient } from '../temporal';
 import { waitForResult } from '../wait';
-import { dbOption, UsageError, versionArgument, whoAmI, type CliKit, type CommandContext, type DatabaseReader, type GlobalOptions, type Io } from './kit';
+import { dbOption, UsageError, versionArgument, whoAmI, type CliKit, type CommandContext, type GlobalOptions, type Io } from './kit';
 
 /** up, status, approve, cancel: starting a run, watching it, deciding on it. */
 export function registerRunCommands(kit: CliKit): void {
@@ -96,7 +96,7 @@ export function registerRunCommands(kit: CliKit): void {
             { global, config, logger },
             async (pgconvoy) => {
               await watch(pgconvoy, options.db, global, kit.io);
-              return show({ inspect: (input) => inspect(pgconvoy, input), running: (db) => runningProgress(pgconvoy, db) });
+              return show(readerThrough(pgconvoy));
             },
             { attach: true },
           )
@@ -169,12 +169,6 @@ function messageRefusal(error: unknown, db: string): { reason: 'no-run' | 'rejec
 }
 
 /**
- * How a run ended, for the person or the script that started it: the
- * outcome, rendered once (src/client/outcome.ts), with the last ledger
- * entries read back through a worker when a migration failed, and its exit
- * code.
- */
-/**
  * An embedded `up` with nothing to do, answered from the ledger without
  * starting the dev server (session.ts, answersWithoutServer): the outcome the
  * workflow would return, with no run. Undefined when there is something to
@@ -208,6 +202,12 @@ async function upToDateHere(kit: CliKit, c: CommandContext, input: PlanInput): P
   return exitCodeFor(outcome);
 }
 
+/**
+ * How a run ended, for the person or the script that started it: the
+ * outcome, rendered once (src/client/outcome.ts), with the last ledger
+ * entries read back through a worker when a migration failed, and its exit
+ * code.
+ */
 async function reportOutcome(kit: CliKit, global: GlobalOptions, pgconvoy: PgconvoyClient, config: Config, outcome: RunOutcome, ended: unknown, detailedExitcode: boolean): Promise<ExitCode> {
   const code = exitCodeFor(outcome, { detailedExitcode });
   if (global.json) {
