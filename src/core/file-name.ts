@@ -15,13 +15,14 @@ const anyCaseSql = /\.sql$/i;
  * read as spaces, as in Flyway.
  */
 export function parseMigrationFileName(name: string): ParsedFileName {
+  const expected = 'expected V<version>__<description>.sql or U<version>__<description>.sql';
   const match = pattern.exec(name);
   if (!match) {
+    if (name.endsWith('.sql')) return { ok: false, reason: `no "V" or "U" before the version (a name such as 0001_init.sql is V0001__init.sql here); ${expected}` };
     if (anyCaseSql.test(name)) return { ok: false, reason: `the extension must be lowercase ".sql", got "${name.slice(-4)}"; rename the file` };
     return { ok: false, reason: 'a migration file name must end in .sql' };
   }
   const [, prefix = '', digits = '', separator = '', rest = ''] = match;
-  const expected = 'expected V<version>__<description>.sql or U<version>__<description>.sql';
   if (prefix !== 'V' && prefix !== 'U') {
     const hint = prefix === 'R' ? ' (repeatable migrations are not supported)' : '';
     return { ok: false, reason: `unknown prefix "${prefix}"${hint}; ${expected}` };

@@ -28,6 +28,9 @@ const bad: Array<[string, RegExp]> = [
   ['V1.1__dotted.sql', /dotted versions such as "1.1" are not supported/],
   ['V1__.sql', /description is empty/],
   ['V1__x.txt', /must end in \.sql/],
+  // Names other tools use (goose, golang-migrate, dbmate) are told what is missing, not that ".sql" is not lowercase.
+  ['0001_create_users.sql', /^no "V" or "U" before the version .*expected V<version>__<description>\.sql/],
+  ['20240101120000_add_index.up.sql', /^no "V" or "U" before the version/],
 ];
 for (const [name, reason] of bad) {
   test(`rejects ${name}`, () => {
