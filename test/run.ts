@@ -9,13 +9,14 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { freePort, startDevServer, type DevServer } from '../src/worker/dev-server';
 import { startMinio, type Minio } from './helpers/minio';
 import { newerServerBinDir, startPrivatePostgres } from './helpers/private-postgres';
+import { testNamespace } from './helpers/services';
 
 const adminUrl = process.env.PGCONVOY_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
@@ -52,7 +53,9 @@ async function main(): Promise<number> {
     rmSync(scratch, { recursive: true, force: true });
   };
   try {
-    server = await startDevServer({ dbFile: join(scratch, 'temporal.db'), logFile: join(scratch, 'temporal.log') });
+    // A namespace per test file: files run two at a time, and many name their database "app" (one workflow id).
+    const testFiles = ['unit', 'integration'].flatMap((dir) => readdirSync(join(__dirname, dir)).filter((f) => f.endsWith('.test.js')));
+    server = await startDevServer({ dbFile: join(scratch, 'temporal.db'), logFile: join(scratch, 'temporal.log'), namespaces: testFiles.map(testNamespace) });
     minio = await startMinio(join(scratch, 'minio'), await freePort());
     // A server newer than the machine's pg_dump: the engine's tests run on it too.
     newer = await startPrivatePostgres({ binDir: newerServerBinDir() });

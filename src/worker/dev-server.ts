@@ -36,6 +36,8 @@ export interface DevServerOptions {
   readyTimeoutMs?: number;
   /** Called once the server process is started, before it is ready: work that does not need it can overlap its start. */
   onSpawn?: () => void;
+  /** Namespaces to create at start, besides "default". */
+  namespaces?: string[];
 }
 
 /** The project's built binary first, then $PATH. */
@@ -99,6 +101,7 @@ async function startOnce(options: DevServerOptions): Promise<DevServer> {
     '--log-level', 'warn',
     // The search attributes a run keeps up to date (src/contracts/events.ts).
     ...Object.values(runSearchAttributes).flatMap((key) => ['--search-attribute', `${key.name}=Keyword`]),
+    ...(options.namespaces ?? []).flatMap((namespace) => ['--namespace', namespace]),
   ];
   if (options.uiPort === undefined) args.push('--headless');
   else args.push('--ui-port', String(options.uiPort));

@@ -34,7 +34,7 @@ export async function cliFixture(
   const set = writeMigrations(files);
   t.after(() => set.remove());
   const config = testConfig({ ...options.config, databases: { [alias]: db.url }, migrationsDir: set.dir });
-  const env = { TEMPORAL_ADDRESS: services.temporalAddress, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent' };
+  const env = { ...services.temporalEnv, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent' };
   const cli = (...args: string[]) => runInProcess(['--migrations', set.dir, ...args], env, set.dir);
   return { db, set, config, env, cli };
 }

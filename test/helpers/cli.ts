@@ -16,7 +16,7 @@ export interface CliResult {
 export function cliEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const key of Object.keys(env)) {
-    if (key.startsWith('PGCONVOY_DB_') || key === 'TEMPORAL_ADDRESS' || key === 'PGCONVOY_TASK_QUEUE') delete env[key];
+    if (key.startsWith('PGCONVOY_DB_') || key === 'TEMPORAL_ADDRESS' || key === 'TEMPORAL_NAMESPACE' || key === 'PGCONVOY_TASK_QUEUE') delete env[key];
   }
   return { ...env, ...extra };
 }

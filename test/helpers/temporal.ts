@@ -28,7 +28,7 @@ function workflowBundle(): Promise<WorkflowBundleOption> {
 
 export async function testClient(): Promise<{ client: Client; close: () => Promise<void> }> {
   const connection = await Connection.connect({ address: services.temporalAddress });
-  return { client: new Client({ connection }), close: () => connection.close() };
+  return { client: new Client({ connection, namespace: services.temporalNamespace }), close: () => connection.close() };
 }
 
 /** One client for a whole test file, connected before its tests and closed after them. */
@@ -63,7 +63,7 @@ export function testConfig(overrides: Partial<Config> & Pick<Config, 'databases'
     labels: {},
     backup: { store: join(process.env.PGCONVOY_TEST_SCRATCH ?? tmpdir(), `backups-${process.pid}`), keep: 5, drill: false, scope: 'database', s3: { region: 'us-east-1', partSizeBytes: 5 * 1024 * 1024, queueSize: 2 } },
     ...overrides,
-    temporal: { address: services.temporalAddress, namespace: 'default', taskQueue: uniqueTaskQueue(), reconnectTimeoutMs: defaultReconnectTimeoutMs, maxConcurrentActivities: defaultMaxConcurrentActivities, ...overrides.temporal },
+    temporal: { address: services.temporalAddress, namespace: services.temporalNamespace, taskQueue: uniqueTaskQueue(), reconnectTimeoutMs: defaultReconnectTimeoutMs, maxConcurrentActivities: defaultMaxConcurrentActivities, ...overrides.temporal },
   };
 }
 

@@ -20,7 +20,7 @@ export function workerPool(options: { taskQueue: string; databases: Record<strin
   const configFile = join(dir, 'pgconvoy.config.json');
   writeFileSync(configFile, JSON.stringify({ migrations: options.migrationsDir, ...(options.lease ? { lease: options.lease } : {}) }));
   const env = cliEnv({
-    TEMPORAL_ADDRESS: services.temporalAddress,
+    ...services.temporalEnv,
     PGCONVOY_TASK_QUEUE: options.taskQueue,
     ...Object.fromEntries(Object.entries(options.databases).map(([alias, url]) => [`PGCONVOY_DB_${alias.toUpperCase()}`, url])),
   });

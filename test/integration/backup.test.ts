@@ -219,7 +219,7 @@ test('`pgconvoy backup` takes a verified backup on a worker into the S3-compatib
     migrationsDir: '/unused',
     backup: { store: `s3://${name}/nightly`, keep: 2, drill: true, scope: 'database', s3: { region: 'us-east-1', ...s3(), partSizeBytes: 5 * 1024 * 1024, queueSize: 2 } },
   });
-  const env = { TEMPORAL_ADDRESS: services.temporalAddress, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent' };
+  const env = { ...services.temporalEnv, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent' };
   const runs = await withWorker(config, async () => {
     const out = [];
     for (let i = 0; i < 3; i++) out.push(await runInProcess(['--migrations', '/unused', '--json', 'backup', '--db', 'shop'], env));

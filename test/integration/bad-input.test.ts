@@ -389,7 +389,7 @@ test(`bad input: ${cases.length} malformed sets and commands, each refused with 
   t.after(() => db.drop());
   const extra = Object.assign({}, ...cases.map((c) => c.databases?.(db) ?? {})) as Record<string, string>;
   const config = testConfig({ databases: { bad: db.url, ...extra }, migrationsDir: '/unused' });
-  const env = { TEMPORAL_ADDRESS: services.temporalAddress, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent' };
+  const env = { ...services.temporalEnv, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent' };
 
   await withWorker(config, async () => {
     for (const c of cases) {

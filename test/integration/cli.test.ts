@@ -68,7 +68,7 @@ test('remote: with TEMPORAL_ADDRESS, up only starts the workflow and a separate 
   t.after(() => db.drop());
   const dir = scratchDir(t);
   const taskQueue = uniqueTaskQueue();
-  const remote = { TEMPORAL_ADDRESS: services.temporalAddress, PGCONVOY_TASK_QUEUE: taskQueue, PGCONVOY_STATE_DIR: join(dir, 'state') };
+  const remote = { ...services.temporalEnv, PGCONVOY_TASK_QUEUE: taskQueue, PGCONVOY_STATE_DIR: join(dir, 'state') };
 
   // Only the worker knows the database; the client that triggers has no connection string at all.
   const worker = startCli(['worker', '--migrations', sampleMigrationsDir], cliEnv({ ...remote, PGCONVOY_DB_REMOTE: db.url }));

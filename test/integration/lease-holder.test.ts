@@ -28,14 +28,14 @@ test('two Temporal clusters run `up` on one database: the lease is held by one r
 
   // A second, independent Temporal (another embedded state directory, say): the same workflow id means nothing there.
   const scratch = mkdtempSync(join(tmpdir(), 'pgconvoy-second-cluster-'));
-  const second = await startDevServer({ dbFile: join(scratch, 'temporal.db'), logFile: join(scratch, 'temporal.log') });
+  const second = await startDevServer({ dbFile: join(scratch, 'temporal.db'), logFile: join(scratch, 'temporal.log'), namespaces: [services.temporalNamespace] });
   t.after(async () => {
     await second.stop();
     rmSync(scratch, { recursive: true, force: true });
   });
   const connection = await Connection.connect({ address: second.address });
   t.after(() => connection.close());
-  const secondClient = new Client({ connection });
+  const secondClient = new Client({ connection, namespace: services.temporalNamespace });
 
   const one = testConfig({ databases: { shared: db.url }, migrationsDir: set.dir });
   const two = testConfig({ databases: { shared: db.url }, migrationsDir: set.dir, temporal: { ...one.temporal, address: second.address } });
@@ -112,7 +112,7 @@ test('a dry run takes no database workflow id, and an `up` with other options is
   t.after(() => set.remove());
   const config = testConfig({ databases: { owned: db.url }, migrationsDir: set.dir });
   const pgconvoy = { client: shared.client, taskQueue: config.temporal.taskQueue };
-  const env = { TEMPORAL_ADDRESS: services.temporalAddress, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent', PGCONVOY_DB_OWNED: db.url };
+  const env = { ...services.temporalEnv, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent', PGCONVOY_DB_OWNED: db.url };
   await withWorker(config, async () => {
     const waiting = await startMigration(pgconvoy, { db: 'owned', migrationsDir: set.dir, requireApproval: true, approvalTimeoutMs: 120_000 });
     await waitFor('the run to wait for approval', async () => ((await waiting.query(progressQuery).catch(() => undefined))?.phase === 'awaiting-approval' ? true : undefined), 60_000);

@@ -57,7 +57,7 @@ test('ten concurrent `pgconvoy up` for one database: exactly one workflow runs a
   const set = writeMigrations({ 'V1__slow.sql': 'CREATE TABLE crowd (id int);\nSELECT pg_sleep(2);\nINSERT INTO crowd VALUES (1);' });
   t.after(() => set.remove());
   const config = testConfig({ databases: { crowd: db.url }, migrationsDir: set.dir });
-  const env = { TEMPORAL_ADDRESS: services.temporalAddress, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent' };
+  const env = { ...services.temporalEnv, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent' };
   const results = await withWorker(config, () =>
     Promise.all(Array.from({ length: 10 }, () => runInProcess(['--migrations', set.dir, '--json', 'up', '--db', 'crowd'], env, set.dir))),
   );

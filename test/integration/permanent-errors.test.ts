@@ -19,7 +19,7 @@ import { waitFor } from '../helpers/workers';
 const shared = sharedTestClient();
 
 function cliEnv(config: Config): NodeJS.ProcessEnv {
-  return { TEMPORAL_ADDRESS: services.temporalAddress, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent' };
+  return { ...services.temporalEnv, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent' };
 }
 
 /** `up` through the in-process CLI, failing the test (instead of waiting for minutes of retries) after `limitMs`. */

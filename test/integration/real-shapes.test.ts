@@ -99,7 +99,7 @@ test('version 0 in the ledger commands: mark-applied 0 and baseline 0', async (t
   });
   const other = await createTestDatabase();
   t.after(() => other.drop());
-  const env = { TEMPORAL_ADDRESS: services.temporalAddress, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent' };
+  const env = { ...services.temporalEnv, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent' };
   await withWorker({ ...config, databases: { ...config.databases, other: other.url } }, async () => {
     const marked = await cli('mark-applied', '0', '--db', 'app', '--reason', 'created by hand');
     assert.equal(marked.code, ExitCode.ok, marked.stderr);

@@ -14,6 +14,7 @@ import { writeMigrations } from '../helpers/migrations';
 import { startPrivatePostgres } from '../helpers/private-postgres';
 import { testClient, testConfig, uniqueTaskQueue, withWorker } from '../helpers/temporal';
 import { waitFor, workerPool } from '../helpers/workers';
+import { services } from '../helpers/services';
 
 async function query(url: string, sql: string): Promise<pg.QueryResult> {
   const client = new pg.Client({ connectionString: url });
@@ -37,7 +38,7 @@ test('the Temporal server stops and restarts (state file kept) in the middle of 
   const scratch = mkdtempSync(join(tmpdir(), 'pgconvoy-temporal-restart-'));
   t.after(() => rmSync(scratch, { recursive: true, force: true }));
   const port = await freePort();
-  const serverOptions = { dbFile: join(scratch, 'temporal.db'), logFile: join(scratch, 'temporal.log'), port };
+  const serverOptions = { dbFile: join(scratch, 'temporal.db'), logFile: join(scratch, 'temporal.log'), port, namespaces: [services.temporalNamespace] };
   let server = await startDevServer(serverOptions);
   t.after(() => server.stop());
 
@@ -47,7 +48,7 @@ test('the Temporal server stops and restarts (state file kept) in the middle of 
   const { worker, connection: workerConnection } = await createWorker({ config, logger, address: server.address });
   const connection = await Connection.connect({ address: server.address });
   t.after(() => connection.close());
-  const client = new Client({ connection });
+  const client = new Client({ connection, namespace: services.temporalNamespace });
 
   const result = await worker.runUntil(async () => {
     const handle = await startMigration({ client, taskQueue: config.temporal.taskQueue }, { db: 'restart', migrationsDir: set.dir });

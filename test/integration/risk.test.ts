@@ -36,7 +36,7 @@ async function fixture(t: Context, files: Record<string, string>, databases: Rec
   const set = writeMigrations(files);
   t.after(() => set.remove());
   const config = testConfig({ databases: urls, migrationsDir: set.dir });
-  const env = { TEMPORAL_ADDRESS: services.temporalAddress, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent' };
+  const env = { ...services.temporalEnv, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent' };
   for (const [alias, url] of Object.entries(urls)) Object.assign(env, { [databaseEnvName(alias)]: url });
   const cli = (...args: string[]) => runInProcess(['--migrations', set.dir, ...args], env, set.dir);
   const liveCli = (live: { stderr: string }, ...args: string[]) => runInProcess(['--migrations', set.dir, ...args], env, set.dir, live);

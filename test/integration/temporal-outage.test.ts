@@ -12,6 +12,7 @@ import { runInProcess } from '../helpers/in-process-cli';
 import { sampleMigrationsDir, writeMigrations } from '../helpers/migrations';
 import { testConfig, uniqueTaskQueue } from '../helpers/temporal';
 import { waitFor } from '../helpers/workers';
+import { services } from '../helpers/services';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -19,7 +20,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 async function privateServer(t: { after(fn: () => unknown): void }) {
   const scratch = mkdtempSync(join(tmpdir(), 'pgconvoy-outage-'));
   t.after(() => rmSync(scratch, { recursive: true, force: true }));
-  const options = { dbFile: join(scratch, 'temporal.db'), logFile: join(scratch, 'temporal.log'), port: await freePort() };
+  const options = { dbFile: join(scratch, 'temporal.db'), logFile: join(scratch, 'temporal.log'), port: await freePort(), namespaces: [services.temporalNamespace] };
   let server = await startDevServer(options);
   t.after(() => server.stop());
   return {
@@ -41,7 +42,7 @@ test('up waits through a 30 s Temporal outage: it reconnects and reports the res
   installRuntime(logger);
   const config = testConfig({ databases: { outage: db.url }, migrationsDir: set.dir });
   const { worker, connection } = await createWorker({ config, logger, address: server.address });
-  const env = { TEMPORAL_ADDRESS: server.address, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent', PGCONVOY_TEMPORAL_RECONNECT_TIMEOUT_MS: '120000' };
+  const env = { TEMPORAL_ADDRESS: server.address, TEMPORAL_NAMESPACE: services.temporalNamespace, PGCONVOY_TASK_QUEUE: config.temporal.taskQueue, PGCONVOY_LOG_LEVEL: 'silent', PGCONVOY_TEMPORAL_RECONNECT_TIMEOUT_MS: '120000' };
 
   const result = await worker.runUntil(async () => {
     const up = runInProcess(['--migrations', set.dir, 'up', '--db', 'outage'], env, set.dir);
@@ -65,7 +66,7 @@ test('when Temporal stays away past the reconnect timeout, up says the run may s
   t.after(() => set.remove());
   const server = await privateServer(t);
   // No worker: the run is started and stays where it is, as it would on a server that is down.
-  const env = { TEMPORAL_ADDRESS: server.address, PGCONVOY_TASK_QUEUE: uniqueTaskQueue(), PGCONVOY_LOG_LEVEL: 'silent', PGCONVOY_TEMPORAL_RECONNECT_TIMEOUT_MS: '3000' };
+  const env = { TEMPORAL_ADDRESS: server.address, TEMPORAL_NAMESPACE: services.temporalNamespace, PGCONVOY_TASK_QUEUE: uniqueTaskQueue(), PGCONVOY_LOG_LEVEL: 'silent', PGCONVOY_TEMPORAL_RECONNECT_TIMEOUT_MS: '3000' };
   const live = { stderr: '' };
   const up = runInProcess(['--migrations', set.dir, 'up', '--db', 'gone'], env, set.dir, live);
   await waitFor('the run to start', () => Promise.resolve(live.stderr.includes('pgconvoy: migrating') ? true : undefined));
