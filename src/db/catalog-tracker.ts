@@ -16,20 +16,23 @@ export interface CatalogStart {
   base?: CatalogSnapshot;
   /** The relations the statements name, as they were before (a dropped one is gone afterwards). */
   ownersBefore: string[];
+  /** The schemas an unqualified name resolves in (`current_schemas(true)`), as before the statements. */
+  path: string[];
 }
 
 /**
  * Follows the catalog through a run's migrations so that each version's
  * fingerprint costs what the migration touched, not the size of the schema.
  * Used inside a migration's transaction: `before` its statements, `after`
- * them (before its ledger row is written), `recorded` with that row's id,
- * then `settled` when the transaction ends.
+ * them (before its ledger row is written, under the catalog's search_path
+ * set for the rest of the transaction: resetSession's `catalogPath`),
+ * `recorded` with that row's id, then `settled` when the transaction ends.
  */
 export interface CatalogTracker {
   /** The relations `before` needs resolved to the tables that own them, as they are before the statements (the engine asks in the query it makes anyway). */
   names(m: PreparedMigration): RelationName[];
-  /** `at`: the ledger's newest row id and the owners of `names(m)`, read in the same transaction before it. */
-  before(client: pg.Client, m: PreparedMigration, at: { newestLedgerId: string; owners: string[] }): Promise<CatalogStart>;
+  /** `at`: the ledger's newest row id, the owners of `names(m)` and the schemas of the search_path, read in the same transaction before it. */
+  before(client: pg.Client, m: PreparedMigration, at: { newestLedgerId: string; owners: string[]; path: string[] }): Promise<CatalogStart>;
   after(client: pg.Client, m: PreparedMigration, start: CatalogStart): Promise<CatalogRecord>;
   recorded(ledgerId: string): void;
   settled(committed: boolean): void;
@@ -39,10 +42,10 @@ export interface CatalogTracker {
 export const fullReads: CatalogTracker = {
   names: () => [],
   async before(client, m) {
-    return { reach: null, ownersBefore: [], ...(m.undo ? { base: await readCatalog(client) } : {}) };
+    return { reach: null, ownersBefore: [], path: [], ...(m.undo ? { base: await readCatalog(client) } : {}) };
   },
   async after(client, _m, start) {
-    return { fingerprint: snapshotHash(await readCatalog(client)), ...(start.base ? { schemaBefore: fingerprintOf(start.base).parts } : {}) };
+    return { fingerprint: snapshotHash(await readCatalog(client, undefined, { pathSet: true })), ...(start.base ? { schemaBefore: fingerprintOf(start.base).parts } : {}) };
   },
   recorded: () => undefined,
   settled: () => undefined,
@@ -84,20 +87,20 @@ export class CatalogCache {
       names: (m) => catalogReach(m.forward.script.statements) ?? [],
       before: async (client, m, at) => {
         const reach = catalogReach(m.forward.script.statements);
-        if (reach === null && !m.undo) return { reach, ownersBefore: [] };
+        if (reach === null && !m.undo) return { reach, ownersBefore: [], path: at.path };
         const base = working?.ledgerId === at.newestLedgerId ? working.snapshot : await this.readWhole(client);
-        return { reach, base, ownersBefore: reach ? at.owners : [] };
+        return { reach, base, ownersBefore: reach ? at.owners : [], path: at.path };
       },
       after: async (client, m, start) => {
         // Before the base changes: an undo script's proof needs the schema it starts from.
         const schemaBefore = m.undo && start.base ? fingerprintOf(start.base).parts : undefined;
-        const delta = start.reach && start.base ? await touched(client, start.reach, start.ownersBefore) : undefined;
+        const delta = start.reach && start.base ? await touched(client, start.reach, start.ownersBefore, start.path) : undefined;
         let snapshot: CatalogSnapshot;
         if (delta && start.base) {
           this.reads.touched++;
           undo.push(applyDelta(start.base, delta));
           snapshot = start.base;
-        } else snapshot = await this.readWhole(client);
+        } else snapshot = await this.readWhole(client, { pathSet: true });
         pending = snapshot;
         return { fingerprint: snapshotHash(snapshot), ...(schemaBefore ? { schemaBefore } : {}) };
       },
@@ -117,9 +120,9 @@ export class CatalogCache {
     };
   }
 
-  private readWhole(client: pg.Client): Promise<CatalogSnapshot> {
+  private readWhole(client: pg.Client, options: { pathSet?: boolean } = {}): Promise<CatalogSnapshot> {
     this.reads.whole++;
-    return readCatalog(client);
+    return readCatalog(client, undefined, options);
   }
 
   private put(key: string, entry: Entry): void {
@@ -132,13 +135,25 @@ export class CatalogCache {
   }
 }
 
-/** SQL: the tables the relations named in $<schemas>/$<names> belong to, as they are now (an index belongs to its table). */
-export const ownersNamed = (schemas: string, names: string) =>
-  `SELECT coalesce(i.indrelid, r.oid) AS oid
+/**
+ * SQL: the tables the relations named in $<schemas>/$<names> belong to, as
+ * they are now (an index belongs to its table). An unqualified name resolves
+ * on the session's search_path or, given $<path> (schemas in order, as
+ * `current_schemas(true)` gives them), on that: the same answer under
+ * whatever search_path the query itself runs.
+ */
+export const ownersNamed = (schemas: string, names: string, path?: string) => {
+  const unqualified = path
+    ? `(SELECT q.oid FROM unnest(${path}::text[]) WITH ORDINALITY AS p(schema, position)
+          CROSS JOIN LATERAL (SELECT to_regclass(quote_ident(p.schema) || '.' || quote_ident(n.name))::oid AS oid) q
+         WHERE q.oid IS NOT NULL ORDER BY p.position LIMIT 1)`
+    : `to_regclass(quote_ident(n.name))::oid`;
+  return `SELECT coalesce(i.indrelid, r.oid) AS oid
      FROM unnest(${schemas}::text[], ${names}::text[]) AS n(schema, name)
-     CROSS JOIN LATERAL (SELECT to_regclass(CASE WHEN n.schema IS NULL THEN '' ELSE quote_ident(n.schema) || '.' END || quote_ident(n.name)) AS oid) r
+     CROSS JOIN LATERAL (SELECT CASE WHEN n.schema IS NULL THEN ${unqualified} ELSE to_regclass(quote_ident(n.schema) || '.' || quote_ident(n.name))::oid END AS oid) r
      LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = r.oid
     WHERE r.oid IS NOT NULL`;
+};
 
 /**
  * What a migration that changed only `reach` did to the catalog: the parts of
@@ -147,11 +162,11 @@ export const ownersNamed = (schemas: string, names: string) =>
  * sequences, partitions and children of them). Undefined when what it read
  * does not fit a snapshot: the caller reads the whole catalog.
  */
-async function touched(client: pg.Client, reach: RelationName[], ownersBefore: string[]): Promise<Delta | undefined> {
+async function touched(client: pg.Client, reach: RelationName[], ownersBefore: string[], path: string[]): Promise<Delta | undefined> {
   // The relations it touched: what they were before, and what the names it uses resolve to now.
   const { rows } = await client.query<{ owners: string[]; relations: string[] }>({
     name: 'pgconvoy_catalog_related',
-    text: `WITH touched AS (SELECT unnest($1::oid[]) AS oid UNION ${ownersNamed('$2', '$3')}),
+    text: `WITH touched AS (SELECT unnest($1::oid[]) AS oid UNION ${ownersNamed('$2', '$3', '$4')}),
      dependent AS (
        SELECT CASE d.classid
                 WHEN 'pg_catalog.pg_rewrite'::regclass THEN (SELECT ev_class FROM pg_catalog.pg_rewrite WHERE oid = d.objid)
@@ -173,11 +188,11 @@ async function touched(client: pg.Client, reach: RelationName[], ownersBefore: s
        UNION SELECT d.objid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
         WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i') AND d.refobjid IN (SELECT oid FROM owner))
      SELECT ARRAY(SELECT oid::text FROM owner) AS owners, ARRAY(SELECT oid::text FROM owned) AS relations`,
-    values: [ownersBefore, reach.map((n) => n.schema), reach.map((n) => n.name)],
+    values: [ownersBefore, reach.map((n) => n.schema), reach.map((n) => n.name), path],
   });
   const { owners, relations } = rows[0]!;
   if (owners.length === 0) return { owners, fresh: {} };
-  const fresh = await readCatalog(client, relations);
+  const fresh = await readCatalog(client, relations, { pathSet: true });
   const refreshed = new Set(owners);
   // A row owned by a table not read again would stand for all of that table's rows.
   if (Object.values(fresh.owned).some((byOwner) => [...byOwner.keys()].some((owner) => !refreshed.has(owner)))) return undefined;

@@ -11,7 +11,7 @@ import { applyStatementByStatement } from './execute-outside';
 import { fullReads, ownersNamed, type CatalogRecord, type CatalogTracker } from './catalog-tracker';
 import { insertHistory, migrationColumns, type AuditColumns } from './ledger';
 import { LeaseLostError } from './lease';
-import { resetSession, versionLockKey } from './session-state';
+import { resetSession, sessionPathAgain, versionLockKey } from './session-state';
 import { pgErrorFields } from './sqlstate';
 import type { ApplyResult } from '../contracts/records';
 export type { ApplyResult };
@@ -43,10 +43,15 @@ export async function applyGroup(client: pg.Client, migrations: PreparedMigratio
   return applyInTransaction(client, migrations, ctx);
 }
 
-/** BEGIN with the version's lock taken in the same round trip (a version is digits: safe as a literal). */
-function beginLocked(version: Version): `BEGIN; ${string}` {
+/** The version's lock, as SQL to send with other statements (a version is digits: safe as a literal). */
+function versionLock(version: Version): string {
   if (!/^\d+$/.test(version)) throw new Error(`not a version: ${version}`);
-  return `BEGIN; SELECT pg_catalog.pg_advisory_xact_lock(${versionLockKey}, pg_catalog.hashtext('${version}'))`;
+  return `SELECT pg_catalog.pg_advisory_xact_lock(${versionLockKey}, pg_catalog.hashtext('${version}'))`;
+}
+
+/** BEGIN with the version's lock taken in the same round trip. */
+function beginLocked(version: Version): `BEGIN; ${string}` {
+  return `BEGIN; ${versionLock(version)}`;
 }
 
 /**
@@ -57,13 +62,13 @@ function beginLocked(version: Version): `BEGIN; ${string}` {
  * they are before it; the migration's timeouts are set for the transaction.
  * Prepared once per connection: it runs once per migration.
  */
-async function preflight(client: pg.Client, m: PreparedMigration, ctx: EngineContext, catalog: CatalogTracker, lockTimeoutMs: number, statementTimeoutMs: number): Promise<{ record?: AppliedRecord; newest: string; owners: string[] }> {
+async function preflight(client: pg.Client, m: PreparedMigration, ctx: EngineContext, catalog: CatalogTracker, lockTimeoutMs: number, statementTimeoutMs: number): Promise<{ record?: AppliedRecord; newest: string; owners: string[]; path: string[] }> {
   const names = catalog.names(m);
-  const result = await client.query<{ fenced: boolean | null; newest: string; owners: string[]; checksum: string | null; run_id: string | null; execution_ms: number | null; statements_total: number | null }>({
+  const result = await client.query<{ fenced: boolean | null; newest: string; owners: string[]; path: string[]; checksum: string | null; run_id: string | null; execution_ms: number | null; statements_total: number | null }>({
     name: 'pgconvoy_apply_preflight',
     text: `SELECT (SELECT true FROM pgconvoy.lease WHERE token = $1 AND expires_at > now() FOR KEY SHARE) AS fenced,
          (SELECT coalesce(max(id), 0)::text FROM pgconvoy.history) AS newest,
-         ARRAY(SELECT DISTINCT oid::text FROM (${ownersNamed('$5', '$6')}) o) AS owners,
+         ARRAY(SELECT DISTINCT oid::text FROM (${ownersNamed('$5', '$6')}) o) AS owners, current_schemas(true)::text[] AS path,
          a.checksum, a.run_id, a.execution_ms, a.statements_total,
          set_config('lock_timeout', $3, true) AS lock_timeout, set_config('statement_timeout', $4, true) AS statement_timeout
        FROM (SELECT 1) AS one
@@ -75,6 +80,7 @@ async function preflight(client: pg.Client, m: PreparedMigration, ctx: EngineCon
   return {
     newest: row.newest,
     owners: row.owners,
+    path: row.path,
     ...(row.checksum !== null ? { record: { checksum: row.checksum, runId: row.run_id, executionMs: row.execution_ms ?? 0, statements: row.statements_total ?? 0 } } : {}),
   };
 }
@@ -119,15 +125,16 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
         let from: bigint | null = null;
         for (const [index, m] of migrations.entries()) {
           // A second runner for the same version waits here, then sees it applied (the first one's lock comes with BEGIN).
-          if (index > 0) await client.query({ name: 'pgconvoy_version_lock', text: 'SELECT pg_advisory_xact_lock($1, hashtext($2))', values: [versionLockKey, m.version] });
+          // The previous one left the catalog's search_path set (resetSession): this one runs under the session's.
+          if (index > 0) await client.query(`${sessionPathAgain}; ${versionLock(m.version)}`);
           const statementTimeoutMs = statementTimeoutFor(ctx.settings, m.forward.script.directives);
-          const { record, newest, owners } = await preflight(client, m, ctx, catalog, attempt.lockTimeoutMs, statementTimeoutMs);
+          const { record, newest, owners, path } = await preflight(client, m, ctx, catalog, attempt.lockTimeoutMs, statementTimeoutMs);
           const done = appliedAs(record, m, ctx);
           if (done) {
             results.push(done);
             continue;
           }
-          const start = await catalog.before(client, m, { newestLedgerId: newest, owners });
+          const start = await catalog.before(client, m, { newestLedgerId: newest, owners, path });
           for (const s of m.forward.script.statements) {
             current = { m, s };
             await client.query(s.sql);
@@ -136,7 +143,7 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
           const durationMs = from === null ? spentMs(started, ctx) : elapsedMs(from);
           from = process.hrtime.bigint();
           const total = m.forward.script.statements.length;
-          await resetSession(client, { lockTimeoutMs: attempt.lockTimeoutMs, statementTimeoutMs });
+          await resetSession(client, { timeouts: { lockTimeoutMs: attempt.lockTimeoutMs, statementTimeoutMs }, catalogPath: true });
           const schema = await catalog.after(client, m, start);
           const id = await insertHistory(client, {
             audit: auditOf(m, ctx, schema),

@@ -160,23 +160,30 @@ export function fingerprintOf(snapshot: CatalogSnapshot): Fingerprint {
   return { sha256: snapshotHash(snapshot), parts };
 }
 
+/** The search_path catalog text is read under: names outside pg_catalog come qualified. */
+export const catalogSearchPath = 'pg_catalog, pg_temp';
+
 /**
  * Reads the catalog: all of it, or (with `relations`) only the parts of
  * those relations. Catalog text (format_type, pg_get_expr, pg_get_indexdef,
  * ...) qualifies a name only when it is not on the search_path: it is read
- * under one fixed path, set LOCAL and put back, so a fingerprint does not
- * depend on the session it was taken in and nothing of it outlives the read.
- * Runs in the caller's transaction.
+ * under one fixed path (`catalogSearchPath`), set LOCAL and put back, so a
+ * fingerprint does not depend on the session it was taken in and nothing of
+ * it outlives the read; with `pathSet`, the caller has set that path for the
+ * rest of its transaction (a migration's, after its statements) and nothing
+ * is set or put back. Runs in the caller's transaction.
  */
-export async function readCatalog(client: pg.Client, relations?: string[]): Promise<CatalogSnapshot> {
-  const { rows } = await client.query<{ path: string }>(`SELECT current_setting('search_path') AS path, set_config('search_path', 'pg_catalog, pg_temp', true)`);
+export async function readCatalog(client: pg.Client, relations?: string[], options: { pathSet?: boolean } = {}): Promise<CatalogSnapshot> {
+  const rows = options.pathSet
+    ? undefined
+    : (await client.query<{ path: string }>(`SELECT current_setting('search_path') AS path, set_config('search_path', '${catalogSearchPath}', true)`)).rows;
   // Reading some relations happens once per migration on a kept connection:
   // prepared once per connection, it is not planned again each time (planning
   // this query costs several times what running it does).
   const result = await client.query<Record<string, string[] | string[][] | null>>(
     relations === undefined ? readQuery(false) : { name: 'pgconvoy_catalog_some', text: someQuery, values: [relations] },
   );
-  await client.query(`SELECT set_config('search_path', $1, true)`, [rows[0]!.path]);
+  if (rows) await client.query(`SELECT set_config('search_path', $1, true)`, [rows[0]!.path]);
   const row = result.rows[0]!;
   const global: Record<string, string[]> = {};
   for (const name of Object.keys(globalParts)) global[name] = ((row[name] ?? []) as string[]).map(String);

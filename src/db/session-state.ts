@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { catalogSearchPath } from './fingerprint';
 
 /** Namespace of pgconvoy's per-version advisory locks (any constant int4): applying and undoing a version take the same one. */
 export const versionLockKey = 1_886_417_250;
@@ -8,14 +9,23 @@ export const versionLockKey = 1_886_417_250;
  * what they did to the session (SET ROLE, SET search_path,
  * SET default_transaction_read_only, ...), so neither the ledger write that
  * follows nor the next migration on this connection runs under it.
+ * In the same round trip: with `timeouts`, they are set again for the rest
+ * of the transaction; with `catalogPath`, so is the search_path the catalog
+ * is read under (what follows names its tables in full; a next migration in
+ * the same transaction sets it back first, `sessionPathAgain`).
  */
-export async function resetSession(client: pg.Client, timeouts?: { lockTimeoutMs: number; statementTimeoutMs: number }): Promise<void> {
-  // With timeouts, they are set again for the rest of the transaction in the same round trip (numbers only: safe as literals).
+export async function resetSession(client: pg.Client, options: { timeouts?: { lockTimeoutMs: number; statementTimeoutMs: number }; catalogPath?: boolean } = {}): Promise<void> {
+  const { timeouts } = options;
+  // Numbers only: safe as literals.
   const again = timeouts
     ? `; SELECT set_config('lock_timeout', '${Math.trunc(timeouts.lockTimeoutMs)}ms', true), set_config('statement_timeout', '${Math.trunc(timeouts.statementTimeoutMs)}ms', true)`
     : '';
-  await client.query(`RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL${again}`);
+  const path = options.catalogPath ? `; SET LOCAL search_path = ${catalogSearchPath}` : '';
+  await client.query(`RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL${again}${path}`);
 }
+
+/** Before the next migration of a group: the session's own search_path again (what RESET ALL left, before `catalogPath`). */
+export const sessionPathAgain = 'SET LOCAL search_path TO DEFAULT';
 
 /**
  * First statement of a ledger-only transaction (begun READ WRITE) beside a
@@ -23,5 +33,5 @@ export async function resetSession(client: pg.Client, timeouts?: { lockTimeoutMs
  * transaction only, while the file's own settings stay with its statements.
  */
 export async function asConnectingUser(client: pg.Client): Promise<void> {
-  await client.query('SET LOCAL SESSION AUTHORIZATION DEFAULT; SET LOCAL search_path = pg_catalog, pg_temp');
+  await client.query(`SET LOCAL SESSION AUTHORIZATION DEFAULT; SET LOCAL search_path = ${catalogSearchPath}`);
 }

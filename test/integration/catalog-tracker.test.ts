@@ -124,3 +124,41 @@ test('a migration whose transaction fails after its catalog was brought up to da
     assert.equal(row.rows[0]?.fingerprint, (await fingerprint(client)).sha256, 'no trace of the rolled-back table b');
   });
 });
+
+test('names a migration leaves unqualified resolve on the session search_path, not on the one the catalog is read under: alone and in a group', async (t) => {
+  const files = {
+    'V1__base.sql': 'CREATE SCHEMA app;\nCREATE TABLE app.items (id int PRIMARY KEY);\nCREATE TABLE public.items (id int PRIMARY KEY);\nCREATE TABLE public.extra (id int);',
+    'V2__column.sql': 'ALTER TABLE items ADD COLUMN note text;',
+    'V3__index.sql': 'CREATE INDEX items_note ON items (note);',
+    // Before it, "extra" is public.extra; after it, app.extra (app comes first on the path).
+    'V4__extra.sql': 'CREATE TABLE extra (id int);',
+    'V5__rename.sql': 'ALTER TABLE extra RENAME TO extra2;',
+    'V6__extra_column.sql': 'ALTER TABLE extra2 ADD COLUMN y int;',
+  };
+  const db = await createTestDatabase();
+  t.after(() => db.drop());
+  // Every new session in this database starts with app first on its path.
+  await db.query(`ALTER DATABASE "${new URL(db.url).pathname.slice(1)}" SET search_path = app, public`);
+  const migrations = await prepared(files);
+  const cache = new CatalogCache();
+  const recordedIs = async (client: pg.Client, version: string) => {
+    const recorded = await db.query<{ fingerprint: string }>(`SELECT fingerprint FROM pgconvoy.history WHERE version = $1 AND status = 'applied'`, [version]);
+    assert.equal(recorded.rows[0]?.fingerprint, (await fingerprint(client)).sha256, `V${version}: the fingerprint a full read gives`);
+  };
+  await withClient({ alias: 'db', url: db.url }, async (client) => {
+    await ensureLedger(client);
+    const ctx = { ...engineContext({}, 'run-1'), catalog: cache.tracker('db', 'run-1') };
+    for (const m of migrations.slice(0, 4)) {
+      await applyMigration(client, m, ctx);
+      await recordedIs(client, m.version);
+    }
+    await applyGroup(client, migrations.slice(4), ctx);
+    await recordedIs(client, '6');
+  });
+  const placed = await db.query<{ table: string }>(
+    `SELECT n.nspname || '.' || c.relname AS table FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid AND c.relkind = 'r' JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE a.attname IN ('note', 'y') ORDER BY 1`,
+  );
+  assert.deepEqual(placed.rows.map((r) => r.table), ['app.extra2', 'app.items'], 'the migrations changed the tables on the session path (app first), as psql would');
+  assert.equal(cache.reads.touched, 5, 'V2 to V6 read only what they touched');
+});
