@@ -99,6 +99,14 @@ async function startOnce(options: DevServerOptions): Promise<DevServer> {
     '--http-port', String(httpPort!),
     '--metrics-port', String(metricsPort!),
     '--log-level', 'warn',
+    // A write-ahead log, synced at checkpoints rather than at every commit:
+    // a server starts on a new state file in about 0.3 s instead of 0.5-0.7,
+    // and each workflow task and activity result costs no fsync of its own.
+    // A crash of either process loses nothing committed; a power cut may
+    // lose the last moments of history, never the file (and what a run
+    // applied is in the database's ledger, which a run reads before it acts).
+    '--sqlite-pragma', 'journal_mode=wal',
+    '--sqlite-pragma', 'synchronous=normal',
     // The search attributes a run keeps up to date (src/contracts/events.ts).
     ...Object.values(runSearchAttributes).flatMap((key) => ['--search-attribute', `${key.name}=Keyword`]),
     ...(options.namespaces ?? []).flatMap((namespace) => ['--namespace', namespace]),

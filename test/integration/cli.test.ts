@@ -42,6 +42,8 @@ test('embedded: with no TEMPORAL_ADDRESS, up starts its own dev server and worke
   // and read the first run's history, once the last command's server has let go of it.
   const last = serverInLock(join(dir, 'state', 'embedded.lock'));
   for (let i = 0; i < 200 && last !== undefined && isAlive(last); i++) await new Promise((r) => setTimeout(r, 100));
+  // A write-ahead-log SQLite file (header bytes 18 and 19 are 2; 1 for a rollback journal): no fsync per workflow task.
+  assert.deepEqual([...readFileSync(join(dir, 'state', 'temporal.db')).subarray(18, 20)], [2, 2], 'the state file is in WAL mode');
   const server = await startDevServer({ dbFile: join(dir, 'state', 'temporal.db'), logFile: join(dir, 'reopen.log') });
   t.after(() => server.stop());
   const connection = await Connection.connect({ address: server.address });
