@@ -18,7 +18,7 @@ export async function takeBackup(deps: RunDeps, input: BackupInput): Promise<Bac
     const ledger = await readLedgerState(client);
     return { serverVersion: server.version, ledgerVersion: ledger.applied.at(-1)?.version ?? ledger.baseline, tools };
   });
-  const store = openStore(config.backup);
+  const store = await openStore(config.backup);
   try {
     let tables = input.tables;
     if (!tables && input.touched && config.backup.scope === 'touched-tables') {
@@ -51,7 +51,7 @@ export async function takeBackup(deps: RunDeps, input: BackupInput): Promise<Bac
 export async function restoreFromBackup(deps: RunDeps, input: RestoreInput): Promise<void> {
   const { config, logger } = deps;
   const db = targetOf(config, input.db);
-  const store = openStore(config.backup);
+  const store = await openStore(config.backup);
   try {
     const manifest = (await listBackups(store, input.db)).find((m) => m.key === input.backupKey);
     if (!manifest) throw new BackupCorruptError(`backup ${input.backupKey} of "${input.db}" is gone from ${store.location}`, { key: input.backupKey });
