@@ -206,10 +206,13 @@ async function session<T>(
     installRuntime(logger, 'ERROR', { shutdownSignals: [] });
     server = await starting;
     logger.debug({ event: 'devserver.ready', address: server.address });
-    await warming;
     lock.record({ pid: process.pid, serverPid: server.pid, address: server.address });
     const address = server.address;
+    // Creating the worker mostly waits (its threads, the server): what is
+    // being warmed goes on meanwhile, and is ready before the first activity
+    // asks for it (else that activity would read and parse it again).
     const { worker, connection: workerConnection } = await createWorker({ config, logger, address });
+    await warming;
     logger.debug({ event: 'worker.ready' });
     const connection = await connectTemporal(address);
     try {
