@@ -25,7 +25,7 @@ export interface CatalogStart {
  * fingerprint costs what the migration touched, not the size of the schema.
  * Used inside a migration's transaction: `before` its statements, `after`
  * them (before its ledger row is written, under the catalog's search_path
- * set for the rest of the transaction: resetSession's `catalogPath`),
+ * set for the rest of the transaction: resetSession's `catalogRead`),
  * `recorded` with that row's id, then `settled` when the transaction ends.
  */
 export interface CatalogTracker {

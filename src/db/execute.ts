@@ -11,7 +11,7 @@ import { applyStatementByStatement } from './execute-outside';
 import { fullReads, ownersNamed, type CatalogRecord, type CatalogTracker } from './catalog-tracker';
 import { insertHistory, migrationColumns, type AuditColumns } from './ledger';
 import { LeaseLostError } from './lease';
-import { resetSession, sessionPathAgain, versionLockKey } from './session-state';
+import { resetSession, sessionSettingsAgain, versionLockKey } from './session-state';
 import { pgErrorFields } from './sqlstate';
 import type { ApplyResult } from '../contracts/records';
 export type { ApplyResult };
@@ -126,7 +126,7 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
         for (const [index, m] of migrations.entries()) {
           // A second runner for the same version waits here, then sees it applied (the first one's lock comes with BEGIN).
           // The previous one left the catalog's search_path set (resetSession): this one runs under the session's.
-          if (index > 0) await client.query(`${sessionPathAgain}; ${versionLock(m.version)}`);
+          if (index > 0) await client.query(`${sessionSettingsAgain}; ${versionLock(m.version)}`);
           const statementTimeoutMs = statementTimeoutFor(ctx.settings, m.forward.script.directives);
           const { record, newest, owners, path } = await preflight(client, m, ctx, catalog, attempt.lockTimeoutMs, statementTimeoutMs);
           const done = appliedAs(record, m, ctx);
@@ -143,7 +143,7 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
           const durationMs = from === null ? spentMs(started, ctx) : elapsedMs(from);
           from = process.hrtime.bigint();
           const total = m.forward.script.statements.length;
-          await resetSession(client, { timeouts: { lockTimeoutMs: attempt.lockTimeoutMs, statementTimeoutMs }, catalogPath: true });
+          await resetSession(client, { timeouts: { lockTimeoutMs: attempt.lockTimeoutMs, statementTimeoutMs }, catalogRead: true });
           const schema = await catalog.after(client, m, start);
           const id = await insertHistory(client, {
             audit: auditOf(m, ctx, schema),

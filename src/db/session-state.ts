@@ -10,22 +10,25 @@ export const versionLockKey = 1_886_417_250;
  * SET default_transaction_read_only, ...), so neither the ledger write that
  * follows nor the next migration on this connection runs under it.
  * In the same round trip: with `timeouts`, they are set again for the rest
- * of the transaction; with `catalogPath`, so is the search_path the catalog
- * is read under (what follows names its tables in full; a next migration in
- * the same transaction sets it back first, `sessionPathAgain`).
+ * of the transaction; with `catalogRead`, so are the settings the catalog is
+ * read under: its search_path (what follows names its tables in full; a next
+ * migration in the same transaction sets it back first, `sessionSettingsAgain`)
+ * and generic plans for the prepared statements that follow, planned once
+ * per connection (PostgreSQL would plan the tracker's closure query anew for
+ * each migration: about 0.9 ms of its 1.8).
  */
-export async function resetSession(client: pg.Client, options: { timeouts?: { lockTimeoutMs: number; statementTimeoutMs: number }; catalogPath?: boolean } = {}): Promise<void> {
+export async function resetSession(client: pg.Client, options: { timeouts?: { lockTimeoutMs: number; statementTimeoutMs: number }; catalogRead?: boolean } = {}): Promise<void> {
   const { timeouts } = options;
   // Numbers only: safe as literals.
   const again = timeouts
     ? `; SELECT set_config('lock_timeout', '${Math.trunc(timeouts.lockTimeoutMs)}ms', true), set_config('statement_timeout', '${Math.trunc(timeouts.statementTimeoutMs)}ms', true)`
     : '';
-  const path = options.catalogPath ? `; SET LOCAL search_path = ${catalogSearchPath}` : '';
-  await client.query(`RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL${again}${path}`);
+  const catalog = options.catalogRead ? `; SET LOCAL search_path = ${catalogSearchPath}; SET LOCAL plan_cache_mode = force_generic_plan` : '';
+  await client.query(`RESET SESSION AUTHORIZATION; RESET ROLE; RESET ALL${again}${catalog}`);
 }
 
-/** Before the next migration of a group: the session's own search_path again (what RESET ALL left, before `catalogPath`). */
-export const sessionPathAgain = 'SET LOCAL search_path TO DEFAULT';
+/** Before the next migration of a group: the session's own search_path and plan cache mode again (what RESET ALL left, before `catalogRead`). */
+export const sessionSettingsAgain = 'SET LOCAL search_path TO DEFAULT; SET LOCAL plan_cache_mode TO DEFAULT';
 
 /**
  * First statement of a ledger-only transaction (begun READ WRITE) beside a
