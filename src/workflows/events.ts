@@ -42,6 +42,7 @@ export function eventEmitter(progress: Progress): Emitter {
   let seq = 0;
   const inFlight: Array<Promise<void>> = [];
   const parent = workflowInfo().parent;
+  const upsertAttributes = attributeUpserts();
   const emit = (body: RunEventBody) => {
     const event = { ...body, db: progress.db, seq: ++seq, at: Date.now() };
     const phase = phaseAfter(event);
@@ -67,12 +68,32 @@ export function eventEmitter(progress: Progress): Emitter {
   return { emit, flush: async () => void (await Promise.all(inFlight)) };
 }
 
-function upsertAttributes(event: RunEvent, phase: Phase | undefined): void {
-  if (workflowInfo().typedSearchAttributes.get(runSearchAttributes.db) === undefined) return;
-  const version = event.type === 'migration-done' && event.status === 'applied' ? event.version : event.type === 'ended' ? event.versionAfter : undefined;
-  const updates = [
-    ...(phase !== undefined ? [{ key: runSearchAttributes.phase, value: phase }] : []),
-    ...(version !== undefined ? [{ key: runSearchAttributes.version, value: version }] : []),
-  ];
-  if (updates.length > 0) upsertSearchAttributes(updates);
+/**
+ * Keeps the run's search attributes (phase, version) up to date: once per
+ * workflow activation, with the values its last event left and only those
+ * that changed. Each upsert is an event in the history and an update of the
+ * server's visibility store, and the server applies an activation's commands
+ * together anyway: an inline batch of 70 migrations emits 140 events in one
+ * activation, which upserted 140 times.
+ */
+function attributeUpserts(): (event: RunEvent, phase: Phase | undefined) => void {
+  let pending: { phase?: string; version?: string | null } | undefined;
+  const flush = () => {
+    const latest = pending ?? {};
+    pending = undefined;
+    const attributes = workflowInfo().typedSearchAttributes;
+    const updates = [
+      ...(latest.phase !== undefined && attributes.get(runSearchAttributes.phase) !== latest.phase ? [{ key: runSearchAttributes.phase, value: latest.phase }] : []),
+      ...(latest.version !== undefined && (attributes.get(runSearchAttributes.version) ?? null) !== latest.version ? [{ key: runSearchAttributes.version, value: latest.version }] : []),
+    ];
+    if (updates.length > 0) upsertSearchAttributes(updates);
+  };
+  return (event, phase) => {
+    if (workflowInfo().typedSearchAttributes.get(runSearchAttributes.db) === undefined) return;
+    const version = event.type === 'migration-done' && event.status === 'applied' ? event.version : event.type === 'ended' ? event.versionAfter : undefined;
+    if (phase === undefined && version === undefined) return;
+    // The first event of an activation schedules the flush: it runs after the activation's own code, before its commands are sent.
+    if (pending === undefined) void Promise.resolve().then(flush);
+    pending = { ...pending, ...(phase !== undefined ? { phase } : {}), ...(version !== undefined ? { version } : {}) };
+  };
 }

@@ -71,6 +71,16 @@ test('a parent workflow starts migrateDatabase as a child, approves it by signal
   assert.equal(described.typedSearchAttributes.get(runSearchAttributes.db), 'child-run');
   assert.equal(described.typedSearchAttributes.get(runSearchAttributes.phase), 'done');
   assert.equal(described.typedSearchAttributes.get(runSearchAttributes.version), '2');
+  // Upserted once per workflow task, with only what changed: both migrations ran in one inline call, whose results one task took in.
+  const history = await client.workflow.getHandle(result.childWorkflowId).fetchHistory();
+  const upserts = (history.events ?? []).flatMap((e) => {
+    const fields = e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields;
+    return fields ? [Object.fromEntries(Object.entries(fields).map(([k, p]) => [k, JSON.parse(Buffer.from(p.data!).toString()) as unknown]))] : [];
+  });
+  const versions = upserts.flatMap((u) => (runSearchAttributes.version.name in u ? [u[runSearchAttributes.version.name]] : []));
+  const phases = upserts.flatMap((u) => (runSearchAttributes.phase.name in u ? [u[runSearchAttributes.phase.name]] : []));
+  assert.deepEqual(versions, ['2'], 'the version the inline call left, once (not 1 then 2)');
+  assert.deepEqual(phases, ['awaiting-approval', 'locking', 'backing-up', 'applying', 'verifying', 'done'], 'each phase once, in order');
 });
 
 test('a parent reads a failed child’s outcome from its failure: compensated, with the failing migration and the restore', async (t) => {
