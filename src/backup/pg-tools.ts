@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { PgconvoyError } from '../core/errors';
@@ -66,7 +66,35 @@ export function parseToolVersion(output: string): { text: string; major: number 
 
 const run = promisify(execFile);
 
+/**
+ * What `--version` said, per binary as it is on disk (path, inode, size,
+ * modification time): a run asks at its plan and again at its backup, and
+ * starting a process from a worker costs tens of milliseconds. A binary
+ * replaced or upgraded in place is asked again; a bare name (found on PATH)
+ * is asked every time.
+ */
+const versions = new Map<string, { text: string; major: number }>();
+
+function onDisk(path: string): string | undefined {
+  if (!path.includes('/')) return undefined;
+  try {
+    const s = statSync(path);
+    return `${path}\0${s.ino}\0${s.size}\0${s.mtimeMs}`;
+  } catch {
+    return undefined;
+  }
+}
+
 async function versionOf(path: string): Promise<{ text: string; major: number } | { error: string }> {
+  const key = onDisk(path);
+  const known = key === undefined ? undefined : versions.get(key);
+  if (known) return known;
+  const found = await askVersion(path);
+  if (key !== undefined && !('error' in found)) versions.set(key, found);
+  return found;
+}
+
+async function askVersion(path: string): Promise<{ text: string; major: number } | { error: string }> {
   try {
     const { stdout } = await run(path, ['--version'], { env: { PATH: process.env.PATH ?? '' }, timeout: 10_000 });
     return parseToolVersion(stdout) ?? { error: `${path} --version said "${stdout.trim()}", which names no PostgreSQL version` };
