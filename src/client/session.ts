@@ -210,20 +210,30 @@ async function session<T>(
     const address = server.address;
     // Creating the worker mostly waits (its threads, the server): what is
     // being warmed goes on meanwhile, and is ready before the first activity
-    // asks for it (else that activity would read and parse it again).
-    const { worker, connection: workerConnection } = await createWorker({ config, logger, address });
-    await warming;
-    logger.debug({ event: 'worker.ready' });
-    const connection = await connectTemporal(address);
+    // asks for it (else that activity would read and parse it again); so does
+    // the command's own connection (and loading the client for it).
+    const connecting = connectTemporal(address);
+    connecting.catch(() => undefined); // awaited below, where its failure is reported
+    const created = await createWorker({ config, logger, address }).catch(async (error: unknown) => {
+      await connecting.then((c) => c.close(), () => undefined);
+      throw error;
+    });
+    const { worker, connection: workerConnection } = created;
     try {
-      const client = new (temporalClient().Client)({ connection, namespace: config.temporal.namespace });
+      await warming;
+      logger.debug({ event: 'worker.ready' });
+      const connection = await connecting;
       try {
-        return await worker.runUntil(run(client, address, true));
+        const client = new (temporalClient().Client)({ connection, namespace: config.temporal.namespace });
+        try {
+          return await worker.runUntil(run(client, address, true));
+        } finally {
+          await markIfSettled(client, config.stateDir);
+        }
       } finally {
-        await markIfSettled(client, config.stateDir);
+        await connection.close();
       }
     } finally {
-      await connection.close();
       await workerConnection.close();
     }
   } finally {
