@@ -148,10 +148,9 @@ export const ownersNamed = (schemas: string, names: string, path?: string) => {
           CROSS JOIN LATERAL (SELECT to_regclass(quote_ident(p.schema) || '.' || quote_ident(n.name))::oid AS oid) q
          WHERE q.oid IS NOT NULL ORDER BY p.position LIMIT 1)`
     : `to_regclass(quote_ident(n.name))::oid`;
-  return `SELECT coalesce(i.indrelid, r.oid) AS oid
+  return `SELECT coalesce((SELECT i.indrelid FROM pg_catalog.pg_index i WHERE i.indexrelid = r.oid), r.oid) AS oid
      FROM unnest(${schemas}::text[], ${names}::text[]) AS n(schema, name)
      CROSS JOIN LATERAL (SELECT CASE WHEN n.schema IS NULL THEN ${unqualified} ELSE to_regclass(quote_ident(n.schema) || '.' || quote_ident(n.name))::oid END AS oid) r
-     LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = r.oid
     WHERE r.oid IS NOT NULL`;
 };
 
@@ -179,14 +178,17 @@ async function touched(client: pg.Client, reach: RelationName[], ownersBefore: s
         WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid IN (SELECT oid FROM touched)),
      related AS (SELECT oid FROM touched UNION SELECT oid FROM dependent WHERE oid IS NOT NULL),
      -- Each as the table that owns its rows: an index's table, a serial or identity sequence's table.
+     -- (Lookups by oid, row by row: its plan is generic, and a join here was planned as a scan of all of pg_index or of every sequence.)
      owner AS (
-       SELECT DISTINCT coalesce(i.indrelid, ${sequenceTableOf('r.oid')}, r.oid) AS oid
-         FROM related r LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = r.oid),
+       SELECT DISTINCT coalesce((SELECT i.indrelid FROM pg_catalog.pg_index i WHERE i.indexrelid = r.oid), ${sequenceTableOf('r.oid')}, r.oid) AS oid
+         FROM related r),
      -- The relations whose rows those tables own: themselves and their sequences.
      owned AS (
        SELECT oid FROM owner
-       UNION SELECT d.objid FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
-        WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i') AND d.refobjid IN (SELECT oid FROM owner))
+       UNION SELECT d.objid FROM owner o
+         CROSS JOIN LATERAL (SELECT d.objid FROM pg_catalog.pg_depend d
+                              WHERE d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = o.oid AND d.classid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i') OFFSET 0) d
+        WHERE (SELECT s.relkind FROM pg_catalog.pg_class s WHERE s.oid = d.objid) = 'S')
      SELECT ARRAY(SELECT oid::text FROM owner) AS owners, ARRAY(SELECT oid::text FROM owned) AS relations`,
     values: [ownersBefore, reach.map((n) => n.schema), reach.map((n) => n.name), path],
   });

@@ -36,8 +36,14 @@ export const sequenceTableOf = (oid: string): string =>
 /** The table that owns a relation's rows: itself, or for a sequence of a serial or identity column, its table. */
 const ownerOf = (c: string) => `coalesce(CASE WHEN ${c}.relkind = 'S' THEN ${sequenceTableOf(`${c}.oid`)} END, ${c}.oid)`;
 
-/** Per part: the query (owner, line) and the column that names the row's own relation, for reading only some. */
-const scopedParts: Record<string, { sql: string; relation: string }> = {
+/**
+ * Per part: the query (owner, line) and the column that names the row's own
+ * relation, for reading only some; `sameAsClass` when `c.oid` equals it (the
+ * join), which the scoped read filters on too: its plan is generic, and
+ * without it the columns were read by scanning all of pg_class (1 ms of the
+ * read's 2.4 on a schema of 1,000 tables).
+ */
+const scopedParts: Record<string, { sql: string; relation: string; sameAsClass?: true }> = {
   relations: {
     sql: `SELECT ${ownerOf('c')} AS owner, n.nspname || '.' || c.relname || ' ' || c.relkind::text AS line FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE ${userSchemas} AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')`,
@@ -51,11 +57,13 @@ const scopedParts: Record<string, { sql: string; relation: string }> = {
     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     WHERE ${userSchemas} AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped`,
     relation: 'a.attrelid',
+    sameAsClass: true,
   },
   constraints: {
     sql: `SELECT k.conrelid AS owner, n.nspname || '.' || c.relname || ' ' || k.conname || ' ' || pg_get_constraintdef(k.oid) || CASE WHEN k.convalidated THEN '' ELSE ' NOT VALID' END AS line
     FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ${userSchemas}`,
     relation: 'k.conrelid',
+    sameAsClass: true,
   },
   indexes: {
     sql: `SELECT i.indrelid AS owner, pg_get_indexdef(i.indexrelid) || CASE WHEN i.indisvalid THEN '' ELSE ' INVALID' END AS line
@@ -71,11 +79,13 @@ const scopedParts: Record<string, { sql: string; relation: string }> = {
     sql: `SELECT t.tgrelid AS owner, pg_get_triggerdef(t.oid) AS line FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE ${userSchemas} AND NOT t.tgisinternal`,
     relation: 't.tgrelid',
+    sameAsClass: true,
   },
   sequences: {
     sql: `SELECT ${ownerOf('c')} AS owner, n.nspname || '.' || c.relname || ' ' || format_type(s.seqtypid, NULL) || ' ' || s.seqincrement || ' ' || s.seqmin || ' ' || s.seqmax AS line
     FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ${userSchemas}`,
     relation: 's.seqrelid',
+    sameAsClass: true,
   },
 };
 
@@ -87,7 +97,8 @@ const readQuery = (some: boolean) =>
   `SELECT ${[
     ...Object.entries(globalParts).map(([name, sql]) => (some ? `NULL::text[] AS ${name}` : `ARRAY(${sql})::text[] AS ${name}`)),
     ...Object.entries(scopedParts).map(
-      ([name, { sql, relation }]) => `ARRAY(SELECT ARRAY[owner::text, line] FROM (${sql}${some ? ` AND ${relation} = ANY($1::oid[])` : ''}) s)::text[] AS ${name}`,
+      ([name, { sql, relation, sameAsClass }]) =>
+        `ARRAY(SELECT ARRAY[owner::text, line] FROM (${sql}${some ? ` AND ${relation} = ANY($1::oid[])${sameAsClass ? ' AND c.oid = ANY($1::oid[])' : ''}` : ''}) s)::text[] AS ${name}`,
     ),
   ].join(',\n  ')}`;
 

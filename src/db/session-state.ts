@@ -14,7 +14,7 @@ export const versionLockKey = 1_886_417_250;
  * read under: its search_path (what follows names its tables in full; a next
  * migration in the same transaction sets it back first, `sessionSettingsAgain`)
  * and generic plans for the prepared statements that follow, planned once
- * per connection (PostgreSQL would plan the tracker's closure query anew for
+ * per connection (PostgreSQL planned the tracker's closure query anew for
  * each migration: about 0.9 ms of its 1.8).
  */
 export async function resetSession(client: pg.Client, options: { timeouts?: { lockTimeoutMs: number; statementTimeoutMs: number }; catalogRead?: boolean } = {}): Promise<void> {

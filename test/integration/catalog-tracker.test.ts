@@ -162,3 +162,21 @@ test('names a migration leaves unqualified resolve on the session search_path, n
   assert.deepEqual(placed.rows.map((r) => r.table), ['app.extra2', 'app.items'], 'the migrations changed the tables on the session path (app first), as psql would');
   assert.equal(cache.reads.touched, 5, 'V2 to V6 read only what they touched');
 });
+
+test('a migration runs under the session’s own settings, not those pgconvoy sets for its own queries around it: alone and in a group', async (t) => {
+  const seen = `SELECT current_setting('search_path') AS path, current_setting('plan_cache_mode') AS plans`;
+  const files = {
+    'V1__a.sql': `CREATE TABLE seen_1 AS ${seen};`,
+    'V2__b.sql': `CREATE TABLE seen_2 AS ${seen};`,
+    'V3__c.sql': `CREATE TABLE seen_3 AS ${seen};`,
+  };
+  await onTrackedDatabase(t, files, async ({ client, migrations, ctx }) => {
+    const session = (await client.query<{ path: string; plans: string }>(seen)).rows[0]!;
+    await applyMigration(client, migrations[0]!, ctx);
+    await applyGroup(client, migrations.slice(1), ctx);
+    for (const table of ['seen_1', 'seen_2', 'seen_3']) {
+      assert.deepEqual((await client.query<{ path: string; plans: string }>(`SELECT path, plans FROM ${table}`)).rows[0], session, table);
+    }
+    assert.deepEqual((await client.query<{ path: string; plans: string }>(seen)).rows[0], session, 'and the connection is left as it was');
+  });
+});
