@@ -65,7 +65,9 @@ async function main(): Promise<void> {
         (await query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = '${db}' AND state = 'active' AND query LIKE '%failover bench%' AND pid <> pg_backend_pid()`)).rows[0]?.pid;
       let first: number | undefined;
       while (!(first = await running())) await sleep(20);
-      const started = (await handle.fetchHistory()).events?.filter((e) => e.activityTaskStartedEventAttributes).at(-1)?.activityTaskStartedEventAttributes?.identity ?? '';
+      // The worker running the migration (not the one renewing the lease): the pending applyMigration's worker.
+      const pending = (await handle.describe()).raw.pendingActivities ?? [];
+      const started = pending.find((a) => a.activityType?.name === 'applyMigration')?.lastWorkerIdentity ?? '';
       const victim = workers.find((w) => w.exitCode === null && started.startsWith(`${w.pid}@`));
       if (!victim) throw new Error(`no live worker matches ${started}`);
       victim.kill('SIGKILL');
