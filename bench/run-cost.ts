@@ -28,7 +28,7 @@ import { startMigration } from '../src/client/api';
 import { startDevServer } from '../src/worker/dev-server';
 import { activitySteps } from '../test/helpers/histories';
 import { realHistory } from '../test/helpers/real-history';
-import { adminUrl, databaseUrl, dropDatabases, numberArg, query, runBench } from './support';
+import { adminUrl, databaseUrl, dropDatabases, median, numberArg, query, runBench } from './support';
 
 const sizes = (process.argv.includes('--sizes') ? process.argv[process.argv.indexOf('--sizes') + 1]! : '50,200,800')
   .split(',')
@@ -181,24 +181,24 @@ async function main(): Promise<void> {
         add('in transactions', ledger.rows[0]!.engine_ms);
         steps = stepsOf(run.events);
       }
-      const median = (label: string) => {
-        const xs = [...(samples.get(label) ?? [])].sort((a, b) => a - b);
-        return xs.length === 0 ? undefined : xs[Math.floor(xs.length / 2)]!;
+      const medianOf = (label: string) => {
+        const xs = samples.get(label);
+        return xs === undefined ? undefined : median(xs);
       };
-      const psqlOne = median('psql -1 -f (one transaction, no ledger)')!;
-      const total = median('pgconvoy run, whole (worker running)')!;
-      const applyMs = median('pgconvoy apply phase')!;
-      const engineMs = median('in transactions')!;
+      const psqlOne = medianOf('psql -1 -f (one transaction, no ledger)')!;
+      const total = medianOf('pgconvoy run, whole (worker running)')!;
+      const applyMs = medianOf('pgconvoy apply phase')!;
+      const engineMs = medianOf('in transactions')!;
       const line = (label: string, ms: number, extra = '') => console.log(`  ${label.padEnd(42)}${ms.toFixed(0).padStart(7)} ms   ${(ms / psqlOne).toFixed(2)}x${extra}`);
       console.log(
         `${n} migrations${schemaTables > 0 ? ` on a schema of ${schemaTables} tables` : ''} (worker running; ${adminUrl.replace(/\/[^/]*$/, '')}${rounds > 1 ? `; median of ${rounds} interleaved runs, psql once per file run once` : ''}):`,
       );
-      for (const label of samples.keys()) if (label !== 'in transactions' && label !== 'pgconvoy apply phase') line(label, median(label)!);
+      for (const label of samples.keys()) if (label !== 'in transactions' && label !== 'pgconvoy apply phase') line(label, medianOf(label)!);
       line('pgconvoy apply phase', applyMs, `   ${(applyMs / n).toFixed(1)} ms per migration`);
       console.log(
         `    ${lastRun!.inline} inline (in ${lastRun!.calls} local activities), ${lastRun!.regular} through the task queue; per migration ${(engineMs / n).toFixed(1)} ms in its transaction, ${((applyMs - engineMs) / n).toFixed(1)} ms around it`,
       );
-      const goose = median('goose up');
+      const goose = medianOf('goose up');
       if (goose) console.log(`  against goose: the run ${(total / goose).toFixed(1)}x, the apply phase ${(applyMs / goose).toFixed(1)}x`);
       console.log(`  steps${rounds > 1 ? ' (the last run)' : ''}: ${steps}`);
     }
@@ -211,7 +211,6 @@ async function main(): Promise<void> {
   }
 }
 
-/** The real-history-shaped set: psql once per forward file (in version order), then a pgconvoy run with a worker running. */
 /** The run's steps around the apply phase, from its history: each activity's scheduled to completed time. */
 function stepsOf(events: Awaited<ReturnType<typeof runWithWorker>>['events']): string {
   const at = (e: (typeof events)[number]) => Number(e.eventTime?.seconds ?? 0) * 1000 + Math.round((e.eventTime?.nanos ?? 0) / 1e6);
@@ -230,6 +229,7 @@ function stepsOf(events: Awaited<ReturnType<typeof runWithWorker>>['events']): s
   return `plan ${step('planDatabase')} ms, lease ${step('acquireLease')} ms, fingerprint ${step('beginRun')} ms, backup ${step('takeBackup')} ms, verify ${step('verifyRun')} ms, release ${step('releaseLease')} ms`;
 }
 
+/** The real-history-shaped set: psql once per forward file (in version order), then a pgconvoy run with a worker running. */
 async function realHistoryRun(scratch: string, client: Client, address: string, dbs: string[]): Promise<void> {
   const history = realHistory(realHistoryPairs);
   const set = join(scratch, 'real');

@@ -214,26 +214,23 @@ async function session<T>(
     // the command's own connection (and loading the client for it).
     const connecting = connectTemporal(address);
     connecting.catch(() => undefined); // awaited below, where its failure is reported
-    const created = await createWorker({ config, logger, address }).catch(async (error: unknown) => {
+    const { worker, connection: workerConnection } = await createWorker({ config, logger, address }).catch(async (error: unknown) => {
       await connecting.then((c) => c.close(), () => undefined);
       throw error;
     });
-    const { worker, connection: workerConnection } = created;
+    let connection: Connection | undefined;
     try {
       await warming;
       logger.debug({ event: 'worker.ready' });
-      const connection = await connecting;
+      connection = await connecting;
+      const client = new (temporalClient().Client)({ connection, namespace: config.temporal.namespace });
       try {
-        const client = new (temporalClient().Client)({ connection, namespace: config.temporal.namespace });
-        try {
-          return await worker.runUntil(run(client, address, true));
-        } finally {
-          await markIfSettled(client, config.stateDir);
-        }
+        return await worker.runUntil(run(client, address, true));
       } finally {
-        await connection.close();
+        await markIfSettled(client, config.stateDir);
       }
     } finally {
+      await connection?.close();
       await workerConnection.close();
     }
   } finally {

@@ -58,8 +58,10 @@ function beginLocked(version: Version): `BEGIN; ${string}` {
  * In a migration's transaction, once it holds the version's lock, in one
  * round trip: the lease is still this run's (its row locked until commit,
  * as checkFence), the ledger's record of the version, and for the catalog
- * tracker the ledger's newest row and the tables the migration names as
- * they are before it; the migration's timeouts are set for the transaction.
+ * tracker the ledger's newest row, the tables the migration names as they
+ * are before it and the schemas of the session's search_path (the tracker
+ * resolves names later under the catalog's own path); the migration's
+ * timeouts are set for the transaction.
  * Prepared once per connection: it runs once per migration.
  */
 async function preflight(client: pg.Client, m: PreparedMigration, ctx: EngineContext, catalog: CatalogTracker, lockTimeoutMs: number, statementTimeoutMs: number): Promise<{ record?: AppliedRecord; newest: string; owners: string[]; path: string[] }> {
@@ -125,7 +127,7 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
         let from: bigint | null = null;
         for (const [index, m] of migrations.entries()) {
           // A second runner for the same version waits here, then sees it applied (the first one's lock comes with BEGIN).
-          // The previous one left the catalog's search_path set (resetSession): this one runs under the session's.
+          // The previous one left the catalog-read settings (resetSession): this one runs under the session's.
           if (index > 0) await client.query(`${sessionSettingsAgain}; ${versionLock(m.version)}`);
           const statementTimeoutMs = statementTimeoutFor(ctx.settings, m.forward.script.directives);
           const { record, newest, owners, path } = await preflight(client, m, ctx, catalog, attempt.lockTimeoutMs, statementTimeoutMs);
