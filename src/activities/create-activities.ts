@@ -44,6 +44,8 @@ export function createActivities(deps: ActivityDeps): Activities {
     revertVersion: step(runs.revertVersion),
     proveRevert: step(runs.proveRevert),
     finishRevertCompensation: step(runs.finishRevertCompensation),
+    surveyDatabase: step(runs.surveyDatabase),
+    compareSchemas: step(runs.compareSchemas),
   };
 }
 

@@ -67,6 +67,11 @@ const registered = new WeakMap<Client, Promise<boolean>>();
  * never runs that fail on them.
  */
 async function searchAttributesFor(client: Client, db: string): Promise<{ typedSearchAttributes?: SearchAttributePair[] }> {
+  return (await searchAttributesRegistered(client)) ? { typedSearchAttributes: [{ key: runSearchAttributes.db, value: db }] } : {};
+}
+
+/** Whether the server has pgconvoy's search attributes registered (asked once per client). */
+export async function searchAttributesRegistered(client: Client): Promise<boolean> {
   let known = registered.get(client);
   if (known === undefined) {
     known = client.connection.operatorService.listSearchAttributes({ namespace: client.options.namespace }).then(
@@ -75,7 +80,7 @@ async function searchAttributesFor(client: Client, db: string): Promise<{ typedS
     );
     registered.set(client, known);
   }
-  return (await known) ? { typedSearchAttributes: [{ key: runSearchAttributes.db, value: db }] } : {};
+  return known;
 }
 
 /**

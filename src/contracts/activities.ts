@@ -9,6 +9,7 @@ import type { RiskLevel } from '../core/risk';
 import type { MigrationRisk, TableContext } from '../core/risk-context';
 import type { TransactionMode } from '../core/statements';
 import type { Version } from '../core/version';
+import type { DatabaseSurvey } from './rollout';
 import type { ApplyResult, BackupManifest, BackupPlan, HistoryRow, Lease, LedgerChange, LedgerChangeResult, RunChanges, UndoResult } from './records';
 
 export interface PlanInput {
@@ -227,6 +228,13 @@ export interface FinishRevertCompensationInput {
   leaseToken: string;
 }
 
+export interface CompareSchemasInput {
+  db: string;
+  /** The database whose schema `db` should have. */
+  reference: string;
+  limit?: number;
+}
+
 /** The worker's activities, as workflows call them (src/activities implements them). */
 export interface Activities {
   planDatabase(input: PlanInput): Promise<DatabasePlan>;
@@ -249,4 +257,6 @@ export interface Activities {
   revertVersion(input: RevertVersionInput): Promise<UndoResult>;
   proveRevert(input: ProveRevertInput): Promise<{ fingerprint: string }>;
   finishRevertCompensation(input: FinishRevertCompensationInput): Promise<{ reapplied: Version[] }>;
+  surveyDatabase(input: PlanInput): Promise<DatabaseSurvey>;
+  compareSchemas(input: CompareSchemasInput): Promise<{ differences: string[]; total: number }>;
 }

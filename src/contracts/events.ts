@@ -43,4 +43,6 @@ export const runSearchAttributes = {
   db: { name: 'PgconvoyDb', type: 'KEYWORD' },
   phase: { name: 'PgconvoyPhase', type: 'KEYWORD' },
   version: { name: 'PgconvoyVersion', type: 'KEYWORD' },
+  /** The deploy id of the rollout a run belongs to. */
+  rollout: { name: 'PgconvoyRollout', type: 'KEYWORD' },
 } as const;

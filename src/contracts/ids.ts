@@ -24,3 +24,8 @@ export function backupWorkflowId(db: string, unique: string): string {
 export function leaseHolder(execution: { namespace: string; workflowId: string; runId: string }): string {
   return `${execution.namespace}/${execution.workflowId}/${execution.runId}`;
 }
+
+/** A rollout is its deploy: starting the same deploy again finds it. */
+export function rolloutWorkflowId(deployId: string): string {
+  return `pgconvoy/rollout/${deployId}`;
+}

@@ -16,3 +16,4 @@ export type { AppliedEntry, Divergence } from '../core/plan';
 export type { TransactionMode } from '../core/statements';
 export * from './outcome';
 export * from './events';
+export * from './rollout';

@@ -14,3 +14,4 @@ export { changeLedger, readHistory } from './ledger';
 export { rehearse, type RehearsalStep } from './rehearse';
 export { planRevert, revertVersion, proveRevert, finishRevertCompensation } from './revert';
 export { warmSet } from './files';
+export { surveyDatabase, compareSchemas } from './survey';

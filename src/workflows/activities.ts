@@ -75,3 +75,10 @@ export const { takeBackup, restoreFromBackup, undoMigration, revertVersion } = p
   heartbeatTimeout: '10 seconds',
   retry: { initialInterval: '5s', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 3, nonRetryableErrorTypes: nonRetryableTypes },
 });
+
+/** A rollout's reads: each database's plan and fingerprints before anything changes, and what differs between two schemas. */
+export const { surveyDatabase, compareSchemas } = proxyActivities<Activities>({
+  startToCloseTimeout: '10 minutes',
+  heartbeatTimeout: '10 seconds',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: nonRetryableTypes },
+});

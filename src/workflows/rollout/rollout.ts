@@ -1,0 +1,365 @@
+import { allHandlersFinished, condition, continueAsNew, log, sleep, startChild, workflowInfo, type ChildWorkflowHandle } from '@temporalio/workflow';
+import { databaseWorkflowId, outcomeOf, runSearchAttributes, type DatabaseSurvey, type MigrateDatabaseInput, type RolloutInput, type RolloutStatus, type RolloutStatusName, type RunFailure, type RunOutcome } from '../../contracts';
+import { compareSchemas, surveyDatabase } from '../activities';
+import { describeGate, gatedMigrations } from '../gates';
+import { migrateDatabase } from '../migrate-database';
+import { revertDatabase } from '../revert-database';
+import { cancelSignal } from '../messages';
+import { RolloutState, type RolloutCarry } from './state';
+import { assignWaves, findDrift } from './waves';
+
+const day = 24 * 60 * 60 * 1000;
+
+/**
+ * One pinned migration set to many databases: plan every target and pin
+ * the set's digest; report drift before anything changes; wait for an
+ * approval when a migration needs one; then the canaries, the bake, and the
+ * waves, at most `maxParallel` databases at once, each the `migrateDatabase`
+ * run `up` starts, as a child with the database's own id. At the failure
+ * threshold nothing new starts: `halt` waits for a retry, a skip or an
+ * abort; `compensate` reverts every database the rollout changed, newest
+ * first. Workflow id `pgconvoy/rollout/<deploy-id>`.
+ */
+export async function rollout(input: RolloutInput, carried?: RolloutCarry): Promise<RolloutStatus> {
+  const r = new RolloutState(input, carried);
+  r.install();
+  if (!carried) {
+    const ended = await planStep(r);
+    if (ended) return end(r, ended);
+  }
+  return end(r, await waveStep(r));
+}
+
+/** The rollout's last status; handlers still running (an update that arrived as it ended) finish first. */
+async function end(r: RolloutState, status: RolloutStatusName): Promise<RolloutStatus> {
+  for (const d of r.status.databases) if (d.state === 'pending' || d.state === 'busy') Object.assign(d, { state: 'not-run', waitingFor: null });
+  r.status.endedAt = Date.now();
+  r.setStatus(status);
+  await condition(allHandlersFinished);
+  return r.status;
+}
+
+/** At most `limit` of `items` at once, each through `fn`; one loop starts them all, so the bound holds. */
+async function bounded<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let running = 0;
+  const all: Array<Promise<void>> = [];
+  for (const item of items) {
+    await condition(() => running < limit);
+    running += 1;
+    all.push(fn(item).finally(() => void (running -= 1)));
+  }
+  await Promise.all(all);
+}
+
+const message = (error: unknown): string => (error instanceof Error ? error.message : String(error));
+
+/**
+ * Plan: survey every target, refuse what cannot run (problems, another set
+ * than the pinned one), report drift, preview (dry run), and wait for an
+ * approval when one is needed. Returns the status the rollout ends with
+ * here, if it does.
+ */
+async function planStep(r: RolloutState): Promise<RolloutStatusName | undefined> {
+  const { input, status } = r;
+  const surveys = new Map<string, DatabaseSurvey>();
+  await bounded(input.targets, Math.max(1, input.strategy.maxParallel), async (db) => {
+    try {
+      surveys.set(db, await surveyDatabase({ db, migrationsDir: input.migrationsDir }));
+    } catch (error) {
+      status.problems.push(`${db}: ${message(error)}`);
+    }
+  });
+  const digests = [...new Set([...surveys.values()].map((s) => s.manifestDigest))];
+  if (digests.length > 1) status.problems.push(`the workers read different migration sets (${digests.map((d) => d.slice(0, 12)).join(', ')}) from ${input.migrationsDir}`);
+  status.manifestDigest = digests[0] ?? null;
+  if (input.expect && status.manifestDigest !== null && input.expect.manifestDigest !== status.manifestDigest) {
+    status.problems.push(`the rollout was started for manifest ${input.expect.manifestDigest.slice(0, 12)}, but the workers read ${status.manifestDigest.slice(0, 12)} in ${input.migrationsDir}`);
+  }
+  for (const s of surveys.values()) for (const p of s.problems) status.problems.push(`${s.db}: ${p}`);
+
+  const mode = status.mode === 'dry-run' ? 'auto' : status.mode;
+  const order = ['low', 'medium', 'high'] as const;
+  for (const d of status.databases) {
+    const s = surveys.get(d.db);
+    if (!s) continue;
+    d.versionBefore = s.version;
+    d.version = s.version;
+    d.pending = s.pending.length;
+    const levels = s.pending.map((p) => p.risk?.level ?? 'high');
+    d.risk = levels.length === 0 ? null : order[Math.max(...levels.map((l) => order.indexOf(l)))]!;
+    d.findings = gatedMigrations(mode, s.pending).flatMap((g) => g.findings.map((f) => `V${g.version}: ${f}`));
+    if (s.pending.length === 0) d.state = 'up-to-date';
+  }
+  const waves = assignWaves(input.targets, (db) => (surveys.get(db)?.pending.length ?? 0) > 0, input.strategy);
+  for (const d of status.databases) d.wave = waves.get(d.db) ?? null;
+  status.waves = Math.max(0, ...waves.values());
+  r.changed();
+  if (status.problems.length > 0) return 'refused';
+
+  const drift = findDrift([...surveys.values()]);
+  for (const report of drift) {
+    const { compareWith, ...rest } = report;
+    const compared = compareWith === null ? undefined : await compareSchemas({ db: report.db, reference: compareWith }).catch(() => undefined);
+    status.drift.push({ ...rest, differences: compared ? [`compared with ${compareWith}:`, ...compared.differences, ...(compared.total > compared.differences.length ? [`... ${compared.total - compared.differences.length} more`] : [])] : [] });
+  }
+  r.changed();
+  if (status.mode === 'dry-run') return 'dry-run';
+  if (drift.length > 0 && (input.onDrift ?? 'halt') === 'halt') return 'drift';
+
+  const gated = [...surveys.values()].flatMap((s) => (gatedMigrations(mode, s.pending).length > 0 ? [s] : []));
+  if (input.requireApproval || gated.length > 0) {
+    const why = [
+      ...(input.requireApproval ? ['the rollout was started with --require-approval'] : []),
+      ...(gated.length > 0 ? [`${gated.length} database${gated.length === 1 ? '' : 's'} (${gated.slice(0, 3).map((s) => s.db).join(', ')}${gated.length > 3 ? ', ...' : ''}): ${describeGate(mode, gatedMigrations(mode, gated[0]!.pending))}`] : []),
+    ].join('\n');
+    const decided = await awaitApproval(r, null, why);
+    if (decided !== 'go') return decided;
+  }
+  return undefined;
+}
+
+/** Waits for an approval of the rollout (null) or of a wave; an abort or the timeout ends the wait. */
+async function awaitApproval(r: RolloutState, wave: number | null, why: string): Promise<'go' | 'aborted' | 'approval-timed-out'> {
+  r.approvalFor = wave;
+  r.setStatus('awaiting-approval', `approval${wave === null ? '' : ` of wave ${wave}`}: ${why}`);
+  const decided = await condition(() => r.approvalFor === undefined || r.status.abortRequested !== null, r.input.decisionTimeoutMs ?? day);
+  r.approvalFor = undefined;
+  if (r.status.abortRequested) return 'aborted';
+  return decided ? 'go' : 'approval-timed-out';
+}
+
+/** The waves: start what may start, wait for anything to happen, move on when a wave has settled. */
+async function waveStep(r: RolloutState): Promise<RolloutStatusName> {
+  const { input, status } = r;
+  const children = new Map<string, ChildWorkflowHandle<typeof migrateDatabase>>();
+  const limit = Math.max(1, input.strategy.maxParallel);
+  for (;;) {
+    if (status.abortRequested) {
+      for (const [db, child] of children) await child.signal(cancelSignal, { by: status.abortRequested.by, reason: `the rollout ${status.deployId} was aborted` }).catch((e: unknown) => log.warn('could not cancel a run', { db, error: message(e) }));
+      await condition(() => r.inFlight === 0);
+      return status.abortRequested.compensate ? compensateStep(r) : 'aborted';
+    }
+    const atEnd = r.settledUpTo(status.wave) && status.wave >= status.waves;
+    if (r.thresholdReached() || (atEnd && r.failures() > 0)) {
+      if (r.inFlight > 0) {
+        r.setStatus('halted', `the ${r.inFlight} run${r.inFlight === 1 ? '' : 's'} in flight`);
+        await condition(() => r.inFlight === 0);
+        continue;
+      }
+      if (r.thresholdReached() && input.strategy.onFailure === 'compensate') return compensateStep(r);
+      // Failed databases need a person: run them again, leave them out, or abort.
+      r.setStatus('halted', `a decision: ${r.failures()} database${r.failures() === 1 ? '' : 's'} failed; retry or skip ${r.failures() === 1 ? 'it' : 'them'}, or abort`);
+      const seen = r.tick;
+      if (!(await condition(() => r.tick !== seen, input.decisionTimeoutMs ?? day))) return 'failed';
+      continue;
+    }
+    if (r.settledUpTo(status.wave)) {
+      if (atEnd) return 'completed';
+      if (status.wave === 0 && input.strategy.bakeMs > 0 && status.databases.some((d) => d.wave === 0)) {
+        r.setStatus('baking', `the bake: ${Math.round(input.strategy.bakeMs / 1000)} s after the canaries`);
+        await condition(() => status.abortRequested !== null, input.strategy.bakeMs);
+        if (status.abortRequested) continue;
+      }
+      if (input.strategy.approveWaves) {
+        const decided = await awaitApproval(r, status.wave + 1, `wave ${status.wave + 1} of ${status.waves} waits for an approval (--approve-waves)`);
+        if (decided === 'aborted') continue;
+        if (decided !== 'go') return decided;
+      }
+      status.wave += 1;
+      r.changed();
+      continue;
+    }
+    const suggested = workflowInfo().continueAsNewSuggested || (input.historyLimit !== undefined && workflowInfo().historyLength > input.historyLimit);
+    if (suggested && r.inFlight === 0) {
+      await condition(allHandlersFinished);
+      return continueAsNew<typeof rollout>(input, r.carry());
+    }
+    if (!status.paused && !suggested) {
+      for (const d of r.startable(Date.now())) {
+        if (r.inFlight >= limit) break;
+        runDatabase(r, d.db, children);
+      }
+    }
+    r.setStatus(status.paused ? 'paused' : status.wave === 0 ? 'canary' : 'running', status.paused ? 'a resume' : null);
+    const seen = r.tick;
+    const retry = r.nextRetry();
+    if (retry === undefined) await condition(() => r.tick !== seen);
+    else await condition(() => r.tick !== seen, Math.max(1, retry - Date.now()));
+  }
+}
+
+/**
+ * One database's run, as a child with the database's own id: busy when
+ * another run of it is going (tried again on a timer), then what its
+ * outcome says, and whether it converged on the canary's schema.
+ */
+function runDatabase(r: RolloutState, db: string, children: Map<string, ChildWorkflowHandle<typeof migrateDatabase>>): void {
+  const { input, status } = r;
+  const d = r.db(db);
+  d.state = 'running';
+  d.phase = 'planning';
+  d.attempts += 1;
+  d.startedAt = Date.now();
+  d.waitingFor = null;
+  r.inFlight += 1;
+  r.changed();
+  const approved = r.approvalOf(d.wave ?? 0);
+  const child: MigrateDatabaseInput = {
+    db,
+    migrationsDir: input.migrationsDir,
+    mode: status.mode,
+    expect: { manifestDigest: status.manifestDigest! },
+    ...(approved ? { approved: { ...approved, upTo: 'high' } } : {}),
+    ...(input.decisionTimeoutMs !== undefined ? { approvalTimeoutMs: input.decisionTimeoutMs } : {}),
+  };
+  const go = async () => {
+    let handle: ChildWorkflowHandle<typeof migrateDatabase>;
+    try {
+      handle = await startChild(migrateDatabase, {
+        workflowId: databaseWorkflowId(db),
+        args: [child],
+        workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+        // A database's run ends on its own terms (its lease, its compensation), whatever becomes of the rollout.
+        parentClosePolicy: 'ABANDON',
+        ...(input.searchAttributes ? { typedSearchAttributes: [{ key: runSearchAttributes.db, value: db }, { key: runSearchAttributes.rollout, value: input.deployId }] } : {}),
+      });
+    } catch (error) {
+      if ((error as Error).name !== 'WorkflowExecutionAlreadyStartedError') throw error;
+      d.state = 'busy';
+      d.phase = null;
+      d.waitingFor = `another run of the database (${databaseWorkflowId(db)}); tried again every ${Math.round((input.busyRetryMs ?? 30_000) / 1000)} s`;
+      r.retryAt[db] = Date.now() + (input.busyRetryMs ?? 30_000);
+      return;
+    }
+    children.set(db, handle);
+    let ended: unknown;
+    try {
+      ended = await handle.result();
+    } catch (error) {
+      ended = error;
+    } finally {
+      children.delete(db);
+    }
+    await settle(r, db, outcomeOf(ended), ended);
+  };
+  void go()
+    .catch((error: unknown) => {
+      d.state = 'failed';
+      d.failure = `could not run: ${message(error)}`;
+    })
+    .finally(() => {
+      r.inFlight -= 1;
+      if (d.state === 'running') d.state = 'failed';
+      d.phase = null;
+      r.changed();
+    });
+}
+
+/** A run's end, as the rollout counts it; an applied database must have the canary's schema. */
+async function settle(r: RolloutState, db: string, outcome: RunOutcome | undefined, ended: unknown): Promise<void> {
+  const d = r.db(db);
+  d.durationMs = Date.now() - (d.startedAt ?? Date.now());
+  d.outcome = outcome?.status ?? null;
+  if (outcome) d.version = outcome.versionAfter;
+  d.applied += outcome?.migrations.filter((m) => m.status === 'applied').length ?? 0;
+  if (!outcome) {
+    d.state = 'failed';
+    d.failure = `the run ended without an outcome: ${message(ended)}`;
+    return;
+  }
+  if (outcome.status === 'applied' || outcome.status === 'up-to-date') {
+    const diverged = await converges(r, db, outcome);
+    if (diverged) {
+      d.state = 'diverged';
+      d.failure = diverged;
+    } else {
+      d.state = outcome.status === 'applied' ? 'succeeded' : 'up-to-date';
+      r.completed.push(db);
+    }
+    return;
+  }
+  d.state = 'failed';
+  d.failure = outcome.status === 'cancelled' ? `cancelled by ${outcome.cancelledBy}` : 'failure' in outcome ? describeFailure(outcome.failure, outcome.status) : outcome.status;
+  // A database whose run failed after applying some versions and kept them (halt) still counts as changed.
+  if (d.applied > 0 && outcome.versionAfter !== d.versionBefore) r.completed.push(db);
+}
+
+/**
+ * Convergence: the schema after the run must be the canary's at the same
+ * version. The first database to reach a version (a canary: they run first)
+ * sets the reference. Returns why it differs, or undefined.
+ */
+async function converges(r: RolloutState, db: string, outcome: RunOutcome): Promise<string | undefined> {
+  const { status } = r;
+  const ref = status.reference;
+  if (ref === null) {
+    if (outcome.fingerprintAfter) status.reference = { db, version: outcome.versionAfter, fingerprint: outcome.fingerprintAfter };
+    return undefined;
+  }
+  if (ref.version !== outcome.versionAfter || outcome.fingerprintAfter === ref.fingerprint) return undefined;
+  const compared = await compareSchemas({ db, reference: ref.db });
+  if (compared.total === 0) return undefined;
+  return `its schema differs from ${ref.db}'s at V${outcome.versionAfter ?? '(none)'} (${compared.total} difference${compared.total === 1 ? '' : 's'}): ${compared.differences.slice(0, 5).join('; ')}`;
+}
+
+/** One line: the file, version, statement, SQLSTATE and what PostgreSQL said, and how the run left the database. */
+function describeFailure(f: RunFailure, ended: string): string {
+  const where = [f.file ?? (f.version !== undefined ? `V${f.version}` : undefined), f.statement !== undefined ? `statement ${f.statement}` : undefined, f.sqlstate ? `SQLSTATE ${f.sqlstate}` : undefined].filter(Boolean).join(', ');
+  return `[${f.type}] ${where ? `${where}: ` : ''}${f.message.split('\n')[0]} (${ended})`;
+}
+
+/**
+ * Compensation: every database this rollout changed goes back to its
+ * version before the rollout with `revertDatabase` (undo scripts, proven
+ * against the fingerprint the ledger recorded), newest completion first, at
+ * most `maxParallel` at once.
+ */
+async function compensateStep(r: RolloutState): Promise<RolloutStatusName> {
+  const { input, status } = r;
+  r.setStatus('compensating');
+  const changed = [...r.completed].reverse().filter((db) => r.db(db).applied > 0 && r.db(db).version !== r.db(db).versionBefore);
+  await bounded(changed, Math.max(1, input.strategy.maxParallel), async (db) => {
+    const d = r.db(db);
+    const failedBefore = d.state === 'failed' || d.state === 'diverged';
+    d.state = 'compensating';
+    d.waitingFor = null;
+    r.changed();
+    for (;;) {
+      try {
+        const handle = await startChild(revertDatabase, {
+          workflowId: databaseWorkflowId(db),
+          args: [{ db, migrationsDir: input.migrationsDir, ...(d.versionBefore !== null ? { to: d.versionBefore } : { steps: d.applied }), mode: 'aggressive' }],
+          workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+          parentClosePolicy: 'ABANDON',
+          ...(input.searchAttributes ? { typedSearchAttributes: [{ key: runSearchAttributes.db, value: db }, { key: runSearchAttributes.rollout, value: input.deployId }] } : {}),
+        });
+        const result = await handle.result();
+        d.version = result.versionAfter;
+        d.state = 'compensated';
+        d.failure = failedBefore ? d.failure : null;
+        break;
+      } catch (error) {
+        if ((error as Error).name === 'WorkflowExecutionAlreadyStartedError') {
+          d.waitingFor = `another run of the database (${databaseWorkflowId(db)})`;
+          r.changed();
+          await sleep(input.busyRetryMs ?? 30_000);
+          continue;
+        }
+        d.state = 'compensation-failed';
+        d.failure = `compensation failed: ${causeOf(error)}`;
+        break;
+      }
+    }
+    d.waitingFor = null;
+    r.changed();
+  });
+  if (status.abortRequested && status.databases.every((d) => d.state !== 'compensation-failed')) return 'compensated';
+  return status.databases.some((d) => d.state === 'compensation-failed') ? 'compensation-failed' : 'compensated';
+}
+
+/** The innermost message of a child's failure. */
+function causeOf(error: unknown): string {
+  let current: unknown = error;
+  while (typeof current === 'object' && current !== null && (current as { cause?: unknown }).cause) current = (current as { cause?: unknown }).cause;
+  return message(current);
+}
