@@ -88,9 +88,23 @@ export async function getRollout({ client }: PgconvoyClient, deployId: string): 
   return handle.query(rolloutStatusQuery);
 }
 
+/** The rollout refused a message that does not apply to it now (nothing was recorded). */
+export class RolloutMessageRejectedError extends PgconvoyError {
+  readonly type = 'MessageRejected';
+}
+
+/** An update to the rollout; a refusal or a rollout that does not exist comes back as one of the errors above. */
 async function send<A>(pgconvoy: PgconvoyClient, deployId: string, pick: (m: Awaited<ReturnType<typeof messages>>) => import('@temporalio/common').UpdateDefinition<RolloutAck, [A]>, input: A): Promise<RolloutAck> {
   const definition = pick(await messages());
-  return pgconvoy.client.workflow.getHandle(rolloutWorkflowId(deployId)).executeUpdate(definition, { args: [input] });
+  const { ApplicationFailure, WorkflowNotFoundError, WorkflowUpdateFailedError } = temporalClient();
+  try {
+    return await pgconvoy.client.workflow.getHandle(rolloutWorkflowId(deployId)).executeUpdate(definition, { args: [input] });
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) throw new RolloutNotFoundError(`no rollout with deploy id "${deployId}" is running (workflow ${rolloutWorkflowId(deployId)})`, { deployId });
+    const cause = error instanceof WorkflowUpdateFailedError ? error.cause : undefined;
+    if (cause instanceof ApplicationFailure && cause.type === 'MessageRejected') throw new RolloutMessageRejectedError(`rollout "${deployId}": ${cause.message}`, { deployId });
+    throw error;
+  }
 }
 
 /** Finish what is in flight, start nothing new. Rejected (MessageRejected) when it does not apply. */

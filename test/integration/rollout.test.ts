@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { withWorker, sharedTestClient } from '../helpers/temporal';
-import { childSpans, fleetFixture, ledgerVersion, maxOverlap, rolloutInput, runRollout, schemaFingerprint } from '../helpers/fleet';
+import { childSpans, fleetFixture, ledgerVersion, maxOverlap, rolloutInput, rolloutReaches, runRollout, schemaFingerprint } from '../helpers/fleet';
 
 const temporal = sharedTestClient();
 
@@ -56,5 +56,235 @@ test('20 databases: the canary first, then waves, never more than maxParallel at
         if (d.wave !== null && e.wave !== null && d.wave < e.wave) assert.ok(spans.get(d.db)!.close <= spans.get(e.db)!.start, `${d.db} (wave ${d.wave}) ended before ${e.db} (wave ${e.wave}) began`);
       }
     }
+  });
+});
+
+/** V2 fails on a database whose setting says so (a database-level setting: not part of the schema, so not drift). */
+const failingSet = {
+  ...set,
+  'V2__email.sql': `DO $$ BEGIN IF current_setting('pgconvoy_test.fail', true) = 'on' THEN RAISE EXCEPTION 'this database refuses V2' USING ERRCODE = '23514'; END IF; END $$;\nALTER TABLE accounts ADD COLUMN email text;`,
+};
+
+async function makeFail(db: { name: string }, on: boolean): Promise<void> {
+  const { adminQuery } = await import('../helpers/database');
+  await adminQuery(on ? `ALTER DATABASE ${db.name} SET pgconvoy_test.fail = 'on'` : `ALTER DATABASE ${db.name} RESET pgconvoy_test.fail`);
+}
+
+test('a failure in wave 2 with halt: nothing starts after the threshold, the databases before stay migrated, the report names the database, file, statement and SQLSTATE; skip lets the rest run', async (t) => {
+  const fleet = await fleetFixture(t, 8, failingSet, { prefix: 'halt' });
+  await makeFail(fleet.dbs.get('halt-06')!, true);
+  await withWorker(fleet.config, async () => {
+    const { client } = temporal;
+    const pgconvoy = { client, taskQueue: fleet.config.temporal.taskQueue };
+    const { startRollout, skipRolloutDatabase } = await import('../../src/client/rollout');
+    const { handle } = await startRollout(pgconvoy, rolloutInput(fleet, 'halt-1', { mode: 'aggressive', strategy: { waveSize: { count: 3 }, maxParallel: 2 } }));
+    const halted = await rolloutReaches(client, fleet.config, 'halt-1', 'the rollout to halt', (s) => s.status === 'halted' && s.waitingFor?.startsWith('a decision') === true);
+    const byDb = new Map(halted.databases.map((d) => [d.db, d]));
+    const failed = byDb.get('halt-06')!;
+    assert.equal(failed.state, 'failed');
+    assert.equal(failed.wave, 2);
+    assert.equal(failed.outcome, 'compensated', 'its own run put it back');
+    assert.match(failed.failure ?? '', /V2__email\.sql, statement 1, SQLSTATE 23514: .*this database refuses V2/);
+    assert.equal(byDb.get('halt-08')!.state, 'pending', 'wave 3 never started');
+    for (const alias of ['halt-01', 'halt-02', 'halt-03', 'halt-04', 'halt-05']) {
+      assert.equal(byDb.get(alias)!.state, 'succeeded', alias);
+      assert.equal(await ledgerVersion(fleet.dbs.get(alias)!), '3', `${alias} stays migrated`);
+    }
+    assert.equal(await ledgerVersion(fleet.dbs.get('halt-06')!), null);
+    assert.equal(await ledgerVersion(fleet.dbs.get('halt-08')!), null);
+    // Nothing started after the failure ended its run.
+    const spans = await childSpans(client, fleet.aliases);
+    const failedAt = spans.get('halt-06')!.close;
+    for (const [alias, span] of spans) assert.ok(span.start <= failedAt, `${alias} started after the threshold`);
+
+    // Skipping the failed database lets the rest run; it is not counted as failed.
+    await skipRolloutDatabase(pgconvoy, 'halt-1', { by: 'test', db: 'halt-06' });
+    const result = await handle.result();
+    assert.equal(result.status, 'completed', JSON.stringify(result.databases));
+    assert.equal(result.counts.skipped, 1);
+    assert.equal(result.counts.succeeded, 7);
+    assert.equal(await ledgerVersion(fleet.dbs.get('halt-08')!), '3');
+  });
+});
+
+test('a failure in wave 2 with compensate: every database the rollout changed is back at its starting version with its starting fingerprint', async (t) => {
+  const fleet = await fleetFixture(t, 8, failingSet, { prefix: 'comp' });
+  await makeFail(fleet.dbs.get('comp-06')!, true);
+  await withWorker(fleet.config, async () => {
+    const { client } = temporal;
+    const { migrate } = await import('../../src/client/api');
+    // One database starts at V1: compensation takes it back there, not further.
+    await migrate({ client, taskQueue: fleet.config.temporal.taskQueue }, { db: 'comp-03', migrationsDir: fleet.config.migrationsDir, target: '1' });
+    const before = new Map<string, string>();
+    for (const [alias, db] of fleet.dbs) before.set(alias, await schemaFingerprint(db));
+    const result = await runRollout(client, fleet.config, rolloutInput(fleet, 'comp-1', { mode: 'aggressive', strategy: { waveSize: { count: 3 }, maxParallel: 2, onFailure: 'compensate' } }));
+    assert.equal(result.status, 'compensated', JSON.stringify(result.databases, null, 2));
+    const byDb = new Map(result.databases.map((d) => [d.db, d]));
+    assert.match(byDb.get('comp-06')!.failure ?? '', /V2__email\.sql, statement 1, SQLSTATE 23514/);
+    const compensated = result.databases.filter((d) => d.state === 'compensated').map((d) => d.db);
+    assert.ok(compensated.includes('comp-01') && compensated.includes('comp-05'), compensated.join(','));
+    for (const [alias, db] of fleet.dbs) {
+      assert.equal(await ledgerVersion(db), alias === 'comp-03' ? '1' : null, `${alias} at its starting version`);
+      assert.equal(await schemaFingerprint(db), before.get(alias), `${alias} has its starting schema`);
+    }
+    // Newest completion first.
+    const spans = await childSpans(client, compensated);
+    const order = [...compensated].sort((a, b) => spans.get(a)!.start - spans.get(b)!.start);
+    assert.equal(order.at(-1), 'comp-01', 'the canary, changed first, is reverted last');
+  });
+});
+
+test('drift: a database altered by hand before the rollout is reported, with what differs, before anything changes', async (t) => {
+  const fleet = await fleetFixture(t, 5, set, { prefix: 'drift' });
+  await withWorker(fleet.config, async () => {
+    const { client } = temporal;
+    const { migrate } = await import('../../src/client/api');
+    for (const alias of ['drift-01', 'drift-02']) await migrate({ client, taskQueue: fleet.config.temporal.taskQueue }, { db: alias, migrationsDir: fleet.config.migrationsDir, target: '1' });
+    await fleet.dbs.get('drift-02')!.query('ALTER TABLE accounts ADD COLUMN by_hand int');
+    await fleet.dbs.get('drift-05')!.query('CREATE TABLE stray (id int)');
+    const result = await runRollout(client, fleet.config, rolloutInput(fleet, 'drift-1'));
+    assert.equal(result.status, 'drift');
+    assert.deepEqual(result.drift.map((d) => d.db).sort(), ['drift-02', 'drift-05']);
+    const altered = result.drift.find((d) => d.db === 'drift-02')!;
+    assert.match(altered.reason, /not the one its ledger recorded after V1/);
+    assert.ok(altered.differences.some((l) => l.includes('by_hand')), altered.differences.join('\n'));
+    const stray = result.drift.find((d) => d.db === 'drift-05')!;
+    assert.match(stray.reason, /differs from that of 2 other databases with no version applied \(drift-03, drift-04/);
+    assert.ok(stray.differences.some((l) => l.includes('stray')), stray.differences.join('\n'));
+    assert.ok(result.databases.every((d) => d.state === 'not-run' || d.state === 'up-to-date'));
+    assert.equal(await ledgerVersion(fleet.dbs.get('drift-01')!), '1');
+    assert.equal(await ledgerVersion(fleet.dbs.get('drift-03')!), null, 'nothing changed');
+    // The dry run shows the fleet: version, pending, risk.
+    const preview = await runRollout(client, fleet.config, rolloutInput(fleet, 'drift-2', { mode: 'dry-run' }));
+    assert.equal(preview.status, 'dry-run');
+    assert.equal(preview.drift.length, 2);
+    assert.deepEqual(preview.databases.map((d) => [d.db, d.versionBefore, d.pending]), [['drift-01', '1', 2], ['drift-02', '1', 2], ['drift-03', null, 3], ['drift-04', null, 3], ['drift-05', null, 3]]);
+    assert.equal(await ledgerVersion(fleet.dbs.get('drift-03')!), null, 'a dry run changes nothing');
+  });
+});
+
+test('--approve-waves, pause and resume: each wave after the canary waits for an approval; a paused rollout starts nothing until resumed', async (t) => {
+  const fleet = await fleetFixture(t, 5, set, { prefix: 'waves' });
+  await withWorker(fleet.config, async () => {
+    const { client } = temporal;
+    const pgconvoy = { client, taskQueue: fleet.config.temporal.taskQueue };
+    const { startRollout, approveRollout, pauseRollout, resumeRollout, getRollout } = await import('../../src/client/rollout');
+    const { handle } = await startRollout(pgconvoy, rolloutInput(fleet, 'waves-1', { strategy: { waveSize: { count: 2 }, approveWaves: true } }));
+    const waiting = await rolloutReaches(client, fleet.config, 'waves-1', 'wave 1 to wait for its approval', (s) => s.status === 'awaiting-approval');
+    assert.match(waiting.waitingFor ?? '', /wave 1 of 2/);
+    assert.equal(waiting.counts.succeeded, 1, 'the canary ran');
+    assert.equal(await ledgerVersion(fleet.dbs.get('waves-02')!), null);
+    // Approving with nothing waiting is refused.
+    await approveRollout(pgconvoy, 'waves-1', { by: 'alice' });
+    await assert.rejects(approveRollout(pgconvoy, 'waves-1', { by: 'alice' }), /nothing to approve/);
+    await rolloutReaches(client, fleet.config, 'waves-1', 'wave 2 to wait', (s) => s.status === 'awaiting-approval' && s.wave === 1);
+    assert.equal(await ledgerVersion(fleet.dbs.get('waves-03')!), '3');
+    assert.equal(await ledgerVersion(fleet.dbs.get('waves-04')!), null);
+
+    // Paused, the approved wave does not start.
+    await pauseRollout(pgconvoy, 'waves-1', { by: 'bob' });
+    await approveRollout(pgconvoy, 'waves-1', { by: 'alice', note: 'wave 2' });
+    const paused = await rolloutReaches(client, fleet.config, 'waves-1', 'the rollout to be paused', (s) => s.status === 'paused');
+    assert.equal(paused.wave, 2);
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal((await getRollout(pgconvoy, 'waves-1')).counts.running, 0);
+    assert.equal(await ledgerVersion(fleet.dbs.get('waves-04')!), null, 'nothing starts while paused');
+    await resumeRollout(pgconvoy, 'waves-1', { by: 'bob' });
+    const result = await handle.result();
+    assert.equal(result.status, 'completed');
+    assert.equal(result.counts.succeeded, 5);
+    assert.deepEqual(result.approvals.map((a) => [a.by, a.wave]), [['alice', 1], ['alice', 2]]);
+  });
+});
+
+test('abort with compensate while a wave waits: the canary is reverted and nothing else ran; retry runs a failed database again', async (t) => {
+  const fleet = await fleetFixture(t, 4, failingSet, { prefix: 'abort' });
+  await makeFail(fleet.dbs.get('abort-02')!, true);
+  await withWorker(fleet.config, async () => {
+    const { client } = temporal;
+    const pgconvoy = { client, taskQueue: fleet.config.temporal.taskQueue };
+    const { startRollout, abortRollout, retryRolloutDatabase } = await import('../../src/client/rollout');
+    const first = await startRollout(pgconvoy, rolloutInput(fleet, 'abort-1', { targets: ['abort-01', 'abort-03'], strategy: { approveWaves: true } }));
+    await rolloutReaches(client, fleet.config, 'abort-1', 'wave 1 to wait', (s) => s.status === 'awaiting-approval');
+    assert.equal(await ledgerVersion(fleet.dbs.get('abort-01')!), '3');
+    await abortRollout(pgconvoy, 'abort-1', { by: 'carol', note: 'bad release', compensate: true });
+    const aborted = await first.handle.result();
+    assert.equal(aborted.status, 'compensated');
+    assert.equal(aborted.abortRequested?.by, 'carol');
+    assert.equal(await ledgerVersion(fleet.dbs.get('abort-01')!), null, 'the canary was reverted');
+    assert.equal(aborted.databases.find((d) => d.db === 'abort-03')?.state, 'not-run');
+
+    // A failed database, fixed and retried, completes the rollout.
+    const second = await startRollout(pgconvoy, rolloutInput(fleet, 'abort-2', { targets: ['abort-02', 'abort-04'], mode: 'aggressive', strategy: { canary: { aliases: ['abort-02'] } } }));
+    const halted = await rolloutReaches(client, fleet.config, 'abort-2', 'the canary to fail', (s) => s.status === 'halted' && s.waitingFor?.startsWith('a decision') === true);
+    assert.equal(halted.databases.find((d) => d.db === 'abort-04')?.state, 'pending');
+    await assert.rejects(retryRolloutDatabase(pgconvoy, 'abort-2', { by: 'dave', db: 'abort-04' }), /it is pending, not failed/);
+    await makeFail(fleet.dbs.get('abort-02')!, false);
+    await retryRolloutDatabase(pgconvoy, 'abort-2', { by: 'dave', db: 'abort-02' });
+    const result = await second.handle.result();
+    assert.equal(result.status, 'completed', JSON.stringify(result.databases));
+    const retried = result.databases.find((d) => d.db === 'abort-02')!;
+    assert.equal(retried.attempts, 2);
+    assert.equal(retried.state, 'succeeded');
+    assert.equal(await ledgerVersion(fleet.dbs.get('abort-04')!), '3');
+  });
+});
+
+test('a busy database waits for the run that holds it; the same deploy id attaches, another set or targets under it is refused', async (t) => {
+  const fleet = await fleetFixture(t, 3, set, { prefix: 'busy' });
+  await withWorker(fleet.config, async () => {
+    const { client } = temporal;
+    const pgconvoy = { client, taskQueue: fleet.config.temporal.taskQueue };
+    const { startMigration, approve } = await import('../../src/client/api');
+    const { startRollout, RolloutConflictError } = await import('../../src/client/rollout');
+    // A manual `up` of busy-02 waits for its approval, holding the database's workflow id.
+    const manual = await startMigration(pgconvoy, { db: 'busy-02', migrationsDir: fleet.config.migrationsDir, requireApproval: true });
+    const input = rolloutInput(fleet, 'busy-1', { busyRetryMs: 300, strategy: { waveSize: { percent: 100 } } });
+    const started = await startRollout(pgconvoy, input);
+    assert.equal(started.attached, false);
+    const busy = await rolloutReaches(client, fleet.config, 'busy-1', 'busy-02 to be busy', (s) => s.databases.some((d) => d.db === 'busy-02' && d.state === 'busy'));
+    assert.match(busy.databases.find((d) => d.db === 'busy-02')!.waitingFor ?? '', /another run of the database \(pgconvoy\/db\/busy-02\)/);
+
+    // The same deploy again attaches; other targets or another set under the same id are refused.
+    const again = await startRollout(pgconvoy, input);
+    assert.equal(again.attached, true);
+    assert.equal(again.handle.workflowId, started.handle.workflowId);
+    await assert.rejects(startRollout(pgconvoy, { ...input, targets: ['busy-01'] }), (e: unknown) => e instanceof RolloutConflictError && /another targets: targets \["busy-01","busy-02","busy-03"\] there, \["busy-01"\] here/.test(e.message));
+    await assert.rejects(startRollout(pgconvoy, { ...input, expect: { manifestDigest: 'f'.repeat(64) } }), (e: unknown) => e instanceof RolloutConflictError && /manifestDigest/.test(e.message));
+
+    await approve(pgconvoy, 'busy-02', { by: 'test' });
+    await manual.result();
+    const result = await started.handle.result();
+    assert.equal(result.status, 'completed', JSON.stringify(result.databases));
+    const waited = result.databases.find((d) => d.db === 'busy-02')!;
+    assert.equal(waited.outcome, 'up-to-date', 'the manual run applied it; the rollout found nothing left');
+    assert.ok(waited.attempts >= 2);
+    // Ended, the deploy id still finds it.
+    const ended = await startRollout(pgconvoy, input);
+    assert.equal(ended.attached, true);
+    assert.equal((await ended.handle.result()).status, 'completed');
+  });
+});
+
+test('continue-as-new with a low threshold over 30 databases: completes with its state intact', async (t) => {
+  const fleet = await fleetFixture(t, 30, set, { prefix: 'can' });
+  await withWorker(fleet.config, async () => {
+    const { client } = temporal;
+    const result = await runRollout(client, fleet.config, rolloutInput(fleet, 'can-1', { historyLimit: 150, strategy: { waveSize: { count: 10 }, maxParallel: 5 } }));
+    assert.equal(result.status, 'completed', JSON.stringify(result.counts));
+    assert.ok(result.continuedAsNew >= 2, `continued as new ${result.continuedAsNew} times`);
+    assert.equal(result.counts.succeeded, 30);
+    assert.equal(result.reference?.db, 'can-01');
+    assert.ok(result.databases.every((d) => d.attempts === 1 && d.version === '3' && d.applied === 3));
+    for (const [alias, db] of fleet.dbs) assert.equal(await ledgerVersion(db), '3', alias);
+    // Every run of the rollout's chain stayed under the limit's order of magnitude.
+    const runs = await client.workflow.list({ query: `WorkflowId = 'pgconvoy/rollout/can-1'` });
+    let count = 0;
+    for await (const run of runs) {
+      const history = await client.workflow.getHandle(run.workflowId, run.runId).fetchHistory();
+      assert.ok((history.events?.length ?? 0) < 600, `a run of ${history.events?.length} events`);
+      count += 1;
+    }
+    assert.equal(count, result.continuedAsNew + 1);
   });
 });

@@ -96,7 +96,7 @@ async function planStep(r: RolloutState): Promise<RolloutStatusName | undefined>
   r.changed();
   if (status.problems.length > 0) return 'refused';
 
-  const drift = findDrift([...surveys.values()]);
+  const drift = findDrift(input.targets.flatMap((db) => surveys.get(db) ?? []));
   for (const report of drift) {
     const { compareWith, ...rest } = report;
     const compared = compareWith === null ? undefined : await compareSchemas({ db: report.db, reference: compareWith }).catch(() => undefined);
