@@ -278,7 +278,7 @@ test('continue-as-new with a low threshold over 30 databases: completes with its
     assert.ok(result.databases.every((d) => d.attempts === 1 && d.version === '3' && d.applied === 3));
     for (const [alias, db] of fleet.dbs) assert.equal(await ledgerVersion(db), '3', alias);
     // Every run of the rollout's chain stayed under the limit's order of magnitude.
-    const runs = await client.workflow.list({ query: `WorkflowId = 'pgconvoy/rollout/can-1'` });
+    const runs = client.workflow.list({ query: `WorkflowId = 'pgconvoy/rollout/can-1'` });
     let count = 0;
     for await (const run of runs) {
       const history = await client.workflow.getHandle(run.workflowId, run.runId).fetchHistory();
