@@ -24,6 +24,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
+import type { History } from '@temporalio/common/lib/proto-utils';
 import { startMigration } from '../src/client/api';
 import { startDevServer } from '../src/worker/dev-server';
 import { activitySteps } from '../test/helpers/histories';
@@ -43,7 +44,8 @@ const rounds = Math.max(1, numberArg('runs', 1));
 const bin = join(__dirname, '..', '..', 'bin', 'pgconvoy');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function writeSet(dir: string, n: number): void {
+/** `n` small migrations in `dir` (V<i>__t<i>.sql): a table, ten rows, an index. */
+export function writeSet(dir: string, n: number): void {
   mkdirSync(dir);
   for (let i = 1; i <= n; i++) {
     writeFileSync(
@@ -125,7 +127,7 @@ async function runPeers(scratch: string, set: string, files: string[], n: string
   return times;
 }
 
-function tool(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): void {
+export function tool(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): void {
   const r = spawnSync(command, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
   if (r.status !== 0) throw new Error(`${command} ${args.join(' ')} failed: ${r.stderr.toString()}`);
 }
@@ -211,9 +213,11 @@ async function main(): Promise<void> {
   }
 }
 
-/** The run's steps around the apply phase, from its history: each activity's scheduled to completed time. */
-function stepsOf(events: Awaited<ReturnType<typeof runWithWorker>>['events']): string {
-  const at = (e: (typeof events)[number]) => Number(e.eventTime?.seconds ?? 0) * 1000 + Math.round((e.eventTime?.nanos ?? 0) / 1e6);
+/** A history event's time, in ms since the epoch (the server's clock). */
+export const eventMs = (e: NonNullable<History['events']>[number]): number => Number(e.eventTime?.seconds ?? 0) * 1000 + Math.round((e.eventTime?.nanos ?? 0) / 1e6);
+
+/** Each completed activity in a history, by type: its scheduled to completed time. */
+export function activitySpans(events: NonNullable<History['events']>): Array<{ name: string; from: number; to: number }> {
   const scheduled = new Map<number, string>();
   const spans: Array<{ name: string; from: number; to: number }> = [];
   for (const e of events) {
@@ -222,9 +226,15 @@ function stepsOf(events: Awaited<ReturnType<typeof runWithWorker>>['events']): s
     const done = e.activityTaskCompletedEventAttributes;
     if (done) {
       const id = Number(done.scheduledEventId);
-      spans.push({ name: scheduled.get(id) ?? '?', from: at(events.find((x) => Number(x.eventId) === id)!), to: at(e) });
+      spans.push({ name: scheduled.get(id) ?? '?', from: eventMs(events.find((x) => Number(x.eventId) === id)!), to: eventMs(e) });
     }
   }
+  return spans;
+}
+
+/** The run's steps around the apply phase, from its history: each activity's scheduled to completed time. */
+function stepsOf(events: NonNullable<History['events']>): string {
+  const spans = activitySpans(events);
   const step = (name: string) => spans.filter((s) => s.name === name).reduce((sum, s) => sum + (s.to - s.from), 0);
   return `plan ${step('planDatabase')} ms, lease ${step('acquireLease')} ms, fingerprint ${step('beginRun')} ms, backup ${step('takeBackup')} ms, verify ${step('verifyRun')} ms, release ${step('releaseLease')} ms`;
 }
@@ -271,4 +281,4 @@ async function runWithWorker(client: Client, address: string, set: string, taskQ
   }
 }
 
-runBench(main);
+if (require.main === module) runBench(main);
