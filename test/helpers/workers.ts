@@ -18,12 +18,10 @@ export interface WorkerProcess {
 export function workerPool(options: { taskQueue: string; databases: Record<string, string>; migrationsDir: string; lease?: { ttlMs: number; renewEveryMs: number } }) {
   const dir = mkdtempSync(join(tmpdir(), 'pgconvoy-workers-'));
   const configFile = join(dir, 'pgconvoy.config.json');
-  writeFileSync(configFile, JSON.stringify({ migrations: options.migrationsDir, ...(options.lease ? { lease: options.lease } : {}) }));
-  const env = cliEnv({
-    ...services.temporalEnv,
-    PGCONVOY_TASK_QUEUE: options.taskQueue,
-    ...Object.fromEntries(Object.entries(options.databases).map(([alias, url]) => [`PGCONVOY_DB_${alias.toUpperCase()}`, url])),
-  });
+  // The databases in the config file: an alias from the environment alone is read back lower-cased with "_" for "-".
+  const databases = Object.fromEntries(Object.entries(options.databases).map(([alias, url]) => [alias, { url }]));
+  writeFileSync(configFile, JSON.stringify({ migrations: options.migrationsDir, databases, ...(options.lease ? { lease: options.lease } : {}) }));
+  const env = cliEnv({ ...services.temporalEnv, PGCONVOY_TASK_QUEUE: options.taskQueue });
   const started: WorkerProcess[] = [];
   return {
     configFile,
