@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { maybeRecordHistory } from '../helpers/histories';
 import { withWorker, sharedTestClient } from '../helpers/temporal';
 import { childSpans, fleetFixture, ledgerVersion, maxOverlap, rolloutInput, rolloutReaches, runRollout, schemaFingerprint } from '../helpers/fleet';
 
@@ -104,6 +105,7 @@ test('a failure in wave 2 with halt: nothing starts after the threshold, the dat
     assert.equal(result.counts.skipped, 1);
     assert.equal(result.counts.succeeded, 7);
     assert.equal(await ledgerVersion(fleet.dbs.get('halt-08')!), '3');
+    maybeRecordHistory('rollout-halted-then-skipped', await handle.fetchHistory());
   });
 });
 
@@ -131,6 +133,7 @@ test('a failure in wave 2 with compensate: every database the rollout changed is
     const spans = await childSpans(client, compensated);
     const order = [...compensated].sort((a, b) => spans.get(a)!.start - spans.get(b)!.start);
     assert.equal(order.at(-1), 'comp-01', 'the canary, changed first, is reverted last');
+    maybeRecordHistory('rollout-compensated', await client.workflow.getHandle('pgconvoy/rollout/comp-1').fetchHistory());
   });
 });
 
@@ -194,6 +197,7 @@ test('--approve-waves, pause and resume: each wave after the canary waits for an
     assert.equal(result.status, 'completed');
     assert.equal(result.counts.succeeded, 5);
     assert.deepEqual(result.approvals.map((a) => [a.by, a.wave]), [['alice', 1], ['alice', 2]]);
+    maybeRecordHistory('rollout-approved-waves-paused', await handle.fetchHistory());
   });
 });
 
