@@ -5,12 +5,13 @@ import { readerThrough, type DatabaseReader, type PgconvoyClient } from './api';
 import { registerLedgerCommands } from './commands/ledger';
 import { registerOperationCommands } from './commands/operations';
 import { registerReadCommands } from './commands/read';
+import { registerRolloutCommands } from './commands/rollout';
 import { registerRunCommands } from './commands/run';
 import { registerUndoCommand } from './commands/undo';
 import { UsageError, type CliKit, type CommandContext, type GlobalOptions, type Io } from './commands/kit';
 import { ExitCode, exitCodeForFailure } from './exit-codes';
 import { summarizeFailure } from './failure';
-import { answersWithoutServer, withTemporal } from './session';
+import { answersWithoutServer, withTemporal, type Session } from './session';
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, io: Io): Promise<ExitCode> {
   const program = new Command('pgconvoy')
@@ -32,15 +33,15 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
   /** Runs a command against Temporal; a failure becomes its report and exit code. */
   const viaTemporal = (
     c: CommandContext,
-    fn: (pgconvoy: PgconvoyClient) => Promise<ExitCode>,
-    options: { attach?: boolean } = {},
+    fn: (pgconvoy: PgconvoyClient, session: Session) => Promise<ExitCode>,
+    options: { attach?: boolean; handlesInterrupts?: boolean } = {},
   ): Promise<ExitCode> =>
     withTemporal(
       c.config,
       c.logger,
-      async (pgconvoy) => {
+      async (pgconvoy, session) => {
         try {
-          return await fn(pgconvoy);
+          return await fn(pgconvoy, session);
         } catch (error) {
           return reportFailure(io, c.global, error, workerSide(c.config, error));
         }
@@ -62,6 +63,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
   registerReadCommands(kit);
   registerLedgerCommands(kit);
   registerOperationCommands(kit);
+  registerRolloutCommands(kit);
 
   try {
     await program.parseAsync(argv, { from: 'user' });

@@ -100,7 +100,11 @@ async function send<A>(pgconvoy: PgconvoyClient, deployId: string, pick: (m: Awa
   try {
     return await pgconvoy.client.workflow.getHandle(rolloutWorkflowId(deployId)).executeUpdate(definition, { args: [input] });
   } catch (error) {
-    if (error instanceof WorkflowNotFoundError) throw new RolloutNotFoundError(`no rollout with deploy id "${deployId}" is running (workflow ${rolloutWorkflowId(deployId)})`, { deployId });
+    if (error instanceof WorkflowNotFoundError) {
+      // Ended: say how, as the rollout itself refuses a message it has no use for.
+      const ended = await getRollout(pgconvoy, deployId);
+      throw new RolloutMessageRejectedError(`rollout "${deployId}": the rollout has ended (${ended.status})`, { deployId });
+    }
     const cause = error instanceof WorkflowUpdateFailedError ? error.cause : undefined;
     if (cause instanceof ApplicationFailure && cause.type === 'MessageRejected') throw new RolloutMessageRejectedError(`rollout "${deployId}": ${cause.message}`, { deployId });
     throw error;

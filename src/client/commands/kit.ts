@@ -5,6 +5,7 @@ import { parseVersion, type Version } from '../../core/version';
 import type { Logger } from '../../logging/logger';
 import type { DatabaseReader, PgconvoyClient } from '../api';
 import type { ExitCode } from '../exit-codes';
+import type { Session } from '../session';
 
 export interface GlobalOptions {
   config?: string;
@@ -67,7 +68,7 @@ export interface CliKit {
    */
   readDatabase(c: CommandContext, fn: (reader: DatabaseReader) => Promise<ExitCode>, options?: { attach?: boolean }): Promise<ExitCode>;
   /** Runs a command against Temporal; a failure becomes its report and exit code. */
-  viaTemporal(c: CommandContext, fn: (pgconvoy: PgconvoyClient) => Promise<ExitCode>, options?: { attach?: boolean }): Promise<ExitCode>;
+  viaTemporal(c: CommandContext, fn: (pgconvoy: PgconvoyClient, session: Session) => Promise<ExitCode>, options?: { attach?: boolean; handlesInterrupts?: boolean }): Promise<ExitCode>;
   reportFailure(global: GlobalOptions, error: unknown): ExitCode;
   /** What the process exits with; the command's action sets it. */
   exitCode: ExitCode;
