@@ -114,6 +114,8 @@ export interface RolloutDatabase {
   attempts: number;
   /** Workflow time its current (or last) run started. */
   startedAt: number | null;
+  /** Its schema's fingerprint: as surveyed, then after its run. */
+  fingerprint: string | null;
 }
 
 export interface DriftReport {

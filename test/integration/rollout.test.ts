@@ -292,3 +292,25 @@ test('continue-as-new with a low threshold over 30 databases: completes with its
     assert.equal(count, result.continuedAsNew + 1);
   });
 });
+
+test('convergence: a database whose schema ends unlike the canary’s counts as diverged, with the difference; so does one with nothing to apply', async (t) => {
+  const fleet = await fleetFixture(t, 4, set, { prefix: 'conv' });
+  await withWorker(fleet.config, async () => {
+    const { client } = temporal;
+    const { migrate } = await import('../../src/client/api');
+    // conv-03 has an extra table before the rollout (drift, let through with warn); conv-04 had one before it was migrated, so its ledger agrees with it.
+    await fleet.dbs.get('conv-03')!.query('CREATE TABLE extra_03 (id int)');
+    await fleet.dbs.get('conv-04')!.query('CREATE TABLE extra_04 (id int)');
+    await migrate({ client, taskQueue: fleet.config.temporal.taskQueue }, { db: 'conv-04', migrationsDir: fleet.config.migrationsDir });
+    const result = await runRollout(client, fleet.config, rolloutInput(fleet, 'conv-1', { onDrift: 'warn', decisionTimeoutMs: 1000, strategy: { maxFailures: { count: 5 }, waveSize: { percent: 100 } } }));
+    assert.equal(result.status, 'failed', 'failed databases nobody decided on');
+    assert.deepEqual(result.drift.map((d) => d.db), ['conv-03']);
+    const byDb = new Map(result.databases.map((d) => [d.db, d]));
+    assert.equal(byDb.get('conv-02')!.state, 'succeeded');
+    assert.equal(byDb.get('conv-03')!.state, 'diverged');
+    assert.match(byDb.get('conv-03')!.failure ?? '', /its schema differs from conv-01's at V3 \(\d+ differences?\): .*extra_03/);
+    assert.equal(byDb.get('conv-03')!.version, '3', 'migrated, but not to the canary’s schema');
+    assert.equal(byDb.get('conv-04')!.state, 'diverged');
+    assert.match(byDb.get('conv-04')!.failure ?? '', /nothing to apply, but its schema differs from conv-01's at V3 .*extra_04/);
+  });
+});

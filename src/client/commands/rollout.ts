@@ -208,11 +208,17 @@ export function registerRolloutCommands(kit: CliKit): void {
 async function follow(kit: CliKit, global: GlobalOptions, pgconvoy: PgconvoyClient, session: Session, deployId: string): Promise<ExitCode> {
   let last: RolloutStatus | undefined;
   let interrupted: NodeJS.Signals | undefined;
-  void session.interrupted.then((signal) => (interrupted = signal));
+  // Each poll under an abort signal of its own: the client adds a listener to a call's signal and never removes it, so one signal for a watch of hours would gather thousands.
+  let poll = new AbortController();
+  void session.interrupted.then((signal) => {
+    interrupted = signal;
+    poll.abort();
+  });
   for (;;) {
-    const s = await getRollout(pgconvoy, deployId).catch((error: unknown) => {
-      if (summarizeFailure(error).type === 'UnknownDatabase') throw error;
-      return last; // the server is away for a moment: ask again
+    poll = new AbortController();
+    const s = await pgconvoy.client.connection.withAbortSignal(poll.signal, () => getRollout(pgconvoy, deployId)).catch((error: unknown) => {
+      if (summarizeFailure(error).type === 'UnknownDatabase' && !interrupted) throw error;
+      return last; // the server is away for a moment (or the poll was interrupted): ask again
     });
     if (s && !global.json) for (const line of renderRolloutChanges(last, s)) kit.io.stderr(`${line}\n`);
     last = s ?? last;

@@ -85,6 +85,7 @@ async function planStep(r: RolloutState): Promise<RolloutStatusName | undefined>
     d.versionBefore = s.version;
     d.version = s.version;
     d.pending = s.pending.length;
+    d.fingerprint = s.fingerprint;
     const levels = s.pending.map((p) => p.risk?.level ?? 'high');
     d.risk = levels.length === 0 ? null : order[Math.max(...levels.map((l) => order.indexOf(l)))]!;
     d.findings = gatedMigrations(mode, s.pending).flatMap((g) => g.findings.map((f) => `V${g.version}: ${f}`));
@@ -261,6 +262,7 @@ async function settle(r: RolloutState, db: string, outcome: RunOutcome | undefin
   d.durationMs = Date.now() - (d.startedAt ?? Date.now());
   d.outcome = outcome?.status ?? null;
   if (outcome) d.version = outcome.versionAfter;
+  if (outcome?.fingerprintAfter) d.fingerprint = outcome.fingerprintAfter;
   d.applied += outcome?.migrations.filter((m) => m.status === 'applied').length ?? 0;
   if (!outcome) {
     d.state = 'failed';
@@ -293,13 +295,32 @@ async function converges(r: RolloutState, db: string, outcome: RunOutcome): Prom
   const { status } = r;
   const ref = status.reference;
   if (ref === null) {
-    if (outcome.fingerprintAfter) status.reference = { db, version: outcome.versionAfter, fingerprint: outcome.fingerprintAfter };
+    if (outcome.fingerprintAfter) {
+      status.reference = { db, version: outcome.versionAfter, fingerprint: outcome.fingerprintAfter };
+      await upToDateConverge(r);
+    }
     return undefined;
   }
   if (ref.version !== outcome.versionAfter || outcome.fingerprintAfter === ref.fingerprint) return undefined;
   const compared = await compareSchemas({ db, reference: ref.db });
   if (compared.total === 0) return undefined;
   return `its schema differs from ${ref.db}'s at V${outcome.versionAfter ?? '(none)'} (${compared.total} difference${compared.total === 1 ? '' : 's'}): ${compared.differences.slice(0, 5).join('; ')}`;
+}
+
+/**
+ * The databases that had nothing to do must have the reference's schema too
+ * when they are at its version: checked once the reference is known.
+ */
+async function upToDateConverge(r: RolloutState): Promise<void> {
+  const ref = r.status.reference!;
+  for (const d of r.status.databases) {
+    if (d.state !== 'up-to-date' || d.attempts > 0 || d.version !== ref.version || d.fingerprint === ref.fingerprint) continue;
+    const compared = await compareSchemas({ db: d.db, reference: ref.db });
+    if (compared.total === 0) continue;
+    d.state = 'diverged';
+    d.failure = `it had nothing to apply, but its schema differs from ${ref.db}'s at V${ref.version ?? '(none)'} (${compared.total} difference${compared.total === 1 ? '' : 's'}): ${compared.differences.slice(0, 5).join('; ')}`;
+  }
+  r.changed();
 }
 
 /** One line: the file, version, statement, SQLSTATE and what PostgreSQL said, and how the run left the database. */
