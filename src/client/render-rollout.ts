@@ -45,7 +45,7 @@ export function renderRollout(s: RolloutStatus): string {
   for (const p of s.problems) lines.push(`  refused: ${p}`);
   for (const d of s.drift) lines.push(`  drift: ${d.db}: ${d.reason}`, ...d.differences.map((l) => `    ${l}`));
   if (s.status === 'dry-run') {
-    for (const d of s.databases.filter((x) => x.findings.length > 0)) lines.push(`  ${d.db} would wait for an approval:`, ...d.findings.map((f) => `    ${f}`));
+    for (const d of s.databases.filter((x) => x.findings.length > 0)) lines.push(`  ${d.db}: ${d.risk} risk${d.wouldWaitForApproval ? `, would wait for an approval in ${s.mode === 'dry-run' ? 'auto' : s.mode} mode` : ''}:`, ...d.findings.map((f) => `    ${f}`));
   }
   return `${lines.join('\n')}\n${renderRolloutTable(s)}`;
 }

@@ -17,7 +17,7 @@ export class RolloutConflictError extends PgconvoyError {
 
 /** No rollout has this deploy id. */
 export class RolloutNotFoundError extends PgconvoyError {
-  readonly type = 'UnknownDatabase';
+  readonly type = 'UnknownRollout';
 }
 
 /** What makes a rollout the one it is: the same deploy id with other values is another rollout. */

@@ -30,6 +30,8 @@ export const errorTypes = {
   TargetBeyondSet: { retryable: false, exit: 'badInput' },
   LedgerChangeRefused: { retryable: false, exit: 'badInput' },
   RunConflict: { retryable: false, exit: 'badInput' },
+  // No rollout has the deploy id.
+  UnknownRollout: { retryable: false, exit: 'badInput' },
   // pgconvoy undo: a version without an undo script, not applied, or nothing to prove the result against.
   UndoNotPossible: { retryable: false, exit: 'badInput' },
   // The database's or the machine's settings: a wrong name, password or role, a missing privilege, old backup tools.

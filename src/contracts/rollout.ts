@@ -100,8 +100,10 @@ export interface RolloutDatabase {
   version: Version | null;
   pending: number;
   risk: RiskLevel | null;
-  /** The findings above what the mode runs unapproved, with their table context: why it would wait for an approval. */
+  /** The findings at its highest risk (above low), with their table context, not accepted in the file. */
   findings: string[];
+  /** A pending migration is above what the mode runs unapproved: its run would wait for an approval (the rollout's covers it). */
+  wouldWaitForApproval: boolean;
   /** How its last run ended. */
   outcome: RunOutcome['status'] | null;
   durationMs: number | null;

@@ -46,6 +46,10 @@ test('20 databases: the canary first, then waves, never more than maxParallel at
       assert.equal(await schemaFingerprint(db), canary, alias);
     }
 
+    // The children carry the rollout's search attribute.
+    const { runSearchAttributes } = await import('../../src/contracts');
+    assert.equal((await client.workflow.getHandle('pgconvoy/db/all-ok-05').describe()).typedSearchAttributes.get(runSearchAttributes.rollout), 'all-ok-1');
+
     // From Temporal's record of the children: the canary ended before any other began, waves in order, at most 3 at once.
     const spans = await childSpans(client, fleet.aliases);
     assert.equal(spans.size, 20);
@@ -93,10 +97,12 @@ test('a failure in wave 2 with halt: nothing starts after the threshold, the dat
     }
     assert.equal(await ledgerVersion(fleet.dbs.get('halt-06')!), null);
     assert.equal(await ledgerVersion(fleet.dbs.get('halt-08')!), null);
-    // Nothing started after the failure ended its run.
-    const spans = await childSpans(client, fleet.aliases);
-    const failedAt = spans.get('halt-06')!.close;
-    for (const [alias, span] of spans) assert.ok(span.start <= failedAt, `${alias} started after the threshold`);
+    // Nothing started once the rollout learned of the failure: in its history, no child is started after halt-06's failed run.
+    const events = (await handle.fetchHistory()).events ?? [];
+    const failedAt = events.findIndex((e) => e.childWorkflowExecutionFailedEventAttributes?.workflowExecution?.workflowId === 'pgconvoy/db/halt-06');
+    assert.ok(failedAt > 0, 'the failed child is in the rollout’s history');
+    const startedAfter = events.slice(failedAt).flatMap((e) => e.startChildWorkflowExecutionInitiatedEventAttributes?.workflowId ?? []);
+    assert.deepEqual(startedAfter, [], 'children started after the threshold');
 
     // Skipping the failed database lets the rest run; it is not counted as failed.
     await skipRolloutDatabase(pgconvoy, 'halt-1', { by: 'test', db: 'halt-06' });
@@ -197,6 +203,11 @@ test('--approve-waves, pause and resume: each wave after the canary waits for an
     assert.equal(result.status, 'completed');
     assert.equal(result.counts.succeeded, 5);
     assert.deepEqual(result.approvals.map((a) => [a.by, a.wave]), [['alice', 1], ['alice', 2]]);
+    // Each wave's approval went to its databases, whose runs recorded it.
+    const approvedBy = async (alias: string) => (await fleet.dbs.get(alias)!.query<{ approved_by: string | null }>(`SELECT approved_by FROM pgconvoy.history WHERE version = 3`)).rows[0]?.approved_by;
+    assert.equal(await approvedBy('waves-01'), null, 'the canary ran unapproved');
+    assert.equal(await approvedBy('waves-02'), 'alice');
+    assert.equal(await approvedBy('waves-05'), 'alice');
     maybeRecordHistory('rollout-approved-waves-paused', await handle.fetchHistory());
   });
 });
@@ -312,5 +323,34 @@ test('convergence: a database whose schema ends unlike the canary’s counts as 
     assert.equal(byDb.get('conv-03')!.version, '3', 'migrated, but not to the canary’s schema');
     assert.equal(byDb.get('conv-04')!.state, 'diverged');
     assert.match(byDb.get('conv-04')!.failure ?? '', /nothing to apply, but its schema differs from conv-01's at V3 .*extra_04/);
+  });
+});
+
+test('a high-risk migration: the dry run says which databases would wait and why; the rollout waits for one approval, passed to every database', async (t) => {
+  const fleet = await fleetFixture(t, 3, { 'V1__accounts.sql': 'CREATE TABLE accounts (id bigint PRIMARY KEY, legacy text);', 'V2__drop_legacy.sql': 'ALTER TABLE accounts DROP COLUMN legacy;' }, { prefix: 'risky' });
+  await withWorker(fleet.config, async () => {
+    const { client } = temporal;
+    const pgconvoy = { client, taskQueue: fleet.config.temporal.taskQueue };
+    const { migrate } = await import('../../src/client/api');
+    const { startRollout, approveRollout } = await import('../../src/client/rollout');
+    for (const alias of fleet.aliases) await migrate(pgconvoy, { db: alias, migrationsDir: fleet.config.migrationsDir, target: '1' });
+    const preview = await runRollout(client, fleet.config, rolloutInput(fleet, 'risky-0', { mode: 'dry-run' }));
+    assert.equal(preview.status, 'dry-run');
+    for (const d of preview.databases) {
+      assert.equal(d.risk, 'high');
+      assert.equal(d.wouldWaitForApproval, true);
+      assert.match(d.findings.join('\n'), /V2 drop-column \(high\) at line 1/);
+    }
+    const { handle } = await startRollout(pgconvoy, rolloutInput(fleet, 'risky-1'));
+    const waiting = await rolloutReaches(client, fleet.config, 'risky-1', 'the rollout to wait for an approval', (s) => s.status === 'awaiting-approval');
+    assert.match(waiting.waitingFor ?? '', /3 databases \(risky-01, risky-02, risky-03\): auto mode runs only low and medium risk migrations without an approval:\nV2 \(drop legacy\) is high risk: drop-column \(high\) at line 1 on accounts/);
+    assert.equal(waiting.counts.running, 0, 'nothing starts before the approval');
+    await approveRollout(pgconvoy, 'risky-1', { by: 'erin', note: 'legacy is unused since 2026.11' });
+    const result = await handle.result();
+    assert.equal(result.status, 'completed', JSON.stringify(result.databases));
+    for (const [alias, db] of fleet.dbs) {
+      const row = (await db.query<{ approved_by: string; approval_note: string }>(`SELECT approved_by, approval_note FROM pgconvoy.history WHERE version = 2 AND status = 'applied'`)).rows[0];
+      assert.deepEqual(row, { approved_by: 'erin', approval_note: 'legacy is unused since 2026.11' }, `${alias}: the rollout's approval, recorded by its own run`);
+    }
   });
 });

@@ -48,7 +48,7 @@ test('a target beyond the last version is refused; one between versions is not',
 test('one table of error types: every type the workflows raise is in it, and retry lists and exit codes come from it', () => {
   const workflows = join(__dirname, '..', '..', '..', 'src', 'workflows');
   const raised = new Set<string>();
-  for (const file of readdirSync(workflows).filter((f) => f.endsWith('.ts'))) {
+  for (const file of readdirSync(workflows, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts'))) {
     const text = readFileSync(join(workflows, file), 'utf8');
     for (const m of text.matchAll(/(?:type: |runFailure\(\s*)'([A-Z][A-Za-z]+)'/g)) raised.add(m[1]!);
   }

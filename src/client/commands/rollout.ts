@@ -217,7 +217,7 @@ async function follow(kit: CliKit, global: GlobalOptions, pgconvoy: PgconvoyClie
   for (;;) {
     poll = new AbortController();
     const s = await pgconvoy.client.connection.withAbortSignal(poll.signal, () => getRollout(pgconvoy, deployId)).catch((error: unknown) => {
-      if (summarizeFailure(error).type === 'UnknownDatabase' && !interrupted) throw error;
+      if (summarizeFailure(error).type === 'UnknownRollout' && !interrupted) throw error;
       return last; // the server is away for a moment (or the poll was interrupted): ask again
     });
     if (s && !global.json) for (const line of renderRolloutChanges(last, s)) kit.io.stderr(`${line}\n`);

@@ -75,7 +75,7 @@ async function planStep(r: RolloutState): Promise<RolloutStatusName | undefined>
   if (input.expect && status.manifestDigest !== null && input.expect.manifestDigest !== status.manifestDigest) {
     status.problems.push(`the rollout was started for manifest ${input.expect.manifestDigest.slice(0, 12)}, but the workers read ${status.manifestDigest.slice(0, 12)} in ${input.migrationsDir}`);
   }
-  for (const s of surveys.values()) for (const p of s.problems) status.problems.push(`${s.db}: ${p}`);
+  for (const db of input.targets) for (const p of surveys.get(db)?.problems ?? []) status.problems.push(`${db}: ${p}`);
 
   const mode = status.mode === 'dry-run' ? 'auto' : status.mode;
   const order = ['low', 'medium', 'high'] as const;
@@ -88,7 +88,12 @@ async function planStep(r: RolloutState): Promise<RolloutStatusName | undefined>
     d.fingerprint = s.fingerprint;
     const levels = s.pending.map((p) => p.risk?.level ?? 'high');
     d.risk = levels.length === 0 ? null : order[Math.max(...levels.map((l) => order.indexOf(l)))]!;
-    d.findings = gatedMigrations(mode, s.pending).flatMap((g) => g.findings.map((f) => `V${g.version}: ${f}`));
+    d.findings = s.pending.flatMap((p) =>
+      d.risk === null || d.risk === 'low' || p.risk?.level !== d.risk
+        ? []
+        : p.risk.findings.filter((f) => f.allowed === null && f.level === d.risk).map((f) => `V${p.version} ${f.rule} (${f.level}) at line ${f.line}${f.context ? `: ${f.context}` : f.table ? ` on ${f.table}` : ''}`),
+    );
+    d.wouldWaitForApproval = gatedMigrations(mode, s.pending).length > 0;
     if (s.pending.length === 0) d.state = 'up-to-date';
   }
   const waves = assignWaves(input.targets, (db) => (surveys.get(db)?.pending.length ?? 0) > 0, input.strategy);
@@ -107,7 +112,7 @@ async function planStep(r: RolloutState): Promise<RolloutStatusName | undefined>
   if (status.mode === 'dry-run') return 'dry-run';
   if (drift.length > 0 && (input.onDrift ?? 'halt') === 'halt') return 'drift';
 
-  const gated = [...surveys.values()].flatMap((s) => (gatedMigrations(mode, s.pending).length > 0 ? [s] : []));
+  const gated = input.targets.flatMap((db) => surveys.get(db) ?? []).filter((s) => gatedMigrations(mode, s.pending).length > 0);
   if (input.requireApproval || gated.length > 0) {
     const why = [
       ...(input.requireApproval ? ['the rollout was started with --require-approval'] : []),

@@ -60,7 +60,7 @@ export class RolloutState {
       wave: 0,
       waves: 0,
       counts: Object.fromEntries(databaseStates.map((s) => [s, 0])) as Record<DatabaseState, number>,
-      databases: input.targets.map((db) => ({ db, wave: null, state: 'pending', phase: null, versionBefore: null, version: null, pending: 0, risk: null, findings: [], outcome: null, durationMs: null, waitingFor: null, failure: null, applied: 0, attempts: 0, startedAt: null, fingerprint: null })),
+      databases: input.targets.map((db) => ({ db, wave: null, state: 'pending', phase: null, versionBefore: null, version: null, pending: 0, risk: null, findings: [], wouldWaitForApproval: false, outcome: null, durationMs: null, waitingFor: null, failure: null, applied: 0, attempts: 0, startedAt: null, fingerprint: null })),
       drift: [],
       reference: null,
       problems: [],
