@@ -15,6 +15,11 @@ export class RolloutConflictError extends PgconvoyError {
   readonly type = 'RunConflict';
 }
 
+/** The rollout's workflow was terminated, timed out or failed instead of returning its status. */
+export class RolloutEndedAbnormallyError extends PgconvoyError {
+  readonly type = 'RolloutFailed';
+}
+
 /** No rollout has this deploy id. */
 export class RolloutNotFoundError extends PgconvoyError {
   readonly type = 'UnknownRollout';
@@ -76,14 +81,16 @@ export async function startRollout({ client, taskQueue }: PgconvoyClient, input:
 /** The rollout's compact status: asked of it while it runs, its result once it ended. */
 export async function getRollout({ client }: PgconvoyClient, deployId: string): Promise<RolloutStatus> {
   const handle = client.workflow.getHandle<typeof rollout>(rolloutWorkflowId(deployId));
-  let running: boolean;
+  let state: string;
   try {
-    running = (await handle.describe()).status.name === 'RUNNING';
+    state = (await handle.describe()).status.name;
   } catch (error) {
     if (error instanceof temporalClient().WorkflowNotFoundError) throw new RolloutNotFoundError(`no rollout with deploy id "${deployId}" (workflow ${rolloutWorkflowId(deployId)})`, { deployId });
     throw error;
   }
-  if (!running) return handle.result();
+  if (state === 'COMPLETED') return handle.result();
+  // A rollout ends with its status as a result; anything else is Temporal's doing (terminated, timed out) or a bug.
+  if (state !== 'RUNNING') throw new RolloutEndedAbnormallyError(`rollout "${deployId}" did not end by itself: its workflow is ${state.toLowerCase().replace(/_/g, ' ')} (see ${rolloutWorkflowId(deployId)} in the Temporal UI); start another deploy id to go on`, { deployId, state });
   const { rolloutStatusQuery } = await messages();
   return handle.query(rolloutStatusQuery);
 }

@@ -32,6 +32,8 @@ export const errorTypes = {
   RunConflict: { retryable: false, exit: 'badInput' },
   // No rollout has the deploy id.
   UnknownRollout: { retryable: false, exit: 'badInput' },
+  // A rollout's workflow ended without its status (terminated, timed out).
+  RolloutFailed: { retryable: false, exit: 'failed' },
   // pgconvoy undo: a version without an undo script, not applied, or nothing to prove the result against.
   UndoNotPossible: { retryable: false, exit: 'badInput' },
   // The database's or the machine's settings: a wrong name, password or role, a missing privilege, old backup tools.

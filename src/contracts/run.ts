@@ -153,7 +153,7 @@ export interface RevertDatabaseInput {
   migrationsDir: string;
   /** Undo every applied version above this one; or */
   to?: Version;
-  /** undo the newest `steps` applied versions. */
+  /** undo the newest `steps` applied versions (neither: every applied version). */
   steps?: number;
   /** Default `auto`: as for `up`, what the undo scripts' risk lets run without an approval; `dry-run` plans and stops. */
   mode?: ExecutionMode;

@@ -135,10 +135,11 @@ test('a failure in wave 2 with compensate: every database the rollout changed is
       assert.equal(await ledgerVersion(db), alias === 'comp-03' ? '1' : null, `${alias} at its starting version`);
       assert.equal(await schemaFingerprint(db), before.get(alias), `${alias} has its starting schema`);
     }
-    // Newest completion first.
-    const spans = await childSpans(client, compensated);
-    const order = [...compensated].sort((a, b) => spans.get(a)!.start - spans.get(b)!.start);
-    assert.equal(order.at(-1), 'comp-01', 'the canary, changed first, is reverted last');
+    // Newest completion first: in the rollout's history, the canary's revert is started last.
+    const events = (await client.workflow.getHandle('pgconvoy/rollout/comp-1').fetchHistory()).events ?? [];
+    const reverts = events.flatMap((e) => (e.startChildWorkflowExecutionInitiatedEventAttributes?.workflowType?.name === 'revertDatabase' ? [e.startChildWorkflowExecutionInitiatedEventAttributes.workflowId] : []));
+    assert.deepEqual([...reverts].sort(), compensated.map((db) => `pgconvoy/db/${db}`).sort());
+    assert.equal(reverts.at(-1), 'pgconvoy/db/comp-01', 'the canary, changed first, is reverted last');
     maybeRecordHistory('rollout-compensated', await client.workflow.getHandle('pgconvoy/rollout/comp-1').fetchHistory());
   });
 });
@@ -230,8 +231,10 @@ test('abort with compensate while a wave waits: the canary is reverted and nothi
     assert.equal(aborted.databases.find((d) => d.db === 'abort-03')?.state, 'not-run');
 
     // A failed database, fixed and retried, completes the rollout.
-    const second = await startRollout(pgconvoy, rolloutInput(fleet, 'abort-2', { targets: ['abort-02', 'abort-04'], mode: 'aggressive', strategy: { canary: { aliases: ['abort-02'] } } }));
+    // A failed canary stops the rollout even below the failure threshold: the waves would run the set that just failed.
+    const second = await startRollout(pgconvoy, rolloutInput(fleet, 'abort-2', { targets: ['abort-02', 'abort-04'], mode: 'aggressive', strategy: { canary: { aliases: ['abort-02'] }, maxFailures: { count: 2 } } }));
     const halted = await rolloutReaches(client, fleet.config, 'abort-2', 'the canary to fail', (s) => s.status === 'halted' && s.waitingFor?.startsWith('a decision') === true);
+    assert.match(halted.waitingFor ?? '', /1 database failed \(a canary\)/);
     assert.equal(halted.databases.find((d) => d.db === 'abort-04')?.state, 'pending');
     await assert.rejects(retryRolloutDatabase(pgconvoy, 'abort-2', { by: 'dave', db: 'abort-04' }), /it is pending, not failed/);
     await makeFail(fleet.dbs.get('abort-02')!, false);
@@ -259,6 +262,18 @@ test('a busy database waits for the run that holds it; the same deploy id attach
     assert.equal(started.attached, false);
     const busy = await rolloutReaches(client, fleet.config, 'busy-1', 'busy-02 to be busy', (s) => s.databases.some((d) => d.db === 'busy-02' && d.state === 'busy'));
     assert.match(busy.databases.find((d) => d.db === 'busy-02')!.waitingFor ?? '', /another run of the database \(pgconvoy\/db\/busy-02\)/);
+
+    // Paused with a busy database whose retry is due: the rollout sleeps until something changes (no timer fires over and over).
+    const { pauseRollout, resumeRollout } = await import('../../src/client/rollout');
+    await pauseRollout(pgconvoy, 'busy-1', { by: 'test' });
+    await rolloutReaches(client, fleet.config, 'busy-1', 'the pause, with nothing in flight', (s) => s.status === 'paused' && s.counts.running === 0);
+    await new Promise((r) => setTimeout(r, 500)); // the last run's close reaches the history
+    const eventsNow = async () => (await started.handle.fetchHistory()).events?.length ?? 0;
+    const before = await eventsNow();
+    await new Promise((r) => setTimeout(r, 1500));
+    const grown = ((await started.handle.fetchHistory()).events ?? []).slice(before);
+    assert.ok(grown.length <= 2, `the paused rollout's history grew by ${grown.length} events: ${grown.map((e) => String(e.eventType)).join(', ')}`);
+    await resumeRollout(pgconvoy, 'busy-1', { by: 'test' });
 
     // The same deploy again attaches; other targets or another set under the same id are refused.
     const again = await startRollout(pgconvoy, input);
@@ -352,5 +367,46 @@ test('a high-risk migration: the dry run says which databases would wait and why
       const row = (await db.query<{ approved_by: string; approval_note: string }>(`SELECT approved_by, approval_note FROM pgconvoy.history WHERE version = 2 AND status = 'applied'`)).rows[0];
       assert.deepEqual(row, { approved_by: 'erin', approval_note: 'legacy is unused since 2026.11' }, `${alias}: the rollout's approval, recorded by its own run`);
     }
+  });
+});
+
+test('compensate reverts a database that migrated but diverged from the canary too', async (t) => {
+  const fleet = await fleetFixture(t, 3, set, { prefix: 'divcomp' });
+  await fleet.dbs.get('divcomp-02')!.query('CREATE TABLE extra (id int)');
+  await withWorker(fleet.config, async () => {
+    const { client } = temporal;
+    const before = await schemaFingerprint(fleet.dbs.get('divcomp-02')!);
+    const result = await runRollout(client, fleet.config, rolloutInput(fleet, 'divcomp-1', { onDrift: 'warn', strategy: { waveSize: { count: 1 }, maxParallel: 1, onFailure: 'compensate' } }));
+    assert.equal(result.status, 'compensated', JSON.stringify(result.databases, null, 2));
+    const byDb = new Map(result.databases.map((d) => [d.db, d]));
+    assert.match(byDb.get('divcomp-02')!.failure ?? '', /its schema differs from divcomp-01's at V3/);
+    assert.equal(byDb.get('divcomp-02')!.state, 'compensated');
+    assert.equal(byDb.get('divcomp-03')!.state, 'not-run');
+    for (const alias of ['divcomp-01', 'divcomp-02']) assert.equal(await ledgerVersion(fleet.dbs.get(alias)!), null, `${alias} is back at its starting version`);
+    assert.equal(await schemaFingerprint(fleet.dbs.get('divcomp-02')!), before, 'with its starting schema, extra table included');
+  });
+});
+
+test('abort while the rollout waits for its runs in flight: they are cancelled between two migrations at once, not left to finish', async (t) => {
+  const slowOrFailing = {
+    'V1__slow.sql': `CREATE TABLE jobs (id int);\nSELECT pg_sleep(CASE WHEN current_setting('pgconvoy_test.slow', true) = 'on' THEN 2 ELSE 0 END) /* abort in flight */;`,
+    'V2__fails.sql': `DO $$ BEGIN IF current_setting('pgconvoy_test.fail', true) = 'on' THEN RAISE EXCEPTION 'this database refuses V2' USING ERRCODE = '23514'; END IF; END $$;`,
+  };
+  const fleet = await fleetFixture(t, 2, slowOrFailing, { prefix: 'inflight' });
+  const { adminQuery } = await import('../helpers/database');
+  await makeFail(fleet.dbs.get('inflight-01')!, true);
+  await adminQuery(`ALTER DATABASE ${fleet.dbs.get('inflight-02')!.name} SET pgconvoy_test.slow = 'on'`);
+  await withWorker(fleet.config, async () => {
+    const { client } = temporal;
+    const pgconvoy = { client, taskQueue: fleet.config.temporal.taskQueue };
+    const { startRollout, abortRollout } = await import('../../src/client/rollout');
+    const { handle } = await startRollout(pgconvoy, rolloutInput(fleet, 'inflight-1', { mode: 'aggressive', strategy: { canary: { count: 0 }, waveSize: { percent: 100 }, maxParallel: 2 } }));
+    await rolloutReaches(client, fleet.config, 'inflight-1', 'the threshold with a run in flight', (s) => s.status === 'halted' && s.waitingFor === 'the 1 run in flight');
+    await abortRollout(pgconvoy, 'inflight-1', { by: 'frank' });
+    const result = await handle.result();
+    assert.equal(result.status, 'aborted');
+    const slow = result.databases.find((d) => d.db === 'inflight-02')!;
+    assert.equal(slow.outcome, 'cancelled', JSON.stringify(slow));
+    assert.equal(await ledgerVersion(fleet.dbs.get('inflight-02')!), '1', 'stopped after the migration it was in');
   });
 });

@@ -7,6 +7,7 @@ import { summarizeFailure } from '../failure';
 import { renderRollout, renderRolloutChanges } from '../render-rollout';
 import { abortRollout, approveRollout, getRollout, pauseRollout, resumeRollout, retryRolloutDatabase, selectTargets, skipRolloutDatabase, startRollout } from '../rollout';
 import type { Session } from '../session';
+import { temporalClient } from '../temporal';
 import { parseAlias, UsageError, whoAmI, type CliKit, type GlobalOptions } from './kit';
 
 /** How a rollout's end reads as an exit code. */
@@ -52,6 +53,13 @@ const duration = (what: string, value: string, allowZero = false): number => {
   if (ms === undefined || ms < 0 || (!allowZero && ms === 0)) throw new UsageError(`${what} needs a duration such as 30s, 5min or 24h, got "${value}"`);
   return ms;
 };
+
+/** A Temporal server that cannot be reached now (it may be restarting). */
+function unavailable(error: unknown): boolean {
+  const { ServiceError } = temporalClient();
+  const text = String(error instanceof ServiceError ? (error.cause ?? error) : error);
+  return error instanceof ServiceError || /UNAVAILABLE|DEADLINE_EXCEEDED|ECONNREFUSED|connect/i.test(text);
+}
 
 /** Whether the rollout needs nobody now and has not ended: a command that follows it keeps following. */
 const stillGoing = (s: RolloutStatus) => !endedRolloutStatuses.includes(s.status) && !(s.status === 'halted' && s.waitingFor?.startsWith('a decision'));
@@ -214,19 +222,26 @@ async function follow(kit: CliKit, global: GlobalOptions, pgconvoy: PgconvoyClie
     interrupted = signal;
     poll.abort();
   });
+  let lostSince: number | undefined;
   for (;;) {
-    poll = new AbortController();
-    const s = await pgconvoy.client.connection.withAbortSignal(poll.signal, () => getRollout(pgconvoy, deployId)).catch((error: unknown) => {
-      if (summarizeFailure(error).type === 'UnknownRollout' && !interrupted) throw error;
-      return last; // the server is away for a moment (or the poll was interrupted): ask again
-    });
-    if (s && !global.json) for (const line of renderRolloutChanges(last, s)) kit.io.stderr(`${line}\n`);
-    last = s ?? last;
-    if (last && !stillGoing(last)) break;
     if (interrupted) {
       kit.io.stderr(`pgconvoy: stopped following; rollout ${deployId} goes on${session.embedded ? ' while a pgconvoy command or worker runs' : ''}: pgconvoy rollout status ${deployId} --watch\n`);
       return exitCodeForSignal(interrupted);
     }
+    poll = new AbortController();
+    let s: RolloutStatus | undefined;
+    try {
+      s = await pgconvoy.client.connection.withAbortSignal(poll.signal, () => getRollout(pgconvoy, deployId));
+      lostSince = undefined;
+    } catch (error) {
+      // Only a server that is away for a while is waited for (and an interrupted poll); anything else is the answer.
+      if (!interrupted && !unavailable(error)) throw error;
+      lostSince ??= Date.now();
+      if (!interrupted && Date.now() - lostSince > session.reconnectTimeoutMs) throw error;
+    }
+    if (s && !global.json) for (const line of renderRolloutChanges(last, s)) kit.io.stderr(`${line}\n`);
+    last = s ?? last;
+    if (last && !stillGoing(last)) break;
     await Promise.race([new Promise((resolve) => setTimeout(resolve, 1000)), session.interrupted]);
   }
   kit.print(global, last, renderRollout(last));

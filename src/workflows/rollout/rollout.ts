@@ -141,24 +141,30 @@ async function waveStep(r: RolloutState): Promise<RolloutStatusName> {
   const limit = Math.max(1, input.strategy.maxParallel);
   for (;;) {
     if (status.abortRequested) {
-      for (const [db, child] of children) await child.signal(cancelSignal, { by: status.abortRequested.by, reason: `the rollout ${status.deployId} was aborted` }).catch((e: unknown) => log.warn('could not cancel a run', { db, error: message(e) }));
+      // Runs whose start is still on its way are cancelled as soon as they have started (runDatabase).
+      for (const [db, child] of children) await cancelRun(r, db, child);
       await condition(() => r.inFlight === 0);
-      return status.abortRequested.compensate ? compensateStep(r) : 'aborted';
+      return status.abortRequested.compensate && r.changedDatabases().length > 0 ? compensateStep(r) : 'aborted';
     }
     const atEnd = r.settledUpTo(status.wave) && status.wave >= status.waves;
-    if (r.thresholdReached() || (atEnd && r.failures() > 0)) {
+    // A canary that failed stops the rollout whatever the threshold: the waves would run the set that just failed.
+    const canaryFailed = status.wave === 0 && r.settledUpTo(0) && status.databases.some((d) => d.wave === 0 && (d.state === 'failed' || d.state === 'diverged'));
+    if (r.thresholdReached() || canaryFailed || (atEnd && r.failures() > 0)) {
       if (r.inFlight > 0) {
         r.setStatus('halted', `the ${r.inFlight} run${r.inFlight === 1 ? '' : 's'} in flight`);
-        await condition(() => r.inFlight === 0);
+        await condition(() => r.inFlight === 0 || status.abortRequested !== null);
         continue;
       }
-      if (r.thresholdReached() && input.strategy.onFailure === 'compensate') return compensateStep(r);
-      // Failed databases need a person: run them again, leave them out, or abort.
-      r.setStatus('halted', `a decision: ${r.failures()} database${r.failures() === 1 ? '' : 's'} failed; retry or skip ${r.failures() === 1 ? 'it' : 'them'}, or abort`);
+      if ((r.thresholdReached() || canaryFailed) && input.strategy.onFailure === 'compensate') return compensateStep(r);
+      // Failed databases need a person: run them again, leave them out, or abort; within the decision timeout, counted from when the wait began.
+      r.decisionSince ??= Date.now();
+      r.setStatus('halted', `a decision: ${r.failures()} database${r.failures() === 1 ? '' : 's'} failed${canaryFailed ? ' (a canary)' : ''}; retry or skip ${r.failures() === 1 ? 'it' : 'them'}, or abort`);
       const seen = r.tick;
-      if (!(await condition(() => r.tick !== seen, input.decisionTimeoutMs ?? day))) return 'failed';
+      const left = r.decisionSince + (input.decisionTimeoutMs ?? day) - Date.now();
+      if (left <= 0 || !(await condition(() => r.tick !== seen, left))) return 'failed';
       continue;
     }
+    r.decisionSince = undefined;
     if (r.settledUpTo(status.wave)) {
       if (atEnd) return 'completed';
       if (status.wave === 0 && input.strategy.bakeMs > 0 && status.databases.some((d) => d.wave === 0)) {
@@ -188,7 +194,8 @@ async function waveStep(r: RolloutState): Promise<RolloutStatusName> {
     }
     r.setStatus(status.paused ? 'paused' : status.wave === 0 ? 'canary' : 'running', status.paused ? 'a resume' : null);
     const seen = r.tick;
-    const retry = r.nextRetry();
+    // A busy database's timer matters only when it could start then: paused, full or about to continue as new, only a change wakes the loop.
+    const retry = status.paused || suggested || r.inFlight >= limit ? undefined : r.nextRetry();
     if (retry === undefined) await condition(() => r.tick !== seen);
     else await condition(() => r.tick !== seen, Math.max(1, retry - Date.now()));
   }
@@ -238,6 +245,7 @@ function runDatabase(r: RolloutState, db: string, children: Map<string, ChildWor
       return;
     }
     children.set(db, handle);
+    if (status.abortRequested) await cancelRun(r, db, handle);
     let ended: unknown;
     try {
       ended = await handle.result();
@@ -261,6 +269,12 @@ function runDatabase(r: RolloutState, db: string, children: Map<string, ChildWor
     });
 }
 
+/** Asks a run to stop between two migrations (never in one): the rollout was aborted. */
+async function cancelRun(r: RolloutState, db: string, child: ChildWorkflowHandle<typeof migrateDatabase>): Promise<void> {
+  const by = r.status.abortRequested?.by ?? 'pgconvoy';
+  await child.signal(cancelSignal, { by, reason: `the rollout ${r.status.deployId} was aborted` }).catch((e: unknown) => log.warn('could not cancel a run', { db, error: message(e) }));
+}
+
 /** A run's end, as the rollout counts it; an applied database must have the canary's schema. */
 async function settle(r: RolloutState, db: string, outcome: RunOutcome | undefined, ended: unknown): Promise<void> {
   const d = r.db(db);
@@ -268,27 +282,27 @@ async function settle(r: RolloutState, db: string, outcome: RunOutcome | undefin
   d.outcome = outcome?.status ?? null;
   if (outcome) d.version = outcome.versionAfter;
   if (outcome?.fingerprintAfter) d.fingerprint = outcome.fingerprintAfter;
-  d.applied += outcome?.migrations.filter((m) => m.status === 'applied').length ?? 0;
+  d.applied = outcome?.migrations.filter((m) => m.status === 'applied').length ?? 0;
+  // In the order runs ended, whatever their end: compensation goes the other way, over those whose version moved.
+  r.ended(db);
   if (!outcome) {
     d.state = 'failed';
     d.failure = `the run ended without an outcome: ${message(ended)}`;
     return;
   }
   if (outcome.status === 'applied' || outcome.status === 'up-to-date') {
-    const diverged = await converges(r, db, outcome);
-    if (diverged) {
-      d.state = 'diverged';
-      d.failure = diverged;
-    } else {
-      d.state = outcome.status === 'applied' ? 'succeeded' : 'up-to-date';
-      r.completed.push(db);
+    let diverged: string | undefined;
+    try {
+      diverged = await converges(r, db, outcome);
+    } catch (error) {
+      diverged = `could not compare its schema with the canary's: ${causeOf(error)}`;
     }
+    d.state = diverged ? 'diverged' : outcome.status === 'applied' ? 'succeeded' : 'up-to-date';
+    d.failure = diverged ?? null;
     return;
   }
   d.state = 'failed';
   d.failure = outcome.status === 'cancelled' ? `cancelled by ${outcome.cancelledBy}` : 'failure' in outcome ? describeFailure(outcome.failure, outcome.status) : outcome.status;
-  // A database whose run failed after applying some versions and kept them (halt) still counts as changed.
-  if (d.applied > 0 && outcome.versionAfter !== d.versionBefore) r.completed.push(db);
 }
 
 /**
@@ -320,10 +334,17 @@ async function upToDateConverge(r: RolloutState): Promise<void> {
   const ref = r.status.reference!;
   for (const d of r.status.databases) {
     if (d.state !== 'up-to-date' || d.attempts > 0 || d.version !== ref.version || d.fingerprint === ref.fingerprint) continue;
-    const compared = await compareSchemas({ db: d.db, reference: ref.db });
-    if (compared.total === 0) continue;
     d.state = 'diverged';
-    d.failure = `it had nothing to apply, but its schema differs from ${ref.db}'s at V${ref.version ?? '(none)'} (${compared.total} difference${compared.total === 1 ? '' : 's'}): ${compared.differences.slice(0, 5).join('; ')}`;
+    try {
+      const compared = await compareSchemas({ db: d.db, reference: ref.db });
+      if (compared.total === 0) {
+        d.state = 'up-to-date';
+        continue;
+      }
+      d.failure = `it had nothing to apply, but its schema differs from ${ref.db}'s at V${ref.version ?? '(none)'} (${compared.total} difference${compared.total === 1 ? '' : 's'}): ${compared.differences.slice(0, 5).join('; ')}`;
+    } catch (error) {
+      d.failure = `it had nothing to apply; could not compare its schema with ${ref.db}'s: ${causeOf(error)}`;
+    }
   }
   r.changed();
 }
@@ -343,7 +364,7 @@ function describeFailure(f: RunFailure, ended: string): string {
 async function compensateStep(r: RolloutState): Promise<RolloutStatusName> {
   const { input, status } = r;
   r.setStatus('compensating');
-  const changed = [...r.completed].reverse().filter((db) => r.db(db).applied > 0 && r.db(db).version !== r.db(db).versionBefore);
+  const changed = r.changedDatabases();
   await bounded(changed, Math.max(1, input.strategy.maxParallel), async (db) => {
     const d = r.db(db);
     const failedBefore = d.state === 'failed' || d.state === 'diverged';
@@ -354,7 +375,8 @@ async function compensateStep(r: RolloutState): Promise<RolloutStatusName> {
       try {
         const handle = await startChild(revertDatabase, {
           workflowId: databaseWorkflowId(db),
-          args: [{ db, migrationsDir: input.migrationsDir, ...(d.versionBefore !== null ? { to: d.versionBefore } : { steps: d.applied }), mode: 'aggressive' }],
+          // Back to its version before the rollout: every version above it (with neither `to` nor `steps`, all of them: it had none).
+          args: [{ db, migrationsDir: input.migrationsDir, ...(d.versionBefore !== null ? { to: d.versionBefore } : {}), mode: 'aggressive' }],
           workflowIdReusePolicy: 'ALLOW_DUPLICATE',
           parentClosePolicy: 'ABANDON',
           ...(input.searchAttributes ? { typedSearchAttributes: [{ key: runSearchAttributes.db, value: db }, { key: runSearchAttributes.rollout, value: input.deployId }] } : {}),
@@ -379,7 +401,6 @@ async function compensateStep(r: RolloutState): Promise<RolloutStatusName> {
     d.waitingFor = null;
     r.changed();
   });
-  if (status.abortRequested && status.databases.every((d) => d.state !== 'compensation-failed')) return 'compensated';
   return status.databases.some((d) => d.state === 'compensation-failed') ? 'compensation-failed' : 'compensated';
 }
 

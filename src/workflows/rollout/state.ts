@@ -44,6 +44,8 @@ export class RolloutState {
   tick = 0;
   /** Runs started and not yet ended (busy ones waiting for their timer are not in flight). */
   inFlight = 0;
+  /** When the rollout began to wait for a decision on failed databases (the decision timeout counts from it). */
+  decisionSince: number | undefined;
   /** What the rollout waits for an approval of now: the rollout (null) or a wave; undefined when nothing waits. */
   approvalFor: number | null | undefined = undefined;
 
@@ -85,6 +87,21 @@ export class RolloutState {
     const found = this.status.databases.find((d) => d.db === alias);
     if (!found) throw ApplicationFailure.nonRetryable(`"${alias}" is not a target of this rollout`, 'Internal');
     return found;
+  }
+
+  /** A run of `db` ended: it moves to the end of the order of ends. */
+  ended(db: string): void {
+    const at = this.completed.indexOf(db);
+    if (at >= 0) this.completed.splice(at, 1);
+    this.completed.push(db);
+  }
+
+  /** The databases this rollout changed (their version moved), the last to end first. */
+  changedDatabases(): string[] {
+    return [...this.completed].reverse().filter((db) => {
+      const d = this.db(db);
+      return d.version !== d.versionBefore;
+    });
   }
 
   /** Something changed: recount, and wake the main loop. */
@@ -143,6 +160,7 @@ export class RolloutState {
     const d = this.status.databases.find((x) => x.db === event.db);
     if (!d || (d.state !== 'running' && d.state !== 'compensating')) return;
     if (event.type === 'migration-done' && event.status === 'applied' && d.state === 'running') d.version = event.version;
+    if (event.type === 'ended' && d.state === 'running') d.version = event.versionAfter;
     if (event.type === 'awaiting-approval') d.waitingFor = `approval: ${event.reason.split('\n')[0]}`;
     else if (event.type === 'locking') d.waitingFor = 'the lease (another holder may have it)';
     else d.waitingFor = null;
@@ -212,6 +230,8 @@ export class RolloutState {
         const d = this.db(input.db);
         d.state = 'pending';
         d.failure = null;
+        // One that had nothing to apply (and diverged) runs in the wave going on now.
+        d.wave ??= s.wave;
         this.changed();
         return ack();
       },
