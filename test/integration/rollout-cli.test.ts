@@ -59,6 +59,20 @@ test('pgconvoy rollout: start by label selector, follow to the end, status as JS
     assert.equal(badWave.code, 2);
     assert.match(badWave.stderr, /--wave-size must be a percentage from 1% to 100%/);
 
+    // A rollout whose workflow is terminated did not end by itself: status says so, exit 1.
+    const waiting = await cli('rollout', 'start', '--deploy-id', 'cli-4', '--db', 'cli-04', '--require-approval', '--detach');
+    assert.equal(waiting.code, 0, waiting.stderr);
+    const { testClient } = await import('../helpers/temporal');
+    const { client, close } = await testClient();
+    try {
+      await client.workflow.getHandle('pgconvoy/rollout/cli-4').terminate('test');
+    } finally {
+      await close();
+    }
+    const terminated = await cli('rollout', 'status', 'cli-4');
+    assert.equal(terminated.code, 1, terminated.stderr);
+    assert.match(terminated.stderr, /\[RolloutFailed\] rollout "cli-4" did not end by itself: its workflow is terminated/);
+
     // A dry run of the whole fleet: version and pending per database, nothing changed.
     const preview = await cli('rollout', 'start', '--deploy-id', 'cli-3', '--all', '--mode', 'dry-run');
     assert.equal(preview.code, 0, preview.stderr);

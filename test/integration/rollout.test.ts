@@ -410,3 +410,25 @@ test('abort while the rollout waits for its runs in flight: they are cancelled b
     assert.equal(await ledgerVersion(fleet.dbs.get('inflight-02')!), '1', 'stopped after the migration it was in');
   });
 });
+
+test('retry of a database that had nothing to apply and diverged runs it again (its check fails again); skipping it completes the rollout', async (t) => {
+  const fleet = await fleetFixture(t, 2, set, { prefix: 'reconv' });
+  await withWorker(fleet.config, async () => {
+    const { client } = temporal;
+    const pgconvoy = { client, taskQueue: fleet.config.temporal.taskQueue };
+    const { migrate } = await import('../../src/client/api');
+    const { startRollout, retryRolloutDatabase, skipRolloutDatabase } = await import('../../src/client/rollout');
+    await fleet.dbs.get('reconv-02')!.query('CREATE TABLE extra (id int)');
+    await migrate(pgconvoy, { db: 'reconv-02', migrationsDir: fleet.config.migrationsDir });
+    const { handle } = await startRollout(pgconvoy, rolloutInput(fleet, 'reconv-1'));
+    const halted = await rolloutReaches(client, fleet.config, 'reconv-1', 'a decision on the diverged database', (s) => s.status === 'halted' && s.waitingFor?.startsWith('a decision') === true);
+    assert.equal(halted.databases.find((d) => d.db === 'reconv-02')!.state, 'diverged');
+    await retryRolloutDatabase(pgconvoy, 'reconv-1', { by: 'test', db: 'reconv-02' });
+    const again = await rolloutReaches(client, fleet.config, 'reconv-1', 'the retried database to diverge again', (s) => s.status === 'halted' && s.databases.some((d) => d.db === 'reconv-02' && d.attempts === 1 && d.state === 'diverged'));
+    assert.equal(again.databases.find((d) => d.db === 'reconv-02')!.outcome, 'up-to-date');
+    await skipRolloutDatabase(pgconvoy, 'reconv-1', { by: 'test', db: 'reconv-02' });
+    const result = await handle.result();
+    assert.equal(result.status, 'completed');
+    assert.deepEqual(result.databases.map((d) => [d.db, d.state]), [['reconv-01', 'succeeded'], ['reconv-02', 'skipped']]);
+  });
+});
