@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseAmount } from '../../src/client/commands/rollout';
+import { duration, parseAmount } from '../../src/client/commands/rollout';
 import { selectTargets } from '../../src/client/rollout';
 import type { Config } from '../../src/config/config';
 import type { DatabaseSurvey, RolloutStrategy } from '../../src/contracts';
@@ -16,6 +16,15 @@ test('amounts: a percentage of the targets rounds up and is at least one', () =>
   assert.deepEqual(parseAmount('--wave-size', '25%'), { percent: 25 });
   assert.deepEqual(parseAmount('--wave-size', '5'), { count: 5 });
   for (const bad of ['0', '0%', '101%', '-1', 'x', '2.5']) assert.throws(() => parseAmount('--wave-size', bad), /--wave-size must be/, bad);
+});
+
+test('durations: 5m and 5min are five minutes; 0 only where allowed', () => {
+  assert.equal(duration('--bake', '5m', true), 300_000);
+  assert.equal(duration('--bake', '5min', true), 300_000);
+  assert.equal(duration('--bake', '0', true), 0);
+  assert.equal(duration('--decision-timeout', '24h'), 86_400_000);
+  assert.throws(() => duration('--decision-timeout', '0'), /--decision-timeout needs a duration/);
+  assert.throws(() => duration('--bake', '5 parsecs', true), /--bake needs a duration/);
 });
 
 test('waves: canaries first (the first with work, or the named ones), then waves in target order; databases with nothing to do take none', () => {

@@ -48,8 +48,9 @@ const positive = (what: string, value: string): number => {
   return Number(value);
 };
 
-const duration = (what: string, value: string, allowZero = false): number => {
-  const ms = value === '0' ? 0 : parseDuration(value);
+/** A duration as PostgreSQL writes it (30s, 5min, 24h), or with `m` for minutes as most deploy tools do (5m). */
+export const duration = (what: string, value: string, allowZero = false): number => {
+  const ms = value === '0' ? 0 : parseDuration(value.replace(/^(\d+(?:\.\d+)?)m$/, '$1min'));
   if (ms === undefined || ms < 0 || (!allowZero && ms === 0)) throw new UsageError(`${what} needs a duration such as 30s, 5min or 24h, got "${value}"`);
   return ms;
 };
