@@ -42,6 +42,17 @@ export function workerPool(options: { taskQueue: string; databases: Record<strin
   };
 }
 
+/** A workflow's result across a restart of the Temporal server: the client's long poll may see the server go away; it asks again. */
+export async function resultThroughRestart<T>(handle: { result(): Promise<T> }): Promise<T> {
+  for (;;) {
+    try {
+      return await handle.result();
+    } catch (error) {
+      if (!String(error).match(/UNAVAILABLE|unavailable|connect/)) throw error;
+    }
+  }
+}
+
 /** Polls `check` until it returns a value other than undefined. */
 export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;

@@ -13,7 +13,7 @@ import { adminQuery, createTestDatabase } from '../helpers/database';
 import { writeMigrations } from '../helpers/migrations';
 import { startPrivatePostgres } from '../helpers/private-postgres';
 import { testClient, testConfig, uniqueTaskQueue, withWorker } from '../helpers/temporal';
-import { waitFor, workerPool } from '../helpers/workers';
+import { resultThroughRestart, waitFor, workerPool } from '../helpers/workers';
 import { services } from '../helpers/services';
 
 async function query(url: string, sql: string): Promise<pg.QueryResult> {
@@ -58,14 +58,7 @@ test('the Temporal server stops and restarts (state file kept) in the middle of 
     });
     await server.stop();
     server = await startDevServer(serverOptions);
-    for (;;) {
-      try {
-        return await handle.result();
-      } catch (error) {
-        // The client's long poll may see the server go away; ask again.
-        if (!String(error).match(/UNAVAILABLE|unavailable|connect/)) throw error;
-      }
-    }
+    return resultThroughRestart(handle);
   });
   await workerConnection.close();
   assert.equal(result.status, 'applied');

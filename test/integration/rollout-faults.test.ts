@@ -12,7 +12,7 @@ import { statementRunning, type TestDatabase } from '../helpers/database';
 import { fleetFixture, rolloutInput } from '../helpers/fleet';
 import { services } from '../helpers/services';
 import { sharedTestClient } from '../helpers/temporal';
-import { waitFor, workerPool } from '../helpers/workers';
+import { resultThroughRestart, waitFor, workerPool } from '../helpers/workers';
 
 const temporal = sharedTestClient();
 
@@ -65,14 +65,7 @@ test('the Temporal server restarts mid-rollout (state file kept): the rollout co
     await waitFor('a wave-1 migration to run', async () => ((await statementRunning(fleet.dbs.get('tmp-restart-02')!, 'rollout fault')) ? true : undefined), 60_000);
     await server.stop();
     server = await startDevServer(serverOptions);
-    for (;;) {
-      try {
-        return await handle.result();
-      } catch (error) {
-        // The client's long poll may see the server go away; ask again.
-        if (!String(error).match(/UNAVAILABLE|unavailable|connect/)) throw error;
-      }
-    }
+    return resultThroughRestart(handle);
   });
   await workerConnection.close();
   assert.equal(result.status, 'completed', JSON.stringify(result.databases, null, 2));
