@@ -231,6 +231,12 @@ test('abort with compensate while a wave waits: the canary is reverted and nothi
     assert.equal(aborted.databases.find((d) => d.db === 'abort-03')?.state, 'not-run');
 
     // A failed database, fixed and retried, completes the rollout.
+    // Aborted with --compensate before anything changed: aborted, nothing to put back.
+    const early = await startRollout(pgconvoy, rolloutInput(fleet, 'abort-0', { targets: ['abort-03'], strategy: { canary: { count: 0 }, approveWaves: true } }));
+    await rolloutReaches(client, fleet.config, 'abort-0', 'wave 1 to wait', (s) => s.status === 'awaiting-approval' && s.wave === 0);
+    await abortRollout(pgconvoy, 'abort-0', { by: 'carol', compensate: true });
+    assert.equal((await early.handle.result()).status, 'aborted');
+
     // A failed canary stops the rollout even below the failure threshold: the waves would run the set that just failed.
     const second = await startRollout(pgconvoy, rolloutInput(fleet, 'abort-2', { targets: ['abort-02', 'abort-04'], mode: 'aggressive', strategy: { canary: { aliases: ['abort-02'] }, maxFailures: { count: 2 } } }));
     const halted = await rolloutReaches(client, fleet.config, 'abort-2', 'the canary to fail', (s) => s.status === 'halted' && s.waitingFor?.startsWith('a decision') === true);
