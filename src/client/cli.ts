@@ -7,6 +7,7 @@ import { registerOperationCommands } from './commands/operations';
 import { registerReadCommands } from './commands/read';
 import { registerRolloutCommands } from './commands/rollout';
 import { registerRunCommands } from './commands/run';
+import { registerServeCommand } from './commands/serve';
 import { registerUndoCommand } from './commands/undo';
 import { UsageError, type CliKit, type CommandContext, type GlobalOptions, type Io } from './commands/kit';
 import { ExitCode, exitCodeForFailure } from './exit-codes';
@@ -64,6 +65,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv, cwd: string, i
   registerLedgerCommands(kit);
   registerOperationCommands(kit);
   registerRolloutCommands(kit);
+  registerServeCommand(kit);
 
   try {
     await program.parseAsync(argv, { from: 'user' });

@@ -34,6 +34,27 @@ const databaseSchema = z.strictObject({
   labels: z.record(labelKey, z.string().max(253)).prefault({}),
 });
 
+/** What a bearer token of `pgconvoy serve` may do. */
+export const tokenScopes = ['read', 'trigger', 'approve', 'admin'] as const;
+export type TokenScope = (typeof tokenScopes)[number];
+
+/** A token of `pgconvoy serve`, stored as the sha256 of the token (never the token itself). */
+const tokenSchema = z.strictObject({
+  /** Who holds it; recorded as `by` in approvals and the ledger. */
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/, 'a token name is letters, digits, "_", ".", "@" or "-"'),
+  /** Hex sha256 of the token: `printf %s "$TOKEN" | sha256sum`. */
+  sha256: z.string().regex(/^[0-9a-f]{64}$/, 'the hex sha256 of the token (64 lower-case hex digits)'),
+  scopes: z.array(z.enum(tokenScopes)).min(1),
+});
+
+export interface ServeSettings {
+  host: string;
+  port: number;
+  /** The largest request body accepted. */
+  bodyLimitBytes: number;
+  tokens: Array<{ name: string; sha256: string; scopes: TokenScope[] }>;
+}
+
 /** Log levels (pino's); `silent` logs nothing. */
 export const logLevels = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
@@ -107,6 +128,15 @@ const fileSchema = z.strictObject({
       blockingSessionMs: z.number().int().min(0).default(defaultThresholds.blockingSessionMs),
     })
     .prefault({}),
+  /** `pgconvoy serve`: where it listens and who may call it. */
+  serve: z
+    .strictObject({
+      host: z.string().min(1).default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535).default(8080),
+      bodyLimitBytes: z.number().int().min(1024).default(64 * 1024),
+      tokens: z.array(tokenSchema).default([]),
+    })
+    .prefault({}),
   execution: z
     .strictObject({
       lockTimeoutMs: z.number().int().positive().default(defaultExecutionSettings.lockTimeoutMs),
@@ -147,6 +177,8 @@ export interface Config {
   backup: BackupSettings;
   /** Table sizes that make a locking statement low or high risk. */
   risk: RiskThresholds;
+  /** `pgconvoy serve`. */
+  serve: ServeSettings;
   /** The temporal CLI binary for the embedded dev server. */
   temporalBin?: string;
   /** PGCONVOY_LOG_LEVEL; unset: the command picks (warn for the CLI, info for a worker). */
@@ -293,6 +325,7 @@ export function loadConfig(options: LoadOptions): Config {
     execution: fromFile.execution,
     lease: fromFile.lease,
     risk: fromFile.risk,
+    serve: fromFile.serve,
     backup: backupSettings(fromFile.backup, env, cwd, base, absolute(cwd, env.PGCONVOY_STATE_DIR) ?? absolute(base, fromFile.stateDir)!),
     ...(env.PGCONVOY_TEMPORAL_BIN ? { temporalBin: env.PGCONVOY_TEMPORAL_BIN } : {}),
     ...(logLevel ? { logLevel } : {}),

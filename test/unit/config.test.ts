@@ -174,3 +174,21 @@ test('defaults come from the schema; labels per database; a log level or format 
   assert.throws(() => loadConfig({ cwd: '/', env: { PGCONVOY_LOG_FORMAT: 'xml' } }), /PGCONVOY_LOG_FORMAT: expected json or human, got "xml"/);
   assert.equal(loadConfig({ cwd: '/', env: { PGCONVOY_LOG_LEVEL: 'silent' } }).logLevel, 'silent');
 });
+
+test('serve: tokens are names, hex sha256 hashes and scopes; a token written in place of its hash is refused', () => {
+  const dir = writeMigrations({});
+  try {
+    const file = join(dir.dir, 'serve.json');
+    const hash = 'a'.repeat(64);
+    writeFileSync(file, JSON.stringify({ serve: { port: 9090, tokens: [{ name: 'ci', sha256: hash, scopes: ['trigger', 'read'] }] } }));
+    const config = loadConfig({ cwd: dir.dir, configFile: file, env: {} });
+    assert.deepEqual(config.serve, { host: '127.0.0.1', port: 9090, bodyLimitBytes: 65536, tokens: [{ name: 'ci', sha256: hash, scopes: ['trigger', 'read'] }] });
+    writeFileSync(file, JSON.stringify({ serve: { tokens: [{ name: 'ci', sha256: 'my-plain-token', scopes: ['root'] }] } }));
+    assert.throws(
+      () => loadConfig({ cwd: dir.dir, configFile: file, env: {} }),
+      (e: unknown) => e instanceof ConfigError && /serve\.tokens\.0\.sha256: the hex sha256 of the token/.test(e.message) && /serve\.tokens\.0\.scopes\.0/.test(e.message),
+    );
+  } finally {
+    dir.remove();
+  }
+});

@@ -1,0 +1,176 @@
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Config, TokenScope } from '../../config/config';
+import { errorTypes, executionModes, isErrorType, type RolloutAck, type RolloutStrategy } from '../../contracts';
+import type { Logger } from '../../logging/logger';
+import type { PgconvoyClient } from '../api';
+import { duration, parseAmount } from '../commands/rollout';
+import { UsageError } from '../commands/kit';
+import { summarizeFailure } from '../failure';
+import { abortRollout, approveRollout, getRollout, pauseRollout, resumeRollout, retryRolloutDatabase, selectTargets, skipRolloutDatabase, startRollout } from '../rollout';
+import { allows, authenticate, type Principal } from './auth';
+
+export interface ServeDeps {
+  config: Config;
+  pgconvoy: PgconvoyClient;
+  logger: Logger;
+}
+
+const idPattern = '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$';
+const aliasPattern = '^[a-z0-9][a-z0-9_.-]{0,62}$';
+
+/** The body of POST /v1/rollouts: the CLI's `rollout start` options as JSON. */
+interface StartBody {
+  deployId: string;
+  databases?: string[];
+  select?: string;
+  all?: boolean;
+  canary?: number | string[];
+  bake?: string;
+  waveSize?: number | string;
+  maxParallel?: number;
+  maxFailures?: number | string;
+  onFailure?: 'halt' | 'compensate';
+  approveWaves?: boolean;
+  mode?: (typeof executionModes)[number];
+  onDrift?: 'halt' | 'warn';
+  requireApproval?: boolean;
+  decisionTimeout?: string;
+}
+
+const amount = { anyOf: [{ type: 'integer', minimum: 1 }, { type: 'string', pattern: '^\\d+(\\.\\d+)?%$' }] };
+const startSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['deployId'],
+  properties: {
+    deployId: { type: 'string', pattern: idPattern },
+    databases: { type: 'array', minItems: 1, items: { type: 'string', pattern: aliasPattern } },
+    select: { type: 'string', minLength: 3 },
+    all: { type: 'boolean' },
+    canary: { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'array', minItems: 1, items: { type: 'string', pattern: aliasPattern } }] },
+    bake: { type: 'string' },
+    waveSize: amount,
+    maxParallel: { type: 'integer', minimum: 1, maximum: 1000 },
+    maxFailures: amount,
+    onFailure: { enum: ['halt', 'compensate'] },
+    approveWaves: { type: 'boolean' },
+    mode: { enum: executionModes },
+    onDrift: { enum: ['halt', 'warn'] },
+    requireApproval: { type: 'boolean' },
+    decisionTimeout: { type: 'string' },
+  },
+} as const;
+
+const messageSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { note: { type: 'string', maxLength: 2000 }, compensate: { type: 'boolean' }, db: { type: 'string', pattern: aliasPattern } },
+} as const;
+
+/** HTTP status of a pgconvoy error type. */
+function statusOf(type: string | undefined): number {
+  if (type === 'UnknownRollout' || type === 'UnknownDatabase') return 404;
+  if (type === 'RunConflict' || type === 'MessageRejected') return 409;
+  if (type === 'TemporalUnavailable' || type === 'DatabaseUnavailable') return 503;
+  if (isErrorType(type) && errorTypes[type].exit === 'badInput') return 400;
+  return 500;
+}
+
+/**
+ * `pgconvoy serve`: the deploy service's door, a thin HTTP adapter over the
+ * typed client (src/client/rollout.ts), never a second implementation.
+ * Every /v1 route needs a bearer token with its scope; the token's name is
+ * who acts. Responses carry types and messages, never tokens or connection
+ * strings.
+ */
+export async function buildServer({ config, pgconvoy, logger }: ServeDeps): Promise<FastifyInstance> {
+  // Unknown fields are refused, not dropped, and nothing is coerced: a deploy service's typo must not start another rollout than it meant.
+  const app = Fastify({ logger: false, bodyLimit: config.serve.bodyLimitBytes, ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } } });
+  const principals = new WeakMap<FastifyRequest, Principal>();
+
+  const requires = (scope: TokenScope) => async (request: FastifyRequest, reply: FastifyReply) => {
+    const principal = authenticate(request.headers.authorization, config.serve.tokens);
+    if (!principal) return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'Unauthorized', message: 'a bearer token is required (Authorization: Bearer <token>)' });
+    if (!allows(principal, scope)) return reply.code(403).send({ error: 'Forbidden', message: `the token "${principal.name}" does not have the scope "${scope}"` });
+    principals.set(request, principal);
+  };
+  const who = (request: FastifyRequest): string => principals.get(request)!.name;
+
+  app.setErrorHandler((error: unknown, request, reply) => {
+    const e = error as { validation?: unknown; statusCode?: number; code?: string; message?: string };
+    if (e.validation) return reply.code(400).send({ error: 'BadRequest', message: e.message });
+    if (error instanceof UsageError) return reply.code(400).send({ error: 'BadRequest', message: error.message });
+    if (e.statusCode !== undefined && e.statusCode >= 400 && e.statusCode < 500) return reply.code(e.statusCode).send({ error: e.code ?? 'BadRequest', message: e.message });
+    const failure = summarizeFailure(error);
+    const status = statusOf(failure.type);
+    if (status >= 500) logger.error({ event: 'serve.failed', method: request.method, url: request.url, type: failure.type, message: failure.message });
+    return reply.code(status).send({ error: failure.type ?? 'Internal', message: failure.message });
+  });
+
+  app.get('/healthz', async (_request, reply) => {
+    try {
+      await pgconvoy.client.connection.workflowService.getSystemInfo({});
+      return { status: 'ok', temporal: 'reachable' };
+    } catch {
+      return reply.code(503).send({ status: 'unavailable', temporal: 'unreachable' });
+    }
+  });
+  app.get('/readyz', () => ({ status: 'ready' }));
+
+  app.post<{ Body: StartBody }>('/v1/rollouts', { schema: { body: startSchema }, preHandler: requires('trigger') }, async (request, reply) => {
+    const body = request.body;
+    if ([body.databases, body.select, body.all].filter((x) => x !== undefined).length !== 1) throw new UsageError('choose the databases with exactly one of "databases", "select" or "all"');
+    const { targets, selector } = selectTargets(config, { ...(body.databases ? { dbs: body.databases } : {}), ...(body.select !== undefined ? { select: body.select } : {}), ...(body.all ? { all: true } : {}) });
+    const canary = body.canary ?? 1;
+    const strategy: RolloutStrategy = {
+      canary: typeof canary === 'number' ? { count: canary } : { aliases: canary },
+      bakeMs: duration('bake', body.bake ?? '0', true),
+      waveSize: parseAmount('waveSize', String(body.waveSize ?? '25%')),
+      maxParallel: body.maxParallel ?? 4,
+      maxFailures: parseAmount('maxFailures', String(body.maxFailures ?? 1)),
+      onFailure: body.onFailure ?? 'halt',
+      approveWaves: body.approveWaves ?? false,
+    };
+    const { cachedMigrationSet } = await import('../../source/set-cache');
+    const { set } = await cachedMigrationSet(config.migrationsDir, config.files);
+    const { handle, attached } = await startRollout(pgconvoy, {
+      deployId: body.deployId,
+      migrationsDir: config.migrationsDir,
+      targets,
+      selector,
+      strategy,
+      mode: body.mode ?? 'auto',
+      onDrift: body.onDrift ?? 'halt',
+      expect: { manifestDigest: set.digest },
+      ...(body.requireApproval ? { requireApproval: true } : {}),
+      ...(body.decisionTimeout ? { decisionTimeoutMs: duration('decisionTimeout', body.decisionTimeout) } : {}),
+    });
+    logger.info({ event: 'serve.rollout_started', deployId: body.deployId, by: who(request), attached, targets: targets.length });
+    return reply.code(attached ? 200 : 201).send({ deployId: body.deployId, workflowId: handle.workflowId, attached, targets });
+  });
+
+  app.get<{ Params: { deployId: string } }>('/v1/rollouts/:deployId', { schema: { params: { type: 'object', properties: { deployId: { type: 'string', pattern: idPattern } } } }, preHandler: requires('read') }, (request) =>
+    getRollout(pgconvoy, request.params.deployId),
+  );
+
+  type Message = { Params: { deployId: string }; Body: { note?: string; compensate?: boolean; db?: string } | undefined };
+  const message = (name: string, scope: TokenScope, send: (deployId: string, by: string, body: NonNullable<Message['Body']>) => Promise<RolloutAck>) =>
+    app.post<Message>(`/v1/rollouts/:deployId/${name}`, { schema: { params: { type: 'object', properties: { deployId: { type: 'string', pattern: idPattern } } }, body: messageSchema }, preHandler: requires(scope) }, async (request) => {
+      const ack = await send(request.params.deployId, who(request), request.body ?? {});
+      logger.info({ event: `serve.rollout_${name}`, deployId: request.params.deployId, by: who(request) });
+      return ack;
+    });
+  const note = (b: { note?: string }) => (b.note ? { note: b.note } : {});
+  const db = (b: { db?: string }) => {
+    if (!b.db) throw new UsageError('body/db is required: the database to act on');
+    return b.db;
+  };
+  message('pause', 'trigger', (id, by, b) => pauseRollout(pgconvoy, id, { by, ...note(b) }));
+  message('resume', 'trigger', (id, by, b) => resumeRollout(pgconvoy, id, { by, ...note(b) }));
+  message('abort', 'trigger', (id, by, b) => abortRollout(pgconvoy, id, { by, ...note(b), compensate: b.compensate ?? false }));
+  message('retry', 'trigger', (id, by, b) => retryRolloutDatabase(pgconvoy, id, { by, db: db(b), ...note(b) }));
+  message('skip', 'trigger', (id, by, b) => skipRolloutDatabase(pgconvoy, id, { by, db: db(b), ...note(b) }));
+  message('approve', 'approve', (id, by, b) => approveRollout(pgconvoy, id, { by, ...note(b) }));
+
+  return app;
+}

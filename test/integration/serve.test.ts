@@ -1,0 +1,137 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { tokenHash } from '../../src/client/http/auth';
+import { buildServer } from '../../src/client/http/server';
+import type { RolloutStatus } from '../../src/contracts';
+import pino from 'pino';
+import { fleetFixture, ledgerVersion } from '../helpers/fleet';
+import { sharedTestClient, withWorker } from '../helpers/temporal';
+
+const temporal = sharedTestClient();
+
+const set = {
+  'V1__accounts.sql': 'CREATE TABLE accounts (id bigint PRIMARY KEY, legacy text);',
+  'V2__drop_legacy.sql': 'ALTER TABLE accounts DROP COLUMN legacy;',
+};
+
+const pipelineToken = 'pipeline-secret-token-3f9a1c';
+const personToken = 'person-secret-token-7b2e44';
+
+test('pgconvoy serve: a pipeline token starts a rollout (the same request twice: one rollout), only a person’s token approves it, and every refusal has its status; no token or password in any response or log', async (t) => {
+  const fleet = await fleetFixture(t, 2, set, { prefix: 'http', labels: () => ({ tier: 'prod' }) });
+  const password = 'pw-that-must-not-leak';
+  // A connection string with a password: it must never come back.
+  const { adminQuery } = await import('../helpers/database');
+  await adminQuery(`DO $$ BEGIN CREATE ROLE pgconvoy_http_role LOGIN SUPERUSER PASSWORD '${password}'; EXCEPTION WHEN duplicate_object THEN NULL; END $$`);
+  const withPassword = Object.fromEntries(Object.entries(fleet.config.databases).map(([alias, url]) => {
+    const u = new URL(url);
+    u.username = 'pgconvoy_http_role';
+    u.password = password;
+    return [alias, u.toString()];
+  }));
+  const logged: string[] = [];
+  // The worker's JSON lines, kept to be searched.
+  const logger = pino({ level: 'info' }, { write: (line: string) => void logged.push(line) });
+  const config = {
+    ...fleet.config,
+    databases: withPassword,
+    serve: {
+      ...fleet.config.serve,
+      tokens: [
+        { name: 'ci-pipeline', sha256: tokenHash(pipelineToken), scopes: ['trigger' as const, 'read' as const] },
+        { name: 'alice', sha256: tokenHash(personToken), scopes: ['approve' as const, 'read' as const] },
+      ],
+    },
+  };
+  const { client } = temporal;
+  const app = await buildServer({ config, pgconvoy: { client, taskQueue: config.temporal.taskQueue }, logger });
+  t.after(() => app.close());
+  const base = await app.listen({ host: '127.0.0.1', port: 0 });
+  const bodies: string[] = [];
+  const call = async (method: string, path: string, token?: string, body?: unknown) => {
+    const response = await fetch(`${base}${path}`, {
+      method,
+      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
+    });
+    const text = await response.text();
+    bodies.push(text);
+    return { status: response.status, body: (text ? JSON.parse(text) : null) as Record<string, unknown> };
+  };
+
+  await withWorker(config, async () => {
+    // At V1, so V2's drop-column is high risk on an existing table.
+    const { migrate } = await import('../../src/client/api');
+    for (const alias of fleet.aliases) await migrate({ client, taskQueue: config.temporal.taskQueue }, { db: alias, migrationsDir: config.migrationsDir, target: '1' });
+    assert.deepEqual((await call('GET', '/healthz')).body, { status: 'ok', temporal: 'reachable' });
+    assert.equal((await call('GET', '/readyz')).status, 200);
+
+    const start = { deployId: 'http-1', select: 'tier=prod', maxParallel: 2, waveSize: '100%' };
+    // No token, a wrong token, the wrong scope: nothing starts.
+    assert.equal((await call('POST', '/v1/rollouts', undefined, start)).status, 401);
+    assert.equal((await call('POST', '/v1/rollouts', 'not-a-token', start)).status, 401);
+    const forbidden = await call('POST', '/v1/rollouts', personToken, start);
+    assert.equal(forbidden.status, 403);
+    assert.match(String(forbidden.body.message), /the token "alice" does not have the scope "trigger"/);
+    // Bad bodies name the field; unknown aliases and deploy ids are 404.
+    const bad = await call('POST', '/v1/rollouts', pipelineToken, { ...start, maxParallel: 0 });
+    assert.equal(bad.status, 400);
+    assert.match(String(bad.body.message), /maxParallel/);
+    assert.equal((await call('POST', '/v1/rollouts', pipelineToken, { ...start, extra: 1 })).status, 400);
+    assert.equal((await call('POST', '/v1/rollouts', pipelineToken, '{not json')).status, 400);
+    const both = await call('POST', '/v1/rollouts', pipelineToken, { ...start, all: true });
+    assert.equal(both.status, 400);
+    assert.match(String(both.body.message), /exactly one of "databases", "select" or "all"/);
+    const unknownDb = await call('POST', '/v1/rollouts', pipelineToken, { deployId: 'http-x', databases: ['nope'] });
+    assert.equal(unknownDb.status, 404);
+    assert.match(String(unknownDb.body.message), /unknown database alias: nope/);
+    assert.equal((await call('GET', '/v1/rollouts/never-started', pipelineToken)).status, 404);
+    assert.equal((await call('POST', '/v1/rollouts', pipelineToken, 'x'.repeat(70 * 1024))).status, 413, 'an oversized body is refused');
+    assert.equal(await ledgerVersion(fleet.dbs.get('http-01')!), '1', 'nothing started');
+
+    // The same request twice: one rollout.
+    const first = await call('POST', '/v1/rollouts', pipelineToken, start);
+    assert.equal(first.status, 201, JSON.stringify(first.body));
+    assert.deepEqual(first.body, { deployId: 'http-1', workflowId: 'pgconvoy/rollout/http-1', attached: false, targets: ['http-01', 'http-02'] });
+    const second = await call('POST', '/v1/rollouts', pipelineToken, start);
+    assert.equal(second.status, 200);
+    assert.equal(second.body.attached, true);
+    const conflict = await call('POST', '/v1/rollouts', pipelineToken, { ...start, select: undefined, databases: ['http-01'] });
+    assert.equal(conflict.status, 409);
+
+    // The drop-column waits for an approval: the pipeline may not give it, the person may.
+    let status: RolloutStatus | undefined;
+    for (let i = 0; i < 200 && status?.status !== 'awaiting-approval'; i++) {
+      status = (await call('GET', '/v1/rollouts/http-1', pipelineToken)).body as unknown as RolloutStatus;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(status?.status, 'awaiting-approval');
+    assert.equal((await call('POST', '/v1/rollouts/http-1/approve', pipelineToken, {})).status, 403);
+    const approved = await call('POST', '/v1/rollouts/http-1/approve', personToken, { note: 'legacy unused' });
+    assert.equal(approved.status, 200, JSON.stringify(approved.body));
+    assert.equal(approved.body.accepted, true);
+    const again = await call('POST', '/v1/rollouts/http-1/approve', personToken, {});
+    assert.equal(again.status, 409, 'nothing left to approve');
+    assert.match(String(again.body.message), /nothing to approve/);
+    const retryWithoutDb = await call('POST', '/v1/rollouts/http-1/retry', pipelineToken, {});
+    assert.equal(retryWithoutDb.status, 400);
+
+    const result = await client.workflow.getHandle('pgconvoy/rollout/http-1').result();
+    assert.equal((result as RolloutStatus).status, 'completed');
+    for (const [alias, db] of fleet.dbs) {
+      const row = (await db.query<{ approved_by: string }>(`SELECT approved_by FROM pgconvoy.history WHERE version = 2 AND status = 'applied'`)).rows[0];
+      assert.equal(row?.approved_by, 'alice', `${alias}: the token's name is who approved`);
+    }
+    const ended = await call('GET', '/v1/rollouts/http-1', personToken);
+    assert.equal(ended.status, 200);
+    assert.equal(ended.body.status, 'completed');
+    assert.equal((await call('POST', '/v1/rollouts/http-1/pause', pipelineToken, {})).status, 409, 'an ended rollout takes no message');
+
+    // Tokens and the password appear in no response, no log line and no workflow history.
+    const history = JSON.stringify((await client.workflow.getHandle('pgconvoy/rollout/http-1').fetchHistory()).events);
+    for (const secret of [pipelineToken, personToken, password]) {
+      for (const text of [...bodies, ...logged, history]) assert.ok(!text.includes(secret), `a secret leaked: ${text.slice(0, 200)}`);
+    }
+    assert.ok(logged.some((l) => l.includes('serve.rollout_started') && l.includes('ci-pipeline')), 'who started it is logged by name');
+  });
+});
