@@ -116,8 +116,8 @@ test('pgconvoy serve: a pipeline token starts a rollout (the same request twice:
     const retryWithoutDb = await call('POST', '/v1/rollouts/http-1/retry', pipelineToken, {});
     assert.equal(retryWithoutDb.status, 400);
 
-    const result = await client.workflow.getHandle('pgconvoy/rollout/http-1').result();
-    assert.equal((result as RolloutStatus).status, 'completed');
+    const result = (await client.workflow.getHandle('pgconvoy/rollout/http-1').result()) as RolloutStatus;
+    assert.equal(result.status, 'completed');
     for (const [alias, db] of fleet.dbs) {
       const row = (await db.query<{ approved_by: string }>(`SELECT approved_by FROM pgconvoy.history WHERE version = 2 AND status = 'applied'`)).rows[0];
       assert.equal(row?.approved_by, 'alice', `${alias}: the token's name is who approved`);
