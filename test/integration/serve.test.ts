@@ -65,6 +65,12 @@ test('pgconvoy serve: a pipeline token starts a rollout (the same request twice:
     for (const alias of fleet.aliases) await migrate({ client, taskQueue: config.temporal.taskQueue }, { db: alias, migrationsDir: config.migrationsDir, target: '1' });
     assert.deepEqual((await call('GET', '/healthz')).body, { status: 'ok', temporal: 'reachable' });
     assert.equal((await call('GET', '/readyz')).status, 200);
+    // The OpenAPI document, from the routes' schemas.
+    const openapi = await call('GET', '/openapi.json');
+    assert.equal(openapi.status, 200);
+    const paths = openapi.body.paths as Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { properties: Record<string, unknown> } }> } }>>;
+    assert.ok(paths['/v1/rollouts/{deployId}/approve']?.post, Object.keys(paths).join(', '));
+    assert.ok('maxParallel' in (paths['/v1/rollouts']?.post?.requestBody?.content['application/json']?.schema.properties ?? {}));
 
     const start = { deployId: 'http-1', select: 'tier=prod', maxParallel: 2, waveSize: '100%' };
     // No token, a wrong token, the wrong scope: nothing starts.

@@ -87,6 +87,16 @@ export async function buildServer({ config, pgconvoy, logger }: ServeDeps): Prom
   // Unknown fields are refused, not dropped, and nothing is coerced: a deploy service's typo must not start another rollout than it meant.
   const app = Fastify({ logger: false, bodyLimit: config.serve.bodyLimitBytes, ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } } });
   const principals = new WeakMap<FastifyRequest, Principal>();
+  // The OpenAPI document comes from the routes' own schemas, so it cannot drift from what is validated.
+  const { default: swagger } = await import('@fastify/swagger');
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'pgconvoy', description: 'Fleet rollouts of PostgreSQL migrations through Temporal', version: '0' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
 
   const requires = (scope: TokenScope) => async (request: FastifyRequest, reply: FastifyReply) => {
     const principal = authenticate(request.headers.authorization, config.serve.tokens);
