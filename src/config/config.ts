@@ -52,6 +52,8 @@ export interface ServeSettings {
   port: number;
   /** The largest request body accepted. */
   bodyLimitBytes: number;
+  /** Requests per minute per token (per address without one). */
+  rateLimitPerMinute: number;
   tokens: Array<{ name: string; sha256: string; scopes: TokenScope[] }>;
 }
 
@@ -134,6 +136,7 @@ const fileSchema = z.strictObject({
       host: z.string().min(1).default('127.0.0.1'),
       port: z.number().int().min(0).max(65535).default(8080),
       bodyLimitBytes: z.number().int().min(1024).default(64 * 1024),
+      rateLimitPerMinute: z.number().int().min(1).default(600),
       tokens: z.array(tokenSchema).default([]),
     })
     .prefault({}),
@@ -296,6 +299,21 @@ export function loadConfig(options: LoadOptions): Config {
   if (fromFile.backup.reason !== undefined && fromFile.backup.scope !== 'none') {
     problems.push('backup.reason: only with "scope": "none" (a run that takes a backup needs no reason)');
   }
+  // PGCONVOY_SERVE_TOKENS: more tokens (a JSON array like serve.tokens), for a secret store that fills the environment.
+  const tokens = [...fromFile.serve.tokens];
+  if (env.PGCONVOY_SERVE_TOKENS) {
+    let rawTokens: unknown;
+    try {
+      rawTokens = JSON.parse(env.PGCONVOY_SERVE_TOKENS);
+    } catch (error) {
+      problems.push(`PGCONVOY_SERVE_TOKENS: not valid JSON: ${(error as Error).message}`);
+    }
+    const parsedTokens = z.array(tokenSchema).safeParse(rawTokens ?? []);
+    if (parsedTokens.success) tokens.push(...parsedTokens.data);
+    else for (const issue of parsedTokens.error.issues) problems.push(`PGCONVOY_SERVE_TOKENS.${issue.path.join('.')}: ${issue.message}`);
+  }
+  const names = tokens.map((t) => t.name);
+  for (const name of new Set(names.filter((n, i) => names.indexOf(n) !== i))) problems.push(`serve.tokens: the name "${name}" is given to more than one token`);
   const logLevel = env.PGCONVOY_LOG_LEVEL || undefined;
   if (logLevel !== undefined && !(logLevels as readonly string[]).includes(logLevel)) {
     problems.push(`PGCONVOY_LOG_LEVEL: expected one of ${logLevels.join(', ')}, got "${logLevel}"`);
@@ -325,7 +343,7 @@ export function loadConfig(options: LoadOptions): Config {
     execution: fromFile.execution,
     lease: fromFile.lease,
     risk: fromFile.risk,
-    serve: fromFile.serve,
+    serve: { ...fromFile.serve, tokens },
     backup: backupSettings(fromFile.backup, env, cwd, base, absolute(cwd, env.PGCONVOY_STATE_DIR) ?? absolute(base, fromFile.stateDir)!),
     ...(env.PGCONVOY_TEMPORAL_BIN ? { temporalBin: env.PGCONVOY_TEMPORAL_BIN } : {}),
     ...(logLevel ? { logLevel } : {}),

@@ -141,3 +141,28 @@ test('pgconvoy serve: a pipeline token starts a rollout (the same request twice:
     assert.ok(logged.some((l) => l.includes('serve.rollout_started') && l.includes('ci-pipeline')), 'who started it is logged by name');
   });
 });
+
+test('pgconvoy serve: requests are rate-limited per token, so one runaway caller does not slow the others', async (t) => {
+  const { testConfig } = await import('../helpers/temporal');
+  const config = testConfig({
+    databases: {},
+    migrationsDir: '/nonexistent',
+    serve: {
+      host: '127.0.0.1',
+      port: 0,
+      bodyLimitBytes: 64 * 1024,
+      rateLimitPerMinute: 3,
+      tokens: [
+        { name: 'ci-pipeline', sha256: tokenHash(pipelineToken), scopes: ['read'] },
+        { name: 'alice', sha256: tokenHash(personToken), scopes: ['read'] },
+      ],
+    },
+  });
+  const app = await buildServer({ config, pgconvoy: { client: temporal.client, taskQueue: config.temporal.taskQueue }, logger: pino({ level: 'silent' }) });
+  t.after(() => app.close());
+  const base = await app.listen({ host: '127.0.0.1', port: 0 });
+  const get = async (token: string) => (await fetch(`${base}/v1/rollouts/none`, { headers: { authorization: `Bearer ${token}` } })).status;
+  assert.deepEqual([await get(pipelineToken), await get(pipelineToken), await get(pipelineToken)], [404, 404, 404]);
+  assert.equal(await get(pipelineToken), 429, 'the fourth request in the minute');
+  assert.equal(await get(personToken), 404, 'another token is not slowed');
+});

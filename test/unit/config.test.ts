@@ -182,7 +182,12 @@ test('serve: tokens are names, hex sha256 hashes and scopes; a token written in 
     const hash = 'a'.repeat(64);
     writeFileSync(file, JSON.stringify({ serve: { port: 9090, tokens: [{ name: 'ci', sha256: hash, scopes: ['trigger', 'read'] }] } }));
     const config = loadConfig({ cwd: dir.dir, configFile: file, env: {} });
-    assert.deepEqual(config.serve, { host: '127.0.0.1', port: 9090, bodyLimitBytes: 65536, tokens: [{ name: 'ci', sha256: hash, scopes: ['trigger', 'read'] }] });
+    assert.deepEqual(config.serve, { host: '127.0.0.1', port: 9090, bodyLimitBytes: 65536, rateLimitPerMinute: 600, tokens: [{ name: 'ci', sha256: hash, scopes: ['trigger', 'read'] }] });
+    // More tokens from the environment; a name given twice is refused.
+    const fromEnv = loadConfig({ cwd: dir.dir, configFile: file, env: { PGCONVOY_SERVE_TOKENS: JSON.stringify([{ name: 'alice', sha256: 'b'.repeat(64), scopes: ['approve'] }]) } });
+    assert.deepEqual(fromEnv.serve.tokens.map((t) => t.name), ['ci', 'alice']);
+    assert.throws(() => loadConfig({ cwd: dir.dir, configFile: file, env: { PGCONVOY_SERVE_TOKENS: JSON.stringify([{ name: 'ci', sha256: 'b'.repeat(64), scopes: ['read'] }]) } }), /the name "ci" is given to more than one token/);
+    assert.throws(() => loadConfig({ cwd: dir.dir, configFile: file, env: { PGCONVOY_SERVE_TOKENS: '[{' } }), /PGCONVOY_SERVE_TOKENS: not valid JSON/);
     writeFileSync(file, JSON.stringify({ serve: { tokens: [{ name: 'ci', sha256: 'my-plain-token', scopes: ['root'] }] } }));
     assert.throws(
       () => loadConfig({ cwd: dir.dir, configFile: file, env: {} }),

@@ -97,6 +97,13 @@ export async function buildServer({ config, pgconvoy, logger }: ServeDeps): Prom
     },
   });
   app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
+  // Per token (its name, never the token), per address without one: a runaway pipeline slows only itself.
+  const { default: rateLimit } = await import('@fastify/rate-limit');
+  await app.register(rateLimit, {
+    max: config.serve.rateLimitPerMinute,
+    timeWindow: 60_000,
+    keyGenerator: (request) => authenticate(request.headers.authorization, config.serve.tokens)?.name ?? `address:${request.ip}`,
+  });
 
   const requires = (scope: TokenScope) => async (request: FastifyRequest, reply: FastifyReply) => {
     const principal = authenticate(request.headers.authorization, config.serve.tokens);
