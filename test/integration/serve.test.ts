@@ -105,13 +105,33 @@ test('pgconvoy serve: a pipeline token starts a rollout (the same request twice:
     const conflict = await call('POST', '/v1/rollouts', pipelineToken, { ...start, select: undefined, databases: ['http-01'] });
     assert.equal(conflict.status, 409);
 
+    // The live stream: a status event whenever the rollout changes, until it ends.
+    assert.equal((await fetch(`${base}/v1/rollouts/http-1/events`)).status, 401);
+    assert.equal((await fetch(`${base}/v1/rollouts/none/events`, { headers: { authorization: `Bearer ${personToken}` } })).status, 404);
+    const stream = await fetch(`${base}/v1/rollouts/http-1/events`, { headers: { authorization: `Bearer ${personToken}` } });
+    assert.equal(stream.status, 200);
+    assert.match(stream.headers.get('content-type') ?? '', /text\/event-stream/);
+    const events: RolloutStatus[] = [];
+    const reading = (async () => {
+      let buffer = '';
+      for await (const chunk of stream.body as AsyncIterable<Uint8Array>) {
+        buffer += Buffer.from(chunk).toString('utf8');
+        for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          bodies.push(block);
+          const data = block.split('\n').find((l) => l.startsWith('data: '));
+          if (block.startsWith('event: status') && data) events.push(JSON.parse(data.slice(6)) as RolloutStatus);
+        }
+      }
+    })();
+
     // The drop-column waits for an approval: the pipeline may not give it, the person may.
-    let status: RolloutStatus | undefined;
-    for (let i = 0; i < 200 && status?.status !== 'awaiting-approval'; i++) {
-      status = (await call('GET', '/v1/rollouts/http-1', pipelineToken)).body as unknown as RolloutStatus;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    assert.equal(status?.status, 'awaiting-approval');
+    const { waitFor } = await import('../helpers/workers');
+    await waitFor('the stream to show the approval wait', () => Promise.resolve(events.some((e) => e.status === 'awaiting-approval') ? true : undefined), 30_000);
+    const status = (await call('GET', '/v1/rollouts/http-1', pipelineToken)).body as unknown as RolloutStatus;
+    assert.equal(status.status, 'awaiting-approval');
+    assert.match(status.waitingFor ?? '', /drop-column/);
     assert.equal((await call('POST', '/v1/rollouts/http-1/approve', pipelineToken, {})).status, 403);
     const approved = await call('POST', '/v1/rollouts/http-1/approve', personToken, { note: 'legacy unused' });
     assert.equal(approved.status, 200, JSON.stringify(approved.body));
@@ -128,6 +148,10 @@ test('pgconvoy serve: a pipeline token starts a rollout (the same request twice:
       const row = (await db.query<{ approved_by: string }>(`SELECT approved_by FROM pgconvoy.history WHERE version = 2 AND status = 'applied'`)).rows[0];
       assert.equal(row?.approved_by, 'alice', `${alias}: the token's name is who approved`);
     }
+    await reading; // the stream ends with the rollout
+    assert.ok(events.some((e) => e.status === 'awaiting-approval'), events.map((e) => e.status).join(','));
+    assert.equal(events.at(-1)?.status, 'completed');
+    assert.ok(events.some((e) => e.databases.some((d) => d.state === 'running')), 'the stream showed the databases running');
     const ended = await call('GET', '/v1/rollouts/http-1', personToken);
     assert.equal(ended.status, 200);
     assert.equal(ended.body.status, 'completed');

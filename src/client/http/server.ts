@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Config, TokenScope } from '../../config/config';
-import { errorTypes, executionModes, isErrorType, type RolloutAck, type RolloutStrategy } from '../../contracts';
+import { endedRolloutStatuses, errorTypes, executionModes, isErrorType, type RolloutAck, type RolloutStrategy } from '../../contracts';
 import type { Logger } from '../../logging/logger';
 import type { PgconvoyClient } from '../api';
 import { duration, parseAmount } from '../commands/rollout';
@@ -169,6 +169,35 @@ export async function buildServer({ config, pgconvoy, logger }: ServeDeps): Prom
   app.get<{ Params: { deployId: string } }>('/v1/rollouts/:deployId', { schema: { params: { type: 'object', properties: { deployId: { type: 'string', pattern: idPattern } } } }, preHandler: requires('read') }, (request) =>
     getRollout(pgconvoy, request.params.deployId),
   );
+
+  // A live stream of the rollout's status (server-sent events): one `status` event whenever it changes, until it ends or the caller goes.
+  app.get<{ Params: { deployId: string } }>('/v1/rollouts/:deployId/events', { schema: { params: { type: 'object', properties: { deployId: { type: 'string', pattern: idPattern } } } }, preHandler: requires('read') }, async (request, reply) => {
+    const { deployId } = request.params;
+    const first = await getRollout(pgconvoy, deployId); // an unknown deploy id is a 404, before the stream starts
+    reply.hijack();
+    const out = reply.raw;
+    out.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    let gone = false;
+    request.raw.on('close', () => (gone = true));
+    let last = '';
+    let quietSince = Date.now();
+    for (let current = first; !gone; ) {
+      const text = JSON.stringify(current);
+      if (text !== last) {
+        out.write(`event: status\ndata: ${text}\n\n`);
+        last = text;
+        quietSince = Date.now();
+      } else if (Date.now() - quietSince > 15_000) {
+        out.write(': still here\n\n'); // keeps proxies from closing a quiet stream
+        quietSince = Date.now();
+      }
+      if (endedRolloutStatuses.includes(current.status)) break;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      // Each poll under a signal of its own (the client keeps a listener per call on a signal).
+      current = await pgconvoy.client.connection.withAbortSignal(new AbortController().signal, () => getRollout(pgconvoy, deployId)).catch(() => current);
+    }
+    out.end();
+  });
 
   type Message = { Params: { deployId: string }; Body: { note?: string; compensate?: boolean; db?: string } | undefined };
   const message = (name: string, scope: TokenScope, send: (deployId: string, by: string, body: NonNullable<Message['Body']>) => Promise<RolloutAck>) =>
