@@ -190,3 +190,49 @@ test('pgconvoy serve: requests are rate-limited per token, so one runaway caller
   assert.equal(await get(pipelineToken), 429, 'the fourth request in the minute');
   assert.equal(await get(personToken), 404, 'another token is not slowed');
 });
+
+test('pgconvoy serve: one database: up (waiting for a person’s approval), its status while it runs and after, refusals', async (t) => {
+  const fleet = await fleetFixture(t, 1, set, { prefix: 'httpdb' });
+  const config = {
+    ...fleet.config,
+    serve: {
+      ...fleet.config.serve,
+      tokens: [
+        { name: 'ci-pipeline', sha256: tokenHash(pipelineToken), scopes: ['trigger' as const, 'read' as const] },
+        { name: 'alice', sha256: tokenHash(personToken), scopes: ['approve' as const, 'read' as const] },
+      ],
+    },
+  };
+  const { client } = temporal;
+  const app = await buildServer({ config, pgconvoy: { client, taskQueue: config.temporal.taskQueue }, logger: pino({ level: 'silent' }) });
+  t.after(() => app.close());
+  const base = await app.listen({ host: '127.0.0.1', port: 0 });
+  const call = async (method: string, path: string, token: string, body?: unknown) => {
+    const response = await fetch(`${base}${path}`, { method, headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  };
+  await withWorker(config, async () => {
+    assert.equal((await call('GET', '/v1/databases/nope', pipelineToken)).status, 404);
+    assert.equal((await call('POST', '/v1/databases/nope/up', pipelineToken, {})).status, 404);
+    assert.equal((await call('POST', '/v1/databases/httpdb-01/up', pipelineToken, { target: 'two' })).status, 400);
+    assert.equal((await call('POST', '/v1/databases/httpdb-01/up', personToken, {})).status, 403);
+    const started = await call('POST', '/v1/databases/httpdb-01/up', pipelineToken, { requireApproval: true });
+    assert.equal(started.status, 202, JSON.stringify(started.body));
+    assert.equal(started.body.workflowId, 'pgconvoy/db/httpdb-01');
+    const { waitFor } = await import('../helpers/workers');
+    const running = await waitFor('the run to wait for its approval', async () => {
+      const s = await call('GET', '/v1/databases/httpdb-01', pipelineToken);
+      return (s.body.running as { phase?: string } | null)?.phase === 'awaiting-approval' ? s.body : undefined;
+    });
+    assert.equal((running.plan as { pending: unknown[] }).pending.length, 2);
+    assert.equal((await call('POST', '/v1/databases/httpdb-01/approve', pipelineToken, {})).status, 403);
+    assert.equal((await call('POST', '/v1/databases/httpdb-01/approve', personToken, { note: 'ok' })).status, 200);
+    await client.workflow.getHandle('pgconvoy/db/httpdb-01').result();
+    const after = await call('GET', '/v1/databases/httpdb-01', pipelineToken);
+    assert.equal(after.body.running, null);
+    assert.deepEqual((after.body.history as Array<{ version: string; status: string; approvedBy: string | null }>).map((h) => [h.version, h.status, h.approvedBy]), [['1', 'applied', 'alice'], ['2', 'applied', 'alice']]);
+    const none = await call('POST', '/v1/databases/httpdb-01/approve', personToken, {});
+    assert.equal(none.status, 409);
+    assert.match(String(none.body.message), /no migration of "httpdb-01" is running/);
+  });
+});

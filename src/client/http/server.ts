@@ -1,12 +1,13 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Config, TokenScope } from '../../config/config';
-import { endedRolloutStatuses, errorTypes, executionModes, isErrorType, type RolloutAck, type RolloutStrategy } from '../../contracts';
+import { endedRolloutStatuses, errorTypes, executionModes, failurePolicies, isErrorType, type FailurePolicy, type RolloutAck, type RolloutStrategy } from '../../contracts';
 import type { Logger } from '../../logging/logger';
-import type { PgconvoyClient } from '../api';
+import { approve, readerThrough, startMigration, type PgconvoyClient } from '../api';
 import { duration, parseAmount } from '../commands/rollout';
 import { UsageError } from '../commands/kit';
 import { summarizeFailure } from '../failure';
-import { abortRollout, approveRollout, getRollout, pauseRollout, resumeRollout, retryRolloutDatabase, selectTargets, skipRolloutDatabase, startRollout } from '../rollout';
+import { abortRollout, approveRollout, getRollout, pauseRollout, resumeRollout, retryRolloutDatabase, RolloutMessageRejectedError, selectTargets, skipRolloutDatabase, startRollout, TargetSelectionError } from '../rollout';
+import { temporalClient } from '../temporal';
 import { allows, authenticate, type Principal } from './auth';
 
 export interface ServeDeps {
@@ -198,6 +199,62 @@ export async function buildServer({ config, pgconvoy, logger }: ServeDeps): Prom
     }
     out.end();
   });
+
+  // One database: `up` (the migrateDatabase run `pgconvoy up` starts, attached to when it runs with the same options), its status, its approval.
+  const aliasParams = { type: 'object', properties: { alias: { type: 'string', pattern: aliasPattern } } } as const;
+  const known = (alias: string) => {
+    if (config.databases[alias] === undefined) throw new TargetSelectionError(`unknown database alias: ${alias}`, { alias });
+  };
+  type Up = { Params: { alias: string }; Body: { target?: string; mode?: (typeof executionModes)[number]; requireApproval?: boolean; onFailure?: FailurePolicy } | undefined };
+  app.post<Up>(
+    '/v1/databases/:alias/up',
+    {
+      schema: {
+        params: aliasParams,
+        body: { type: 'object', additionalProperties: false, properties: { target: { type: 'string', pattern: '^\\d+$' }, mode: { enum: executionModes }, requireApproval: { type: 'boolean' }, onFailure: { enum: failurePolicies } } },
+      },
+      preHandler: requires('trigger'),
+    },
+    async (request, reply) => {
+      const { alias } = request.params;
+      known(alias);
+      const body = request.body ?? {};
+      const handle = await startMigration(pgconvoy, {
+        db: alias,
+        migrationsDir: config.migrationsDir,
+        mode: body.mode ?? 'auto',
+        onFailure: body.onFailure ?? 'restore',
+        ...(body.target !== undefined ? { target: body.target } : {}),
+        ...(body.requireApproval ? { requireApproval: true } : {}),
+      });
+      logger.info({ event: 'serve.up_started', db: alias, by: who(request) });
+      return reply.code(202).send({ db: alias, workflowId: handle.workflowId, runId: handle.firstExecutionRunId });
+    },
+  );
+  app.get<{ Params: { alias: string } }>('/v1/databases/:alias', { schema: { params: aliasParams }, preHandler: requires('read') }, async (request) => {
+    const { alias } = request.params;
+    known(alias);
+    const reader = readerThrough(pgconvoy);
+    const status = await reader.inspect({ db: alias, migrationsDir: config.migrationsDir });
+    return { ...status, running: await reader.running(alias) };
+  });
+  app.post<{ Params: { alias: string }; Body: { note?: string } | undefined }>(
+    '/v1/databases/:alias/approve',
+    { schema: { params: aliasParams, body: { type: 'object', additionalProperties: false, properties: { note: { type: 'string', maxLength: 2000 } } } }, preHandler: requires('approve') },
+    async (request) => {
+      const { alias } = request.params;
+      known(alias);
+      try {
+        return await approve(pgconvoy, alias, { by: who(request), ...(request.body?.note ? { note: request.body.note } : {}) });
+      } catch (error) {
+        const { ApplicationFailure, WorkflowNotFoundError, WorkflowUpdateFailedError } = temporalClient();
+        if (error instanceof WorkflowNotFoundError) throw new RolloutMessageRejectedError(`no migration of "${alias}" is running`, { db: alias });
+        const cause = error instanceof WorkflowUpdateFailedError ? error.cause : undefined;
+        if (cause instanceof ApplicationFailure && cause.type === 'MessageRejected') throw new RolloutMessageRejectedError(cause.message, { db: alias });
+        throw error;
+      }
+    },
+  );
 
   type Message = { Params: { deployId: string }; Body: { note?: string; compensate?: boolean; db?: string } | undefined };
   const message = (name: string, scope: TokenScope, send: (deployId: string, by: string, body: NonNullable<Message['Body']>) => Promise<RolloutAck>) =>
