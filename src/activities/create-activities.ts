@@ -46,6 +46,7 @@ export function createActivities(deps: ActivityDeps): Activities {
     finishRevertCompensation: step(runs.finishRevertCompensation),
     surveyDatabase: step(runs.surveyDatabase),
     compareSchemas: step(runs.compareSchemas),
+    deliverWebhook: step(runs.deliverWebhook),
   };
 }
 

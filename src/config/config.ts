@@ -47,6 +47,25 @@ const tokenSchema = z.strictObject({
   scopes: z.array(z.enum(tokenScopes)).min(1),
 });
 
+/** Where rollout events are sent; the secret signs each body (HMAC-SHA256) and comes from the environment. */
+const webhookSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'a webhook name is lower-case letters, digits, "_", "." or "-"'),
+  url: z.string().url(),
+  /** The environment variable holding the signing secret. */
+  secretEnv: z.string().min(1),
+  /** The events it wants (default: all). */
+  events: z.array(z.enum(['started', 'approval-needed', 'wave-done', 'database-failed', 'halted', 'compensated', 'completed', 'ended'])).optional(),
+  /** `json` (default), or `slack`: `{"text": ...}` for a Slack-compatible incoming webhook. */
+  format: z.enum(['json', 'slack']).default('json'),
+});
+
+export interface WebhookSettings {
+  url: string;
+  secret: string;
+  events?: string[];
+  format: 'json' | 'slack';
+}
+
 export interface ServeSettings {
   host: string;
   port: number;
@@ -130,6 +149,8 @@ const fileSchema = z.strictObject({
       blockingSessionMs: z.number().int().min(0).default(defaultThresholds.blockingSessionMs),
     })
     .prefault({}),
+  /** Webhooks for rollout events, by name (a rollout's input carries only the names). */
+  notify: z.strictObject({ webhooks: z.array(webhookSchema).default([]) }).prefault({}),
   /** `pgconvoy serve`: where it listens and who may call it. */
   serve: z
     .strictObject({
@@ -182,6 +203,8 @@ export interface Config {
   risk: RiskThresholds;
   /** `pgconvoy serve`. */
   serve: ServeSettings;
+  /** Webhooks by name; only activities read their URLs and secrets. */
+  webhooks: Record<string, WebhookSettings>;
   /** The temporal CLI binary for the embedded dev server. */
   temporalBin?: string;
   /** PGCONVOY_LOG_LEVEL; unset: the command picks (warn for the CLI, info for a worker). */
@@ -314,6 +337,13 @@ export function loadConfig(options: LoadOptions): Config {
   }
   const names = tokens.map((t) => t.name);
   for (const name of new Set(names.filter((n, i) => names.indexOf(n) !== i))) problems.push(`serve.tokens: the name "${name}" is given to more than one token`);
+  const webhooks: Record<string, WebhookSettings> = {};
+  for (const hook of fromFile.notify.webhooks) {
+    const secret = env[hook.secretEnv];
+    if (webhooks[hook.name]) problems.push(`notify.webhooks: the name "${hook.name}" is given to more than one webhook`);
+    else if (!secret) problems.push(`notify.webhooks.${hook.name}: environment variable ${hook.secretEnv} (its signing secret) is not set`);
+    else webhooks[hook.name] = { url: hook.url, secret, format: hook.format, ...(hook.events ? { events: hook.events } : {}) };
+  }
   const logLevel = env.PGCONVOY_LOG_LEVEL || undefined;
   if (logLevel !== undefined && !(logLevels as readonly string[]).includes(logLevel)) {
     problems.push(`PGCONVOY_LOG_LEVEL: expected one of ${logLevels.join(', ')}, got "${logLevel}"`);
@@ -344,6 +374,7 @@ export function loadConfig(options: LoadOptions): Config {
     lease: fromFile.lease,
     risk: fromFile.risk,
     serve: { ...fromFile.serve, tokens },
+    webhooks,
     backup: backupSettings(fromFile.backup, env, cwd, base, absolute(cwd, env.PGCONVOY_STATE_DIR) ?? absolute(base, fromFile.stateDir)!),
     ...(env.PGCONVOY_TEMPORAL_BIN ? { temporalBin: env.PGCONVOY_TEMPORAL_BIN } : {}),
     ...(logLevel ? { logLevel } : {}),

@@ -9,7 +9,7 @@ import type { RiskLevel } from '../core/risk';
 import type { MigrationRisk, TableContext } from '../core/risk-context';
 import type { TransactionMode } from '../core/statements';
 import type { Version } from '../core/version';
-import type { DatabaseSurvey } from './rollout';
+import type { DatabaseSurvey, DeliverWebhookInput } from './rollout';
 import type { ApplyResult, BackupManifest, BackupPlan, HistoryRow, Lease, LedgerChange, LedgerChangeResult, RunChanges, UndoResult } from './records';
 
 export interface PlanInput {
@@ -259,4 +259,5 @@ export interface Activities {
   finishRevertCompensation(input: FinishRevertCompensationInput): Promise<{ reapplied: Version[] }>;
   surveyDatabase(input: PlanInput): Promise<DatabaseSurvey>;
   compareSchemas(input: CompareSchemasInput): Promise<{ differences: string[]; total: number }>;
+  deliverWebhook(input: DeliverWebhookInput): Promise<{ status: 'delivered' | 'not-subscribed'; httpStatus?: number }>;
 }

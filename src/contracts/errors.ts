@@ -61,6 +61,9 @@ export const errorTypes = {
   UndoFailed: { retryable: false, exit: 'failed' },
   UndoLeftDifference: { retryable: false, exit: 'failed' },
   CompensationFailed: { retryable: false, exit: 'failed' },
+  // A webhook receiver did not take a notification (retried with backoff); one not in the worker's config.
+  WebhookFailed: { retryable: true, exit: 'failed' },
+  UnknownWebhook: { retryable: false, exit: 'badInput' },
   // The run itself.
   ApprovalTimedOut: { retryable: false, exit: 'failed' },
   MessageRejected: { retryable: false, exit: 'failed' },

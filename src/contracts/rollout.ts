@@ -55,6 +55,34 @@ export interface RolloutInput {
   busyRetryMs?: number;
   /** Continue as new past this many history events (default: when the server suggests it). */
   historyLimit?: number;
+  /** Webhooks (their names in the workers' config) told of the rollout's events. */
+  notify?: string[];
+}
+
+export type RolloutEventName = 'started' | 'approval-needed' | 'wave-done' | 'database-failed' | 'halted' | 'compensated' | 'completed' | 'ended';
+
+/** What a webhook receives: the event, in words, and the rollout's counts; never SQL, URLs or secrets. */
+export interface RolloutNotification {
+  deployId: string;
+  event: RolloutEventName;
+  /** One line for people (a Slack message). */
+  text: string;
+  status: RolloutStatusName;
+  wave: number;
+  waves: number;
+  counts: Record<DatabaseState, number>;
+  /** The database the event is about, and its failure. */
+  db?: string;
+  failure?: string | null;
+  at: number;
+}
+
+export interface DeliverWebhookInput {
+  /** Its name in the worker's config. */
+  webhook: string;
+  /** The same for every attempt, so a receiver can drop a repeat. */
+  deliveryId: string;
+  notification: RolloutNotification;
 }
 
 /** What the rollout learned of one database before changing anything. */

@@ -15,3 +15,4 @@ export { rehearse, type RehearsalStep } from './rehearse';
 export { planRevert, revertVersion, proveRevert, finishRevertCompensation } from './revert';
 export { warmSet } from './files';
 export { surveyDatabase, compareSchemas } from './survey';
+export { deliverWebhook } from './webhook';

@@ -82,3 +82,9 @@ export const { surveyDatabase, compareSchemas } = proxyActivities<Activities>({
   heartbeatTimeout: '10 seconds',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5, nonRetryableErrorTypes: nonRetryableTypes },
 });
+
+/** A webhook delivery: retried with backoff for about a quarter of an hour; the rollout does not wait for it on its way. */
+export const { deliverWebhook } = proxyActivities<Activities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 12, nonRetryableErrorTypes: nonRetryableTypes },
+});

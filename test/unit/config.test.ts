@@ -197,3 +197,17 @@ test('serve: tokens are names, hex sha256 hashes and scopes; a token written in 
     dir.remove();
   }
 });
+
+test('notify.webhooks: a name, a URL and the environment variable of its secret, which must be set; names are unique', () => {
+  const dir = writeMigrations({});
+  try {
+    const file = join(dir.dir, 'hooks.json');
+    writeFileSync(file, JSON.stringify({ notify: { webhooks: [{ name: 'ops', url: 'https://hooks.example/x', secretEnv: 'OPS_SECRET', events: ['completed'] }] } }));
+    assert.deepEqual(loadConfig({ cwd: dir.dir, configFile: file, env: { OPS_SECRET: 's3' } }).webhooks, { ops: { url: 'https://hooks.example/x', secret: 's3', format: 'json', events: ['completed'] } });
+    assert.throws(() => loadConfig({ cwd: dir.dir, configFile: file, env: {} }), /notify\.webhooks\.ops: environment variable OPS_SECRET \(its signing secret\) is not set/);
+    writeFileSync(file, JSON.stringify({ notify: { webhooks: [{ name: 'ops', url: 'not a url', secretEnv: 'S', events: ['sometimes'] }] } }));
+    assert.throws(() => loadConfig({ cwd: dir.dir, configFile: file, env: { S: 'x' } }), (e: unknown) => e instanceof ConfigError && /notify\.webhooks\.0\.url/.test(e.message) && /notify\.webhooks\.0\.events\.0/.test(e.message));
+  } finally {
+    dir.remove();
+  }
+});

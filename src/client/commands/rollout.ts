@@ -142,6 +142,7 @@ export function registerRolloutCommands(kit: CliKit): void {
             onDrift: options.onDrift,
             decisionTimeoutMs,
             expect: { manifestDigest: set.digest },
+            ...(Object.keys(config.webhooks).length > 0 ? { notify: Object.keys(config.webhooks) } : {}),
             ...(options.requireApproval ? { requireApproval: true } : {}),
           });
           if (!global.json) kit.io.stderr(`pgconvoy: ${attached ? 'attached to' : 'started'} rollout ${options.deployId} (workflow ${handle.workflowId}) of ${targets.length} database${targets.length === 1 ? '' : 's'}\n`);

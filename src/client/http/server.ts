@@ -160,6 +160,7 @@ export async function buildServer({ config, pgconvoy, logger }: ServeDeps): Prom
       mode: body.mode ?? 'auto',
       onDrift: body.onDrift ?? 'halt',
       expect: { manifestDigest: set.digest },
+      ...(Object.keys(config.webhooks).length > 0 ? { notify: Object.keys(config.webhooks) } : {}),
       ...(body.requireApproval ? { requireApproval: true } : {}),
       ...(body.decisionTimeout ? { decisionTimeoutMs: duration('decisionTimeout', body.decisionTimeout) } : {}),
     });

@@ -1,6 +1,6 @@
-import { allHandlersFinished, condition, continueAsNew, log, sleep, startChild, workflowInfo, type ChildWorkflowHandle } from '@temporalio/workflow';
-import { databaseWorkflowId, outcomeOf, runSearchAttributes, type DatabaseSurvey, type MigrateDatabaseInput, type RolloutInput, type RolloutStatus, type RolloutStatusName, type RunFailure, type RunOutcome } from '../../contracts';
-import { compareSchemas, surveyDatabase } from '../activities';
+import { allHandlersFinished, condition, continueAsNew, log, sleep, startChild, uuid4, workflowInfo, type ChildWorkflowHandle } from '@temporalio/workflow';
+import { databaseWorkflowId, outcomeOf, runSearchAttributes, type DatabaseSurvey, type MigrateDatabaseInput, type RolloutEventName, type RolloutInput, type RolloutStatus, type RolloutStatusName, type RunFailure, type RunOutcome } from '../../contracts';
+import { compareSchemas, deliverWebhook, surveyDatabase } from '../activities';
 import { describeGate, gatedMigrations } from '../gates';
 import { migrateDatabase } from '../migrate-database';
 import { revertDatabase } from '../revert-database';
@@ -26,6 +26,7 @@ export async function rollout(input: RolloutInput, carried?: RolloutCarry): Prom
   if (!carried) {
     const ended = await planStep(r);
     if (ended) return end(r, ended);
+    notify(r, 'started', `rollout ${input.deployId} started: ${r.status.databases.filter((d) => d.wave !== null).length} of ${input.targets.length} databases to migrate, ${r.status.waves} wave${r.status.waves === 1 ? '' : 's'} after the canaries`);
   }
   return end(r, await waveStep(r));
 }
@@ -35,8 +36,30 @@ async function end(r: RolloutState, status: RolloutStatusName): Promise<RolloutS
   for (const d of r.status.databases) if (d.state === 'pending' || d.state === 'busy') Object.assign(d, { state: 'not-run', waitingFor: null });
   r.status.endedAt = Date.now();
   r.setStatus(status);
+  const c = r.status.counts;
+  notify(r, status === 'completed' ? 'completed' : status === 'compensated' ? 'compensated' : 'ended', `rollout ${r.input.deployId} ${status}: ${c.succeeded} migrated, ${c['up-to-date']} up to date, ${c.failed + c.diverged} failed, ${c.compensated} compensated, ${c.skipped} skipped, ${c['not-run']} not run`);
+  await Promise.all(r.notifications);
   await condition(allHandlersFinished);
   return r.status;
+}
+
+/**
+ * Tells the webhooks named in the input (a delivery each, retried with
+ * backoff by its activity); the rollout goes on without waiting, and waits
+ * for them all only before it ends or continues as new. A webhook that never
+ * answers costs a log line, never the rollout.
+ */
+function notify(r: RolloutState, event: RolloutEventName, text: string, about?: { db: string; failure: string | null }): void {
+  const { status } = r;
+  const notification = { deployId: status.deployId, event, text, status: status.status, wave: status.wave, waves: status.waves, counts: status.counts, ...(about ? { db: about.db, failure: about.failure } : {}), at: Date.now() };
+  for (const webhook of r.input.notify ?? []) {
+    r.notifications.push(
+      deliverWebhook({ webhook, deliveryId: uuid4(), notification }).then(
+        () => undefined,
+        (error: unknown) => log.warn('a webhook was not delivered', { webhook, event, error: message(error) }),
+      ),
+    );
+  }
 }
 
 /** At most `limit` of `items` at once, each through `fn`; one loop starts them all, so the bound holds. */
@@ -128,6 +151,7 @@ async function planStep(r: RolloutState): Promise<RolloutStatusName | undefined>
 async function awaitApproval(r: RolloutState, wave: number | null, why: string): Promise<'go' | 'aborted' | 'approval-timed-out'> {
   r.approvalFor = wave;
   r.setStatus('awaiting-approval', `approval${wave === null ? '' : ` of wave ${wave}`}: ${why}`);
+  notify(r, 'approval-needed', `rollout ${r.input.deployId} waits for an approval${wave === null ? '' : ` of wave ${wave}`}: ${why.split('\n')[0]}`);
   const decided = await condition(() => r.approvalFor === undefined || r.status.abortRequested !== null, r.input.decisionTimeoutMs ?? day);
   r.approvalFor = undefined;
   if (r.status.abortRequested) return 'aborted';
@@ -157,7 +181,10 @@ async function waveStep(r: RolloutState): Promise<RolloutStatusName> {
       }
       if ((r.thresholdReached() || canaryFailed) && input.strategy.onFailure === 'compensate') return compensateStep(r);
       // Failed databases need a person: run them again, leave them out, or abort; within the decision timeout, counted from when the wait began.
-      r.decisionSince ??= Date.now();
+      if (r.decisionSince === undefined) {
+        r.decisionSince = Date.now();
+        notify(r, 'halted', `rollout ${input.deployId} halted: ${r.failures()} database${r.failures() === 1 ? '' : 's'} failed; it waits for retry, skip or abort`);
+      }
       r.setStatus('halted', `a decision: ${r.failures()} database${r.failures() === 1 ? '' : 's'} failed${canaryFailed ? ' (a canary)' : ''}; retry or skip ${r.failures() === 1 ? 'it' : 'them'}, or abort`);
       const seen = r.tick;
       const left = r.decisionSince + (input.decisionTimeoutMs ?? day) - Date.now();
@@ -166,6 +193,7 @@ async function waveStep(r: RolloutState): Promise<RolloutStatusName> {
     }
     r.decisionSince = undefined;
     if (r.settledUpTo(status.wave)) {
+      if (status.databases.some((d) => d.wave === status.wave)) notify(r, 'wave-done', `rollout ${input.deployId}: ${status.wave === 0 ? 'the canaries' : `wave ${status.wave} of ${status.waves}`} done`);
       if (atEnd) return 'completed';
       if (status.wave === 0 && input.strategy.bakeMs > 0 && status.databases.some((d) => d.wave === 0)) {
         r.setStatus('baking', `the bake: ${Math.round(input.strategy.bakeMs / 1000)} s after the canaries`);
@@ -183,6 +211,7 @@ async function waveStep(r: RolloutState): Promise<RolloutStatusName> {
     }
     const suggested = workflowInfo().continueAsNewSuggested || (input.historyLimit !== undefined && workflowInfo().historyLength > input.historyLimit);
     if (suggested && r.inFlight === 0) {
+      await Promise.all(r.notifications);
       await condition(allHandlersFinished);
       return continueAsNew<typeof rollout>(input, r.carry());
     }
@@ -299,10 +328,12 @@ async function settle(r: RolloutState, db: string, outcome: RunOutcome | undefin
     }
     d.state = diverged ? 'diverged' : outcome.status === 'applied' ? 'succeeded' : 'up-to-date';
     d.failure = diverged ?? null;
+    if (diverged) notify(r, 'database-failed', `rollout ${r.input.deployId}: ${db} diverged: ${diverged}`, { db, failure: diverged });
     return;
   }
   d.state = 'failed';
   d.failure = outcome.status === 'cancelled' ? `cancelled by ${outcome.cancelledBy}` : 'failure' in outcome ? describeFailure(outcome.failure, outcome.status) : outcome.status;
+  notify(r, 'database-failed', `rollout ${r.input.deployId}: ${db} failed: ${d.failure}`, { db, failure: d.failure });
 }
 
 /**

@@ -44,6 +44,8 @@ export class RolloutState {
   tick = 0;
   /** Runs started and not yet ended (busy ones waiting for their timer are not in flight). */
   inFlight = 0;
+  /** Webhook deliveries on their way; the rollout ends (or continues as new) only once they are done. */
+  readonly notifications: Array<Promise<void>> = [];
   /** When the rollout began to wait for a decision on failed databases (the decision timeout counts from it). */
   decisionSince: number | undefined;
   /** What the rollout waits for an approval of now: the rollout (null) or a wave; undefined when nothing waits. */

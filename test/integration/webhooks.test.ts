@@ -1,0 +1,69 @@
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { test } from 'node:test';
+import type { RolloutNotification } from '../../src/contracts';
+import { signatureOf } from '../../src/runs/webhook';
+import { fleetFixture, rolloutInput, runRollout } from '../helpers/fleet';
+import { sharedTestClient, withWorker } from '../helpers/temporal';
+
+const temporal = sharedTestClient();
+
+interface Received {
+  event: string;
+  delivery: string;
+  body: string;
+  signatureOk: boolean;
+  status: number;
+}
+
+/** A receiver that is down (503) for its first `downFor` requests, then checks each signature and takes the body. */
+async function receiver(t: { after(fn: () => unknown): void }, secret: string, downFor: number): Promise<{ url: string; received: Received[] }> {
+  const received: Received[] = [];
+  const server = createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
+    request.on('end', () => {
+      const signatureOk = request.headers['x-pgconvoy-signature'] === signatureOf(secret, body);
+      const status = received.length < downFor ? 503 : signatureOk ? 204 : 401;
+      received.push({ event: String(request.headers['x-pgconvoy-event']), delivery: String(request.headers['x-pgconvoy-delivery']), body, signatureOk, status });
+      response.writeHead(status).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise((resolve) => server.close(resolve)));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, received };
+}
+
+test('webhooks: each rollout event reaches each receiver signed (HMAC-SHA256), with one delivery id kept across retries while the receiver is down; a Slack-format hook gets only the events it asked for', async (t) => {
+  const ops = await receiver(t, 'ops-secret', 2);
+  const chat = await receiver(t, 'chat-secret', 0);
+  const fleet = await fleetFixture(t, 3, { 'V1__a.sql': 'CREATE TABLE a (id int);' }, { prefix: 'hook' });
+  const config = {
+    ...fleet.config,
+    webhooks: {
+      ops: { url: ops.url, secret: 'ops-secret', format: 'json' as const },
+      chat: { url: chat.url, secret: 'chat-secret', format: 'slack' as const, events: ['completed'] },
+    },
+  };
+  await withWorker(config, async () => {
+    const result = await runRollout(temporal.client, config, rolloutInput(fleet, 'hook-1', { notify: ['ops', 'chat'], strategy: { waveSize: { percent: 100 } } }));
+    assert.equal(result.status, 'completed');
+  });
+  // The receiver was down for two requests; every event still arrived, each once accepted.
+  const accepted = ops.received.filter((r) => r.status === 204);
+  assert.deepEqual(accepted.map((r) => r.event).sort(), ['completed', 'started', 'wave-done', 'wave-done']);
+  assert.ok(ops.received.every((r) => r.signatureOk), 'every body signed with the secret');
+  assert.equal(new Set(accepted.map((r) => r.delivery)).size, accepted.length, 'a delivery id per event');
+  const refused = ops.received.filter((r) => r.status === 503);
+  assert.equal(refused.length, 2);
+  for (const r of refused) assert.ok(accepted.some((a) => a.delivery === r.delivery && a.body === r.body), 'a retry sends the same delivery again');
+  const completed = JSON.parse(accepted.find((r) => r.event === 'completed')!.body) as RolloutNotification;
+  assert.equal(completed.deployId, 'hook-1');
+  assert.equal(completed.counts.succeeded, 3);
+  assert.match(completed.text, /rollout hook-1 completed: 3 migrated/);
+  // Slack: only what it asked for, as {"text"}.
+  assert.deepEqual(chat.received.map((r) => [r.event, r.status]), [['completed', 204]]);
+  assert.deepEqual(Object.keys(JSON.parse(chat.received[0]!.body) as object), ['text']);
+  assert.ok(!JSON.stringify([...ops.received, ...chat.received]).includes('secret'), 'no secret in any body or header we kept');
+});
