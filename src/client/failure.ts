@@ -27,3 +27,10 @@ export function summarizeFailure(error: unknown): FailureSummary {
   if (isConnectionLoss(error)) return { type: 'TemporalUnavailable', message: `lost the connection to Temporal: ${plain?.message ?? String(error)}`, details: null };
   return { type: undefined, message: plain?.message ?? String(error), details: null };
 }
+
+/** Why a workflow refused an update (its validator's MessageRejected, nothing recorded), or undefined for any other error. */
+export function rejectionOf(error: unknown): string | undefined {
+  const { ApplicationFailure, WorkflowUpdateFailedError } = temporalClient();
+  const cause = error instanceof WorkflowUpdateFailedError ? error.cause : undefined;
+  return cause instanceof ApplicationFailure && cause.type === 'MessageRejected' ? cause.message : undefined;
+}

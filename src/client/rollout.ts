@@ -5,6 +5,7 @@ import { PgconvoyError } from '../core/errors';
 import { rolloutWorkflowId, type AbortRolloutInput, type DatabaseMessageInput, type RolloutAck, type RolloutInput, type RolloutMessageInput, type RolloutStatus } from '../contracts';
 import type { rollout } from '../workflows';
 import { searchAttributesRegistered, type PgconvoyClient } from './api';
+import { rejectionOf } from './failure';
 import { temporalClient } from './temporal';
 
 /** The rollout's query and updates, loaded with the workflow library only by the calls that send them. */
@@ -103,17 +104,16 @@ export class RolloutMessageRejectedError extends PgconvoyError {
 /** An update to the rollout; a refusal or a rollout that does not exist comes back as one of the errors above. */
 async function send<A>(pgconvoy: PgconvoyClient, deployId: string, pick: (m: Awaited<ReturnType<typeof messages>>) => import('@temporalio/common').UpdateDefinition<RolloutAck, [A]>, input: A): Promise<RolloutAck> {
   const definition = pick(await messages());
-  const { ApplicationFailure, WorkflowNotFoundError, WorkflowUpdateFailedError } = temporalClient();
   try {
     return await pgconvoy.client.workflow.getHandle(rolloutWorkflowId(deployId)).executeUpdate(definition, { args: [input] });
   } catch (error) {
-    if (error instanceof WorkflowNotFoundError) {
+    if (error instanceof temporalClient().WorkflowNotFoundError) {
       // Ended: say how, as the rollout itself refuses a message it has no use for.
       const ended = await getRollout(pgconvoy, deployId);
       throw new RolloutMessageRejectedError(`rollout "${deployId}": the rollout has ended (${ended.status})`, { deployId });
     }
-    const cause = error instanceof WorkflowUpdateFailedError ? error.cause : undefined;
-    if (cause instanceof ApplicationFailure && cause.type === 'MessageRejected') throw new RolloutMessageRejectedError(`rollout "${deployId}": ${cause.message}`, { deployId });
+    const rejected = rejectionOf(error);
+    if (rejected !== undefined) throw new RolloutMessageRejectedError(`rollout "${deployId}": ${rejected}`, { deployId });
     throw error;
   }
 }

@@ -16,6 +16,11 @@ const set = {
 
 const pipelineToken = 'pipeline-secret-token-3f9a1c';
 const personToken = 'person-secret-token-7b2e44';
+/** A pipeline's token (trigger, read) and a person's (approve, read), as the config holds them. */
+const tokens = [
+  { name: 'ci-pipeline', sha256: tokenHash(pipelineToken), scopes: ['trigger' as const, 'read' as const] },
+  { name: 'alice', sha256: tokenHash(personToken), scopes: ['approve' as const, 'read' as const] },
+];
 
 test('pgconvoy serve: a pipeline token starts a rollout (the same request twice: one rollout), only a person’s token approves it, and every refusal has its status; no token or password in any response or log', async (t) => {
   const fleet = await fleetFixture(t, 2, set, { prefix: 'http', labels: () => ({ tier: 'prod' }) });
@@ -37,10 +42,7 @@ test('pgconvoy serve: a pipeline token starts a rollout (the same request twice:
     databases: withPassword,
     serve: {
       ...fleet.config.serve,
-      tokens: [
-        { name: 'ci-pipeline', sha256: tokenHash(pipelineToken), scopes: ['trigger' as const, 'read' as const] },
-        { name: 'alice', sha256: tokenHash(personToken), scopes: ['approve' as const, 'read' as const] },
-      ],
+      tokens,
     },
   };
   const { client } = temporal;
@@ -197,10 +199,7 @@ test('pgconvoy serve: one database: up (waiting for a person’s approval), its 
     ...fleet.config,
     serve: {
       ...fleet.config.serve,
-      tokens: [
-        { name: 'ci-pipeline', sha256: tokenHash(pipelineToken), scopes: ['trigger' as const, 'read' as const] },
-        { name: 'alice', sha256: tokenHash(personToken), scopes: ['approve' as const, 'read' as const] },
-      ],
+      tokens,
     },
   };
   const { client } = temporal;

@@ -4,7 +4,7 @@ import { parseDuration } from '../../core/directives';
 import { databaseWorkflowId, executionModes, failurePolicies, outcomeOf, type ExecutionMode, type FailurePolicy, type PlanInput, type RunOutcome } from '../../contracts';
 import { approve, cancel, inspect, readerThrough, runningProgress, startMigration, type DatabaseReader, type PgconvoyClient } from '../api';
 import { ExitCode, exitCodeForFailure, exitCodeForSignal } from '../exit-codes';
-import { summarizeFailure } from '../failure';
+import { rejectionOf, summarizeFailure } from '../failure';
 import { renderProgressLine, renderStatus, renderWaiting } from '../render';
 import { renderFailureReport } from '../report';
 import { exitCodeFor, renderOutcome } from '../outcome';
@@ -159,13 +159,9 @@ export function registerRunCommands(kit: CliKit): void {
  * changed in either case.
  */
 function messageRefusal(error: unknown, db: string): { reason: 'no-run' | 'rejected'; message: string } | undefined {
-  const { ApplicationFailure, WorkflowNotFoundError, WorkflowUpdateFailedError } = temporalClient();
-  if (error instanceof WorkflowNotFoundError) return { reason: 'no-run', message: `no migration of "${db}" is running` };
-  if (error instanceof WorkflowUpdateFailedError) {
-    const cause = error.cause;
-    if (cause instanceof ApplicationFailure && cause.type === 'MessageRejected') return { reason: 'rejected', message: cause.message };
-  }
-  return undefined;
+  if (error instanceof temporalClient().WorkflowNotFoundError) return { reason: 'no-run', message: `no migration of "${db}" is running` };
+  const rejected = rejectionOf(error);
+  return rejected === undefined ? undefined : { reason: 'rejected', message: rejected };
 }
 
 /**

@@ -5,7 +5,7 @@ import type { Logger } from '../../logging/logger';
 import { approve, readerThrough, startMigration, type PgconvoyClient } from '../api';
 import { duration, parseAmount } from '../commands/rollout';
 import { UsageError } from '../commands/kit';
-import { summarizeFailure } from '../failure';
+import { rejectionOf, summarizeFailure } from '../failure';
 import { abortRollout, approveRollout, getRollout, pauseRollout, resumeRollout, retryRolloutDatabase, RolloutMessageRejectedError, selectTargets, skipRolloutDatabase, startRollout, TargetSelectionError } from '../rollout';
 import { temporalClient } from '../temporal';
 import { allows, authenticate, type Principal } from './auth';
@@ -248,10 +248,9 @@ export async function buildServer({ config, pgconvoy, logger }: ServeDeps): Prom
       try {
         return await approve(pgconvoy, alias, { by: who(request), ...(request.body?.note ? { note: request.body.note } : {}) });
       } catch (error) {
-        const { ApplicationFailure, WorkflowNotFoundError, WorkflowUpdateFailedError } = temporalClient();
-        if (error instanceof WorkflowNotFoundError) throw new RolloutMessageRejectedError(`no migration of "${alias}" is running`, { db: alias });
-        const cause = error instanceof WorkflowUpdateFailedError ? error.cause : undefined;
-        if (cause instanceof ApplicationFailure && cause.type === 'MessageRejected') throw new RolloutMessageRejectedError(cause.message, { db: alias });
+        if (error instanceof temporalClient().WorkflowNotFoundError) throw new RolloutMessageRejectedError(`no migration of "${alias}" is running`, { db: alias });
+        const rejected = rejectionOf(error);
+        if (rejected !== undefined) throw new RolloutMessageRejectedError(rejected, { db: alias });
         throw error;
       }
     },

@@ -1,10 +1,14 @@
-import { allHandlersFinished, condition, continueAsNew, log, sleep, startChild, uuid4, workflowInfo, type ChildWorkflowHandle } from '@temporalio/workflow';
-import { databaseWorkflowId, outcomeOf, runSearchAttributes, type DatabaseSurvey, type MigrateDatabaseInput, type RolloutEventName, type RolloutInput, type RolloutStatus, type RolloutStatusName, type RunFailure, type RunOutcome } from '../../contracts';
-import { compareSchemas, deliverWebhook, surveyDatabase } from '../activities';
+import { allHandlersFinished, condition, continueAsNew, log, startChild, workflowInfo, type ChildWorkflowHandle } from '@temporalio/workflow';
+import { databaseWorkflowId, outcomeOf, type DatabaseSurvey, type MigrateDatabaseInput, type RolloutInput, type RolloutStatus, type RolloutStatusName, type RunOutcome } from '../../contracts';
+import { compareSchemas, surveyDatabase } from '../activities';
 import { describeGate, gatedMigrations } from '../gates';
 import { migrateDatabase } from '../migrate-database';
-import { revertDatabase } from '../revert-database';
 import { cancelSignal } from '../messages';
+import { bounded, childOptions, isBusy } from './children';
+import { compensateStep } from './compensate';
+import { converges } from './converge';
+import { causeOf, describeFailure, message } from './failures';
+import { notify } from './notify';
 import { RolloutState, type RolloutCarry } from './state';
 import { assignWaves, findDrift } from './waves';
 
@@ -42,39 +46,6 @@ async function end(r: RolloutState, status: RolloutStatusName): Promise<RolloutS
   await condition(allHandlersFinished);
   return r.status;
 }
-
-/**
- * Tells the webhooks named in the input (a delivery each, retried with
- * backoff by its activity); the rollout goes on without waiting, and waits
- * for them all only before it ends or continues as new. A webhook that never
- * answers costs a log line, never the rollout.
- */
-function notify(r: RolloutState, event: RolloutEventName, text: string, about?: { db: string; failure: string | null }): void {
-  const { status } = r;
-  const notification = { deployId: status.deployId, event, text, status: status.status, wave: status.wave, waves: status.waves, counts: status.counts, ...(about ? { db: about.db, failure: about.failure } : {}), at: Date.now() };
-  for (const webhook of r.input.notify ?? []) {
-    r.notifications.push(
-      deliverWebhook({ webhook, deliveryId: uuid4(), notification }).then(
-        () => undefined,
-        (error: unknown) => log.warn('a webhook was not delivered', { webhook, event, error: message(error) }),
-      ),
-    );
-  }
-}
-
-/** At most `limit` of `items` at once, each through `fn`; one loop starts them all, so the bound holds. */
-async function bounded<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let running = 0;
-  const all: Array<Promise<void>> = [];
-  for (const item of items) {
-    await condition(() => running < limit);
-    running += 1;
-    all.push(fn(item).finally(() => void (running -= 1)));
-  }
-  await Promise.all(all);
-}
-
-const message = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
 /**
  * Plan: survey every target, refuse what cannot run (problems, another set
@@ -257,16 +228,9 @@ function runDatabase(r: RolloutState, db: string, children: Map<string, ChildWor
   const go = async () => {
     let handle: ChildWorkflowHandle<typeof migrateDatabase>;
     try {
-      handle = await startChild(migrateDatabase, {
-        workflowId: databaseWorkflowId(db),
-        args: [child],
-        workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-        // A database's run ends on its own terms (its lease, its compensation), whatever becomes of the rollout.
-        parentClosePolicy: 'ABANDON',
-        ...(input.searchAttributes ? { typedSearchAttributes: [{ key: runSearchAttributes.db, value: db }, { key: runSearchAttributes.rollout, value: input.deployId }] } : {}),
-      });
+      handle = await startChild(migrateDatabase, { ...childOptions(input, db), args: [child] });
     } catch (error) {
-      if ((error as Error).name !== 'WorkflowExecutionAlreadyStartedError') throw error;
+      if (!isBusy(error)) throw error;
       d.state = 'busy';
       d.phase = null;
       d.waitingFor = `another run of the database (${databaseWorkflowId(db)}); tried again every ${Math.round((input.busyRetryMs ?? 30_000) / 1000)} s`;
@@ -334,110 +298,4 @@ async function settle(r: RolloutState, db: string, outcome: RunOutcome | undefin
   d.state = 'failed';
   d.failure = outcome.status === 'cancelled' ? `cancelled by ${outcome.cancelledBy}` : 'failure' in outcome ? describeFailure(outcome.failure, outcome.status) : outcome.status;
   notify(r, 'database-failed', `rollout ${r.input.deployId}: ${db} failed: ${d.failure}`, { db, failure: d.failure });
-}
-
-/**
- * Convergence: the schema after the run must be the canary's at the same
- * version. The first database to reach a version (a canary: they run first)
- * sets the reference. Returns why it differs, or undefined.
- */
-async function converges(r: RolloutState, db: string, outcome: RunOutcome): Promise<string | undefined> {
-  const { status } = r;
-  const ref = status.reference;
-  if (ref === null) {
-    if (outcome.fingerprintAfter) {
-      status.reference = { db, version: outcome.versionAfter, fingerprint: outcome.fingerprintAfter };
-      await upToDateConverge(r);
-    }
-    return undefined;
-  }
-  if (ref.version !== outcome.versionAfter || outcome.fingerprintAfter === ref.fingerprint) return undefined;
-  const compared = await compareSchemas({ db, reference: ref.db });
-  if (compared.total === 0) return undefined;
-  return `its schema differs from ${ref.db}'s at V${outcome.versionAfter ?? '(none)'} (${compared.total} difference${compared.total === 1 ? '' : 's'}): ${compared.differences.slice(0, 5).join('; ')}`;
-}
-
-/**
- * The databases that had nothing to do must have the reference's schema too
- * when they are at its version: checked once the reference is known.
- */
-async function upToDateConverge(r: RolloutState): Promise<void> {
-  const ref = r.status.reference!;
-  for (const d of r.status.databases) {
-    if (d.state !== 'up-to-date' || d.attempts > 0 || d.version !== ref.version || d.fingerprint === ref.fingerprint) continue;
-    d.state = 'diverged';
-    try {
-      const compared = await compareSchemas({ db: d.db, reference: ref.db });
-      if (compared.total === 0) {
-        d.state = 'up-to-date';
-        continue;
-      }
-      d.failure = `it had nothing to apply, but its schema differs from ${ref.db}'s at V${ref.version ?? '(none)'} (${compared.total} difference${compared.total === 1 ? '' : 's'}): ${compared.differences.slice(0, 5).join('; ')}`;
-    } catch (error) {
-      d.failure = `it had nothing to apply; could not compare its schema with ${ref.db}'s: ${causeOf(error)}`;
-    }
-  }
-  r.changed();
-}
-
-/** One line: the file, version, statement, SQLSTATE and what PostgreSQL said, and how the run left the database. */
-function describeFailure(f: RunFailure, ended: string): string {
-  const where = [f.file ?? (f.version !== undefined ? `V${f.version}` : undefined), f.statement !== undefined ? `statement ${f.statement}` : undefined, f.sqlstate ? `SQLSTATE ${f.sqlstate}` : undefined].filter(Boolean).join(', ');
-  return `[${f.type}] ${where ? `${where}: ` : ''}${f.message.split('\n')[0]} (${ended})`;
-}
-
-/**
- * Compensation: every database this rollout changed goes back to its
- * version before the rollout with `revertDatabase` (undo scripts, proven
- * against the fingerprint the ledger recorded), newest completion first, at
- * most `maxParallel` at once.
- */
-async function compensateStep(r: RolloutState): Promise<RolloutStatusName> {
-  const { input, status } = r;
-  r.setStatus('compensating');
-  const changed = r.changedDatabases();
-  await bounded(changed, Math.max(1, input.strategy.maxParallel), async (db) => {
-    const d = r.db(db);
-    const failedBefore = d.state === 'failed' || d.state === 'diverged';
-    d.state = 'compensating';
-    d.waitingFor = null;
-    r.changed();
-    for (;;) {
-      try {
-        const handle = await startChild(revertDatabase, {
-          workflowId: databaseWorkflowId(db),
-          // Back to its version before the rollout: every version above it (with neither `to` nor `steps`, all of them: it had none).
-          args: [{ db, migrationsDir: input.migrationsDir, ...(d.versionBefore !== null ? { to: d.versionBefore } : {}), mode: 'aggressive' }],
-          workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-          parentClosePolicy: 'ABANDON',
-          ...(input.searchAttributes ? { typedSearchAttributes: [{ key: runSearchAttributes.db, value: db }, { key: runSearchAttributes.rollout, value: input.deployId }] } : {}),
-        });
-        const result = await handle.result();
-        d.version = result.versionAfter;
-        d.state = 'compensated';
-        d.failure = failedBefore ? d.failure : null;
-        break;
-      } catch (error) {
-        if ((error as Error).name === 'WorkflowExecutionAlreadyStartedError') {
-          d.waitingFor = `another run of the database (${databaseWorkflowId(db)})`;
-          r.changed();
-          await sleep(input.busyRetryMs ?? 30_000);
-          continue;
-        }
-        d.state = 'compensation-failed';
-        d.failure = `compensation failed: ${causeOf(error)}`;
-        break;
-      }
-    }
-    d.waitingFor = null;
-    r.changed();
-  });
-  return status.databases.some((d) => d.state === 'compensation-failed') ? 'compensation-failed' : 'compensated';
-}
-
-/** The innermost message of a child's failure. */
-function causeOf(error: unknown): string {
-  let current: unknown = error;
-  while (typeof current === 'object' && current !== null && (current as { cause?: unknown }).cause) current = (current as { cause?: unknown }).cause;
-  return message(current);
 }

@@ -20,8 +20,8 @@ import { abortRolloutUpdate, approveRolloutUpdate, pauseRolloutUpdate, resumeRol
 /** What a rollout carries into its next run when it continues as new. */
 export interface RolloutCarry {
   status: RolloutStatus;
-  /** Databases in the order their runs succeeded (compensation goes the other way). */
-  completed: string[];
+  /** Databases in the order their last runs ended (compensation goes the other way). */
+  endOrder: string[];
   /** When each busy database is tried again (workflow time). */
   retryAt: Record<string, number>;
 }
@@ -39,7 +39,7 @@ const settledStates: DatabaseState[] = ['succeeded', 'up-to-date', 'failed', 'di
 export class RolloutState {
   readonly input: RolloutInput;
   readonly status: RolloutStatus;
-  readonly completed: string[];
+  readonly endOrder: string[];
   readonly retryAt: Record<string, number>;
   tick = 0;
   /** Runs started and not yet ended (busy ones waiting for their timer are not in flight). */
@@ -76,13 +76,13 @@ export class RolloutState {
       continuedAsNew: 0,
     };
     if (carried) this.status.continuedAsNew += 1;
-    this.completed = carried?.completed ?? [];
+    this.endOrder = carried?.endOrder ?? [];
     this.retryAt = carried?.retryAt ?? {};
     this.count();
   }
 
   carry(): RolloutCarry {
-    return { status: this.status, completed: this.completed, retryAt: this.retryAt };
+    return { status: this.status, endOrder: this.endOrder, retryAt: this.retryAt };
   }
 
   db(alias: string): RolloutDatabase {
@@ -93,14 +93,14 @@ export class RolloutState {
 
   /** A run of `db` ended: it moves to the end of the order of ends. */
   ended(db: string): void {
-    const at = this.completed.indexOf(db);
-    if (at >= 0) this.completed.splice(at, 1);
-    this.completed.push(db);
+    const at = this.endOrder.indexOf(db);
+    if (at >= 0) this.endOrder.splice(at, 1);
+    this.endOrder.push(db);
   }
 
   /** The databases this rollout changed (their version moved), the last to end first. */
   changedDatabases(): string[] {
-    return [...this.completed].reverse().filter((db) => {
+    return [...this.endOrder].reverse().filter((db) => {
       const d = this.db(db);
       return d.version !== d.versionBefore;
     });
