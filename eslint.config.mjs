@@ -24,6 +24,12 @@ export default tseslint.config(
     },
   },
   {
+    // The rollout page's script runs in the browser as it is, without a build or types.
+    files: ['web/**/*.js'],
+    extends: [tseslint.configs.disableTypeChecked],
+    languageOptions: { sourceType: 'script', parserOptions: { projectService: false } },
+  },
+  {
     files: ['src/workflows/**/*.ts'],
     rules: {
       'no-restricted-imports': ['error', {

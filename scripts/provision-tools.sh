@@ -7,6 +7,7 @@ set -euo pipefail
 TEMPORAL_CLI_VERSION=1.5.1
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO_TAG=20260212
+TEMPORAL_SERVER_VERSION=1.29.1
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${PGCONVOY_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pgconvoy/tools}
@@ -54,15 +55,58 @@ build_minio() {
   ln -sf "$dir/minio" "$bin/minio"
 }
 
+# The production topology's server (docker-compose.yml runs the same
+# version): the server and its temporal-sql-tool, with the module's config
+# templates and SQL schemas linked beside them.
+build_temporal_server() {
+  local dir="$cache/temporal-server-$TEMPORAL_SERVER_VERSION"
+  if [ -x "$dir/server" ] && [ -x "$dir/sql" ]; then
+    echo "provision-tools: temporal-server $TEMPORAL_SERVER_VERSION cached at $dir"
+  else
+    echo "provision-tools: building Temporal Server $TEMPORAL_SERVER_VERSION (a few minutes on a cold Go cache)"
+    mkdir -p "$dir"
+    GOBIN="$dir" quietly "$cache/temporal-server-$TEMPORAL_SERVER_VERSION.log" go install \
+      "go.temporal.io/server/cmd/server@v$TEMPORAL_SERVER_VERSION" \
+      "go.temporal.io/server/cmd/tools/sql@v$TEMPORAL_SERVER_VERSION"
+  fi
+  ln -sf "$dir/server" "$bin/temporal-server"
+  ln -sf "$dir/sql" "$bin/temporal-sql-tool"
+  local module
+  module="$(go env GOMODCACHE)/go.temporal.io/server@v$TEMPORAL_SERVER_VERSION"
+  [ -d "$module/schema" ] || quietly "$cache/temporal-server-$TEMPORAL_SERVER_VERSION.download.log" go mod download "go.temporal.io/server@v$TEMPORAL_SERVER_VERSION"
+  ln -sfn "$module" "$root/.tools/temporal-server"
+}
+
+# The browser for the rollout page's test and docker-compose (to validate
+# docker-compose.yml), from Debian's packages when they are missing.
+install_packages() {
+  local missing=()
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "provision-tools: install ${missing[*]} (Debian: apt-get install ${missing[*]}); the browser test and the compose check need them" >&2
+    return 1
+  fi
+  echo "provision-tools: installing ${missing[*]} from Debian's packages"
+  DEBIAN_FRONTEND=noninteractive quietly "$cache/apt.log" apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
 case "${1:-all}" in
   temporal) build_temporal ;;
   minio) build_minio ;;
+  temporal-server) build_temporal_server ;;
+  packages) install_packages ;;
   all)
-    # The two builds are independent; run them side by side.
+    # The builds are independent; run them side by side.
     build_temporal & t=$!
     build_minio & m=$!
+    build_temporal_server & s=$!
+    install_packages & p=$!
     wait $t
     wait $m
+    wait $s
+    wait $p
     ;;
-  *) echo "usage: provision-tools.sh [all|temporal|minio]" >&2; exit 2 ;;
+  *) echo "usage: provision-tools.sh [all|temporal|minio|temporal-server|packages]" >&2; exit 2 ;;
 esac

@@ -96,6 +96,37 @@ export async function getRollout({ client }: PgconvoyClient, deployId: string): 
   return handle.query(rolloutStatusQuery);
 }
 
+/** A rollout as the list shows it: its workflow's state and times, not its query (one call per rollout would be too many). */
+export interface RolloutSummary {
+  deployId: string;
+  /** Temporal's word for the workflow: running, completed, terminated... */
+  workflow: string;
+  startedAt: number;
+  closedAt: number | null;
+}
+
+/**
+ * The newest rollouts first, from Temporal's visibility store. A rollout that
+ * continued as new has a run per continuation; it is listed once, as its
+ * latest run, with the time its first run started.
+ */
+export async function listRollouts({ client }: PgconvoyClient, limit = 50): Promise<RolloutSummary[]> {
+  const prefix = rolloutWorkflowId('');
+  const byId = new Map<string, RolloutSummary>();
+  for await (const run of client.workflow.list({ query: `WorkflowType = 'rollout'`, pageSize: 100 })) {
+    if (!run.workflowId.startsWith(prefix)) continue;
+    const deployId = run.workflowId.slice(prefix.length);
+    const seen = byId.get(deployId);
+    if (seen) {
+      seen.startedAt = Math.min(seen.startedAt, run.startTime.getTime());
+      continue;
+    }
+    if (byId.size >= limit) break;
+    byId.set(deployId, { deployId, workflow: run.status.name.toLowerCase().replace(/_/g, ' '), startedAt: run.startTime.getTime(), closedAt: run.closeTime?.getTime() ?? null });
+  }
+  return [...byId.values()];
+}
+
 /** The rollout refused a message that does not apply to it now (nothing was recorded). */
 export class RolloutMessageRejectedError extends PgconvoyError {
   readonly type = 'MessageRejected';

@@ -112,6 +112,8 @@ export interface SessionOptions {
    * reports it.
    */
   warm?: () => Promise<void>;
+  /** Embedded only: fixed ports for the dev server's frontend and its Web UI (`pgconvoy dev`); else a free port, headless. */
+  devServer?: { port?: number; uiPort?: number };
 }
 
 /**
@@ -190,6 +192,8 @@ async function session<T>(
       dbFile,
       logFile: join(config.stateDir, 'temporal.log'),
       ...(config.temporalBin ? { temporalBin: config.temporalBin } : {}),
+      ...(options.devServer?.port !== undefined ? { port: options.devServer.port } : {}),
+      ...(options.devServer?.uiPort !== undefined ? { uiPort: options.devServer.uiPort } : {}),
       onSpawn: () => spawned(),
     });
     starting.catch(() => undefined); // awaited below, where its failure is reported

@@ -44,8 +44,8 @@ export function runCli(args: string[], options: { env: NodeJS.ProcessEnv; cwd?: 
 }
 
 /** Starts a long-running `pgconvoy` (a worker); the caller stops it. */
-export function startCli(args: string[], env: NodeJS.ProcessEnv): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
-  const child = spawn(pgconvoyBin, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+export function startCli(args: string[], env: NodeJS.ProcessEnv, cwd?: string): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
+  const child = spawn(pgconvoyBin, args, { env, stdio: ['ignore', 'pipe', 'pipe'], ...(cwd ? { cwd } : {}) });
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));

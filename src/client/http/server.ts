@@ -6,9 +6,10 @@ import { approve, readerThrough, startMigration, type PgconvoyClient } from '../
 import { duration, parseAmount } from '../commands/rollout';
 import { UsageError } from '../commands/kit';
 import { rejectionOf, summarizeFailure } from '../failure';
-import { abortRollout, approveRollout, getRollout, pauseRollout, resumeRollout, retryRolloutDatabase, RolloutMessageRejectedError, selectTargets, skipRolloutDatabase, startRollout, TargetSelectionError } from '../rollout';
+import { abortRollout, approveRollout, getRollout, listRollouts, pauseRollout, resumeRollout, retryRolloutDatabase, RolloutMessageRejectedError, selectTargets, skipRolloutDatabase, startRollout, TargetSelectionError } from '../rollout';
 import { temporalClient } from '../temporal';
 import { allows, authenticate, type Principal } from './auth';
+import { registerPage } from './page';
 
 export interface ServeDeps {
   config: Config;
@@ -106,10 +107,11 @@ export async function buildServer({ config, pgconvoy, logger }: ServeDeps): Prom
     keyGenerator: (request) => authenticate(request.headers.authorization, config.serve.tokens)?.name ?? `address:${request.ip}`,
   });
 
-  const requires = (scope: TokenScope) => async (request: FastifyRequest, reply: FastifyReply) => {
+  /** A valid token with the scope (null: any valid token). */
+  const requires = (scope: TokenScope | null) => async (request: FastifyRequest, reply: FastifyReply) => {
     const principal = authenticate(request.headers.authorization, config.serve.tokens);
     if (!principal) return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'Unauthorized', message: 'a bearer token is required (Authorization: Bearer <token>)' });
-    if (!allows(principal, scope)) return reply.code(403).send({ error: 'Forbidden', message: `the token "${principal.name}" does not have the scope "${scope}"` });
+    if (scope !== null && !allows(principal, scope)) return reply.code(403).send({ error: 'Forbidden', message: `the token "${principal.name}" does not have the scope "${scope}"` });
     principals.set(request, principal);
   };
   const who = (request: FastifyRequest): string => principals.get(request)!.name;
@@ -134,6 +136,15 @@ export async function buildServer({ config, pgconvoy, logger }: ServeDeps): Prom
     }
   });
   app.get('/readyz', () => ({ status: 'ready' }));
+  await registerPage(app);
+
+  // Who the token is and what it may do: the rollout page shows the buttons it allows.
+  app.get('/v1/whoami', { preHandler: requires(null) }, (request) => principals.get(request)!);
+  app.get<{ Querystring: { limit?: string } }>(
+    '/v1/rollouts',
+    { schema: { querystring: { type: 'object', additionalProperties: false, properties: { limit: { type: 'string', pattern: '^[1-9][0-9]{0,2}$' } } } }, preHandler: requires('read') },
+    async (request) => ({ rollouts: await listRollouts(pgconvoy, request.query.limit === undefined ? 50 : Number(request.query.limit)) }),
+  );
 
   app.post<{ Body: StartBody }>('/v1/rollouts', { schema: { body: startSchema }, preHandler: requires('trigger') }, async (request, reply) => {
     const body = request.body;
@@ -172,6 +183,13 @@ export async function buildServer({ config, pgconvoy, logger }: ServeDeps): Prom
     getRollout(pgconvoy, request.params.deployId),
   );
 
+  // Open event streams end when the server closes (else close would wait for their callers to go).
+  const streams = new Set<() => void>();
+  app.addHook('preClose', (done) => {
+    for (const stop of streams) stop();
+    done();
+  });
+
   // A live stream of the rollout's status (server-sent events): one `status` event whenever it changes, until it ends or the caller goes.
   app.get<{ Params: { deployId: string } }>('/v1/rollouts/:deployId/events', { schema: { params: { type: 'object', properties: { deployId: { type: 'string', pattern: idPattern } } } }, preHandler: requires('read') }, async (request, reply) => {
     const { deployId } = request.params;
@@ -181,6 +199,12 @@ export async function buildServer({ config, pgconvoy, logger }: ServeDeps): Prom
     out.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
     let gone = false;
     request.raw.on('close', () => (gone = true));
+    const stop = () => {
+      gone = true;
+      out.end();
+    };
+    streams.add(stop);
+    request.raw.on('close', () => streams.delete(stop));
     let last = '';
     let quietSince = Date.now();
     for (let current = first; !gone; ) {
