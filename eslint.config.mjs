@@ -24,10 +24,11 @@ export default tseslint.config(
     },
   },
   {
-    // The rollout page's script runs in the browser as it is, without a build or types.
-    files: ['web/**/*.js'],
+    // Scripts that run as they are, without a build or types: the rollout page's, and the compose file's.
+    files: ['web/**/*.js', 'deploy/**/*.js'],
     extends: [tseslint.configs.disableTypeChecked],
     languageOptions: { sourceType: 'script', parserOptions: { projectService: false } },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
   {
     files: ['src/workflows/**/*.ts'],
