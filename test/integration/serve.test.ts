@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { tokenHash } from '../../src/client/http/auth';
 import { buildServer } from '../../src/client/http/server';
+import { SharedStatus } from '../../src/client/http/shared-status';
 import type { RolloutStatus } from '../../src/contracts';
 import pino from 'pino';
 import { fleetFixture, ledgerVersion } from '../helpers/fleet';
@@ -134,6 +135,19 @@ test('pgconvoy serve: a pipeline token starts a rollout (the same request twice:
     const status = (await call('GET', '/v1/rollouts/http-1', pipelineToken)).body as unknown as RolloutStatus;
     assert.equal(status.status, 'awaiting-approval');
     assert.match(status.waitingFor ?? '', /drop-column/);
+    // Pollers share one query at a time: requests while it is fresh get its answer; a message, or time, asks again.
+    let clock = 0;
+    const shared = new SharedStatus({ client, taskQueue: config.temporal.taskQueue }, 250, () => clock);
+    const together = await Promise.all(Array.from({ length: 20 }, () => shared.get('http-1')));
+    assert.equal(new Set(together).size, 1, 'twenty requests at once: one query');
+    assert.equal(together[0]!.status, 'awaiting-approval');
+    assert.equal(await shared.get('http-1'), together[0], 'still fresh');
+    clock += 250;
+    const later = await shared.get('http-1');
+    assert.notEqual(later, together[0], 'no longer fresh: asked again');
+    shared.changed('http-1');
+    assert.notEqual(await shared.get('http-1'), later, 'after a message: asked again');
+    await assert.rejects(shared.get('never-started'), /no rollout with deploy id "never-started"/);
     assert.equal((await call('POST', '/v1/rollouts/http-1/approve', pipelineToken, {})).status, 403);
     const approved = await call('POST', '/v1/rollouts/http-1/approve', personToken, { note: 'legacy unused' });
     assert.equal(approved.status, 200, JSON.stringify(approved.body));

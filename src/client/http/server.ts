@@ -6,10 +6,11 @@ import { approve, readerThrough, startMigration, type PgconvoyClient } from '../
 import { duration, parseAmount } from '../commands/rollout';
 import { UsageError } from '../commands/kit';
 import { rejectionOf, summarizeFailure } from '../failure';
-import { abortRollout, approveRollout, getRollout, listRollouts, pauseRollout, resumeRollout, retryRolloutDatabase, RolloutMessageRejectedError, selectTargets, skipRolloutDatabase, startRollout, TargetSelectionError } from '../rollout';
+import { abortRollout, approveRollout, listRollouts, pauseRollout, resumeRollout, retryRolloutDatabase, RolloutMessageRejectedError, selectTargets, skipRolloutDatabase, startRollout, TargetSelectionError } from '../rollout';
 import { temporalClient } from '../temporal';
 import { allows, authenticate, type Principal } from './auth';
 import { registerPage } from './page';
+import { SharedStatus } from './shared-status';
 
 export interface ServeDeps {
   config: Config;
@@ -180,8 +181,11 @@ export async function buildServer({ config, pgconvoy, logger }: ServeDeps): Prom
   });
 
   app.get<{ Params: { deployId: string } }>('/v1/rollouts/:deployId', { schema: { params: { type: 'object', properties: { deployId: { type: 'string', pattern: idPattern } } } }, preHandler: requires('read') }, (request) =>
-    getRollout(pgconvoy, request.params.deployId),
+    statuses.get(request.params.deployId),
   );
+
+  // Every GET and event stream of a rollout shares one query at a time (shared-status.ts).
+  const statuses = new SharedStatus(pgconvoy);
 
   // Open event streams end when the server closes (else close would wait for their callers to go).
   const streams = new Set<() => void>();
@@ -193,7 +197,7 @@ export async function buildServer({ config, pgconvoy, logger }: ServeDeps): Prom
   // A live stream of the rollout's status (server-sent events): one `status` event whenever it changes, until it ends or the caller goes.
   app.get<{ Params: { deployId: string } }>('/v1/rollouts/:deployId/events', { schema: { params: { type: 'object', properties: { deployId: { type: 'string', pattern: idPattern } } } }, preHandler: requires('read') }, async (request, reply) => {
     const { deployId } = request.params;
-    const first = await getRollout(pgconvoy, deployId); // an unknown deploy id is a 404, before the stream starts
+    const first = await statuses.get(deployId); // an unknown deploy id is a 404, before the stream starts
     reply.hijack();
     const out = reply.raw;
     out.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
@@ -220,7 +224,7 @@ export async function buildServer({ config, pgconvoy, logger }: ServeDeps): Prom
       if (endedRolloutStatuses.includes(current.status)) break;
       await new Promise((resolve) => setTimeout(resolve, 1000));
       // Each poll under a signal of its own (the client keeps a listener per call on a signal).
-      current = await pgconvoy.client.connection.withAbortSignal(new AbortController().signal, () => getRollout(pgconvoy, deployId)).catch(() => current);
+      current = await statuses.get(deployId).catch(() => current);
     }
     out.end();
   });
@@ -284,6 +288,7 @@ export async function buildServer({ config, pgconvoy, logger }: ServeDeps): Prom
   const message = (name: string, scope: TokenScope, send: (deployId: string, by: string, body: NonNullable<Message['Body']>) => Promise<RolloutAck>) =>
     app.post<Message>(`/v1/rollouts/:deployId/${name}`, { schema: { params: { type: 'object', properties: { deployId: { type: 'string', pattern: idPattern } } }, body: messageSchema }, preHandler: requires(scope) }, async (request) => {
       const ack = await send(request.params.deployId, who(request), request.body ?? {});
+      statuses.changed(request.params.deployId);
       logger.info({ event: `serve.rollout_${name}`, deployId: request.params.deployId, by: who(request) });
       return ack;
     });
