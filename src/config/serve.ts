@@ -1,8 +1,9 @@
 /**
  * The config of the deploy service's door: `pgconvoy serve`'s tokens and the
- * webhooks rollouts notify (part of the one config in config.ts).
+ * webhooks rollouts and runs notify (part of the one config in config.ts).
  */
 import { z } from 'zod';
+import { webhookEvents } from '../contracts/rollout';
 
 /** What a bearer token of `pgconvoy serve` may do. */
 export const tokenScopes = ['read', 'trigger', 'approve', 'admin'] as const;
@@ -17,14 +18,14 @@ export const tokenSchema = z.strictObject({
   scopes: z.array(z.enum(tokenScopes)).min(1),
 });
 
-/** Where rollout events are sent; the secret signs each body (HMAC-SHA256) and comes from the environment. */
+/** Where rollout and run events are sent; the secret signs each body (HMAC-SHA256) and comes from the environment. */
 export const webhookSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'a webhook name is lower-case letters, digits, "_", "." or "-"'),
   url: z.string().url(),
   /** The environment variable holding the signing secret. */
   secretEnv: z.string().min(1),
   /** The events it wants (default: all). */
-  events: z.array(z.enum(['started', 'approval-needed', 'wave-done', 'database-failed', 'halted', 'compensated', 'completed', 'ended'])).optional(),
+  events: z.array(z.enum(webhookEvents as [string, ...string[]])).optional(),
   /** `json` (default), or `slack`: `{"text": ...}` for a Slack-compatible incoming webhook. */
   format: z.enum(['json', 'slack']).default('json'),
 });

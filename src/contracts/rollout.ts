@@ -60,6 +60,10 @@ export interface RolloutInput {
 }
 
 export type RolloutEventName = 'started' | 'approval-needed' | 'wave-done' | 'database-failed' | 'halted' | 'compensated' | 'completed' | 'ended';
+/** A single database's run (`pgconvoy up`, POST /v1/databases/<alias>/up); the runs of a rollout are told of by the rollout. */
+export type RunEventName = 'run-started' | 'run-approval-needed' | 'run-completed' | 'run-failed' | 'run-compensated' | 'run-ended';
+/** Every event a webhook may ask for (notify.webhooks[].events). */
+export const webhookEvents: ReadonlyArray<RolloutEventName | RunEventName> = ['started', 'approval-needed', 'wave-done', 'database-failed', 'halted', 'compensated', 'completed', 'ended', 'run-started', 'run-approval-needed', 'run-completed', 'run-failed', 'run-compensated', 'run-ended'];
 
 /** What a webhook receives: the event, in words, and the rollout's counts; never SQL, URLs or secrets. */
 export interface RolloutNotification {
@@ -77,12 +81,30 @@ export interface RolloutNotification {
   at: number;
 }
 
+/** What a webhook is told of a single database's run. */
+export interface RunNotification {
+  db: string;
+  workflowId: string;
+  event: RunEventName;
+  /** One line for people (a Slack message). */
+  text: string;
+  /** How the run ended (null before it has). */
+  status: RunOutcome['status'] | null;
+  versionBefore: Version | null;
+  versionAfter: Version | null;
+  /** The migrations it planned to apply. */
+  pending: number;
+  /** Why it failed: the database, file, statement and SQLSTATE where they apply. */
+  failure: string | null;
+  at: number;
+}
+
 export interface DeliverWebhookInput {
   /** Its name in the worker's config. */
   webhook: string;
   /** The same for every attempt, so a receiver can drop a repeat. */
   deliveryId: string;
-  notification: RolloutNotification;
+  notification: RolloutNotification | RunNotification;
 }
 
 /** What the rollout learned of one database before changing anything. */

@@ -122,6 +122,8 @@ export interface MigrateDatabaseInput {
   onFailure?: FailurePolicy;
   /** Refuse to run unless the worker reads exactly this set (a rollout pins every database to the set it planned). */
   expect?: { manifestDigest: string };
+  /** Webhooks (names in the workers' config, notify.webhooks) to tell of the run's start, approval wait and end; not for a rollout's runs, which the rollout tells of. */
+  notify?: string[];
 }
 
 /** What a run returns; a failed run fails with its outcome in the failure's details (src/contracts/outcome.ts). */

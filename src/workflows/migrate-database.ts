@@ -11,6 +11,7 @@ import { withLease, type HeldLease } from './lease';
 import { progressQuery } from './messages';
 import { outcomeBase, versionBefore, withOutcome, type RunFacts } from './outcome';
 import { handleRunMessages, recordApproval } from './run-messages';
+import { runNotifier, type RunNotifier } from './run-notify';
 
 /** One run of the workflow: its input, the progress it reports, its phase, and what it learns on the way (for its outcome). */
 interface Run extends RunFacts {
@@ -20,6 +21,8 @@ interface Run extends RunFacts {
   flush: () => Promise<void>;
   /** Tells the cancel handler whether the step running now is the last one. */
   lastStepRunning: (last: boolean) => void;
+  /** The webhooks of a run that is not a rollout's (run-notify.ts). */
+  notifier: RunNotifier;
 }
 
 /**
@@ -33,6 +36,8 @@ export async function migrateDatabase(input: MigrateDatabaseInput): Promise<Migr
   try {
     const plan = await planStep(run);
     if (plan.pending.length === 0) return await ended(run, { ...outcomeBase(run), status: 'up-to-date' });
+    const from = versionBefore(plan);
+    run.notifier.notify('run-started', `${input.db}: ${plan.pending.length} migration(s) to apply from version ${from ?? 'none'} to ${plan.pending.at(-1)!.version}`, { versionBefore: from, pending: plan.pending.length });
     const stopped = await gateStep(run, plan);
     if (stopped) return await ended(run, stopped);
     run.emit({ type: 'locking' });
@@ -49,7 +54,8 @@ export async function migrateDatabase(input: MigrateDatabaseInput): Promise<Migr
 /** The last event; the run ends only once its parent (if any) heard it. */
 async function ended<O extends RunOutcome>(run: Run, outcome: O): Promise<O> {
   run.emit({ type: 'ended', status: outcome.status, versionAfter: outcome.versionAfter });
-  await run.flush();
+  run.notifier.ended(outcome);
+  await Promise.all([run.flush(), run.notifier.settled()]);
   return outcome;
 }
 
@@ -57,7 +63,19 @@ function startRun(input: MigrateDatabaseInput): Run {
   const progress = newProgress(input.db, input.mode ?? 'auto');
   setHandler(progressQuery, () => progress);
   const messages = handleRunMessages(progress, input.group ?? false);
-  return { input, progress, ...eventEmitter(progress), lastStepRunning: messages.lastStepRunning };
+  const notifier = runNotifier(input);
+  const { emit, flush } = eventEmitter(progress);
+  return {
+    input,
+    progress,
+    emit: (event) => {
+      emit(event);
+      if (event.type === 'awaiting-approval') notifier.notify('run-approval-needed', `${input.db}: waiting for an approval: ${event.reason}`);
+    },
+    flush,
+    lastStepRunning: messages.lastStepRunning,
+    notifier,
+  };
 }
 
 /** Plan: what is pending, and everything that forbids the run before it is gated or locks anything. */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
-import type { RolloutNotification } from '../../src/contracts';
+import type { RolloutNotification, RunNotification } from '../../src/contracts';
 import { signatureOf } from '../../src/runs/webhook';
 import { fleetFixture, rolloutInput, runRollout } from '../helpers/fleet';
 import { sharedTestClient, withWorker } from '../helpers/temporal';
@@ -66,4 +66,37 @@ test('webhooks: each rollout event reaches each receiver signed (HMAC-SHA256), w
   assert.deepEqual(chat.received.map((r) => [r.event, r.status]), [['completed', 204]]);
   assert.deepEqual(Object.keys(JSON.parse(chat.received[0]!.body) as object), ['text']);
   assert.ok(!JSON.stringify([...ops.received, ...chat.received]).includes('secret'), 'no secret in any body or header we kept');
+});
+
+test('webhooks: a single database’s run (up) tells of its start, its wait for an approval and its end; a failed run’s notice names the file and SQLSTATE', async (t) => {
+  const ops = await receiver(t, 'ops-secret', 1);
+  const fleet = await fleetFixture(t, 1, {
+    'V1__accounts.sql': 'CREATE TABLE accounts (id int PRIMARY KEY);',
+    'V2__broken.sql': 'ALTER TABLE no_such_table ADD COLUMN note text;',
+  }, { prefix: 'hookdb' });
+  const config = { ...fleet.config, webhooks: { ops: { url: ops.url, secret: 'ops-secret', format: 'json' as const } } };
+  const [alias] = fleet.aliases;
+  const pgconvoy = { client: temporal.client, taskQueue: config.temporal.taskQueue };
+  const { approve, migrate, startMigration } = await import('../../src/client/api');
+  const { waitFor } = await import('../helpers/workers');
+  const bodies = (event: string) => ops.received.filter((r) => r.status === 204 && r.event === event).map((r) => JSON.parse(r.body) as RunNotification);
+  await withWorker(config, async () => {
+    const handle = await startMigration(pgconvoy, { db: alias!, migrationsDir: config.migrationsDir, target: '1', requireApproval: true, notify: ['ops'] });
+    await waitFor('the approval notice', () => Promise.resolve(bodies('run-approval-needed').length > 0 ? true : undefined), 30_000);
+    await approve(pgconvoy, alias!, { by: 'dana' });
+    assert.equal((await handle.result()).status, 'applied');
+    await assert.rejects(migrate(pgconvoy, { db: alias!, migrationsDir: config.migrationsDir, onFailure: 'halt', notify: ['ops'] }));
+  });
+  assert.deepEqual(ops.received.filter((r) => r.status === 204).map((r) => r.event), ['run-started', 'run-approval-needed', 'run-completed', 'run-started', 'run-failed']);
+  assert.ok(ops.received.every((r) => r.signatureOk));
+  const [first, second] = bodies('run-started');
+  assert.deepEqual([first!.db, first!.pending, first!.versionBefore, first!.workflowId], [alias, 1, null, `pgconvoy/db/${alias}`]);
+  assert.deepEqual([second!.pending, second!.versionBefore], [1, '1']);
+  const completed = bodies('run-completed')[0]!;
+  assert.deepEqual([completed.status, completed.versionAfter, completed.failure], ['applied', '1', null]);
+  const failed = bodies('run-failed')[0]!;
+  assert.equal(failed.status, 'halted');
+  assert.equal(failed.versionAfter, '1');
+  assert.match(failed.failure ?? '', /V2__broken\.sql.*SQLSTATE 42P01/);
+  assert.match(failed.text, new RegExp(`^${alias}: `));
 });

@@ -51,6 +51,7 @@ export function registerRunCommands(kit: CliKit): void {
           // The risk gate waits too, not only --require-approval: the timeout holds for either.
           approvalTimeoutMs,
           ...(options.requireApproval ? { requireApproval: true } : {}),
+          ...(Object.keys(config.webhooks).length > 0 ? { notify: Object.keys(config.webhooks) } : {}),
         });
         if (!global.json) kit.io.stderr(`pgconvoy: migrating "${options.db}" from ${config.migrationsDir}\n`);
         const finished = waitForResult(handle, session, {

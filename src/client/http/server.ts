@@ -255,6 +255,7 @@ export async function buildServer({ config, pgconvoy, logger }: ServeDeps): Prom
         onFailure: body.onFailure ?? 'restore',
         ...(body.target !== undefined ? { target: body.target } : {}),
         ...(body.requireApproval ? { requireApproval: true } : {}),
+        ...(Object.keys(config.webhooks).length > 0 ? { notify: Object.keys(config.webhooks) } : {}),
       });
       logger.info({ event: 'serve.up_started', db: alias, by: who(request) });
       return reply.code(202).send({ db: alias, workflowId: handle.workflowId, runId: handle.firstExecutionRunId });
