@@ -95,6 +95,13 @@ test('pgconvoy serve: a pipeline token starts a rollout (the same request twice:
     assert.equal(unknownDb.status, 404);
     assert.match(String(unknownDb.body.message), /unknown database alias: nope/);
     assert.equal((await call('GET', '/v1/rollouts/never-started', pipelineToken)).status, 404);
+    // The list and whoami: a token, a read scope for the list, a valid limit.
+    assert.equal((await call('GET', '/v1/rollouts')).status, 401);
+    assert.equal((await call('GET', '/v1/whoami')).status, 401);
+    assert.deepEqual((await call('GET', '/v1/whoami', personToken)).body, { name: 'alice', scopes: ['approve', 'read'] });
+    const badLimit = await call('GET', '/v1/rollouts?limit=0', pipelineToken);
+    assert.equal(badLimit.status, 400);
+    assert.match(String(badLimit.body.message), /limit/);
     assert.equal((await call('POST', '/v1/rollouts', pipelineToken, 'x'.repeat(70 * 1024))).status, 413, 'an oversized body is refused');
     assert.equal(await ledgerVersion(fleet.dbs.get('http-01')!), '1', 'nothing started');
 
@@ -168,6 +175,10 @@ test('pgconvoy serve: a pipeline token starts a rollout (the same request twice:
     assert.ok(events.some((e) => e.status === 'awaiting-approval'), events.map((e) => e.status).join(','));
     assert.equal(events.at(-1)?.status, 'completed');
     assert.ok(events.some((e) => e.databases.some((d) => d.state === 'running')), 'the stream showed the databases running');
+    const listed = (await call('GET', '/v1/rollouts?limit=999', personToken)).body.rollouts as Array<{ deployId: string; workflow: string; closedAt: number | null }>;
+    const mine = listed.find((r) => r.deployId === 'http-1');
+    assert.equal(mine?.workflow, 'completed');
+    assert.ok(mine.closedAt !== null);
     const ended = await call('GET', '/v1/rollouts/http-1', personToken);
     assert.equal(ended.status, 200);
     assert.equal(ended.body.status, 'completed');
