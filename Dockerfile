@@ -15,10 +15,20 @@ COPY bench ./bench
 RUN npm run build && rm -rf dist/test dist/bench && npm prune --omit=dev
 
 # Run: Node, the PostgreSQL client tools (pg_dump/pg_restore for backups) and
-# the built app, as an unprivileged user.
+# the built app, as an unprivileged user. pg_dump must be at least as new as
+# the server it dumps, so the client comes from the PostgreSQL project's
+# repository at the newest major (it dumps servers back to 9.2), not
+# Debian's 15.
 FROM node:20-bookworm-slim AS runtime
+ARG PG_CLIENT_MAJOR=18
 RUN apt-get update \
- && apt-get install -y --no-install-recommends postgresql-client ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates curl \
+ && install -d /usr/share/postgresql-common/pgdg \
+ && curl -fsSL -o /usr/share/postgresql-common/pgdg/apt.postgresql.org.asc https://www.postgresql.org/media/keys/ACCC4CF8.asc \
+ && echo "deb [signed-by=/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc] https://apt.postgresql.org/pub/repos/apt bookworm-pgdg main" > /etc/apt/sources.list.d/pgdg.list \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends "postgresql-client-$PG_CLIENT_MAJOR" \
+ && apt-get purge -y curl && apt-get autoremove -y \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules

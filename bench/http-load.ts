@@ -27,7 +27,7 @@ import { tokenHash } from '../src/client/http/auth';
 import { buildServer } from '../src/client/http/server';
 import { getRollout } from '../src/client/rollout';
 import { databaseEnvName, loadConfig, type Config } from '../src/config/config';
-import { rolloutWorkflowId } from '../src/contracts';
+import { endedRolloutStatuses, rolloutWorkflowId } from '../src/contracts';
 import { createLogger } from '../src/logging/logger';
 import { startDevServer } from '../src/worker/dev-server';
 import { createWorker, installRuntime } from '../src/worker/worker';
@@ -137,7 +137,7 @@ async function main(): Promise<void> {
           async () => {
             last = (await status()).status;
           },
-          () => ['completed', 'failed', 'halted'].includes(last),
+          () => last === 'halted' || (endedRolloutStatuses as string[]).includes(last),
         );
         const waveMs = performance.now() - t;
         const duringP = line(`HTTP GET status, ${pollers} pollers, wave running`, during, waveMs);

@@ -94,11 +94,9 @@ function render(status) {
   );
 }
 
-/** Reads the server-sent events of one rollout until it ends or the page leaves it. */
-async function follow(deployId) {
-  const control = new AbortController();
-  page.follow = control;
-  const response = await fetch(`/v1/rollouts/${encodeURIComponent(deployId)}/events`, { headers: { authorization: `Bearer ${page.token}` }, signal: control.signal });
+/** Reads the server-sent events of one rollout until it ends or the page leaves it (`signal`). */
+async function follow(deployId, signal) {
+  const response = await fetch(`/v1/rollouts/${encodeURIComponent(deployId)}/events`, { headers: { authorization: `Bearer ${page.token}` }, signal });
   if (!response.ok) {
     const data = await response.json().catch(() => ({}));
     throw new Error(`${response.status} ${data.error || ''}: ${data.message || response.statusText}`);
@@ -113,30 +111,33 @@ async function follow(deployId) {
       const block = buffer.slice(0, end);
       buffer = buffer.slice(end + 2);
       const data = block.split('\n').filter((line) => line.startsWith('data: ')).map((line) => line.slice(6)).join('\n');
-      if (data) render(JSON.parse(data));
+      if (data && !signal.aborted) render(JSON.parse(data));
     }
   }
 }
 
-async function showRollout(deployId) {
+async function showRollout(deployId, signal) {
   $('#list-view').hidden = true;
   $('#rollout-view').hidden = false;
   $('#acted').textContent = '';
   $('#deploy-id').textContent = deployId;
-  await follow(deployId);
+  await follow(deployId, signal);
 }
 
+/** Shows what the address says; a newer navigation ends the stream of the one before, even while it is still starting. */
 async function route() {
   if (page.follow) page.follow.abort();
-  page.follow = null;
+  const control = new AbortController();
+  page.follow = control;
   showError(null);
   try {
     await whoami();
+    if (control.signal.aborted) return;
     const match = /^#\/rollouts\/(.+)$/.exec(location.hash);
-    if (match) await showRollout(decodeURIComponent(match[1]));
+    if (match) await showRollout(decodeURIComponent(match[1]), control.signal);
     else await showList();
   } catch (error) {
-    if (error.name !== 'AbortError') showError(error);
+    if (error.name !== 'AbortError' && !control.signal.aborted) showError(error);
   }
 }
 

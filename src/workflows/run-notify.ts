@@ -1,6 +1,5 @@
-import { log, uuid4, workflowInfo } from '@temporalio/workflow';
+import { log, startChild, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { MigrateDatabaseInput, RunEventName, RunNotification, RunOutcome } from '../contracts';
-import type { Version } from '../core/version';
 import { deliverWebhook } from './activities';
 import { describeFailure, message } from './rollout/failures';
 
@@ -9,7 +8,7 @@ export interface RunNotifier {
   notify(event: RunEventName, text: string, facts?: Partial<Pick<RunNotification, 'status' | 'versionBefore' | 'versionAfter' | 'pending' | 'failure'>>): void;
   /** Tells them how the run ended (nothing for a database that was up to date). */
   ended(outcome: RunOutcome): void;
-  /** Resolves once every delivery succeeded or gave up; the run awaits it before it ends. */
+  /** Resolves once every notice's delivery has started; the run awaits it before it ends. */
   settled(): Promise<void>;
 }
 
@@ -24,29 +23,50 @@ const endEvent: Record<RunOutcome['status'], RunEventName | null> = {
   compensated: 'run-compensated',
 };
 
+/** One notice to the webhooks, a delivery activity each (retried with backoff); the workflow ends when each was delivered or given up on. */
+export async function deliverNotification(input: { webhooks: string[]; notification: RunNotification }): Promise<{ delivered: string[]; failed: string[] }> {
+  const delivered: string[] = [];
+  const failed: string[] = [];
+  await Promise.all(
+    input.webhooks.map((webhook) =>
+      deliverWebhook({ webhook, deliveryId: uuid4(), notification: input.notification }).then(
+        () => void delivered.push(webhook),
+        (error: unknown) => {
+          failed.push(webhook);
+          log.warn('a webhook was not delivered', { webhook, event: input.notification.event, error: message(error) });
+        },
+      ),
+    ),
+  );
+  return { delivered, failed };
+}
+
 /**
  * The webhooks a single database's run tells (input.notify: names in the
- * worker's config): started, approval needed, and how it ended, a delivery
- * activity each, retried with backoff. A run started by a rollout tells
- * nothing itself: the rollout tells of it.
+ * worker's config): started, approval needed, and how it ended. Each notice
+ * is a child workflow of its own (`<run's workflow id>/notify/<uuid>`) that
+ * outlives the run (parent close policy ABANDON): a receiver that is down
+ * for minutes delays only its notice, never the run's end, and never keeps
+ * the database's workflow id from the next run. A run started by a rollout
+ * tells nothing itself: the rollout tells of it.
  */
 export function runNotifier(input: MigrateDatabaseInput): RunNotifier {
-  const webhooks = workflowInfo().parent ? [] : (input.notify ?? []);
-  const deliveries: Array<Promise<void>> = [];
-  let versionBefore: Version | null = null;
+  const info = workflowInfo();
+  const webhooks = info.parent ? [] : (input.notify ?? []);
+  const starts: Array<Promise<void>> = [];
+  let versionBefore: RunNotification['versionBefore'] = null;
   let pending = 0;
   const notify: RunNotifier['notify'] = (event, text, facts = {}) => {
+    if (webhooks.length === 0) return;
     if (facts.versionBefore !== undefined) versionBefore = facts.versionBefore;
     if (facts.pending !== undefined) pending = facts.pending;
-    const notification: RunNotification = { db: input.db, workflowId: workflowInfo().workflowId, event, text, status: null, versionBefore, versionAfter: null, pending, failure: null, ...facts, at: Date.now() };
-    for (const webhook of webhooks) {
-      deliveries.push(
-        deliverWebhook({ webhook, deliveryId: uuid4(), notification }).then(
-          () => undefined,
-          (error: unknown) => log.warn('a webhook was not delivered', { webhook, event, error: message(error) }),
-        ),
-      );
-    }
+    const notification: RunNotification = { db: input.db, workflowId: info.workflowId, event, text, status: null, versionBefore, versionAfter: null, pending, failure: null, ...facts, at: Date.now() };
+    starts.push(
+      startChild(deliverNotification, { workflowId: `${info.workflowId}/notify/${uuid4()}`, args: [{ webhooks, notification }], parentClosePolicy: 'ABANDON' }).then(
+        () => undefined,
+        (error: unknown) => log.warn('a notice could not be sent', { event, error: message(error) }),
+      ),
+    );
   };
   return {
     notify,
@@ -54,9 +74,8 @@ export function runNotifier(input: MigrateDatabaseInput): RunNotifier {
       const event = endEvent[outcome.status];
       if (event === null) return;
       const failure = 'failure' in outcome ? describeFailure(outcome.failure, outcome.status) : null;
-      const text = `${input.db}: ${failure ?? `${outcome.status}, at version ${outcome.versionAfter ?? 'none'}`}`;
-      notify(event, text, { status: outcome.status, versionBefore: outcome.versionBefore, versionAfter: outcome.versionAfter, failure });
+      notify(event, `${input.db}: ${failure ?? `${outcome.status}, at version ${outcome.versionAfter ?? 'none'}`}`, { status: outcome.status, versionBefore: outcome.versionBefore, versionAfter: outcome.versionAfter, failure });
     },
-    settled: async () => void (await Promise.all(deliveries)),
+    settled: async () => void (await Promise.all(starts)),
   };
 }

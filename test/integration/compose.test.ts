@@ -14,6 +14,7 @@ import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { cpSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
@@ -41,15 +42,19 @@ interface Service {
 const run = `${process.env.PGCONVOY_TEST_RUN ?? 'x'}_${process.pid}`;
 /** The run's names for the compose file's databases (the server is shared with everything else on the machine). */
 const names: Record<string, string> = { temporal: `pgconvoy_compose_temporal_${run}`, temporal_visibility: `pgconvoy_compose_visibility_${run}`, app: `pgconvoy_compose_app_${run}` };
+/** The run's name for the compose file's `temporal` role. */
+const role = `pgconvoy_compose_${run}`;
 
 /** Settings that name a host, and settings that name a database. */
 const hostKeys = ['SQL_HOST', 'POSTGRES_SEEDS'];
+const roleKeys = ['TEMPORAL_DB_USER', 'SQL_USER', 'POSTGRES_USER'];
 const databaseKeys = ['TEMPORAL_DB', 'TEMPORAL_VISIBILITY_DB', 'DBNAME', 'VISIBILITY_DBNAME', 'APP_DB'];
 
 /** A value of the compose file as it is on this machine (`key`: the environment variable it is): hosts, container paths, database names. */
 function local(value: string, key?: string): string {
   if (key !== undefined && hostKeys.includes(key)) return '127.0.0.1';
   if (key !== undefined && databaseKeys.includes(key)) return names[value] ?? value;
+  if (key !== undefined && roleKeys.includes(key) && value === 'temporal') return role;
   return value
     .replace(/\b(postgresql|temporal|minio)(?=:\d+)/g, '127.0.0.1')
     .replace(/^\/app\/deploy\//, `${root}/deploy/`)
@@ -64,6 +69,14 @@ const localEnv = (service: Service, extra: Record<string, string> = {}): NodeJS.
   for (const [key, value] of Object.entries(service.environment ?? {})) env[key] = local(value, key);
   return { ...env, ...extra };
 };
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
 
 const seconds = (text: string | undefined) => Number(/^(\d+)s$/.exec(text ?? '5s')?.[1] ?? 5) * 1000;
 
@@ -99,6 +112,7 @@ test('docker-compose.yml: its services as local processes with its settings (Pos
       clearTimeout(timer);
     }
     for (const db of Object.values(names)) await adminQuery(`DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`).catch(() => undefined);
+    await adminQuery(`DROP ROLE IF EXISTS "${role}"`).catch(() => undefined);
     rmSync(scratch, { recursive: true, force: true });
   });
   const start = (name: string, program: string, args: string[], env: NodeJS.ProcessEnv, cwd = root) => {
@@ -117,7 +131,12 @@ test('docker-compose.yml: its services as local processes with its settings (Pos
   }).toString();
   const { services } = parse(rendered) as { services: Record<string, Service> };
   assert.deepEqual(Object.keys(services).sort(), ['backup-bucket', 'minio', 'postgresql', 'serve', 'temporal', 'temporal-schema', 'temporal-setup', 'temporal-ui', 'worker']);
-  const published = (name: string) => services[name]!.ports?.map((p) => p.published) ?? [];
+  // docker-compose 1.x renders a published port as a number, 2.x as a string.
+  const published = (name: string) => services[name]!.ports?.map((p) => Number(p.published)) ?? [];
+  // The ports the services publish (and Temporal Server's own) must be free here: say which is taken rather than fail later.
+  for (const port of [7233, 7234, 7235, 7239, 6933, 6934, 6935, 6939, 9000, 9001, 8080]) {
+    assert.ok(await portFree(port), `port ${port} is taken on this machine (a pgconvoy dev, another Temporal or MinIO?): the compose test runs the services on their published ports`);
+  }
 
   // postgresql: the machine's PostgreSQL 15 on the published port, with the init script.
   assert.deepEqual(published('postgresql'), [5432]);
@@ -141,7 +160,7 @@ test('docker-compose.yml: its services as local processes with its settings (Pos
       .replace(/databaseName: "temporal"/, `databaseName: "${local(env.DBNAME!, 'DBNAME')}"`)
       .replace(/databaseName: "temporal_visibility"/, `databaseName: "${local(env.VISIBILITY_DBNAME!, 'VISIBILITY_DBNAME')}"`)
       .replace(/connectAddr: "127\.0\.0\.1:5432"/g, `connectAddr: "${local(env.POSTGRES_SEEDS!, 'POSTGRES_SEEDS')}:${env.DB_PORT}"`)
-      .replace(/user: "temporal"/g, `user: "${env.POSTGRES_USER}"`)
+      .replace(/user: "temporal"/g, `user: "${local(env.POSTGRES_USER!, 'POSTGRES_USER')}"`)
       .replace(/password: "temporal"/g, `password: "${env.POSTGRES_PWD}"`)
       .replace(/pluginName: "postgres12"/g, `pluginName: "${env.DB}"`),
   );

@@ -68,28 +68,37 @@ test('webhooks: each rollout event reaches each receiver signed (HMAC-SHA256), w
   assert.ok(!JSON.stringify([...ops.received, ...chat.received]).includes('secret'), 'no secret in any body or header we kept');
 });
 
-test('webhooks: a single database’s run (up) tells of its start, its wait for an approval and its end; a failed run’s notice names the file and SQLSTATE', async (t) => {
+test('webhooks: a single database’s run (up) tells of its start, its wait for an approval and its end; a failed run’s notice names the file and SQLSTATE; a receiver that stays down delays no run', async (t) => {
   const ops = await receiver(t, 'ops-secret', 1);
+  const down = await receiver(t, 'down-secret', Number.MAX_SAFE_INTEGER);
   const fleet = await fleetFixture(t, 1, {
     'V1__accounts.sql': 'CREATE TABLE accounts (id int PRIMARY KEY);',
     'V2__broken.sql': 'ALTER TABLE no_such_table ADD COLUMN note text;',
   }, { prefix: 'hookdb' });
-  const config = { ...fleet.config, webhooks: { ops: { url: ops.url, secret: 'ops-secret', format: 'json' as const } } };
+  const config = { ...fleet.config, webhooks: { ops: { url: ops.url, secret: 'ops-secret', format: 'json' as const }, down: { url: down.url, secret: 'down-secret', format: 'json' as const } } };
   const [alias] = fleet.aliases;
+  /** The run's result, or a failure if it waits for the receiver that is down (its deliveries retry for minutes). */
+  const promptly = <T>(result: Promise<T>): Promise<T> => Promise.race([result, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the run waited for a webhook receiver')), 30_000).unref())]);
   const pgconvoy = { client: temporal.client, taskQueue: config.temporal.taskQueue };
   const { approve, migrate, startMigration } = await import('../../src/client/api');
   const { waitFor } = await import('../helpers/workers');
   const bodies = (event: string) => ops.received.filter((r) => r.status === 204 && r.event === event).map((r) => JSON.parse(r.body) as RunNotification);
   await withWorker(config, async () => {
-    const handle = await startMigration(pgconvoy, { db: alias!, migrationsDir: config.migrationsDir, target: '1', requireApproval: true, notify: ['ops'] });
+    const handle = await startMigration(pgconvoy, { db: alias!, migrationsDir: config.migrationsDir, target: '1', requireApproval: true, notify: ['ops', 'down'] });
     await waitFor('the approval notice', () => Promise.resolve(bodies('run-approval-needed').length > 0 ? true : undefined), 30_000);
     await approve(pgconvoy, alias!, { by: 'dana' });
-    assert.equal((await handle.result()).status, 'applied');
-    await assert.rejects(migrate(pgconvoy, { db: alias!, migrationsDir: config.migrationsDir, onFailure: 'halt', notify: ['ops'] }));
+    assert.equal((await promptly(handle.result())).status, 'applied');
+    // The next run of the database starts at once: no notice holds its workflow id.
+    await assert.rejects(promptly(migrate(pgconvoy, { db: alias!, migrationsDir: config.migrationsDir, onFailure: 'halt', notify: ['ops', 'down'] })), /Workflow execution failed/);
+    // Each notice is a workflow of its own that may outlive its run: the receiver's first refusal is retried.
+    await waitFor('every notice', () => Promise.resolve(ops.received.filter((r) => r.status === 204).length >= 5 ? true : undefined), 30_000);
   });
-  assert.deepEqual(ops.received.filter((r) => r.status === 204).map((r) => r.event), ['run-started', 'run-approval-needed', 'run-completed', 'run-started', 'run-failed']);
+  // Notices sent in one workflow task (started, then approval needed) may arrive in either order.
+  assert.deepEqual(ops.received.filter((r) => r.status === 204).map((r) => r.event).sort(), ['run-approval-needed', 'run-completed', 'run-failed', 'run-started', 'run-started']);
+  assert.equal(ops.received.filter((r) => r.status === 503).length, 1);
+  assert.ok(down.received.length >= 3 && down.received.every((r) => r.status === 503 && r.signatureOk), 'the receiver that is down was tried');
   assert.ok(ops.received.every((r) => r.signatureOk));
-  const [first, second] = bodies('run-started');
+  const [first, second] = bodies('run-started').sort((a, b) => a.at - b.at);
   assert.deepEqual([first!.db, first!.pending, first!.versionBefore, first!.workflowId], [alias, 1, null, `pgconvoy/db/${alias}`]);
   assert.deepEqual([second!.pending, second!.versionBefore], [1, '1']);
   const completed = bodies('run-completed')[0]!;

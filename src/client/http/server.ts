@@ -203,8 +203,10 @@ export async function buildServer({ config, pgconvoy, logger }: ServeDeps): Prom
     out.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
     let gone = false;
     request.raw.on('close', () => (gone = true));
+    let wake = (): void => undefined;
     const stop = () => {
       gone = true;
+      wake();
       out.end();
     };
     streams.add(stop);
@@ -222,8 +224,14 @@ export async function buildServer({ config, pgconvoy, logger }: ServeDeps): Prom
         quietSince = Date.now();
       }
       if (endedRolloutStatuses.includes(current.status)) break;
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-      // Each poll under a signal of its own (the client keeps a listener per call on a signal).
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 1000);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      if (gone) break; // the caller went, or the server closes: no further query
       current = await statuses.get(deployId).catch(() => current);
     }
     out.end();

@@ -12,7 +12,7 @@ import { getRollout } from '../rollout';
  * through this server (approve, pause...) the next request asks again.
  */
 export class SharedStatus {
-  private readonly inFlight = new Map<string, { startedAt: number; result: Promise<RolloutStatus> }>();
+  private readonly inFlight = new Map<string, { startedAt: number; settled: boolean; result: Promise<RolloutStatus> }>();
 
   constructor(
     private readonly pgconvoy: PgconvoyClient,
@@ -22,18 +22,21 @@ export class SharedStatus {
 
   get(deployId: string): Promise<RolloutStatus> {
     const shared = this.inFlight.get(deployId);
-    if (shared && this.now() - shared.startedAt < this.freshMs) return shared.result;
+    if (shared && (!shared.settled || this.now() - shared.startedAt < this.freshMs)) return shared.result;
     const startedAt = this.now();
     // Each query under a signal of its own (the client keeps a listener per call on a signal).
     const result = this.pgconvoy.client.connection.withAbortSignal(new AbortController().signal, () => getRollout(this.pgconvoy, deployId));
-    const entry = { startedAt, result };
+    const entry = { startedAt, settled: false, result };
     this.inFlight.set(deployId, entry);
     const forget = () => {
       if (this.inFlight.get(deployId) === entry) this.inFlight.delete(deployId);
     };
     // Kept while fresh, then let go; a failure is not kept: the next request asks again.
     result.then(
-      () => setTimeout(forget, Math.max(0, this.freshMs - (this.now() - startedAt))).unref(),
+      () => {
+        entry.settled = true;
+        setTimeout(forget, Math.max(0, this.freshMs - (this.now() - startedAt))).unref();
+      },
       forget,
     );
     return result;
