@@ -28,6 +28,20 @@ export function newerServerBinDir(): string {
   return bin;
 }
 
+/** Runs a server program as the user `postgres` (the server refuses to run as root). */
+export function asPostgres(cmd: string, args: string[]): Buffer {
+  return userInfo().uid === 0
+    ? execFileSync('runuser', ['-u', 'postgres', '--', cmd, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
+    : execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** A folder the user `postgres` owns (a data directory, a socket folder). */
+export function postgresOwnedDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  if (userInfo().uid === 0) chownSync(dir, Number(execFileSync('id', ['-u', 'postgres']).toString()), Number(execFileSync('id', ['-g', 'postgres']).toString()));
+  return dir;
+}
+
 /**
  * A PostgreSQL server of the test's own (initdb into a scratch folder, a free
  * port), for tests that restart the server without disturbing the shared one.
@@ -37,7 +51,7 @@ export function newerServerBinDir(): string {
  */
 export async function startPrivatePostgres(
   options: { password?: string; settings?: Record<string, string | number>; binDir?: string } = {},
-): Promise<{ url: string; restart(): void; stop(): void }> {
+): Promise<{ url: string; port: number; bin: string; restart(): void; stop(): void }> {
   const versions = readdirSync('/usr/lib/postgresql').filter((v) => existsSync(`/usr/lib/postgresql/${v}/bin/initdb`));
   const version = versions.sort((a, b) => Number(b) - Number(a))[0];
   if (!version && !options.binDir) throw new Error('no PostgreSQL server binaries under /usr/lib/postgresql');
@@ -51,8 +65,7 @@ export async function startPrivatePostgres(
     chownSync(dir, uid, gid);
     if (options.password !== undefined) chownSync(pwfile, uid, gid);
   }
-  const run = (cmd: string, args: string[]) =>
-    execFileSync(asRoot ? 'runuser' : cmd, asRoot ? ['-u', 'postgres', '--', cmd, ...args] : args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const run = asPostgres;
   const port = await freePort();
   const data = join(dir, 'data');
   const settings = Object.entries(options.settings ?? {}).map(([k, v]) => ` -c ${k}=${v}`).join('');
@@ -63,6 +76,8 @@ export async function startPrivatePostgres(
   ctl('start');
   return {
     url: `postgres://postgres${options.password === undefined ? '' : `:${encodeURIComponent(options.password)}`}@127.0.0.1:${port}/postgres`,
+    port,
+    bin,
     restart: () => ctl('restart', ['-m', 'fast']),
     stop: () => {
       try {
