@@ -28,6 +28,7 @@ export function createActivities(deps: ActivityDeps): Activities {
     applyMigration: step(runs.applyMigration),
     applyGroup: step(runs.applyGroup),
     applyMigrations: step(runs.applyMigrations),
+    runHooks: step(runs.runHooks),
     changeLedger: step(runs.changeLedger),
     acquireLease: step(runs.acquireLease),
     holdLease: step(runs.holdLease),

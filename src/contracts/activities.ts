@@ -3,6 +3,7 @@
  * what it hears back. Everything here is in workflow history, so it names
  * databases by alias, never by connection string, and carries no SQL text.
  */
+import type { HookEvent } from '../core/hooks';
 import type { ManifestEntry } from '../core/migration-set';
 import type { AppliedEntry, Divergence } from '../core/plan';
 import type { RiskLevel } from '../core/risk';
@@ -46,6 +47,8 @@ export interface DatabasePlan {
   tableContext?: Array<TableContext & { table: string }>;
   /** The backup a run would take before its first change, or why it takes none. */
   backup?: BackupPlan;
+  /** The events the set has SQL callbacks for (migrations/hooks/); absent: none. */
+  hooks?: HookEvent[];
 }
 
 /** A version's risk as the run assessed it, recorded in the ledger when it is applied. */
@@ -235,6 +238,25 @@ export interface CompareSchemasInput {
   limit?: number;
 }
 
+export interface RunHooksInput {
+  db: string;
+  migrationsDir: string;
+  /** The set the run planned with: hook files changed since are refused. */
+  manifestDigest: string;
+  event: HookEvent;
+  leaseToken?: string;
+}
+
+/** What one hook file did, as its row in pgconvoy.hook_runs says. */
+export interface HookRunRecord {
+  file: string;
+  event: HookEvent;
+  version: Version | null;
+  durationMs: number;
+  status: 'ok' | 'failed';
+  error: string | null;
+}
+
 /** The worker's activities, as workflows call them (src/activities implements them). */
 export interface Activities {
   planDatabase(input: PlanInput): Promise<DatabasePlan>;
@@ -260,4 +282,5 @@ export interface Activities {
   surveyDatabase(input: PlanInput): Promise<DatabaseSurvey>;
   compareSchemas(input: CompareSchemasInput): Promise<{ differences: string[]; total: number }>;
   deliverWebhook(input: DeliverWebhookInput): Promise<{ status: 'delivered' | 'not-subscribed'; httpStatus?: number }>;
+  runHooks(input: RunHooksInput): Promise<HookRunRecord[]>;
 }

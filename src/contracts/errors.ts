@@ -47,6 +47,8 @@ export const errorTypes = {
   StateDirBusy: { retryable: true, exit: 'unavailable' },
   // A migration failed.
   MigrationFailed: { retryable: 'by-sqlstate', exit: 'migration' },
+  // A SQL callback (migrations/hooks/) failed: as a migration's statement.
+  HookFailed: { retryable: 'by-sqlstate', exit: 'migration' },
   // The engine's own lock schedule was the retry.
   LockTimeout: { retryable: false, exit: 'migration' },
   MigrationBusy: { retryable: true, exit: 'failed' },

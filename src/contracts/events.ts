@@ -26,6 +26,8 @@ export type RunEvent = At &
     | { type: 'migration-done'; version: Version; status: 'applied' | 'skipped'; durationMs: number }
     | { type: 'verifying' }
     | { type: 'compensating' }
+    /** A run-level event's SQL callbacks ran (status ok) or one of them failed (its error: file, statement, SQLSTATE). */
+    | { type: 'hook'; event: string; files: string[]; durationMs: number; status: 'ok' | 'failed'; error: string | null }
     | { type: 'ended'; status: RunOutcome['status']; versionAfter: Version | null }
   );
 

@@ -1,6 +1,7 @@
 import { migrationChecksum, sha256Hex } from './checksum';
 import { InvalidMigrationSetError, type SetProblem } from './errors';
 import { parseMigrationFileName } from './file-name';
+import { parseHookFileName, type HookScript } from './hooks';
 import { lineAndColumnOfByte } from './statements';
 import { compareVersions, type Version } from './version';
 
@@ -37,7 +38,9 @@ export interface MigrationSet {
   manifest: ManifestEntry[];
   /** The user checks (`checks/*.sql`) by file name and checksum: part of what a run is pinned to. */
   checks: Array<{ file: string; checksum: string }>;
-  /** Of the manifest and the checks. */
+  /** The SQL callbacks (`hooks/*.sql`), by file name: part of what a run is pinned to. */
+  hooks: HookScript[];
+  /** Of the manifest, the checks and the hooks. */
   digest: string;
 }
 
@@ -47,8 +50,16 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * Builds a migration set from the files of one directory. Collects every
  * problem before failing so one run of `validate` shows them all.
  */
-export function buildMigrationSet(directory: string, files: SourceFile[], checkFiles: SourceFile[] = []): MigrationSet {
+export function buildMigrationSet(directory: string, files: SourceFile[], checkFiles: SourceFile[] = [], hookFiles: SourceFile[] = []): MigrationSet {
   const problems: SetProblem[] = [];
+  const hooks: HookScript[] = [];
+  for (const file of hookFiles) {
+    const parsed = parseHookFileName(file.name);
+    const decoded = decodeSql(file.content);
+    if (!parsed.ok) problems.push({ file: file.name, message: parsed.reason });
+    else if (!decoded.ok) problems.push({ file: file.name, message: decoded.problem });
+    else hooks.push({ file: file.name, event: parsed.event, description: parsed.description, checksum: migrationChecksum(file.content), sql: decoded.sql });
+  }
   const forwards = new Map<Version, Migration>();
   const undos = new Map<Version, MigrationScript>();
 
@@ -96,7 +107,8 @@ export function buildMigrationSet(directory: string, files: SourceFile[], checkF
   const migrations = [...forwards.values()].sort((a, b) => compareVersions(a.version, b.version));
   const manifest = migrations.map(toManifestEntry);
   const checks = checkFiles.map((f) => ({ file: f.name, checksum: migrationChecksum(f.content) })).sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
-  return { directory, migrations, manifest, checks, digest: manifestDigest(manifest, checks) };
+  hooks.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
+  return { directory, migrations, manifest, checks, hooks, digest: manifestDigest(manifest, checks, hooks) };
 }
 
 /**
@@ -126,8 +138,9 @@ export function toManifestEntry(m: Migration): ManifestEntry {
   return { version: m.version, description: m.description, checksum: m.forward.checksum, undoChecksum: m.undo?.checksum ?? null };
 }
 
-/** A set's digest: its manifest and, when it has any, its checks (a run verified by other checks is another run). */
-export function manifestDigest(manifest: ManifestEntry[], checks: Array<{ file: string; checksum: string }> = []): string {
+/** A set's digest: its manifest and, when it has any, its checks and hooks (a run verified by other checks, or with other hooks, is another run). */
+export function manifestDigest(manifest: ManifestEntry[], checks: Array<{ file: string; checksum: string }> = [], hooks: Array<{ file: string; checksum: string }> = []): string {
   const entries = manifest.map((e) => [e.version, e.description, e.checksum, e.undoChecksum]);
-  return sha256Hex(JSON.stringify(checks.length === 0 ? entries : { migrations: entries, checks: checks.map((c) => [c.file, c.checksum]) }));
+  if (checks.length === 0 && hooks.length === 0) return sha256Hex(JSON.stringify(entries));
+  return sha256Hex(JSON.stringify({ migrations: entries, ...(checks.length > 0 || hooks.length === 0 ? { checks: checks.map((c) => [c.file, c.checksum]) } : {}), ...(hooks.length > 0 ? { hooks: hooks.map((h) => [h.file, h.checksum]) } : {}) }));
 }

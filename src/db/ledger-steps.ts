@@ -110,4 +110,19 @@ export const ledgerSteps: readonly string[] = [
   replaceColumnCheck('status', 'history_status_known', "status IN ('running', 'applied', 'failed', 'rolled_back', 'baseline', 'undone')") +
     `;
    ALTER TABLE pgconvoy.history ADD COLUMN IF NOT EXISTS undone_by_run text, ADD COLUMN IF NOT EXISTS undone_at timestamptz;`,
+  // SQL callbacks (migrations/hooks/): each file's run, for which version (an
+  // each-migration hook) or none (a run-level one), how long, and its error.
+  `CREATE TABLE IF NOT EXISTS pgconvoy.hook_runs (
+     id bigserial PRIMARY KEY,
+     event text NOT NULL,
+     file text NOT NULL,
+     checksum text NOT NULL,
+     version numeric,
+     status text NOT NULL CHECK (status IN ('ok', 'failed')),
+     started_at timestamptz NOT NULL DEFAULT now(),
+     execution_ms integer NOT NULL,
+     error_message text,
+     workflow_id text,
+     run_id text
+   );`,
 ];

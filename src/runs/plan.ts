@@ -50,6 +50,7 @@ export async function planDatabase(deps: RunDeps, input: PlanInput): Promise<Dat
       problems: integrityProblems(plan, fileOf, { allowOutOfOrder: input.allowOutOfOrder ?? false }),
       tableContext: tables,
       backup: await planBackup(client, input.db, config.backup),
+      ...(set.hooks.length > 0 ? { hooks: [...new Set(set.hooks.map((h) => h.event))] } : {}),
     };
     logger.info({ event: 'plan.made', db: input.db, pending: plan.pending.length, problems: result.problems.length });
     return result;

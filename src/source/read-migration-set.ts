@@ -7,7 +7,7 @@ import { readSqlFiles, type SourceFs } from './read-sql-files';
 /**
  * Reads the `.sql` files directly inside `directory` (sub-folders and other
  * files such as a README are not migrations) and builds the migration set;
- * the checks in `checks/` count in its digest. Every unreadable,
+ * the checks in `checks/` and the SQL callbacks in `hooks/` count in its digest. Every unreadable,
  * non-regular or oversized file is reported, by name; the read as a whole
  * has a time limit.
  */
@@ -15,8 +15,9 @@ export async function readMigrationSet(directory: string, limits?: FileLimits, f
   const options = { ...(limits ? { limits } : {}), ...(fs ? { fs } : {}) };
   const { files, problems } = await readSqlFiles(directory, directory, options);
   const checks = await readSqlFiles(directory, join(directory, 'checks'), { ...options, prefix: 'checks/', missingIsEmpty: true });
-  problems.push(...checks.problems);
-  if (problems.length === 0) return buildMigrationSet(directory, files, checks.files);
+  const hooks = await readSqlFiles(directory, join(directory, 'hooks'), { ...options, prefix: 'hooks/', missingIsEmpty: true });
+  problems.push(...checks.problems, ...hooks.problems);
+  if (problems.length === 0) return buildMigrationSet(directory, files, checks.files, hooks.files);
   // Report the files that could not be read together with what is wrong with the others.
   try {
     buildMigrationSet(directory, files);

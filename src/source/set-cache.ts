@@ -9,7 +9,7 @@ import { readMigrationSet } from './read-migration-set';
 import { sqlExtension } from './read-sql-files';
 
 interface Entry {
-  /** Name, size, inode, mtime and ctime of every `.sql` file in the set and its checks, as read. */
+  /** Name, size, inode, mtime and ctime of every `.sql` file in the set, its checks and its hooks, as read. */
   signature: string;
   /** The same, file by file (name to size, inode, mtime and ctime). */
   files: Map<string, string>;
@@ -29,7 +29,7 @@ export interface CachedSet {
 /**
  * The migration set in `directory`, read, hashed and parsed once on this
  * worker instead of by every step of every run: kept as long as no `.sql`
- * file in it (or in checks/) was added, removed, renamed or written. A write
+ * file in it (or in checks/ or hooks/) was added, removed, renamed or written. A write
  * always moves a file's ctime, which nobody can set back, so an edit between
  * two steps is read again (and a run pinned to the earlier digest refuses it,
  * as before). A directory that cannot be listed in time is read the long way,
@@ -50,16 +50,23 @@ export async function cachedMigrationSet(directory: string, limits: FileLimits =
  * The set, for a step that needs only `versions` of it (applying or undoing
  * them): when this worker has read the set, only those versions' files are
  * looked at again (not every file of the set for every migration, which made
- * a run's cost grow with the square of its size); any of them changed, gone
- * or unknown reads the whole set the long way.
+ * a run's cost grow with the square of its size), and the hook files, which
+ * run around each step; any of them changed, gone, added or unknown reads
+ * the whole set the long way.
  */
 export async function cachedSetFor(directory: string, versions: Version[], limits: FileLimits = defaultFileLimits): Promise<CachedSet> {
   const entry = entries.get(directory);
   if (entry !== undefined) {
     const byVersion = new Map(entry.set.migrations.map((m) => [m.version, m]));
     const known = versions.map((v) => byVersion.get(v));
-    if (known.every((m) => m !== undefined)) {
-      const names = known.flatMap((m) => [m.forward.file, ...(m.undo ? [m.undo.file] : [])]);
+    // The hooks run around every step: theirs are looked at too, and a hook file added or removed is a change.
+    const hooks = [...entry.files.keys()].filter((name) => name.startsWith('hooks/')).sort();
+    const hooksNow = await readdir(join(directory, 'hooks')).then(
+      (names) => names.filter((n) => sqlExtension.test(n)).map((n) => `hooks/${n}`).sort(),
+      () => [],
+    );
+    if (known.every((m) => m !== undefined) && hooksNow.join('\n') === hooks.join('\n')) {
+      const names = [...known.flatMap((m) => [m.forward.file, ...(m.undo ? [m.undo.file] : [])]), ...hooks];
       const same = await Promise.all(names.map(async (name) => (await statOf(join(directory, name)).catch(() => null)) === entry.files.get(name)));
       if (same.every(Boolean)) return cached(entry);
     }
@@ -86,7 +93,7 @@ async function statOf(path: string): Promise<string> {
 
 async function signatureOf(directory: string): Promise<{ signature: string; files: Map<string, string> }> {
   const files = new Map<string, string>();
-  for (const dir of [directory, join(directory, 'checks')]) {
+  for (const dir of [directory, join(directory, 'checks'), join(directory, 'hooks')]) {
     let names: string[];
     try {
       names = (await readdir(dir)).filter((n) => sqlExtension.test(n)).sort();
@@ -95,7 +102,8 @@ async function signatureOf(directory: string): Promise<{ signature: string; file
       throw error;
     }
     const stats = await Promise.all(names.map((n) => statOf(join(dir, n))));
-    names.forEach((n, i) => files.set(`${dir === directory ? '' : 'checks/'}${n}`, stats[i]!));
+    const prefix = dir === directory ? '' : `${dir.slice(directory.length + 1)}/`;
+    names.forEach((n, i) => files.set(`${prefix}${n}`, stats[i]!));
   }
   return { signature: [...files].map(([name, s]) => `${name}:${s}`).join('\n'), files };
 }

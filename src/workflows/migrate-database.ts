@@ -2,9 +2,10 @@ import { ApplicationFailure, setHandler } from '@temporalio/workflow';
 import { describeRunBackup, outcomeOf } from '../contracts';
 import type { AppliedStep, RunOutcome, DatabasePlan, MigrateDatabaseInput, MigrateDatabaseResult, PendingMigration, Progress, RunBackup, RunRecord, RunRisk } from '../contracts';
 import { eventEmitter, type RunEventBody } from './events';
-import { applyGroup, applyMigration, applyMigrationsInline, beginRun, planDatabase, takeBackup, verifyRun } from './activities';
+import { applyGroup, applyMigration, applyMigrationsInline, beginRun, planDatabase, runHooks, takeBackup, verifyRun } from './activities';
 import { compensate, type Compensation } from './compensate';
 import { runFailure } from './failures';
+import { causeOf } from './rollout/failures';
 import { awaitApproval, newProgress } from './approval';
 import { gatedMigrations, within } from './gates';
 import { withLease, type HeldLease } from './lease';
@@ -142,18 +143,41 @@ async function gateStep(run: Run, plan: DatabasePlan): Promise<MigrateDatabaseRe
 async function changeStep(run: Run, plan: DatabasePlan, lease: HeldLease): Promise<MigrateDatabaseResult> {
   const { input, progress } = run;
   const safeguard = await safeguardStep(run, plan);
+  // beforeMigrate: its transaction rolled back on failure, and no migration has run: the run stops with nothing changed.
+  await hookStep(run, plan, lease, 'beforeMigrate');
   // Registered only now that the safeguard succeeded: before it, nothing changed and there is nothing to compensate.
+  let afterMigrateFailed = false;
   try {
     const applied = await applyStep(run, plan, lease, safeguard.backup);
     if (progress.cancelRequested && applied.length < plan.pending.length) return cancelled(run);
+    afterMigrateFailed = true;
+    await hookStep(run, plan, lease, 'afterMigrate');
+    afterMigrateFailed = false;
     run.emit({ type: 'verifying' });
     run.fingerprintAfter = (await verifyRun({ db: input.db, migrationsDir: input.migrationsDir, knownProblems: safeguard.start.knownProblems })).fingerprint;
   } catch (error) {
+    // A failed afterMigrate fails the run and keeps the migrations it applied (they are in the ledger).
+    if (afterMigrateFailed) throw error;
+    // afterMigrateError is told of the failure; its own failure is an event, never in the way of compensation.
+    await hookStep(run, plan, lease, 'afterMigrateError').catch(() => undefined);
     if ((input.onFailure ?? 'restore') === 'halt') throw error;
     return await compensate(error, safeguard, lease.token());
   }
   const { approvedBy } = progress.approval;
   return { ...outcomeBase(run), status: 'applied', version: progress.completed.at(-1)!.version, ...(approvedBy ? { approvedBy } : {}), backup: safeguard.backup };
+}
+
+/** A run-level event's SQL callbacks, when the set has any for it: one transaction of their own, under the lease; an event either way. */
+async function hookStep(run: Run, plan: DatabasePlan, lease: HeldLease, event: 'beforeMigrate' | 'afterMigrate' | 'afterMigrateError'): Promise<void> {
+  if (!plan.hooks?.includes(event)) return;
+  const { input } = run;
+  try {
+    const ran = await runHooks({ db: input.db, migrationsDir: input.migrationsDir, manifestDigest: plan.manifestDigest, event, leaseToken: lease.token() });
+    run.emit({ type: 'hook', event, files: ran.map((r) => r.file), durationMs: ran.reduce((sum, r) => sum + r.durationMs, 0), status: 'ok', error: null });
+  } catch (error) {
+    run.emit({ type: 'hook', event, files: [], durationMs: 0, status: 'failed', error: causeOf(error) });
+    throw error;
+  }
 }
 
 /**

@@ -49,7 +49,7 @@ for (const server of servers) {
     const target = { alias: 'db', url: db.url };
     await Promise.all(Array.from({ length: 6 }, () => withClient(target, (client) => ensureLedger(client))));
     const result = await db.query<{ t: string }>(`SELECT table_name AS t FROM information_schema.tables WHERE table_schema = 'pgconvoy' ORDER BY 1`);
-    assert.deepEqual(result.rows.map((r) => r.t), ['history', 'lease', 'meta']);
+    assert.deepEqual(result.rows.map((r) => r.t), ['history', 'hook_runs', 'lease', 'meta']);
   });
 
   test('DO blocks and functions with semicolons inside run as single statements', async (t) => {

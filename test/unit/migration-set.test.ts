@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { migrationChecksum } from '../../src/core/checksum';
 import { InvalidMigrationSetError } from '../../src/core/errors';
-import { buildMigrationSet } from '../../src/core/migration-set';
+import { parseHookFileName } from '../../src/core/hooks';
+import { buildMigrationSet, manifestDigest } from '../../src/core/migration-set';
 import { prepareMigrations } from '../../src/core/prepare';
 import { readMigrationSet } from '../../src/source/read-migration-set';
 import { sampleMigrationsDir, writeMigrations } from '../helpers/migrations';
@@ -54,6 +55,33 @@ test('the digest covers checks/*.sql: a check added, changed or renamed changes 
   rmSync(join(set.dir, 'checks/no_orphans.sql'));
   put('checks/other.sql', 'SELECT 2 WHERE false;');
   assert.notEqual((await readMigrationSet(set.dir)).digest, changed);
+});
+
+test('the digest covers hooks/*.sql; a set with checks and no hooks keeps its digest; hook files are named by Flyway’s events, and events not run yet are refused by name', async (t) => {
+  const set = writeMigrations({ 'V1__a.sql': 'CREATE TABLE a (id int);', 'checks/c.sql': 'SELECT 1 WHERE false;' });
+  t.after(() => set.remove());
+  const withChecks = await readMigrationSet(set.dir);
+  assert.equal(withChecks.digest, manifestDigest(withChecks.manifest, withChecks.checks), 'no hooks: the digest of manifest and checks, as before hooks');
+  mkdirSync(join(set.dir, 'hooks'));
+  writeFileSync(join(set.dir, 'hooks', 'afterMigrate__refresh_views.sql'), 'SELECT 1;');
+  const withHook = await readMigrationSet(set.dir);
+  assert.notEqual(withHook.digest, withChecks.digest);
+  assert.deepEqual(withHook.hooks.map((h) => [h.file, h.event, h.description]), [['hooks/afterMigrate__refresh_views.sql', 'afterMigrate', 'refresh views']]);
+  writeFileSync(join(set.dir, 'hooks', 'afterMigrate__refresh_views.sql'), 'SELECT 2;');
+  assert.notEqual((await readMigrationSet(set.dir)).digest, withHook.digest, 'a hook changed changes the digest');
+
+  assert.deepEqual(parseHookFileName('hooks/beforeMigrate.sql'), { ok: true, event: 'beforeMigrate', description: '' });
+  assert.deepEqual(parseHookFileName('hooks/afterMigrateError__page_oncall.sql'), { ok: true, event: 'afterMigrateError', description: 'page oncall' });
+  const misspelt = parseHookFileName('hooks/aftermigrate.sql');
+  assert.ok(!misspelt.ok && /spelled "afterMigrate"/.test(misspelt.reason));
+  const unknown = parseHookFileName('hooks/afterEverything.sql');
+  assert.ok(!unknown.ok && /<event>\[__description\]\.sql/.test(unknown.reason));
+  for (const later of ['beforeEachMigrate', 'afterEachMigrate', 'beforeUndo', 'afterUndo']) {
+    const refused = parseHookFileName(`hooks/${later}.sql`);
+    assert.ok(!refused.ok && refused.reason.startsWith(`${later} hooks are not run by this version`), later);
+  }
+  writeFileSync(join(set.dir, 'hooks', 'afterEachMigrate.sql'), 'SELECT 1;');
+  await assert.rejects(readMigrationSet(set.dir), (error: unknown) => error instanceof InvalidMigrationSetError && /hooks\/afterEachMigrate\.sql/.test(error.message));
 });
 
 test('checksums ignore line-ending style but nothing else', () => {
