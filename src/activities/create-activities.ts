@@ -29,6 +29,7 @@ export function createActivities(deps: ActivityDeps): Activities {
     applyGroup: step(runs.applyGroup),
     applyMigrations: step(runs.applyMigrations),
     runHooks: step(runs.runHooks),
+    runCommandHooks: step(runs.runCommandHooks),
     changeLedger: step(runs.changeLedger),
     acquireLease: step(runs.acquireLease),
     holdLease: step(runs.holdLease),

@@ -5,9 +5,9 @@ import { PgconvoyError } from '../core/errors';
 import { defaultThresholds, type RiskThresholds } from '../core/risk-context';
 import { defaultExecutionSettings, type ExecutionSettings } from '../core/execution-settings';
 import { defaultFileLimits, type FileLimits } from '../core/file-limits';
-import { tokenSchema, webhookSchema, type ServeSettings, type WebhookSettings } from './serve';
+import { commandHooksSchema, tokenSchema, webhookSchema, type CommandHooks, type ServeSettings, type WebhookSettings } from './serve';
 
-export { tokenScopes, type ServeSettings, type TokenScope, type WebhookSettings } from './serve';
+export { tokenScopes, type CommandHook, type CommandHooks, type ServeSettings, type TokenScope, type WebhookSettings } from './serve';
 
 /** A database alias: safe in a workflow id, a log line and a file name. */
 export const aliasPattern = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
@@ -112,6 +112,7 @@ const fileSchema = z.strictObject({
     .prefault({}),
   /** Webhooks for rollout events, by name (a rollout's input carries only the names). */
   notify: z.strictObject({ webhooks: z.array(webhookSchema).default([]) }).prefault({}),
+  hooks: commandHooksSchema.prefault({}),
   /** `pgconvoy serve`: where it listens and who may call it. */
   serve: z
     .strictObject({
@@ -166,6 +167,8 @@ export interface Config {
   serve: ServeSettings;
   /** Webhooks by name; only activities read their URLs and secrets. */
   webhooks: Record<string, WebhookSettings>;
+  /** Commands the worker runs around a run (hooks: { beforeMigrate: [...], ... }). */
+  hooks: CommandHooks;
   /** The temporal CLI binary for the embedded dev server. */
   temporalBin?: string;
   /** PGCONVOY_LOG_LEVEL; unset: the command picks (warn for the CLI, info for a worker). */
@@ -336,6 +339,7 @@ export function loadConfig(options: LoadOptions): Config {
     risk: fromFile.risk,
     serve: { ...fromFile.serve, tokens },
     webhooks,
+    hooks: fromFile.hooks,
     backup: backupSettings(fromFile.backup, env, cwd, base, absolute(cwd, env.PGCONVOY_STATE_DIR) ?? absolute(base, fromFile.stateDir)!),
     ...(env.PGCONVOY_TEMPORAL_BIN ? { temporalBin: env.PGCONVOY_TEMPORAL_BIN } : {}),
     ...(logLevel ? { logLevel } : {}),

@@ -49,6 +49,10 @@ export interface DatabasePlan {
   backup?: BackupPlan;
   /** The events the set has SQL callbacks for (migrations/hooks/); absent: none. */
   hooks?: HookEvent[];
+  /** The events the worker's config has commands for (hooks.<event>); absent: none. */
+  commandHooks?: Array<CommandHooksInput['event']>;
+  /** A failed afterMigrate hook compensates the run's migrations (hooks.afterMigrateFailure); absent: it keeps them. */
+  afterMigrateFailure?: 'compensate';
 }
 
 /** A version's risk as the run assessed it, recorded in the ledger when it is applied. */
@@ -257,6 +261,21 @@ export interface HookRunRecord {
   error: string | null;
 }
 
+export interface CommandHooksInput {
+  db: string;
+  event: 'beforeMigrate' | 'afterMigrate' | 'afterMigrateError';
+  /** The run's facts, given to the commands as PGCONVOY_* variables. */
+  facts: { workflowId: string; versionBefore: Version | null; versionAfter: Version | null; pending: number; outcome: string | null; error: string | null };
+}
+
+/** What one command hook did: its exit code and the last 4 KiB of its output. */
+export interface CommandHookRun {
+  run: string;
+  exitCode: number | null;
+  durationMs: number;
+  output: string;
+}
+
 /** The worker's activities, as workflows call them (src/activities implements them). */
 export interface Activities {
   planDatabase(input: PlanInput): Promise<DatabasePlan>;
@@ -283,4 +302,5 @@ export interface Activities {
   compareSchemas(input: CompareSchemasInput): Promise<{ differences: string[]; total: number }>;
   deliverWebhook(input: DeliverWebhookInput): Promise<{ status: 'delivered' | 'not-subscribed'; httpStatus?: number }>;
   runHooks(input: RunHooksInput): Promise<HookRunRecord[]>;
+  runCommandHooks(input: CommandHooksInput): Promise<CommandHookRun[]>;
 }

@@ -49,6 +49,8 @@ export const errorTypes = {
   MigrationFailed: { retryable: 'by-sqlstate', exit: 'migration' },
   // A SQL callback (migrations/hooks/) failed: as a migration's statement.
   HookFailed: { retryable: 'by-sqlstate', exit: 'migration' },
+  // A command hook (config hooks.<event>) failed: not run again, its side effects may have happened.
+  CommandHookFailed: { retryable: false, exit: 'failed' },
   // The engine's own lock schedule was the retry.
   LockTimeout: { retryable: false, exit: 'migration' },
   MigrationBusy: { retryable: true, exit: 'failed' },

@@ -7,6 +7,7 @@ export { localDeps, type RunDeps } from './deps';
 export { planDatabase, assessPending } from './plan';
 export { applyMigration, applyMigrations, applyGroup } from './apply';
 export { runHooks } from './hooks';
+export { runCommandHooks } from './command-hooks';
 export { acquireLease, holdLease, releaseLease } from './lease';
 export { takeBackup, restoreFromBackup } from './backup';
 export { beginRun, verifyRun, finishCompensation } from './verify';

@@ -51,10 +51,17 @@ export async function planDatabase(deps: RunDeps, input: PlanInput): Promise<Dat
       tableContext: tables,
       backup: await planBackup(client, input.db, config.backup),
       ...(set.hooks.length > 0 ? { hooks: [...new Set(set.hooks.map((h) => h.event))] } : {}),
+      ...commandHookFacts(config),
     };
     logger.info({ event: 'plan.made', db: input.db, pending: plan.pending.length, problems: result.problems.length });
     return result;
   });
+}
+
+/** The events the worker's config has commands for, and what a failed afterMigrate does (only what differs from none and `keep`). */
+function commandHookFacts(config: RunDeps['config']): Pick<DatabasePlan, 'commandHooks' | 'afterMigrateFailure'> {
+  const events = (['beforeMigrate', 'afterMigrate', 'afterMigrateError'] as const).filter((e) => config.hooks[e].length > 0);
+  return { ...(events.length > 0 ? { commandHooks: events } : {}), ...(config.hooks.afterMigrateFailure === 'compensate' ? { afterMigrateFailure: 'compensate' as const } : {}) };
 }
 
 /** `lint --db`: the migrations still pending on the database, and their risk with its context (table sizes, blocking sessions). */

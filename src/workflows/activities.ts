@@ -14,7 +14,7 @@ export const { planDatabase } = proxyActivities<Activities>({
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10, nonRetryableErrorTypes: nonRetryableTypes },
 });
 
-export const { applyMigration, applyGroup, runHooks } = proxyActivities<Activities>({
+export const { applyMigration, applyGroup, runHooks, runCommandHooks } = proxyActivities<Activities>({
   // A migration may legitimately run for hours (an index on a large table);
   // heartbeats every few seconds tell a dead worker from a slow one, so a
   // dead worker's migration is retried elsewhere within ten seconds.

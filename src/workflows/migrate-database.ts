@@ -1,8 +1,8 @@
-import { ApplicationFailure, setHandler } from '@temporalio/workflow';
+import { ApplicationFailure, setHandler, workflowInfo } from '@temporalio/workflow';
 import { describeRunBackup, outcomeOf } from '../contracts';
 import type { AppliedStep, RunOutcome, DatabasePlan, MigrateDatabaseInput, MigrateDatabaseResult, PendingMigration, Progress, RunBackup, RunRecord, RunRisk } from '../contracts';
 import { eventEmitter, type RunEventBody } from './events';
-import { applyGroup, applyMigration, applyMigrationsInline, beginRun, planDatabase, runHooks, takeBackup, verifyRun } from './activities';
+import { applyGroup, applyMigration, applyMigrationsInline, beginRun, planDatabase, runCommandHooks, runHooks, takeBackup, verifyRun } from './activities';
 import { compensate, type Compensation } from './compensate';
 import { runFailure } from './failures';
 import { causeOf } from './rollout/failures';
@@ -150,16 +150,17 @@ async function changeStep(run: Run, plan: DatabasePlan, lease: HeldLease): Promi
   try {
     const applied = await applyStep(run, plan, lease, safeguard.backup);
     if (progress.cancelRequested && applied.length < plan.pending.length) return cancelled(run);
-    afterMigrateFailed = true;
+    // A failed afterMigrate keeps the migrations, unless the config says to compensate them (hooks.afterMigrateFailure).
+    afterMigrateFailed = plan.afterMigrateFailure !== 'compensate';
     await hookStep(run, plan, lease, 'afterMigrate');
     afterMigrateFailed = false;
     run.emit({ type: 'verifying' });
     run.fingerprintAfter = (await verifyRun({ db: input.db, migrationsDir: input.migrationsDir, knownProblems: safeguard.start.knownProblems })).fingerprint;
   } catch (error) {
-    // A failed afterMigrate fails the run and keeps the migrations it applied (they are in the ledger).
+    // A failed afterMigrate fails the run and keeps the migrations it applied (they are in the ledger), unless hooks.afterMigrateFailure is compensate.
     if (afterMigrateFailed) throw error;
     // afterMigrateError is told of the failure; its own failure is an event, never in the way of compensation.
-    await hookStep(run, plan, lease, 'afterMigrateError').catch(() => undefined);
+    await hookStep(run, plan, lease, 'afterMigrateError', error).catch(() => undefined);
     if ((input.onFailure ?? 'restore') === 'halt') throw error;
     return await compensate(error, safeguard, lease.token());
   }
@@ -167,16 +168,31 @@ async function changeStep(run: Run, plan: DatabasePlan, lease: HeldLease): Promi
   return { ...outcomeBase(run), status: 'applied', version: progress.completed.at(-1)!.version, ...(approvedBy ? { approvedBy } : {}), backup: safeguard.backup };
 }
 
-/** A run-level event's SQL callbacks, when the set has any for it: one transaction of their own, under the lease; an event either way. */
-async function hookStep(run: Run, plan: DatabasePlan, lease: HeldLease, event: 'beforeMigrate' | 'afterMigrate' | 'afterMigrateError'): Promise<void> {
-  if (!plan.hooks?.includes(event)) return;
-  const { input } = run;
+/**
+ * A run-level event's hooks: the set's SQL callbacks (one transaction of
+ * their own, under the lease), then the config's commands (with the run's
+ * facts), each only when there are any; an event either way.
+ */
+async function hookStep(run: Run, plan: DatabasePlan, lease: HeldLease, event: 'beforeMigrate' | 'afterMigrate' | 'afterMigrateError', error?: unknown): Promise<void> {
+  const sql = plan.hooks?.includes(event) ?? false;
+  const commands = plan.commandHooks?.includes(event) ?? false;
+  if (!sql && !commands) return;
+  const { input, progress } = run;
   try {
-    const ran = await runHooks({ db: input.db, migrationsDir: input.migrationsDir, manifestDigest: plan.manifestDigest, event, leaseToken: lease.token() });
-    run.emit({ type: 'hook', event, files: ran.map((r) => r.file), durationMs: ran.reduce((sum, r) => sum + r.durationMs, 0), status: 'ok', error: null });
-  } catch (error) {
-    run.emit({ type: 'hook', event, files: [], durationMs: 0, status: 'failed', error: causeOf(error) });
-    throw error;
+    const files = sql ? await runHooks({ db: input.db, migrationsDir: input.migrationsDir, manifestDigest: plan.manifestDigest, event, leaseToken: lease.token() }) : [];
+    const facts = {
+      workflowId: workflowInfo().workflowId,
+      versionBefore: versionBefore(plan),
+      versionAfter: progress.completed.at(-1)?.version ?? versionBefore(plan),
+      pending: plan.pending.length,
+      outcome: event === 'afterMigrate' ? 'applied' : event === 'afterMigrateError' ? 'failed' : null,
+      error: error === undefined ? null : causeOf(error),
+    };
+    const ran = commands ? await runCommandHooks({ db: input.db, event, facts }) : [];
+    run.emit({ type: 'hook', event, files: [...files.map((r) => r.file), ...ran.map((r) => r.run)], durationMs: [...files, ...ran].reduce((sum, r) => sum + r.durationMs, 0), status: 'ok', error: null });
+  } catch (failure) {
+    run.emit({ type: 'hook', event, files: [], durationMs: 0, status: 'failed', error: causeOf(failure) });
+    throw failure;
   }
 }
 

@@ -211,3 +211,23 @@ test('notify.webhooks: a name, a URL and the environment variable of its secret,
     dir.remove();
   }
 });
+
+test('hooks: commands by event with a timeout (default a minute) and, only when asked for, the variable that gets the connection string; no hooks by default', () => {
+  const dir = writeMigrations({});
+  try {
+    const file = join(dir.dir, 'pgconvoy.json');
+    writeFileSync(file, JSON.stringify({}));
+    assert.deepEqual(loadConfig({ cwd: dir.dir, configFile: file, env: {} }).hooks, { beforeMigrate: [], afterMigrate: [], afterMigrateError: [], afterMigrateFailure: 'keep' });
+    writeFileSync(file, JSON.stringify({ hooks: { afterMigrate: [{ run: './scripts/refresh.sh' }, { run: 'psql "$DB" -c "SELECT 1"', timeoutMs: 5000, connectionEnv: 'DB' }], afterMigrateFailure: 'compensate' } }));
+    const { hooks } = loadConfig({ cwd: dir.dir, configFile: file, env: {} });
+    assert.deepEqual(hooks.afterMigrate, [{ run: './scripts/refresh.sh', timeoutMs: 60_000 }, { run: 'psql "$DB" -c "SELECT 1"', timeoutMs: 5000, connectionEnv: 'DB' }]);
+    assert.equal(hooks.afterMigrateFailure, 'compensate');
+    writeFileSync(file, JSON.stringify({ hooks: { afterEachMigrate: [{ run: 'x' }], beforeMigrate: [{ run: '', connectionEnv: 'lower' }] } }));
+    assert.throws(
+      () => loadConfig({ cwd: dir.dir, configFile: file, env: {} }),
+      (e: unknown) => e instanceof ConfigError && /hooks/.test(e.message) && /afterEachMigrate/.test(e.message) && /hooks\.beforeMigrate\.0\.connectionEnv/.test(e.message) && /hooks\.beforeMigrate\.0\.run/.test(e.message),
+    );
+  } finally {
+    dir.remove();
+  }
+});
