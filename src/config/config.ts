@@ -5,9 +5,17 @@ import { PgconvoyError } from '../core/errors';
 import { defaultThresholds, type RiskThresholds } from '../core/risk-context';
 import { defaultExecutionSettings, type ExecutionSettings } from '../core/execution-settings';
 import { defaultFileLimits, type FileLimits } from '../core/file-limits';
-import { commandHooksSchema, tokenSchema, webhookSchema, type CommandHooks, type ServeSettings, type WebhookSettings } from './serve';
+import { commandHooksSchema, type CommandHooks } from './hooks';
+import { tokenSchema, webhookSchema, type ServeSettings, type WebhookSettings } from './serve';
 
-export { tokenScopes, type CommandHook, type CommandHooks, type ServeSettings, type TokenScope, type WebhookSettings } from './serve';
+export type { CommandHook, CommandHooks } from './hooks';
+export { tokenScopes, type ServeSettings, type TokenScope, type WebhookSettings } from './serve';
+
+/** The input field that has a run or rollout tell every webhook in the config (none: no field, so inputs without webhooks stay as they were). */
+export function notifyAll(config: Pick<Config, 'webhooks'>): { notify?: string[] } {
+  const names = Object.keys(config.webhooks);
+  return names.length > 0 ? { notify: names } : {};
+}
 
 /** A database alias: safe in a workflow id, a log line and a file name. */
 export const aliasPattern = /^[a-z0-9][a-z0-9_.-]{0,62}$/;

@@ -3,7 +3,6 @@ import type { HookRunRecord } from '../contracts';
 import type { ExecutionSettings } from '../core/execution-settings';
 import type { HookEvent } from '../core/hooks';
 import type { Script } from '../core/statements';
-import type { Version } from '../core/version';
 import { PgconvoyError } from '../core/errors';
 import { withTransaction } from './connection';
 import { LeaseLostError, type Fence } from './lease';
@@ -16,9 +15,6 @@ export interface PreparedHook {
   checksum: string;
   script: Script;
 }
-
-/** What one hook file did, as its ledger row says. */
-export type HookRun = HookRunRecord;
 
 /** A statement of a hook file failed: the file, the statement, where it is and what PostgreSQL said. */
 export class HookFailedError extends PgconvoyError {
@@ -44,8 +40,8 @@ export class HookFailedError extends PgconvoyError {
  * the execution settings' lock and statement timeouts hold. Each file's run
  * is a row in pgconvoy.hook_runs; a failure is recorded after the rollback.
  */
-export async function runHooks(client: pg.Client, hooks: PreparedHook[], ctx: { settings: ExecutionSettings; fence?: Fence; run: { workflowId?: string; runId?: string }; version?: Version }): Promise<HookRun[]> {
-  const done: HookRun[] = [];
+export async function runHooks(client: pg.Client, hooks: PreparedHook[], ctx: { settings: ExecutionSettings; fence?: Fence; run: { workflowId?: string; runId?: string } }): Promise<HookRunRecord[]> {
+  const done: Array<{ hook: PreparedHook; record: HookRunRecord }> = [];
   let failed: { hook: PreparedHook; started: bigint; error: HookFailedError } | undefined;
   try {
     await withTransaction(client, async () => {
@@ -65,22 +61,22 @@ export async function runHooks(client: pg.Client, hooks: PreparedHook[], ctx: { 
             throw failed.error;
           }
         }
-        done.push({ file: hook.file, event: hook.event, version: ctx.version ?? null, durationMs: msSince(started), status: 'ok', error: null });
+        done.push({ hook, record: { file: hook.file, event: hook.event, version: null, durationMs: msSince(started), status: 'ok', error: null } });
       }
-      for (const run of done) await recordHookRun(client, run, hooks.find((h) => h.file === run.file)!.checksum, ctx.run);
+      for (const { hook, record } of done) await recordHookRun(client, record, hook.checksum, ctx.run);
     });
   } catch (error) {
     if (failed) {
-      await recordHookRun(client, { file: failed.hook.file, event: failed.hook.event, version: ctx.version ?? null, durationMs: msSince(failed.started), status: 'failed', error: failed.error.message }, failed.hook.checksum, ctx.run).catch(() => undefined);
+      await recordHookRun(client, { file: failed.hook.file, event: failed.hook.event, version: null, durationMs: msSince(failed.started), status: 'failed', error: failed.error.message }, failed.hook.checksum, ctx.run).catch(() => undefined);
     }
     throw error;
   }
-  return done;
+  return done.map((d) => d.record);
 }
 
 const msSince = (t: bigint): number => Number((process.hrtime.bigint() - t) / 1_000_000n);
 
-async function recordHookRun(client: pg.Client, run: HookRun, checksum: string, ids: { workflowId?: string; runId?: string }): Promise<void> {
+async function recordHookRun(client: pg.Client, run: HookRunRecord, checksum: string, ids: { workflowId?: string; runId?: string }): Promise<void> {
   await client.query(
     `INSERT INTO pgconvoy.hook_runs (event, file, checksum, version, status, execution_ms, error_message, workflow_id, run_id)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,

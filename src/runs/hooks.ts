@@ -1,13 +1,12 @@
-import type { RunHooksInput } from '../contracts';
+import type { HookRunRecord, RunHooksInput } from '../contracts';
 import { ManifestChangedError, InvalidMigrationSetError } from '../core/errors';
 import { hooksFor, type HookEvent } from '../core/hooks';
 import { analyzeScript } from '../core/statements';
 import { withClient } from '../db/connection';
-import { runHooks as runHooksInDb, type HookRun, type PreparedHook } from '../db/hooks';
+import { runHooks as runHooksInDb, type PreparedHook } from '../db/hooks';
 import { ensureLedger } from '../db/ledger';
 import { cachedMigrationSet } from '../source/set-cache';
 import { cancellable, targetOf, type RunDeps } from './deps';
-
 
 /** The hook files of `event` in the set the run planned with, parsed (every problem named by file and line). */
 export async function pinnedHooks(deps: RunDeps, migrationsDir: string, digest: string, event: HookEvent): Promise<PreparedHook[]> {
@@ -26,7 +25,7 @@ export async function pinnedHooks(deps: RunDeps, migrationsDir: string, digest: 
 }
 
 /** A run-level event's SQL callbacks (beforeMigrate, afterMigrate, ...), in one transaction of their own, under the run's lease. */
-export async function runHooks(deps: RunDeps, input: RunHooksInput): Promise<HookRun[]> {
+export async function runHooks(deps: RunDeps, input: RunHooksInput): Promise<HookRunRecord[]> {
   const hooks = await pinnedHooks(deps, input.migrationsDir, input.manifestDigest, input.event);
   if (hooks.length === 0) return [];
   const { execution } = deps;

@@ -4,8 +4,7 @@ import type { AppliedStep, RunOutcome, DatabasePlan, MigrateDatabaseInput, Migra
 import { eventEmitter, type RunEventBody } from './events';
 import { applyGroup, applyMigration, applyMigrationsInline, beginRun, planDatabase, runCommandHooks, runHooks, takeBackup, verifyRun } from './activities';
 import { compensate, type Compensation } from './compensate';
-import { runFailure } from './failures';
-import { causeOf } from './rollout/failures';
+import { causeOf, runFailure } from './failures';
 import { awaitApproval, newProgress } from './approval';
 import { gatedMigrations, within } from './gates';
 import { withLease, type HeldLease } from './lease';
@@ -146,19 +145,19 @@ async function changeStep(run: Run, plan: DatabasePlan, lease: HeldLease): Promi
   // beforeMigrate: its transaction rolled back on failure, and no migration has run: the run stops with nothing changed.
   await hookStep(run, plan, lease, 'beforeMigrate');
   // Registered only now that the safeguard succeeded: before it, nothing changed and there is nothing to compensate.
-  let afterMigrateFailed = false;
+  let keepMigrations = false;
   try {
     const applied = await applyStep(run, plan, lease, safeguard.backup);
     if (progress.cancelRequested && applied.length < plan.pending.length) return cancelled(run);
     // A failed afterMigrate keeps the migrations, unless the config says to compensate them (hooks.afterMigrateFailure).
-    afterMigrateFailed = plan.afterMigrateFailure !== 'compensate';
+    keepMigrations = plan.afterMigrateFailure !== 'compensate';
     await hookStep(run, plan, lease, 'afterMigrate');
-    afterMigrateFailed = false;
+    keepMigrations = false;
     run.emit({ type: 'verifying' });
     run.fingerprintAfter = (await verifyRun({ db: input.db, migrationsDir: input.migrationsDir, knownProblems: safeguard.start.knownProblems })).fingerprint;
   } catch (error) {
     // A failed afterMigrate fails the run and keeps the migrations it applied (they are in the ledger), unless hooks.afterMigrateFailure is compensate.
-    if (afterMigrateFailed) throw error;
+    if (keepMigrations) throw error;
     // afterMigrateError is told of the failure; its own failure is an event, never in the way of compensation.
     await hookStep(run, plan, lease, 'afterMigrateError', error).catch(() => undefined);
     if ((input.onFailure ?? 'restore') === 'halt') throw error;

@@ -1,7 +1,7 @@
 import { log, startChild, uuid4, workflowInfo } from '@temporalio/workflow';
 import type { MigrateDatabaseInput, RunEventName, RunNotification, RunOutcome } from '../contracts';
-import { deliverWebhook } from './activities';
-import { describeFailure, message } from './rollout/failures';
+import { describeFailure, message } from './failures';
+import { deliverToEach } from './webhooks';
 
 export interface RunNotifier {
   /** Tells the webhooks of an event; the run goes on without waiting. */
@@ -25,20 +25,8 @@ const endEvent: Record<RunOutcome['status'], RunEventName | null> = {
 
 /** One notice to the webhooks, a delivery activity each (retried with backoff); the workflow ends when each was delivered or given up on. */
 export async function deliverNotification(input: { webhooks: string[]; notification: RunNotification }): Promise<{ delivered: string[]; failed: string[] }> {
-  const delivered: string[] = [];
-  const failed: string[] = [];
-  await Promise.all(
-    input.webhooks.map((webhook) =>
-      deliverWebhook({ webhook, deliveryId: uuid4(), notification: input.notification }).then(
-        () => void delivered.push(webhook),
-        (error: unknown) => {
-          failed.push(webhook);
-          log.warn('a webhook was not delivered', { webhook, event: input.notification.event, error: message(error) });
-        },
-      ),
-    ),
-  );
-  return { delivered, failed };
+  const results = await Promise.all(deliverToEach(input.webhooks, input.notification));
+  return { delivered: input.webhooks.filter((_, i) => results[i]), failed: input.webhooks.filter((_, i) => !results[i]) };
 }
 
 /**

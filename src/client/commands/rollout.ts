@@ -1,4 +1,5 @@
 import { Option } from 'commander';
+import { notifyAll } from '../../config/config';
 import { parseDuration } from '../../core/directives';
 import { endedRolloutStatuses, executionModes, type Amount, type ExecutionMode, type RolloutAck, type RolloutStatus, type RolloutStatusName, type RolloutStrategy } from '../../contracts';
 import type { PgconvoyClient } from '../api';
@@ -142,7 +143,7 @@ export function registerRolloutCommands(kit: CliKit): void {
             onDrift: options.onDrift,
             decisionTimeoutMs,
             expect: { manifestDigest: set.digest },
-            ...(Object.keys(config.webhooks).length > 0 ? { notify: Object.keys(config.webhooks) } : {}),
+            ...notifyAll(config),
             ...(options.requireApproval ? { requireApproval: true } : {}),
           });
           if (!global.json) kit.io.stderr(`pgconvoy: ${attached ? 'attached to' : 'started'} rollout ${options.deployId} (workflow ${handle.workflowId}) of ${targets.length} database${targets.length === 1 ? '' : 's'}\n`);

@@ -1,5 +1,5 @@
 import { Option } from 'commander';
-import type { Config } from '../../config/config';
+import { notifyAll, type Config } from '../../config/config';
 import { parseDuration } from '../../core/directives';
 import { databaseWorkflowId, executionModes, failurePolicies, outcomeOf, type ExecutionMode, type FailurePolicy, type PlanInput, type RunOutcome } from '../../contracts';
 import { approve, cancel, inspect, readerThrough, runningProgress, startMigration, type DatabaseReader, type PgconvoyClient } from '../api';
@@ -51,7 +51,7 @@ export function registerRunCommands(kit: CliKit): void {
           // The risk gate waits too, not only --require-approval: the timeout holds for either.
           approvalTimeoutMs,
           ...(options.requireApproval ? { requireApproval: true } : {}),
-          ...(Object.keys(config.webhooks).length > 0 ? { notify: Object.keys(config.webhooks) } : {}),
+          ...notifyAll(config),
         });
         if (!global.json) kit.io.stderr(`pgconvoy: migrating "${options.db}" from ${config.migrationsDir}\n`);
         const finished = waitForResult(handle, session, {

@@ -1,5 +1,5 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type { Config, TokenScope } from '../../config/config';
+import { notifyAll, type Config, type TokenScope } from '../../config/config';
 import { endedRolloutStatuses, errorTypes, executionModes, failurePolicies, isErrorType, type FailurePolicy, type RolloutAck, type RolloutStrategy } from '../../contracts';
 import type { Logger } from '../../logging/logger';
 import { approve, readerThrough, startMigration, type PgconvoyClient } from '../api';
@@ -172,7 +172,7 @@ export async function buildServer({ config, pgconvoy, logger }: ServeDeps): Prom
       mode: body.mode ?? 'auto',
       onDrift: body.onDrift ?? 'halt',
       expect: { manifestDigest: set.digest },
-      ...(Object.keys(config.webhooks).length > 0 ? { notify: Object.keys(config.webhooks) } : {}),
+      ...notifyAll(config),
       ...(body.requireApproval ? { requireApproval: true } : {}),
       ...(body.decisionTimeout ? { decisionTimeoutMs: duration('decisionTimeout', body.decisionTimeout) } : {}),
     });
@@ -263,7 +263,7 @@ export async function buildServer({ config, pgconvoy, logger }: ServeDeps): Prom
         onFailure: body.onFailure ?? 'restore',
         ...(body.target !== undefined ? { target: body.target } : {}),
         ...(body.requireApproval ? { requireApproval: true } : {}),
-        ...(Object.keys(config.webhooks).length > 0 ? { notify: Object.keys(config.webhooks) } : {}),
+        ...notifyAll(config),
       });
       logger.info({ event: 'serve.up_started', db: alias, by: who(request) });
       return reply.code(202).send({ db: alias, workflowId: handle.workflowId, runId: handle.firstExecutionRunId });

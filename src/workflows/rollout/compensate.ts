@@ -2,7 +2,7 @@ import { sleep, startChild } from '@temporalio/workflow';
 import { databaseWorkflowId, type RolloutStatusName } from '../../contracts';
 import { revertDatabase } from '../revert-database';
 import { bounded, childOptions, isBusy } from './children';
-import { causeOf } from './failures';
+import { causeOf } from '../failures';
 import type { RolloutState } from './state';
 
 /**

@@ -1,6 +1,6 @@
 import type { RolloutStatus, RunOutcome } from '../../contracts';
 import { compareSchemas } from '../activities';
-import { causeOf } from './failures';
+import { causeOf } from '../failures';
 import type { RolloutState } from './state';
 
 /**

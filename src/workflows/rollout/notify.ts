@@ -1,7 +1,5 @@
-import { log, uuid4 } from '@temporalio/workflow';
 import type { RolloutEventName } from '../../contracts';
-import { deliverWebhook } from '../activities';
-import { message } from './failures';
+import { deliverToEach } from '../webhooks';
 import type { RolloutState } from './state';
 
 /**
@@ -13,12 +11,5 @@ import type { RolloutState } from './state';
 export function notify(r: RolloutState, event: RolloutEventName, text: string, about?: { db: string; failure: string | null }): void {
   const { status } = r;
   const notification = { deployId: status.deployId, event, text, status: status.status, wave: status.wave, waves: status.waves, counts: status.counts, ...(about ? { db: about.db, failure: about.failure } : {}), at: Date.now() };
-  for (const webhook of r.input.notify ?? []) {
-    r.notifications.push(
-      deliverWebhook({ webhook, deliveryId: uuid4(), notification }).then(
-        () => undefined,
-        (error: unknown) => log.warn('a webhook was not delivered', { webhook, event, error: message(error) }),
-      ),
-    );
-  }
+  r.notifications.push(...deliverToEach(r.input.notify ?? [], notification).map((delivered) => delivered.then(() => undefined)));
 }

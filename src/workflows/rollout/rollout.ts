@@ -7,7 +7,7 @@ import { cancelSignal } from '../messages';
 import { bounded, childOptions, isBusy } from './children';
 import { compensateStep } from './compensate';
 import { converges } from './converge';
-import { causeOf, describeFailure, message } from './failures';
+import { causeOf, describeFailure, message } from '../failures';
 import { notify } from './notify';
 import { RolloutState, type RolloutCarry } from './state';
 import { assignWaves, findDrift } from './waves';
