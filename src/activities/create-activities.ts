@@ -36,6 +36,7 @@ export function createActivities(deps: ActivityDeps): Activities {
     releaseLease: step(runs.releaseLease),
     takeBackup: step(runs.takeBackup),
     beginRun: step(runs.beginRun),
+    waitHealthy: step(runs.waitHealthy),
     verifyRun: step(runs.verifyRun),
     undoMigration: step(runs.undoMigration),
     restoreFromBackup: step(runs.restoreFromBackup),

@@ -24,6 +24,7 @@ import {
   type Progress,
   type RevertDatabaseInput,
   type RevertDatabaseResult,
+  type WatchSample,
 } from '../contracts';
 
 /** The workflow's query and updates, loaded with the workflow library only by the commands that send them. */
@@ -196,11 +197,26 @@ export async function runningProgress({ client }: PgconvoyClient, db: string): P
     const description = await handle.describe();
     if (description.status.name !== 'RUNNING') return null;
     const { progressQuery } = await messages();
-    return await handle.query(progressQuery);
+    const progress = await handle.query(progressQuery);
+    // The running step's latest sample is in its heartbeat; the workflow hears of one only when the step ends.
+    const live = liveSample(description.raw.pendingActivities ?? [], client.options.loadedDataConverter.payloadConverter);
+    return live && live.at > (progress.watch?.at ?? 0) ? { ...progress, watch: live } : progress;
   } catch (error) {
     if (error instanceof temporalClient().WorkflowNotFoundError) return null;
     throw error;
   }
+}
+
+/** The newest watch sample in the heartbeats of a run's running steps (a migration's, a backup's, a hold's). */
+function liveSample(activities: Array<{ heartbeatDetails?: { payloads?: unknown[] | null } | null }>, converter: { fromPayload<T>(payload: never): T }): WatchSample | undefined {
+  let newest: WatchSample | undefined;
+  for (const a of activities) {
+    for (const payload of a.heartbeatDetails?.payloads ?? []) {
+      const details = converter.fromPayload<{ watch?: WatchSample } | null>(payload as never);
+      if (details?.watch && details.watch.at > (newest?.at ?? 0)) newest = details.watch;
+    }
+  }
+  return newest;
 }
 
 /** Approves the run of `db` that waits for approval; rejected when none waits. */

@@ -1,4 +1,4 @@
-import type { BackupPlan, DatabaseStatus, Finding, MigrateDatabaseResult, MigrationRisk, Progress, RevertDatabaseResult, RunBackup } from '../contracts';
+import { describeCrossings, describeSample, type BackupPlan, type DatabaseStatus, type Finding, type MigrateDatabaseResult, type MigrationRisk, type Progress, type RevertDatabaseResult, type RunBackup } from '../contracts';
 
 /** Human output. Machines use --json, which prints the result objects as they are. */
 
@@ -93,6 +93,8 @@ export function renderStatus(status: DatabaseStatus, running: Progress | null): 
   }
   if (running) {
     lines.push('', `running: ${renderProgressLine(running)}`);
+    const watched = renderWatchLine(running);
+    if (watched) lines.push(`  ${watched}`);
     if (running.phase === 'awaiting-approval') lines.push(renderWaiting(running));
   }
   return lines.join('\n') + '\n';
@@ -182,5 +184,11 @@ export function renderProgressLine(p: Progress): string {
   }
   if (p.approval.approvedBy) line += `; approved by ${p.approval.approvedBy} at ${new Date(p.approval.approvedAt ?? 0).toISOString()}`;
   if (p.cancelRequested) line += `; cancel requested by ${p.cancelRequested.by}`;
+  if (p.heldBy && p.heldBy.length > 0) line += `; held by its guards: ${describeCrossings(p.heldBy)}`;
   return line;
+}
+
+/** The watch's latest sample of a running migration, or null before its first. */
+export function renderWatchLine(p: Progress): string | null {
+  return p.watch ? `watch: ${describeSample(p.watch)}` : null;
 }

@@ -6,15 +6,22 @@ import { defaultThresholds, type RiskThresholds } from '../core/risk-context';
 import { defaultExecutionSettings, type ExecutionSettings } from '../core/execution-settings';
 import { defaultFileLimits, type FileLimits } from '../core/file-limits';
 import { commandHooksSchema, type CommandHooks } from './hooks';
+import { databaseGuardsSchema, guardsSchema, resolveGuards, watchSchema, type Guards, type WatchSettings } from './guards';
 import { tokenSchema, webhookSchema, type ServeSettings, type WebhookSettings } from './serve';
 
 export type { CommandHook, CommandHooks } from './hooks';
+export type { GuardName, Guards, WatchSettings } from './guards';
 export { tokenScopes, type ServeSettings, type TokenScope, type WebhookSettings } from './serve';
 
 /** The input field that has a run or rollout tell every webhook in the config (none: no field, so inputs without webhooks stay as they were). */
 export function notifyAll(config: Pick<Config, 'webhooks'>): { notify?: string[] } {
   const names = Object.keys(config.webhooks);
   return names.length > 0 ? { notify: names } : {};
+}
+
+/** The guards a database's runs are held to (none for an alias the config does not know). */
+export function guardsOf(config: Pick<Config, 'guards'>, alias: string): Guards {
+  return config.guards[alias] ?? { guardTimeoutMs: 600_000 };
 }
 
 /** A database alias: safe in a workflow id, a log line and a file name. */
@@ -43,6 +50,8 @@ const databaseSchema = z.strictObject({
   urlEnv: z.string().min(1).optional(),
   /** What a rollout selects databases by. */
   labels: z.record(labelKey, z.string().max(253)).prefault({}),
+  /** This database's guards, over the config's (guards). */
+  guards: databaseGuardsSchema.optional(),
 });
 
 /** Log levels (pino's); `silent` logs nothing. */
@@ -121,6 +130,8 @@ const fileSchema = z.strictObject({
   /** Webhooks for rollout events, by name (a rollout's input carries only the names). */
   notify: z.strictObject({ webhooks: z.array(webhookSchema).default([]) }).prefault({}),
   hooks: commandHooksSchema.prefault({}),
+  watch: watchSchema.prefault({}),
+  guards: guardsSchema.prefault({}),
   /** `pgconvoy serve`: where it listens and who may call it. */
   serve: z
     .strictObject({
@@ -177,6 +188,10 @@ export interface Config {
   webhooks: Record<string, WebhookSettings>;
   /** Commands the worker runs around a run (hooks: { beforeMigrate: [...], ... }). */
   hooks: CommandHooks;
+  /** How often the worker samples a database while it migrates or backs it up. */
+  watch: WatchSettings;
+  /** The guards of each database by alias (guardsOf); an alias missing here has no limits. */
+  guards: Record<string, Guards>;
   /** The temporal CLI binary for the embedded dev server. */
   temporalBin?: string;
   /** PGCONVOY_LOG_LEVEL; unset: the command picks (warn for the CLI, info for a worker). */
@@ -267,8 +282,10 @@ export function loadConfig(options: LoadOptions): Config {
 
   const databases: Record<string, string> = {};
   const labels: Record<string, Record<string, string>> = {};
+  const guards: Record<string, Guards> = {};
   for (const [name, db] of Object.entries(fromFile.databases ?? {})) {
     labels[name] = db.labels;
+    guards[name] = resolveGuards(fromFile.guards, db.labels, db.guards);
     if ((db.url === undefined) === (db.urlEnv === undefined)) {
       problems.push(`databases.${name}: give exactly one of "url" or "urlEnv"`);
       continue;
@@ -286,6 +303,7 @@ export function loadConfig(options: LoadOptions): Config {
     const name = key.slice('PGCONVOY_DB_'.length).toLowerCase();
     const existing = Object.keys(databases).find((known) => databaseEnvName(known) === key);
     databases[existing ?? name] = value;
+    guards[existing ?? name] ??= resolveGuards(fromFile.guards, {}, undefined);
   }
   // A run without a backup is a decision someone made for a reason; the ledger keeps it.
   if (fromFile.backup.scope === 'none' && fromFile.backup.reason === undefined) {
@@ -348,6 +366,8 @@ export function loadConfig(options: LoadOptions): Config {
     serve: { ...fromFile.serve, tokens },
     webhooks,
     hooks: fromFile.hooks,
+    watch: fromFile.watch,
+    guards,
     backup: backupSettings(fromFile.backup, env, cwd, base, absolute(cwd, env.PGCONVOY_STATE_DIR) ?? absolute(base, fromFile.stateDir)!),
     ...(env.PGCONVOY_TEMPORAL_BIN ? { temporalBin: env.PGCONVOY_TEMPORAL_BIN } : {}),
     ...(logLevel ? { logLevel } : {}),

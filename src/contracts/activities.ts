@@ -11,6 +11,7 @@ import type { MigrationRisk, TableContext } from '../core/risk-context';
 import type { TransactionMode } from '../core/statements';
 import type { Version } from '../core/version';
 import type { DatabaseSurvey, DeliverWebhookInput } from './rollout';
+import type { WaitHealthyInput, WaitHealthyResult, WatchBaseline, WatchReport } from './watch';
 import type { ApplyResult, BackupManifest, BackupPlan, HistoryRow, Lease, LedgerChange, LedgerChangeResult, RunChanges, UndoResult } from './records';
 
 export interface PlanInput {
@@ -79,6 +80,8 @@ export interface RunRecord {
 
 export interface ApplyInput extends RunRecord {
   db: string;
+  /** The database's size and WAL position at the run's safeguard step: what the watch measures growth and WAL from. */
+  watchBaseline?: WatchBaseline;
   migrationsDir: string;
   manifestDigest: string;
   version: Version;
@@ -89,6 +92,8 @@ export interface ApplyInput extends RunRecord {
 /** Several versions: in one transaction (`applyGroup`), or one after another, each in its own (`applyMigrations`). */
 export interface ApplyGroupInput extends RunRecord {
   db: string;
+  /** The database's size and WAL position at the run's safeguard step: what the watch measures growth and WAL from. */
+  watchBaseline?: WatchBaseline;
   migrationsDir: string;
   manifestDigest: string;
   versions: Version[];
@@ -118,6 +123,8 @@ export interface BackupInput {
   tables?: string[];
   /** The tables a run's pending migrations touch; used instead of the whole database when backup.scope is `touched-tables`. */
   touched?: string[];
+  /** What the watch measures growth and WAL from while the backup runs. */
+  watchBaseline?: WatchBaseline;
 }
 
 export interface BackupResult {
@@ -128,6 +135,8 @@ export interface BackupResult {
   deleted: string[];
   /** With backup.drill: where and how fast the backup was restored. */
   drill?: string;
+  /** What the watch saw while the backup ran (when it lasted at least one sample). */
+  watch?: WatchReport;
 }
 
 export interface RunStateInput {
@@ -142,6 +151,8 @@ export interface RunStart {
   knownProblems: string[];
   /** The newest ledger row before the run's backup: rows above it are the run's own, or someone else's change after the backup. */
   ledgerHighWater?: string;
+  /** The database's size and WAL position now, for the watch during the run's steps. */
+  watchBaseline?: WatchBaseline;
 }
 
 export interface VerifyInput extends RunStateInput {
@@ -288,6 +299,7 @@ export interface Activities {
   releaseLease(input: HeldLeaseInput): Promise<boolean>;
   takeBackup(input: BackupInput): Promise<BackupResult>;
   beginRun(input: RunStateInput): Promise<RunStart>;
+  waitHealthy(input: WaitHealthyInput): Promise<WaitHealthyResult>;
   verifyRun(input: VerifyInput): Promise<{ fingerprint: string }>;
   undoMigration(input: UndoInput): Promise<UndoResult>;
   restoreFromBackup(input: RestoreInput): Promise<void>;

@@ -55,6 +55,9 @@ export const errorTypes = {
   LockTimeout: { retryable: false, exit: 'migration' },
   MigrationBusy: { retryable: true, exit: 'failed' },
   VerificationFailed: { retryable: false, exit: 'failed' },
+  // The watch: a step stopped because the database is past a guard (the run holds and tries again), and a guard crossed past guardTimeoutMs.
+  GuardCrossed: { retryable: false, exit: 'failed' },
+  GuardTimeout: { retryable: false, exit: 'failed' },
   // The lease.
   LeaseHeld: { retryable: true, exit: 'failed' },
   LeaseLost: { retryable: false, exit: 'failed' },

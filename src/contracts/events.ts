@@ -6,6 +6,7 @@
  */
 import type { Version } from '../core/version';
 import type { RunOutcome } from './outcome';
+import type { GuardCrossing, WatchSample } from './watch';
 
 interface At {
   db: string;
@@ -28,6 +29,10 @@ export type RunEvent = At &
     | { type: 'compensating' }
     /** A run-level event's SQL callbacks ran (status ok) or one of them failed (its error: file, statement, SQLSTATE). */
     | { type: 'hook'; event: string; files: string[]; durationMs: number; status: 'ok' | 'failed'; error: string | null }
+    /** The run holds because its database is past a guard (its step did not start, or its statement was cancelled), or it is healthy again and goes on. */
+    | { type: 'guard'; state: 'held' | 'cleared'; crossings: GuardCrossing[]; sample: WatchSample; cancelled: boolean }
+    /** A step's last sample of the watch, and the guards it crossed without being stopped (a backup, a no-transaction migration). */
+    | { type: 'watch'; sample: WatchSample; crossings: GuardCrossing[] }
     | { type: 'ended'; status: RunOutcome['status']; versionAfter: Version | null }
   );
 

@@ -17,3 +17,4 @@ export type { TransactionMode } from '../core/statements';
 export * from './outcome';
 export * from './events';
 export * from './rollout';
+export * from './watch';

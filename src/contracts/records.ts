@@ -1,3 +1,4 @@
+import type { WatchReport } from './watch';
 /**
  * What the database layer and the backup store report, as it crosses the
  * Temporal boundary: activity results the workflows read and the client
@@ -24,9 +25,11 @@ export interface FailurePoint {
   statementKind: string;
 }
 
-export type ApplyResult =
+/** `watch`: what the watch saw while the step ran, on the last result of a step that lasted at least one sample. */
+export type ApplyResult = (
   | { status: 'applied'; version: Version; durationMs: number; statements: number }
-  | { status: 'skipped'; version: Version; reason: 'already-applied' };
+  | { status: 'skipped'; version: Version; reason: 'already-applied' }
+) & { watch?: WatchReport };
 
 export type UndoResult = { status: 'undone'; version: Version; checked: boolean } | { status: 'skipped'; version: Version; reason: 'already-undone' };
 

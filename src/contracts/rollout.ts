@@ -8,6 +8,7 @@ import type { Version } from '../core/version';
 import type { PendingMigration } from './activities';
 import type { RunOutcome } from './outcome';
 import type { ExecutionMode, Phase } from './run';
+import type { WatchSample } from './watch';
 
 /** A number of databases, or a share of the rollout's targets (rounded up, at least one). */
 export type Amount = { count: number } | { percent: number };
@@ -168,6 +169,8 @@ export interface RolloutDatabase {
   startedAt: number | null;
   /** Its schema's fingerprint: as surveyed, then after its run. */
   fingerprint: string | null;
+  /** The watch's latest sample its run reported (each step that lasted one, each hold for its guards). */
+  watch?: WatchSample;
 }
 
 export interface DriftReport {

@@ -8,6 +8,7 @@ import type { Version } from '../core/version';
 import type { DatabasePlan, PendingMigration } from './activities';
 import type { ReturnedOutcome } from './outcome';
 import type { BackupPlan, HistoryRow } from './records';
+import type { GuardCrossing, WatchSample } from './watch';
 
 export type Phase =
   | 'planning'
@@ -70,6 +71,10 @@ export interface Progress {
   /** Workflow time (ms since epoch) at which the run started and the current phase began. */
   startedAt: number;
   phaseStartedAt: number;
+  /** The watch's latest sample the run heard of (at the end of each step that lasted one, and at each hold). */
+  watch?: WatchSample;
+  /** The guards the run holds for now; absent or empty: none. */
+  heldBy?: GuardCrossing[];
 }
 
 /** A pending migration the execution mode does not let run without an approval, and why. */

@@ -57,6 +57,13 @@ export interface EngineContext {
   recordFailure?: boolean;
   /** Follows the catalog for each version's fingerprint; without one, every version reads the whole catalog. */
   catalog?: CatalogTracker;
+  /**
+   * Whether someone outside stopped the migration (the watch, past a guard,
+   * cancelled its statement): the error to end it with instead of a
+   * failure. Asked before each statement and when one fails; a migration
+   * stopped so is rolled back and not written to the ledger.
+   */
+  interrupted?(): Error | undefined;
   onEvent(event: EngineEvent): void;
 }
 

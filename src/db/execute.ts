@@ -139,6 +139,8 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
           const start = await catalog.before(client, m, { newestLedgerId: newest, owners, path });
           for (const s of m.forward.script.statements) {
             current = { m, s };
+            const stop = ctx.interrupted?.();
+            if (stop) throw stop;
             await client.query(s.sql);
           }
           current = undefined;
@@ -166,6 +168,8 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
       return applied;
     } catch (error) {
       if (error instanceof PgconvoyError || current === undefined) throw error;
+      const stop = ctx.interrupted?.();
+      if (stop) throw stop;
       const fields = pgErrorFields(error);
       const point = failurePoint(current.m, current.s, mode, 0, fields.position);
       if (fields.code === '55P03') {

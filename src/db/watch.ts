@@ -1,29 +1,7 @@
 import type pg from 'pg';
+import type { WatchBaseline, WatchSample } from '../contracts/watch';
 import { withTransaction } from './connection';
-
-/** One look at a database while a run changes it (a migration's or a backup's backend). */
-export interface WatchSample {
-  at: number;
-  /** Sessions waiting for a lock the watched backend holds (pg_blocking_pids), and how long the longest of them has waited. */
-  blocked: { count: number; longestWaitMs: number; pids: number[] };
-  /** The longest wait for any lock in the database, whoever holds it. */
-  longestLockWaitMs: number;
-  /** Statements of other sessions running longer than `longQueryMs`, longest first (at most five, their text cut to 200 characters). */
-  longQueries: Array<{ pid: number; durationMs: number; waiting: boolean; query: string }>;
-  databaseBytes: number;
-  /** Since the baseline (the run's first sample), when there is one. */
-  growthBytes: number | null;
-  /** WAL written by the whole server since the baseline (null on a standby, or without a baseline). */
-  walBytes: number | null;
-  /** Each standby streaming from this server: how far its replay is behind, in bytes of WAL and as the server's replay_lag. */
-  replicas: Array<{ name: string; state: string; lagBytes: number; replayLagMs: number | null }>;
-}
-
-/** What later samples are measured from: the database's size and the WAL position at the first one. */
-export interface WatchBaseline {
-  databaseBytes: number;
-  walLsn: string | null;
-}
+export type { WatchBaseline, WatchSample };
 
 export interface SampleOptions {
   /** The backend doing the run's work (pg_backend_pid() of its connection). */

@@ -1,4 +1,4 @@
-import type { ApplyGroupInput, ApplyInput, ApplyResult, RunRecord } from '../contracts';
+import type { ApplyGroupInput, ApplyInput, ApplyResult, RunRecord, WatchReport } from '../contracts';
 import type { PreparedMigration } from '../core/prepare';
 import type { Version } from '../core/version';
 import type pg from 'pg';
@@ -7,6 +7,7 @@ import { applyGroup as applyGroupInDb, applyMigration as applyOne, type EngineCo
 import { ensureLedger, type AuditColumns } from '../db/ledger';
 import { cancellable, targetOf, type RunDeps } from './deps';
 import { pinnedMigrations } from './files';
+import { watchStep } from './watch';
 
 /** Applies one pending version of the set the run planned with, under the run's lease. */
 export async function applyMigration(deps: RunDeps, input: ApplyInput): Promise<ApplyResult> {
@@ -48,9 +49,11 @@ export async function applyMigrations(deps: RunDeps, input: ApplyGroupInput): Pr
 async function applyOn(deps: RunDeps, input: ApplyInput | (ApplyGroupInput & { version: Version }), migration: PreparedMigration, options: EngineOptions): Promise<ApplyResult> {
   const apply = async (client: pg.Client, reused: boolean) => {
     if (!reused) await ensureLedger(client);
-    const result = await applyOne(client, migration, engineContext(deps, input.db, input.leaseToken, input, options));
+    // A transactional migration past a guard is cancelled and tried again; a no-transaction one cannot be rolled back: its crossings are only reported.
+    const watched = { db: input.db, ...(input.watchBaseline ? { baseline: input.watchBaseline } : {}), cancelOnCross: migration.forward.script.mode === 'transaction' };
+    const { result, report } = await watchStep(deps, watched, client, (interrupted) => applyOne(client, migration, { ...engineContext(deps, input.db, input.leaseToken, input, options), interrupted }));
     deps.logger.info({ event: result.status === 'applied' ? 'migration.applied' : 'migration.skipped', db: input.db, ...result });
-    return result;
+    return withReport(result, report);
   };
   const target = targetOf(deps.config, input.db);
   return deps.connections && sharesConnection(migration)
@@ -68,6 +71,11 @@ function sharesConnection(m: PreparedMigration): boolean {
   return m.forward.script.mode === 'transaction' && !m.forward.script.statements.some((s) => s.kind === 'DeallocateStmt' || s.kind === 'DiscardStmt');
 }
 
+/** The step's watch report with its result, when the watch saw anything (a step shorter than the interval: nothing). */
+function withReport(result: ApplyResult, report: WatchReport): ApplyResult {
+  return report.latest || report.crossings.length > 0 ? { ...result, watch: report } : result;
+}
+
 /** `--group`: every pending version in one transaction, all or none. */
 export async function applyGroup(deps: RunDeps, input: ApplyGroupInput): Promise<ApplyResult[]> {
   const migrations = await pinnedMigrations(deps, input.migrationsDir, input.manifestDigest, input.versions);
@@ -75,9 +83,12 @@ export async function applyGroup(deps: RunDeps, input: ApplyGroupInput): Promise
     targetOf(deps.config, input.db),
     async (client) => {
       await ensureLedger(client);
-      const results = await applyGroupInDb(client, migrations, engineContext(deps, input.db, input.leaseToken, input, { priorTime: true, recordFailure: true }));
+      const watched = { db: input.db, ...(input.watchBaseline ? { baseline: input.watchBaseline } : {}), cancelOnCross: true };
+      const { result: results, report } = await watchStep(deps, watched, client, (interrupted) =>
+        applyGroupInDb(client, migrations, { ...engineContext(deps, input.db, input.leaseToken, input, { priorTime: true, recordFailure: true }), interrupted }),
+      );
       deps.logger.info({ event: 'group.applied', db: input.db, versions: input.versions });
-      return results;
+      return results.map((r, i) => (i === results.length - 1 ? withReport(r, report) : r));
     },
     cancellable(deps),
   );

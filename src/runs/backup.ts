@@ -6,6 +6,7 @@ import { withClient } from '../db/connection';
 import { checkFence } from '../db/lease';
 import { readLedgerState } from '../db/ledger';
 import { targetOf, type RunDeps } from './deps';
+import { Watcher } from './watch';
 
 /** pg_dump to the configured store, verified by a full read-through, then older backups beyond `keep` deleted. */
 export async function takeBackup(deps: RunDeps, input: BackupInput): Promise<BackupResult> {
@@ -30,7 +31,9 @@ export async function takeBackup(deps: RunDeps, input: BackupInput): Promise<Bac
       });
       if (tables.length === 0) tables = undefined;
     }
-    const manifest = await backupDatabase({ alias: input.db, url: db.url, store, serverVersion, ledgerVersion, tools, ...(tables ? { tables } : {}) });
+    // The watch looks on while pg_dump reads (its crossings are reported: a dump holds no lock that blocks writers).
+    const watcher = new Watcher(deps, input.db, input.watchBaseline ? { baseline: input.watchBaseline } : {}).start();
+    const manifest = await backupDatabase({ alias: input.db, url: db.url, store, serverVersion, ledgerVersion, tools, ...(tables ? { tables } : {}) }).finally(() => watcher.stop());
     logger.info({ event: 'backup.taken', db: input.db, id: manifest.id, bytes: manifest.bytes, location: store.location });
     const verified = await verifyBackup(store, manifest, tools);
     logger.info({ event: 'backup.verified', db: input.db, id: manifest.id });
@@ -41,7 +44,8 @@ export async function takeBackup(deps: RunDeps, input: BackupInput): Promise<Bac
       logger.info({ event: 'backup.drilled', db: input.db, id: manifest.id, ms: Math.round(result.ms) });
     }
     const deleted = await applyRetention(store, input.db, config.backup.keep);
-    return { manifest, location: store.location, verified, deleted, ...(drill ? { drill } : {}) };
+    const watch = watcher.report;
+    return { manifest, location: store.location, verified, deleted, ...(drill ? { drill } : {}), ...(watch.latest ? { watch } : {}) };
   } finally {
     store.close(); // an S3 client's sockets end with the step
   }

@@ -18,3 +18,4 @@ export { planRevert, revertVersion, proveRevert, finishRevertCompensation } from
 export { warmSet } from './files';
 export { surveyDatabase, compareSchemas } from './survey';
 export { deliverWebhook } from './webhook';
+export { waitHealthy } from './watch';

@@ -6,6 +6,7 @@ import { fingerprint, fingerprintOf, readCatalog } from '../db/fingerprint';
 import { checkFence } from '../db/lease';
 import { lastRecordedFingerprint, ledgerHighWater, markRolledBack } from '../db/ledger';
 import { catalogProblems, runChecks } from '../db/verify';
+import { sampleDatabase } from '../db/watch';
 import { readChecks } from '../source/read-checks';
 import { runIdOf, targetOf, type RunDeps } from './deps';
 
@@ -24,7 +25,9 @@ export async function beginRun(deps: RunDeps, input: RunStateInput): Promise<Run
     // The run's first migration starts from this catalog instead of reading it again.
     if (deps.execution) deps.catalogs?.seed(input.db, deps.execution.runId, { ledgerId: highWater, snapshot });
     const known = (await catalogProblems(client)).map((p) => p.subject);
-    return { fingerprint: fingerprintOf(snapshot).sha256, knownProblems: known, ledgerHighWater: highWater };
+    // What the watch measures the run's growth and WAL from (the backup's own WAL included).
+    const { baseline } = await sampleDatabase(client);
+    return { fingerprint: fingerprintOf(snapshot).sha256, knownProblems: known, ledgerHighWater: highWater, watchBaseline: baseline };
   });
 }
 

@@ -88,3 +88,10 @@ export const { deliverWebhook } = proxyActivities<Activities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '2 minutes', maximumAttempts: 12, nonRetryableErrorTypes: nonRetryableTypes },
 });
+
+/** A run held by its guards: samples until the database is healthy or the run's guardTimeoutMs is spent (its own timeout is larger). */
+export const { waitHealthy } = proxyActivities<Activities>({
+  startToCloseTimeout: '7 days',
+  heartbeatTimeout: '30 seconds',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10, nonRetryableErrorTypes: nonRetryableTypes },
+});

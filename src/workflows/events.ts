@@ -51,6 +51,8 @@ export function eventEmitter(progress: Progress): Emitter {
       progress.phaseStartedAt = event.at;
     }
     if (event.type === 'applying') progress.current = progress.pending.find((p) => p.version === event.version) ?? null;
+    if (event.type === 'guard' || event.type === 'watch') progress.watch = event.sample;
+    if (event.type === 'guard') progress.heldBy = event.crossings;
     if (event.type === 'migration-done') {
       progress.completed.push({ version: event.version, description: progress.pending.find((p) => p.version === event.version)?.description ?? '', status: event.status, durationMs: event.durationMs });
       progress.current = null;

@@ -7,6 +7,7 @@ import { compensate, type Compensation } from './compensate';
 import { causeOf, runFailure } from './failures';
 import { awaitApproval, newProgress } from './approval';
 import { gatedMigrations, within } from './gates';
+import { emitReport, guarded } from './guards';
 import { withLease, type HeldLease } from './lease';
 import { progressQuery } from './messages';
 import { outcomeBase, versionBefore, withOutcome, type RunFacts } from './outcome';
@@ -147,7 +148,7 @@ async function changeStep(run: Run, plan: DatabasePlan, lease: HeldLease): Promi
   // Registered only now that the safeguard succeeded: before it, nothing changed and there is nothing to compensate.
   let keepMigrations = false;
   try {
-    const applied = await applyStep(run, plan, lease, safeguard.backup);
+    const applied = await applyStep(run, plan, lease, safeguard);
     if (progress.cancelRequested && applied.length < plan.pending.length) return cancelled(run);
     // A failed afterMigrate keeps the migrations, unless the config says to compensate them (hooks.afterMigrateFailure).
     keepMigrations = plan.afterMigrateFailure !== 'compensate';
@@ -205,7 +206,13 @@ async function safeguardStep(run: Run, plan: DatabasePlan): Promise<Compensation
   run.emit({ type: 'backing-up' });
   const start = await beginRun({ db: input.db, migrationsDir: input.migrationsDir });
   const touched = [...new Set(plan.pending.flatMap((p) => p.tables ?? []))].sort();
-  const backup: RunBackup = plan.backup?.scope === 'none' ? { none: plan.backup.reason ?? '' } : { key: (await takeBackup({ db: input.db, touched })).manifest.key };
+  let backup: RunBackup;
+  if (plan.backup?.scope === 'none') backup = { none: plan.backup.reason ?? '' };
+  else {
+    const taken = await takeBackup({ db: input.db, touched, ...(start.watchBaseline ? { watchBaseline: start.watchBaseline } : {}) });
+    emitReport(taken.watch, run.emit);
+    backup = { key: taken.manifest.key };
+  }
   run.safeguard = { backup, fingerprintBefore: start.fingerprint };
   return { input, plan, start, backup, emit: run.emit };
 }
@@ -220,9 +227,10 @@ const maxInline = 100;
  * transaction, with --group). A cancel takes effect between two steps,
  * never during a migration. Returns what was applied.
  */
-async function applyStep(run: Run, plan: DatabasePlan, lease: HeldLease, backup: RunBackup): Promise<AppliedStep[]> {
+async function applyStep(run: Run, plan: DatabasePlan, lease: HeldLease, { backup, start }: Compensation): Promise<AppliedStep[]> {
   const { input, progress } = run;
-  const base = { db: input.db, manifestDigest: plan.manifestDigest, migrationsDir: input.migrationsDir };
+  const baseline = start.watchBaseline;
+  const base = { db: input.db, manifestDigest: plan.manifestDigest, migrationsDir: input.migrationsDir, ...(baseline ? { watchBaseline: baseline } : {}) };
   const pending = plan.pending;
   for (let next = 0; next < pending.length; ) {
     if (progress.cancelRequested) break;
@@ -232,17 +240,21 @@ async function applyStep(run: Run, plan: DatabasePlan, lease: HeldLease, backup:
     run.lastStepRunning(next + step.length === pending.length);
     const record = { ...runRecord(step, progress), backup: describeRunBackup(backup) };
     const versions = step.map((p) => p.version);
-    const results = await lease.fenced(async (leaseToken) =>
-      input.group
-        ? applyGroup({ ...base, versions, leaseToken, ...record })
-        : first.short
-          ? applyMigrationsInline({ ...base, versions, leaseToken, ...record })
-          : [await applyMigration({ ...base, version: first.version, leaseToken, ...record })],
+    // Past a guard, the step holds until the database is healthy, then runs again (guards.ts).
+    const results = await guarded(input.db, baseline, run.emit, () =>
+      lease.fenced(async (leaseToken) =>
+        input.group
+          ? applyGroup({ ...base, versions, leaseToken, ...record })
+          : first.short
+            ? applyMigrationsInline({ ...base, versions, leaseToken, ...record })
+            : [await applyMigration({ ...base, version: first.version, leaseToken, ...record })],
+      ),
     );
     if (results.length === 0) throw ApplicationFailure.nonRetryable(`no migration reported for V${first.version}`, 'Internal');
     for (const [i, result] of results.entries()) {
       if (i > 0) run.emit({ type: 'applying', version: result.version });
       run.emit({ type: 'migration-done', version: result.version, status: result.status, durationMs: result.status === 'applied' ? result.durationMs : 0 });
+      emitReport(result.watch, run.emit);
     }
     next += results.length;
   }

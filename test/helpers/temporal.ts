@@ -64,6 +64,8 @@ export function testConfig(overrides: Partial<Config> & Pick<Config, 'databases'
     serve: { host: '127.0.0.1', port: 0, bodyLimitBytes: 64 * 1024, rateLimitPerMinute: 600, tokens: [] },
     webhooks: {},
     hooks: { beforeMigrate: [], afterMigrate: [], afterMigrateError: [], afterMigrateFailure: 'keep' },
+    watch: { intervalMs: 5_000, longQueryMs: 5_000 },
+    guards: {},
     backup: { store: join(process.env.PGCONVOY_TEST_SCRATCH ?? tmpdir(), `backups-${process.pid}`), keep: 5, drill: false, scope: 'database', s3: { region: 'us-east-1', partSizeBytes: 5 * 1024 * 1024, queueSize: 2 } },
     ...overrides,
     temporal: { address: services.temporalAddress, namespace: services.temporalNamespace, taskQueue: uniqueTaskQueue(), reconnectTimeoutMs: defaultReconnectTimeoutMs, maxConcurrentActivities: defaultMaxConcurrentActivities, ...overrides.temporal },

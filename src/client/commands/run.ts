@@ -5,7 +5,7 @@ import { databaseWorkflowId, executionModes, failurePolicies, outcomeOf, type Ex
 import { approve, cancel, inspect, readerThrough, runningProgress, startMigration, type DatabaseReader, type PgconvoyClient } from '../api';
 import { ExitCode, exitCodeForFailure, exitCodeForSignal } from '../exit-codes';
 import { rejectionOf, summarizeFailure } from '../failure';
-import { renderProgressLine, renderStatus, renderWaiting } from '../render';
+import { renderProgressLine, renderWatchLine, renderStatus, renderWaiting } from '../render';
 import { renderFailureReport } from '../report';
 import { exitCodeFor, renderOutcome } from '../outcome';
 import { answersWithoutServer, withTemporal, type Session } from '../session';
@@ -302,7 +302,8 @@ async function watch(pgconvoy: PgconvoyClient, db: string, global: GlobalOptions
   for (;;) {
     const progress = await runningProgress(pgconvoy, db);
     if (progress === null) return;
-    const line = renderProgressLine(progress);
+    const watched = renderWatchLine(progress);
+    const line = renderProgressLine(progress) + (watched ? `\n  ${watched}` : '');
     if (line !== last) {
       if (!global.json) io.stderr(`${new Date().toISOString()}  ${line}\n`);
       last = line;

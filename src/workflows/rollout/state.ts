@@ -1,6 +1,7 @@
 import { ApplicationFailure, setHandler } from '@temporalio/workflow';
 import {
   databaseStates,
+  describeCrossings,
   type AbortRolloutInput,
   type DatabaseMessageInput,
   type DatabaseState,
@@ -163,9 +164,11 @@ export class RolloutState {
     if (!d || (d.state !== 'running' && d.state !== 'compensating')) return;
     if (event.type === 'migration-done' && event.status === 'applied' && d.state === 'running') d.version = event.version;
     if (event.type === 'ended' && d.state === 'running') d.version = event.versionAfter;
+    if (event.type === 'guard' || event.type === 'watch') d.watch = event.sample;
     if (event.type === 'awaiting-approval') d.waitingFor = `approval: ${event.reason.split('\n')[0]}`;
     else if (event.type === 'locking') d.waitingFor = 'the lease (another holder may have it)';
-    else d.waitingFor = null;
+    else if (event.type === 'guard' && event.state === 'held') d.waitingFor = `its guards: ${describeCrossings(event.crossings)}`;
+    else if (event.type !== 'watch') d.waitingFor = null;
     const phases: Partial<Record<RunEvent['type'], RolloutDatabase['phase']>> = { planned: 'planning', 'awaiting-approval': 'awaiting-approval', locking: 'locking', 'backing-up': 'backing-up', applying: 'applying', verifying: 'verifying', compensating: 'compensating' };
     const phase = phases[event.type];
     if (phase) d.phase = phase;
