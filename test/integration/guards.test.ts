@@ -5,10 +5,14 @@ import { migrate, startMigration } from '../../src/client/api';
 import { summarizeFailure } from '../../src/client/failure';
 import type { Guards } from '../../src/config/config';
 import type { GuardCrossedDetails, WaitHealthyResult } from '../../src/contracts';
+import { startRollout } from '../../src/client/rollout';
 import { cliFixture } from '../helpers/cli-fixture';
+import { createTestDatabase, type TestDatabase } from '../helpers/database';
+import { rolloutReaches } from '../helpers/fleet';
+import { writeMigrations } from '../helpers/migrations';
 import { runInProcess } from '../helpers/in-process-cli';
 import { startPrimaryWithStandby } from '../helpers/standby';
-import { sharedTestClient, withWorker } from '../helpers/temporal';
+import { sharedTestClient, testConfig, withWorker } from '../helpers/temporal';
 import { waitFor } from '../helpers/workers';
 
 const shared = sharedTestClient();
@@ -172,4 +176,45 @@ test('guards: a guard still crossed after guardTimeoutMs fails the run, with the
   const { crossed, waits } = await guardHistory(alias);
   assert.deepEqual(crossed.map((c) => [c.cancelled, c.crossings.map((x) => x.guard)]), [[false, ['maxDatabaseGrowthBytes']]], 'V2 never started');
   assert.deepEqual(waits.map((w) => w.healthy), [false]);
+});
+
+test('guards in a rollout: the canary holds while its server’s standby lags, the rollout’s status shows why with the sample, the next database waits, and all go on when replay resumes', async (t) => {
+  const cluster = await startPrimaryWithStandby();
+  const made: TestDatabase[] = [];
+  t.after(async () => {
+    for (const db of made) await db.drop();
+    cluster.stop();
+  });
+  for (let i = 0; i < 2; i++) made.push(await createTestDatabase({ adminUrl: cluster.primaryUrl }));
+  const set = writeMigrations({
+    'V1__events.sql': 'CREATE TABLE events (id int PRIMARY KEY, payload text);',
+    'V2__fill.sql': `INSERT INTO events SELECT g, repeat('w', 200) FROM generate_series(1, 20000) g;\nSELECT pg_sleep(2);`,
+  });
+  t.after(() => set.remove());
+  const aliases = ['lag-a', 'lag-b'];
+  const limits = { maxReplicationLagMs: 1_000, guardTimeoutMs: 60_000 };
+  const config = testConfig({
+    databases: { 'lag-a': made[0]!.url, 'lag-b': made[1]!.url },
+    migrationsDir: set.dir,
+    watch: { intervalMs: 250, longQueryMs: 1_000 },
+    guards: { 'lag-a': limits, 'lag-b': limits },
+  });
+  const standby = await connect(t, cluster.standbyUrl);
+  await standby.query('SELECT pg_wal_replay_pause()');
+  await withWorker(config, async () => {
+    const { handle } = await startRollout({ client: shared.client, taskQueue: config.temporal.taskQueue }, {
+      deployId: 'lagging-1',
+      migrationsDir: set.dir,
+      targets: aliases,
+      strategy: { canary: { count: 1 }, bakeMs: 0, waveSize: { count: 1 }, maxParallel: 1, maxFailures: { count: 1 }, onFailure: 'halt', approveWaves: false },
+    });
+    const held = await rolloutReaches(shared.client, config, 'lagging-1', 'the canary to hold for its guards', (s) => /^its guards: maxReplicationLagMs \d+ > 1000 \(standby1\)$/.test(s.databases.find((d) => d.db === 'lag-a')?.waitingFor ?? ''));
+    const canary = held.databases.find((d) => d.db === 'lag-a')!;
+    assert.ok((canary.watch?.replicas.find((r) => r.name === 'standby1')?.replayLagMs ?? 0) > 1_000, JSON.stringify(canary.watch));
+    assert.equal(held.databases.find((d) => d.db === 'lag-b')?.state, 'pending', 'the next database waits for the canary');
+    await standby.query('SELECT pg_wal_replay_resume()');
+    const result = await handle.result();
+    assert.equal(result.status, 'completed', JSON.stringify(result.databases, null, 2));
+    assert.ok(result.databases.every((d) => d.version === '2' && d.waitingFor === null));
+  });
 });
