@@ -26,8 +26,13 @@ export type RunEvent = At &
     | { type: 'migration-done'; version: Version; status: 'applied' | 'skipped'; durationMs: number }
     | { type: 'verifying' }
     | { type: 'compensating' }
-    /** A run-level event's SQL callbacks ran (status ok) or one of them failed (its error: file, statement, SQLSTATE). */
-    | { type: 'hook'; event: string; files: string[]; durationMs: number; status: 'ok' | 'failed'; error: string | null }
+    /**
+     * A run-level event's SQL callbacks ran (status ok) or one of them failed
+     * (its error: file, statement, SQLSTATE); or, with `version`, the
+     * each-migration or undo hooks that ran with that version (a failing one
+     * fails the version itself).
+     */
+    | { type: 'hook'; event: string; version?: Version; files: string[]; durationMs: number; status: 'ok' | 'failed'; error: string | null }
     | { type: 'ended'; status: RunOutcome['status']; versionAfter: Version | null }
   );
 
