@@ -12,7 +12,7 @@ import type { TransactionMode } from '../core/statements';
 import type { Version } from '../core/version';
 import type { DatabaseSurvey, DeliverWebhookInput } from './rollout';
 import type { WaitHealthyInput, WaitHealthyResult, WatchBaseline, WatchReport } from './watch';
-import type { ApplyResult, BackupManifest, BackupPlan, HistoryRow, Lease, LedgerChange, LedgerChangeResult, RunChanges, UndoResult } from './records';
+import type { ApplyResult, BackupManifest, BackupPlan, HistoryRow, HookRunRecord, Lease, LedgerChange, LedgerChangeResult, RunChanges, UndoResult } from './records';
 
 export interface PlanInput {
   db: string;
@@ -260,16 +260,6 @@ export interface RunHooksInput {
   manifestDigest: string;
   event: HookEvent;
   leaseToken?: string;
-}
-
-/** What one hook file did, as its row in pgconvoy.hook_runs says. */
-export interface HookRunRecord {
-  file: string;
-  event: HookEvent;
-  version: Version | null;
-  durationMs: number;
-  status: 'ok' | 'failed';
-  error: string | null;
 }
 
 export interface CommandHooksInput {

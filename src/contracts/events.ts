@@ -27,8 +27,13 @@ export type RunEvent = At &
     | { type: 'migration-done'; version: Version; status: 'applied' | 'skipped'; durationMs: number }
     | { type: 'verifying' }
     | { type: 'compensating' }
-    /** A run-level event's SQL callbacks ran (status ok) or one of them failed (its error: file, statement, SQLSTATE). */
-    | { type: 'hook'; event: string; files: string[]; durationMs: number; status: 'ok' | 'failed'; error: string | null }
+    /**
+     * A run-level event's SQL callbacks ran (status ok) or one of them failed
+     * (its error: file, statement, SQLSTATE); or, with `version`, the
+     * each-migration or undo hooks that ran with that version (a failing one
+     * fails the version itself).
+     */
+    | { type: 'hook'; event: string; version?: Version; files: string[]; durationMs: number; status: 'ok' | 'failed'; error: string | null }
     /** The run holds because its database is past a guard (its step did not start, or its statement was cancelled), or it is healthy again and goes on. */
     | { type: 'guard'; state: 'held' | 'cleared'; crossings: GuardCrossing[]; sample: WatchSample; cancelled: boolean }
     /** A step's last sample of the watch, and the guards it crossed without being stopped (a backup, a no-transaction migration). */

@@ -1,12 +1,13 @@
-import type { WatchReport } from './watch';
 /**
  * What the database layer and the backup store report, as it crosses the
  * Temporal boundary: activity results the workflows read and the client
  * renders. Pure types: db/ and backup/ produce them, nothing here imports
  * either.
  */
+import type { HookEvent } from '../core/hooks';
 import type { TransactionMode } from '../core/statements';
 import type { Version } from '../core/version';
+import type { WatchReport } from './watch';
 
 /** Where a migration failed: the file, its statement and line, and what of it stays. */
 export interface FailurePoint {
@@ -25,13 +26,29 @@ export interface FailurePoint {
   statementKind: string;
 }
 
-/** `watch`: what the watch saw while the step ran, on the last result of a step that lasted at least one sample. */
+/** What one hook file did, as its row in pgconvoy.hook_runs says. */
+export interface HookRunRecord {
+  file: string;
+  event: HookEvent;
+  /** The version an each-migration or undo hook ran for; null for a run-level event. */
+  version: Version | null;
+  durationMs: number;
+  status: 'ok' | 'failed';
+  error: string | null;
+}
+
+/**
+ * `hooks`: the beforeEachMigrate and afterEachMigrate files that ran with the
+ * version (its duration includes them). `watch`: what the watch saw while the
+ * step ran, on the last result of a step that lasted at least one sample.
+ */
 export type ApplyResult = (
-  | { status: 'applied'; version: Version; durationMs: number; statements: number }
+  | { status: 'applied'; version: Version; durationMs: number; statements: number; hooks?: HookRunRecord[] }
   | { status: 'skipped'; version: Version; reason: 'already-applied' }
 ) & { watch?: WatchReport };
 
-export type UndoResult = { status: 'undone'; version: Version; checked: boolean } | { status: 'skipped'; version: Version; reason: 'already-undone' };
+/** `hooks`: the beforeUndo and afterUndo files that ran with the undo script. */
+export type UndoResult = { status: 'undone'; version: Version; checked: boolean; hooks?: HookRunRecord[] } | { status: 'skipped'; version: Version; reason: 'already-undone' };
 
 /** `undone`: undone on purpose by `pgconvoy undo`; `rolled_back`: undone by a failed run's compensation. */
 export type HistoryStatus = 'running' | 'applied' | 'failed' | 'rolled_back' | 'baseline' | 'undone';

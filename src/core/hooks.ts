@@ -1,17 +1,24 @@
 /**
  * SQL callbacks, by Flyway's names: files `hooks/<event>[__description].sql`
- * beside the migrations. The run-level hooks beforeMigrate, afterMigrate and
- * afterMigrateError run in a transaction of their own with the run's lease
- * held; several files for one event run in the order of their names. They
- * are part of the set's digest: a run refuses hook files changed after it
- * planned. Flyway's other events (beforeEachMigrate, afterEachMigrate,
- * beforeUndo, afterUndo) are known by name and refused until runs call them.
+ * beside the migrations; several files for one event run in the order of
+ * their names. They are part of the set's digest: a run refuses hook files
+ * changed after it planned.
+ *
+ * - Run-level (beforeMigrate, afterMigrate, afterMigrateError): in a
+ *   transaction of their own, with the run's lease held.
+ * - Per version (beforeEachMigrate, afterEachMigrate; beforeUndo, afterUndo):
+ *   in the migration's (or undo script's) transaction, before its first
+ *   statement and after its last, before its ledger row, so a failing hook
+ *   rolls the version back with it. A no-transaction file has no such
+ *   transaction: its hooks run in one of their own just before and just
+ *   after its statements.
  */
 export const hookEvents = ['beforeMigrate', 'beforeEachMigrate', 'afterEachMigrate', 'afterMigrate', 'afterMigrateError', 'beforeUndo', 'afterUndo'] as const;
 export type HookEvent = (typeof hookEvents)[number];
 
-/** The events whose hooks a run calls now; a file for another is refused by name, never ignored. */
-export const supportedHookEvents: ReadonlyArray<HookEvent> = ['beforeMigrate', 'afterMigrate', 'afterMigrateError'];
+/** The events whose hooks run around each version: its migration or its undo script. */
+export const versionHookEvents = ['beforeEachMigrate', 'afterEachMigrate', 'beforeUndo', 'afterUndo'] as const satisfies ReadonlyArray<HookEvent>;
+export type VersionHookEvent = (typeof versionHookEvents)[number];
 
 export interface HookScript {
   /** `hooks/<name>`, relative to the migration directory. */
@@ -35,9 +42,6 @@ export function parseHookFileName(file: string): { ok: true; event: HookEvent; d
         ? `a hook's event is spelled "${near}" (its case matters), got "${match![1]}"; rename the file`
         : `a hook file is named <event>[__description].sql with <event> one of ${hookEvents.join(', ')}; rename or move the file`,
     };
-  }
-  if (!supportedHookEvents.includes(event)) {
-    return { ok: false, reason: `${event} hooks are not run by this version of pgconvoy (only ${supportedHookEvents.join(', ')} are): remove or rename the file rather than have it ignored` };
   }
   return { ok: true, event, description: (match[2] ?? '').replace(/_/g, ' ') };
 }

@@ -7,6 +7,7 @@ import type { ApplyResult } from '../contracts/records';
 import type { CatalogTracker } from './catalog-tracker';
 import { withTransaction } from './connection';
 import { AlreadyAppliedDifferentlyError, type FailurePoint } from './errors';
+import type { VersionHooks } from './hooks';
 import type { AuditColumns } from './ledger';
 import { checkFence, type Fence } from './lease';
 import { asConnectingUser } from './session-state';
@@ -64,6 +65,13 @@ export interface EngineContext {
    * stopped so is rolled back and not written to the ledger.
    */
   interrupted?(): Error | undefined;
+  /**
+   * The set's beforeEachMigrate and afterEachMigrate files, run with each
+   * version (in its transaction; a no-transaction file's in their own). With
+   * any, every version reads the whole catalog: a hook's changes are not in
+   * what the tracker follows.
+   */
+  hooks?: VersionHooks;
   onEvent(event: EngineEvent): void;
 }
 

@@ -4,10 +4,11 @@ import { PgconvoyError } from '../core/errors';
 import { lockSchedule, statementTimeoutFor, type LockAttempt } from '../core/execution-settings';
 import type { PreparedMigration } from '../core/prepare';
 import type { Statement } from '../core/statements';
-import type { ApplyResult } from '../contracts/records';
+import type { ApplyResult, HookRunRecord } from '../contracts/records';
 import { alreadyApplied, failurePoint, fenced, lockTimedOut, spentMs, type EngineContext } from './engine-context';
 import { LockTimeoutError, MigrationBusyError, MigrationFailedError } from './errors';
 import { fingerprint } from './fingerprint';
+import { HookFailedError, runHooks } from './hooks';
 import { finishAttempt, insertHistory, latestAttempt, migrationColumns, recordProgress } from './ledger';
 import { versionLockKey } from './session-state';
 import { pgErrorFields } from './sqlstate';
@@ -16,7 +17,10 @@ import { pgErrorFields } from './sqlstate';
  * A no-transaction file, statement by statement: each statement's progress
  * in the ledger, a resumed attempt going on from the first statement not
  * done, lock timeouts retried per statement, an invalid index left by a
- * failed CONCURRENTLY build dropped before the retry.
+ * failed CONCURRENTLY build dropped before the retry. Its beforeEachMigrate
+ * and afterEachMigrate hooks run in a transaction of their own just before
+ * its first statement and just after its last (it has no transaction to
+ * share); a resumed attempt runs them again.
  */
 
 async function setTimeouts(client: pg.Client, lockTimeoutMs: number, statementTimeoutMs: number, local: boolean): Promise<void> {
@@ -54,7 +58,6 @@ export async function applyStatementByStatement(client: pg.Client, m: PreparedMi
       if (same) from = previous.statementsDone;
     }
     if (from > 0) ctx.onEvent({ event: 'migration.resumed', version: m.version, file: m.forward.file, fromStatement: from + 1 });
-    const schemaBefore = from === 0 && m.undo ? (await fingerprint(client)).parts : undefined;
     const id = await fenced(client, ctx, async () => {
       if (previous?.status === 'running') {
         // Its runner died (we hold the version's lock, so nobody runs it now).
@@ -69,12 +72,46 @@ export async function applyStatementByStatement(client: pg.Client, m: PreparedMi
       statementsTotal: total,
       donePrefixSha: prefixSha(statements, from),
       ...ctx.run,
-      ...(schemaBefore ? { audit: { schemaBefore } } : {}),
       });
     });
     if (from > 0 && previous) await fenced(client, ctx, () => carrySchemaBefore(client, previous.id, id));
 
     let done = from;
+    /** The attempt failed: its row says where (no statement: a hook), and the error goes on. */
+    const fail = async (error: unknown, s: Statement | undefined): Promise<never> => {
+      const failure = error instanceof PgconvoyError ? error : undefined;
+      const fields = pgErrorFields(error);
+      const sqlstate = error instanceof HookFailedError ? error.sqlstate : fields.code;
+      const final =
+        failure ??
+        (fields.code === '55P03' && s
+          ? new LockTimeoutError(failurePoint(m, s, 'no-transaction', done), schedule.length, schedule[schedule.length - 1]!.lockTimeoutMs)
+          : s
+            ? new MigrationFailedError(failurePoint(m, s, 'no-transaction', done, fields.position), fields)
+            : error);
+      await fenced(client, ctx, () =>
+        finishAttempt(client, id, {
+          status: 'failed',
+          executionMs: spentMs(started, ctx),
+          ...(sqlstate ? { errorSqlstate: sqlstate } : {}),
+          errorMessage: failure?.message ?? fields.message,
+          ...(s ? { errorStatement: s.index } : {}),
+        }),
+      ).catch(() => undefined);
+      throw final;
+    };
+    const hookRuns: HookRunRecord[] = [];
+    const runEachHooks = async (event: 'beforeEachMigrate' | 'afterEachMigrate') => {
+      const hooks = ctx.hooks?.[event] ?? [];
+      if (hooks.length > 0) hookRuns.push(...(await runHooks(client, hooks, { settings: ctx.settings, run: ctx.run, version: m.version, ...(ctx.fence ? { fence: ctx.fence } : {}) }).catch((error: unknown) => fail(error, undefined))));
+    };
+
+    await runEachHooks('beforeEachMigrate');
+    // The schema before the version (an undo script's proof): as its beforeEachMigrate hooks leave it.
+    if (from === 0 && m.undo) {
+      const schemaBefore = (await fingerprint(client)).parts;
+      await fenced(client, ctx, () => recordSchemaBefore(client, id, schemaBefore));
+    }
     for (const s of statements.slice(from)) {
       try {
         // A runner that lost its lease stops before its next statement.
@@ -82,36 +119,25 @@ export async function applyStatementByStatement(client: pg.Client, m: PreparedMi
         await dropInvalidIndexBeforeRetry(client, m, s, ctx);
         await runWithLockRetries(client, m, s, schedule, statementTimeoutMs, ctx);
       } catch (error) {
-        const failure = error instanceof PgconvoyError ? error : undefined;
-        const fields = pgErrorFields(error);
-        const final =
-          failure ??
-          (fields.code === '55P03'
-            ? new LockTimeoutError(failurePoint(m, s, 'no-transaction', done), schedule.length, schedule[schedule.length - 1]!.lockTimeoutMs)
-            : new MigrationFailedError(failurePoint(m, s, 'no-transaction', done, fields.position), fields));
-        await fenced(client, ctx, () =>
-          finishAttempt(client, id, {
-            status: 'failed',
-            executionMs: spentMs(started, ctx),
-            ...(fields.code ? { errorSqlstate: fields.code } : {}),
-            errorMessage: failure?.message ?? fields.message,
-            errorStatement: s.index,
-          }),
-        ).catch(() => undefined);
-        throw final;
+        await fail(error, s);
       }
       done = s.index;
       await fenced(client, ctx, () => recordProgress(client, id, done, prefixSha(statements, done)));
       ctx.onEvent({ event: 'statement.done', version: m.version, file: m.forward.file, statement: s.index, of: total });
     }
+    await runEachHooks('afterEachMigrate');
     const durationMs = spentMs(started, ctx);
     await fenced(client, ctx, async () =>
       finishAttempt(client, id, { status: 'applied', executionMs: durationMs, audit: { ...ctx.audit?.(m.version), fingerprint: (await fingerprint(client, { inTransaction: true })).sha256 } }),
     );
-    return { status: 'applied', version: m.version, durationMs, statements: total };
+    return { status: 'applied', version: m.version, durationMs, statements: total, ...(hookRuns.length > 0 ? { hooks: hookRuns } : {}) };
   } finally {
     await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [versionLockKey, m.version]).catch(() => undefined);
   }
+}
+
+async function recordSchemaBefore(client: pg.Client, id: string, parts: Record<string, string[]>): Promise<void> {
+  await client.query(`UPDATE pgconvoy.history SET schema_before = $2::jsonb WHERE id = $1`, [id, JSON.stringify(parts)]);
 }
 
 /** A resumed attempt keeps the schema description its first attempt took before any statement ran. */

@@ -9,6 +9,7 @@ import { appliedAs, elapsedMs, failurePoint, fenced, lockTimedOut, spentMs, type
 import { GroupNotPossibleError, LockTimeoutError, MigrationFailedError, type FailurePoint } from './errors';
 import { applyStatementByStatement } from './execute-outside';
 import { fullReads, ownersNamed, type CatalogRecord, type CatalogTracker } from './catalog-tracker';
+import { HookFailedError, recordHookFailure, recordHookRuns, runHookFiles, type HookRun } from './hooks';
 import { insertHistory, migrationColumns, type AuditColumns } from './ledger';
 import { LeaseLostError } from './lease';
 import { resetSession, sessionSettingsAgain, versionLockKey } from './session-state';
@@ -87,7 +88,14 @@ async function preflight(client: pg.Client, m: PreparedMigration, ctx: EngineCon
   };
 }
 
-async function recordFailure(client: pg.Client, m: PreparedMigration, started: { at: Date; t: bigint }, ctx: EngineContext, error: PgconvoyError & { point: FailurePoint }, sqlstate: string | undefined, message: string): Promise<void> {
+/** Where a failed version stopped, for its ledger row: a statement of its file, or (a hook failed) none. */
+interface FailureFacts {
+  statementsDone: number;
+  statementsTotal: number;
+  statement: number | null;
+}
+
+async function recordFailure(client: pg.Client, m: PreparedMigration, started: { at: Date; t: bigint }, ctx: EngineContext, point: FailureFacts, sqlstate: string | undefined, message: string): Promise<void> {
   if (ctx.recordFailure === false) return;
   try {
     await fenced(client, ctx, () => insertHistory(client, {
@@ -95,9 +103,9 @@ async function recordFailure(client: pg.Client, m: PreparedMigration, started: {
       status: 'failed',
       startedAt: started.at,
       executionMs: spentMs(started, ctx),
-      statementsDone: error.point.statementsDone,
-      statementsTotal: error.point.statementsTotal,
-      errorStatement: error.point.statement,
+      statementsDone: point.statementsDone,
+      statementsTotal: point.statementsTotal,
+      ...(point.statement !== null ? { errorStatement: point.statement } : {}),
       ...(sqlstate ? { errorSqlstate: sqlstate } : {}),
       errorMessage: message,
       ...ctx.run,
@@ -108,13 +116,28 @@ async function recordFailure(client: pg.Client, m: PreparedMigration, started: {
   }
 }
 
+/**
+ * A version's beforeEachMigrate or afterEachMigrate hook failed and its
+ * transaction rolled back: the version is failed in the ledger, as a failing
+ * statement would leave it (no statement of its file counted done), and the
+ * hook's own run is a row in pgconvoy.hook_runs.
+ */
+async function hookFailed(client: pg.Client, migrations: PreparedMigration[], started: { at: Date; t: bigint }, ctx: EngineContext, error: HookFailedError): Promise<void> {
+  const m = migrations.find((candidate) => candidate.version === error.run.record.version);
+  if (m === undefined || ctx.recordFailure === false) return;
+  await recordFailure(client, m, started, ctx, { statementsDone: 0, statementsTotal: m.forward.script.statements.length, statement: null }, error.sqlstate, error.message);
+  await recordHookFailure(client, error, ctx.run);
+}
+
 async function applyInTransaction(client: pg.Client, migrations: PreparedMigration[], ctx: EngineContext): Promise<ApplyResult[]> {
   const mode: FailurePoint['mode'] = migrations.length > 1 ? 'group' : 'transaction';
   const strictest = Math.min(...migrations.map((m) => m.forward.script.directives.lockTimeoutMs ?? Infinity));
   const schedule = lockSchedule(ctx.settings, Number.isFinite(strictest) ? { lockTimeoutMs: strictest } : undefined);
   const started = { at: new Date(), t: process.hrtime.bigint() };
 
-  const catalog = ctx.catalog ?? fullReads;
+  const hooks = { before: ctx.hooks?.beforeEachMigrate ?? [], after: ctx.hooks?.afterEachMigrate ?? [] };
+  // The tracker infers a version's catalog changes from what its file names; a hook's changes it cannot see.
+  const catalog = hooks.before.length + hooks.after.length > 0 ? fullReads : (ctx.catalog ?? fullReads);
   for (const attempt of schedule) {
     let current: { m: PreparedMigration; s: Statement } | undefined;
     let committed = false;
@@ -136,6 +159,8 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
             results.push(done);
             continue;
           }
+          // The schema before a version (an undo script's proof) is the one its beforeEachMigrate hooks leave.
+          const ran: HookRun[] = await runHookFiles(client, hooks.before, m.version);
           const start = await catalog.before(client, m, { newestLedgerId: newest, owners, path });
           for (const s of m.forward.script.statements) {
             current = { m, s };
@@ -144,6 +169,7 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
             await client.query(s.sql);
           }
           current = undefined;
+          ran.push(...(await runHookFiles(client, hooks.after, m.version)));
           const durationMs = from === null ? spentMs(started, ctx) : elapsedMs(from);
           from = process.hrtime.bigint();
           const total = m.forward.script.statements.length;
@@ -160,13 +186,15 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
             ...ctx.run,
           });
           catalog.recorded(id);
-          results.push({ status: 'applied', version: m.version, durationMs, statements: total });
+          await recordHookRuns(client, ran, ctx.run);
+          results.push({ status: 'applied', version: m.version, durationMs, statements: total, ...(ran.length > 0 ? { hooks: ran.map((r) => r.record) } : {}) });
         }
         return results;
       }, beginLocked(migrations[0]!.version));
       committed = true;
       return applied;
     } catch (error) {
+      if (error instanceof HookFailedError) await hookFailed(client, migrations, started, ctx, error);
       if (error instanceof PgconvoyError || current === undefined) throw error;
       const stop = ctx.interrupted?.();
       if (stop) throw stop;
@@ -178,11 +206,11 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
           continue;
         }
         const failure = new LockTimeoutError(point, attempt.attempt, attempt.lockTimeoutMs);
-        await recordFailure(client, current.m, started, ctx, failure, fields.code, failure.message);
+        await recordFailure(client, current.m, started, ctx, failure.point, fields.code, failure.message);
         throw failure;
       }
       const failure = new MigrationFailedError(point, fields);
-      await recordFailure(client, current.m, started, ctx, failure, fields.code, fields.message);
+      await recordFailure(client, current.m, started, ctx, failure.point, fields.code, fields.message);
       throw failure;
     } finally {
       catalog.settled(committed);

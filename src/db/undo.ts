@@ -4,10 +4,11 @@ import type { PreparedMigration } from '../core/prepare';
 import { compareVersions, type Version } from '../core/version';
 import { withTransaction } from './connection';
 import { fingerprint, fingerprintDiff } from './fingerprint';
+import { recordHookFailure, recordHookRuns, runHookFiles, runHooks, type VersionHooks } from './hooks';
 import { checkFence, type Fence } from './lease';
 import { asConnectingUser, resetSession, versionLockKey } from './session-state';
 import { pgErrorFields } from './sqlstate';
-import type { UndoResult } from '../contracts/records';
+import type { HookRunRecord, UndoResult } from '../contracts/records';
 export type { UndoResult };
 
 export class UndoFailedError extends PgconvoyError {
@@ -36,9 +37,13 @@ export class UndoLeftDifferenceError extends PgconvoyError {
  * retry after a crash at COMMIT finds the version undone and runs nothing
  * twice. When the version recorded the schema before it (it had an undo
  * script when it ran), the undo must get back to exactly that, or it is
- * rolled back and the difference reported.
+ * rolled back and the difference reported. The set's beforeUndo and
+ * afterUndo hooks run in the script's transaction, before its first
+ * statement and after its last (before the proof: what they leave is part of
+ * the schema it sees); a failing one rolls the undo back. A script outside a
+ * transaction has its hooks run in one of their own just before and after it.
  */
-export async function undoMigration(client: pg.Client, m: PreparedMigration, runId: string, fence?: Fence, options: { revert?: boolean } = {}): Promise<UndoResult> {
+export async function undoMigration(client: pg.Client, m: PreparedMigration, runId: string, fence?: Fence, options: { revert?: boolean; hooks?: VersionHooks; workflowId?: string } = {}): Promise<UndoResult> {
   const undo = m.undo;
   if (!undo) throw new UndoFailedError(`version ${m.version} has no undo script`, { version: m.version });
   // Compensation undoes what this run applied and marks it rolled back;
@@ -74,6 +79,11 @@ export async function undoMigration(client: pg.Client, m: PreparedMigration, run
       ? client.query(`UPDATE pgconvoy.history SET status = 'undone', undone_by_run = $2, undone_at = clock_timestamp() WHERE id = $1`, [id, runId])
       : client.query(`UPDATE pgconvoy.history SET status = 'rolled_back', finished_at = clock_timestamp() WHERE id = $1`, [id]);
 
+  const ids = { ...(options.workflowId !== undefined ? { workflowId: options.workflowId } : {}), runId };
+  const before = options.hooks?.beforeUndo ?? [];
+  const after = options.hooks?.afterUndo ?? [];
+  const withHooks = (ran: HookRunRecord[]) => (ran.length > 0 ? { hooks: ran } : {});
+
   let current = undo.script.statements[0];
   try {
     if (undo.script.mode === 'transaction') {
@@ -81,15 +91,21 @@ export async function undoMigration(client: pg.Client, m: PreparedMigration, run
         await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [versionLockKey, m.version]);
         const found = await state();
         if (found === 'undone') return { status: 'skipped', version: m.version, reason: 'already-undone' } as const;
+        const ran = await runHookFiles(client, before, m.version);
         for (const s of undo.script.statements) {
           current = s;
           await client.query(s.sql);
         }
         current = undefined;
+        ran.push(...(await runHookFiles(client, after, m.version)));
         await resetSession(client);
         const checked = await prove(found.schemaBefore);
         await mark(found.id);
-        return { status: 'undone', version: m.version, checked } as const;
+        await recordHookRuns(client, ran, ids);
+        return { status: 'undone', version: m.version, checked, ...withHooks(ran.map((r) => r.record)) } as const;
+      }).catch(async (error: unknown) => {
+        await recordHookFailure(client, error, ids);
+        throw error;
       });
     }
     // Outside a transaction (statements PostgreSQL refuses in one): run, then
@@ -97,12 +113,15 @@ export async function undoMigration(client: pg.Client, m: PreparedMigration, run
     // scripts must be written to run twice (IF EXISTS), like their forward files.
     const found = await withTransaction(client, state);
     if (found === 'undone') return { status: 'skipped', version: m.version, reason: 'already-undone' };
+    const hookCtx = { run: ids, version: m.version, ...(fence ? { fence } : {}) };
+    const ran = before.length > 0 ? await runHooks(client, before, hookCtx) : [];
     for (const s of undo.script.statements) {
       current = s;
       await client.query(s.sql);
     }
     current = undefined;
-    return await withTransaction(
+    if (after.length > 0) ran.push(...(await runHooks(client, after, hookCtx)));
+    const result = await withTransaction(
       client,
       async () => {
         await asConnectingUser(client);
@@ -114,6 +133,7 @@ export async function undoMigration(client: pg.Client, m: PreparedMigration, run
       },
       'BEGIN READ WRITE',
     );
+    return result.status === 'undone' ? { ...result, ...withHooks(ran) } : result;
   } catch (error) {
     if (error instanceof PgconvoyError) throw error;
     const f = pgErrorFields(error);

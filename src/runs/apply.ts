@@ -6,13 +6,14 @@ import { withClient } from '../db/connection';
 import { applyGroup as applyGroupInDb, applyMigration as applyOne, type EngineContext, type EngineEvent } from '../db/execute';
 import { ensureLedger, type AuditColumns } from '../db/ledger';
 import { cancellable, targetOf, type RunDeps } from './deps';
-import { pinnedMigrations } from './files';
+import type { VersionHooks } from '../db/hooks';
+import { pinnedVersions } from './files';
 import { watchStep } from './watch';
 
 /** Applies one pending version of the set the run planned with, under the run's lease. */
 export async function applyMigration(deps: RunDeps, input: ApplyInput): Promise<ApplyResult> {
-  const [migration] = await pinnedMigrations(deps, input.migrationsDir, input.manifestDigest, [input.version]);
-  return applyOn(deps, input, migration!, { priorTime: true, recordFailure: true });
+  const { migrations, hooks } = await pinnedVersions(deps, input.migrationsDir, input.manifestDigest, [input.version]);
+  return applyOn(deps, input, migrations[0]!, { priorTime: true, recordFailure: true, hooks });
 }
 
 /** How long one `applyMigrations` call goes on before it reports: what a cancel or a progress event waits at most. */
@@ -29,13 +30,13 @@ export const batchBudgetMs = 1_000;
  * alone.
  */
 export async function applyMigrations(deps: RunDeps, input: ApplyGroupInput): Promise<ApplyResult[]> {
-  const migrations = await pinnedMigrations(deps, input.migrationsDir, input.manifestDigest, input.versions);
+  const { migrations, hooks } = await pinnedVersions(deps, input.migrationsDir, input.manifestDigest, input.versions);
   const results: ApplyResult[] = [];
   const started = performance.now();
   for (const [i, m] of migrations.entries()) {
     if (i > 0 && performance.now() - started >= batchBudgetMs) break;
     try {
-      const result = await applyOn(deps, { ...input, version: m.version }, m, { priorTime: results.every((r) => r.status !== 'applied'), recordFailure: i === 0 });
+      const result = await applyOn(deps, { ...input, version: m.version }, m, { priorTime: results.every((r) => r.status !== 'applied'), recordFailure: i === 0, hooks });
       results.push(result);
     } catch (error) {
       if (i === 0) throw error;
@@ -78,14 +79,14 @@ function withReport(result: ApplyResult, report: WatchReport): ApplyResult {
 
 /** `--group`: every pending version in one transaction, all or none. */
 export async function applyGroup(deps: RunDeps, input: ApplyGroupInput): Promise<ApplyResult[]> {
-  const migrations = await pinnedMigrations(deps, input.migrationsDir, input.manifestDigest, input.versions);
+  const { migrations, hooks } = await pinnedVersions(deps, input.migrationsDir, input.manifestDigest, input.versions);
   return withClient(
     targetOf(deps.config, input.db),
     async (client) => {
       await ensureLedger(client);
       const watched = { db: input.db, ...(input.watchBaseline ? { baseline: input.watchBaseline } : {}), cancelOnCross: true };
       const { result: results, report } = await watchStep(deps, watched, client, (interrupted) =>
-        applyGroupInDb(client, migrations, { ...engineContext(deps, input.db, input.leaseToken, input, { priorTime: true, recordFailure: true }), interrupted }),
+        applyGroupInDb(client, migrations, { ...engineContext(deps, input.db, input.leaseToken, input, { priorTime: true, recordFailure: true, hooks }), interrupted }),
       );
       deps.logger.info({ event: 'group.applied', db: input.db, versions: input.versions });
       return results.map((r, i) => (i === results.length - 1 ? withReport(r, report) : r));
@@ -94,10 +95,11 @@ export async function applyGroup(deps: RunDeps, input: ApplyGroupInput): Promise
   );
 }
 
-/** How a step runs a migration: whether earlier attempts' time is part of its duration (only the first a call applies), whether a failure is written to the ledger. */
+/** How a step runs a migration: whether earlier attempts' time is part of its duration (only the first a call applies), whether a failure is written to the ledger, the set's hooks around each version. */
 interface EngineOptions {
   priorTime: boolean;
   recordFailure: boolean;
+  hooks: VersionHooks;
 }
 
 /** Engine hooks: structured logs, heartbeats with progress, a sleep the step's cancellation ends, the lease fence, the ledger's audit columns. */
@@ -112,7 +114,9 @@ function engineContext(deps: RunDeps, db: string, leaseToken: string | undefined
     ...(leaseToken ? { fence: { alias: db, token: leaseToken } } : {}),
     sleep: (ms) => deps.sleep(ms),
     audit: (version) => auditColumns(version, record),
-    ...(deps.catalogs && execution ? { catalog: deps.catalogs.tracker(db, execution.runId) } : {}),
+    // With each-migration hooks the engine reads the whole catalog instead: the tracker cannot see what a hook changes.
+    ...(deps.catalogs && execution && !hasEachMigrationHooks(options.hooks) ? { catalog: deps.catalogs.tracker(db, execution.runId) } : {}),
+    hooks: options.hooks,
     onEvent: (event: EngineEvent) => {
       if (event.event === 'statement.done') deps.heartbeat({ version: event.version, statementsDone: event.statement, statementsTotal: event.of });
       if (event.event === 'migration.lock_timeout') logger.warn({ db, ...event });
@@ -120,6 +124,8 @@ function engineContext(deps: RunDeps, db: string, leaseToken: string | undefined
     },
   };
 }
+
+const hasEachMigrationHooks = (hooks: VersionHooks) => hooks.beforeEachMigrate.length + hooks.afterEachMigrate.length > 0;
 
 /** The run's risk assessment, approval and backup of a version, as ledger columns. */
 function auditColumns(version: Version, record: RunRecord): AuditColumns {

@@ -2,13 +2,13 @@ import type { RunChanges, RunChangesInput, UndoInput, UndoResult } from '../cont
 import { withClient } from '../db/connection';
 import { appliedByRun, changedByOthersSince, ledgerExists } from '../db/ledger';
 import { undoMigration as undoInDb } from '../db/undo';
-import { cancellable, runIdOf, targetOf, type RunDeps } from './deps';
-import { pinnedMigrations } from './files';
+import { cancellable, runIdOf, targetOf, workflowIdOf, type RunDeps } from './deps';
+import { pinnedVersions } from './files';
 
 /** Runs a version's undo script, proves the schema is back to before it, and records it (all in one transaction). */
 export async function undoMigration(deps: RunDeps, input: UndoInput): Promise<UndoResult> {
-  const [m] = await pinnedMigrations(deps, input.migrationsDir, input.manifestDigest, [input.version]);
-  const result = await withClient(targetOf(deps.config, input.db), (client) => undoInDb(client, m!, runIdOf(deps), { alias: input.db, token: input.leaseToken }), cancellable(deps));
+  const { migrations: [m], hooks } = await pinnedVersions(deps, input.migrationsDir, input.manifestDigest, [input.version]);
+  const result = await withClient(targetOf(deps.config, input.db), (client) => undoInDb(client, m!, runIdOf(deps), { alias: input.db, token: input.leaseToken }, { hooks, ...workflowIdOf(deps) }), cancellable(deps));
   deps.logger.warn({ event: result.status === 'undone' ? 'compensation.undone' : 'compensation.undo_skipped', db: input.db, version: input.version, file: m!.undo?.file });
   return result;
 }

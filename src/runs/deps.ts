@@ -44,5 +44,8 @@ export function targetOf(config: Config, alias: string): Target {
 /** The run id the ledger records, or '' outside a workflow. */
 export const runIdOf = (deps: RunDeps): string => deps.execution?.runId ?? '';
 
+/** The workflow id a hook's row records, when there is one. */
+export const workflowIdOf = (deps: RunDeps): { workflowId?: string } => (deps.execution ? { workflowId: deps.execution.workflowId } : {});
+
 /** `signal` when there is one (withClient and prepareOffThread take it optionally). */
 export const cancellable = (deps: RunDeps): { signal?: AbortSignal } => (deps.signal ? { signal: deps.signal } : {});

@@ -8,8 +8,8 @@ import { checkFence } from '../db/lease';
 import { readLedgerState } from '../db/ledger';
 import { recordedSchema, undoMigration, unmarkUndone } from '../db/undo';
 import { cachedMigrationSet } from '../source/set-cache';
-import { cancellable, runIdOf, targetOf, type RunDeps } from './deps';
-import { pinnedMigrations } from './files';
+import { cancellable, runIdOf, targetOf, workflowIdOf, type RunDeps } from './deps';
+import { pinnedVersions } from './files';
 import { VerificationFailedError } from './verify';
 
 /**
@@ -79,8 +79,8 @@ async function expectedAfter(client: Parameters<typeof recordedSchema>[0], lands
 
 /** Undoes one applied version (whatever run applied it), proves the schema is as before it, and marks it undone. */
 export async function revertVersion(deps: RunDeps, input: RevertVersionInput): Promise<UndoResult> {
-  const [m] = await pinnedMigrations(deps, input.migrationsDir, input.manifestDigest, [input.version]);
-  const result = await withClient(targetOf(deps.config, input.db), (client) => undoMigration(client, m!, runIdOf(deps), { alias: input.db, token: input.leaseToken }, { revert: true }), cancellable(deps));
+  const { migrations: [m], hooks } = await pinnedVersions(deps, input.migrationsDir, input.manifestDigest, [input.version]);
+  const result = await withClient(targetOf(deps.config, input.db), (client) => undoMigration(client, m!, runIdOf(deps), { alias: input.db, token: input.leaseToken }, { revert: true, hooks, ...workflowIdOf(deps) }), cancellable(deps));
   deps.logger.info({ event: result.status === 'undone' ? 'undo.undone' : 'undo.skipped', db: input.db, version: input.version, file: m!.undo?.file });
   return result;
 }

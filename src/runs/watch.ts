@@ -201,8 +201,9 @@ export async function watchStep<T>(
       const result = await work(() => stop);
       return { result, report: watcher.report };
     } catch (error) {
-      // The cancel may land outside a statement of the migration (its ledger row, its commit): the same stop.
-      if (stop && (error === stop || (error as { code?: string }).code === '57014')) throw stop;
+      // The cancel may land outside a statement of the migration (a hook's, its ledger row, its commit): the same stop.
+      const sqlstate = (error as { code?: string }).code ?? (error as { details?: { sqlstate?: string } }).details?.sqlstate;
+      if (stop && (error === stop || sqlstate === '57014')) throw stop;
       throw error;
     }
   } finally {

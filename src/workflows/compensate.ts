@@ -1,6 +1,6 @@
 import { ActivityFailure, ApplicationFailure, CancellationScope } from '@temporalio/workflow';
 import type { DatabasePlan, MigrateDatabaseInput, RunBackup, RunChanges, RunStart, Version } from '../contracts';
-import type { RunEventBody } from './events';
+import { emitVersionHooks, type RunEventBody } from './events';
 import { finishCompensation, restoreFromBackup, runChanges, undoMigration } from './activities';
 
 /** What the safeguard step made possible: the way back to the database as it was before the run. */
@@ -107,7 +107,10 @@ async function goBack(failed: Failed, c: Compensation, chosen: 'undo' | 'restore
     return await CancellationScope.nonCancellable(async () => {
       if (how === 'undo') {
         try {
-          for (const version of [...done].reverse()) await undoMigration({ db, migrationsDir: c.input.migrationsDir, manifestDigest: c.plan.manifestDigest, version, leaseToken });
+          for (const version of [...done].reverse()) {
+            const undone = await undoMigration({ db, migrationsDir: c.input.migrationsDir, manifestDigest: c.plan.manifestDigest, version, leaseToken });
+            if (undone.status === 'undone') emitVersionHooks(c.emit, version, undone.hooks);
+          }
         } catch (undoError) {
           // An undo script that fails or leaves the schema different: the verified backup is the way back, if there is one.
           if (failed.backupKey === null) throw undoError;

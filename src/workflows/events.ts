@@ -1,5 +1,5 @@
 import { getExternalWorkflowHandle, log, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
-import { runSearchAttributes, type Phase, type Progress, type RunEvent } from '../contracts';
+import { runSearchAttributes, type HookRunRecord, type Phase, type Progress, type RunEvent, type Version } from '../contracts';
 import { runEventSignal } from './messages';
 
 /** An event as a step says it; `emit` adds the database, its sequence number and the time. */
@@ -68,6 +68,14 @@ export function eventEmitter(progress: Progress): Emitter {
     }
   };
   return { emit, flush: async () => void (await Promise.all(inFlight)) };
+}
+
+/** The hooks that ran with a version (an activity's result says which): a `hook` event for each of their events, in the order they ran. */
+export function emitVersionHooks(emit: Emitter['emit'], version: Version, hooks: HookRunRecord[] | undefined): void {
+  for (const event of [...new Set((hooks ?? []).map((h) => h.event))]) {
+    const ran = hooks!.filter((h) => h.event === event);
+    emit({ type: 'hook', event, version, files: ran.map((h) => h.file), durationMs: ran.reduce((sum, h) => sum + h.durationMs, 0), status: 'ok', error: null });
+  }
 }
 
 /**

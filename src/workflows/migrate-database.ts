@@ -1,7 +1,7 @@
 import { ApplicationFailure, setHandler, workflowInfo } from '@temporalio/workflow';
 import { describeRunBackup, outcomeOf } from '../contracts';
 import type { AppliedStep, RunOutcome, DatabasePlan, MigrateDatabaseInput, MigrateDatabaseResult, PendingMigration, Progress, RunBackup, RunRecord, RunRisk } from '../contracts';
-import { eventEmitter, type RunEventBody } from './events';
+import { emitVersionHooks, eventEmitter, type RunEventBody } from './events';
 import { applyGroup, applyMigration, applyMigrationsInline, beginRun, planDatabase, runCommandHooks, runHooks, takeBackup, verifyRun } from './activities';
 import { compensate, type Compensation } from './compensate';
 import { causeOf, runFailure } from './failures';
@@ -253,6 +253,7 @@ async function applyStep(run: Run, plan: DatabasePlan, lease: HeldLease, { backu
     if (results.length === 0) throw ApplicationFailure.nonRetryable(`no migration reported for V${first.version}`, 'Internal');
     for (const [i, result] of results.entries()) {
       if (i > 0) run.emit({ type: 'applying', version: result.version });
+      if (result.status === 'applied') emitVersionHooks(run.emit, result.version, result.hooks);
       run.emit({ type: 'migration-done', version: result.version, status: result.status, durationMs: result.status === 'applied' ? result.durationMs : 0 });
       emitReport(result.watch, run.emit);
     }

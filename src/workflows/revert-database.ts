@@ -3,7 +3,7 @@ import type { Progress, RevertDatabaseInput, RevertDatabaseResult, RevertPlan, R
 import { beginRun, finishRevertCompensation, planRevert, proveRevert, restoreFromBackup, revertVersion, takeBackup } from './activities';
 import { compensationFailed, failedWith, notCompensated } from './compensate';
 import { awaitApproval, newProgress } from './approval';
-import { eventEmitter, type Emitter } from './events';
+import { emitVersionHooks, eventEmitter, type Emitter } from './events';
 import { runFailure } from './failures';
 import { withLease, type HeldLease } from './lease';
 import { progressQuery } from './messages';
@@ -71,6 +71,7 @@ async function undoStep(run: Revert, plan: RevertPlan, lease: HeldLease): Promis
     for (const step of plan.steps) {
       run.emit({ type: 'applying', version: step.version });
       const result = await lease.fenced((leaseToken) => revertVersion({ db: input.db, migrationsDir: input.migrationsDir, manifestDigest: plan.manifestDigest, version: step.version, leaseToken }));
+      if (result.status === 'undone') emitVersionHooks(run.emit, step.version, result.hooks);
       run.undone.set(step.version, result.status);
     }
     run.emit({ type: 'verifying' });

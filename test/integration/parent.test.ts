@@ -107,3 +107,27 @@ test('a parent reads a failed child’s outcome from its failure: compensated, w
   );
   assert.equal((await db.query(`SELECT to_regclass('users') IS NULL AS gone`)).rows[0]?.gone, true);
 });
+
+test('a child’s each-migration hooks reach its parent as hook events naming the version, before the version’s migration-done', async (t) => {
+  const { config } = await cliFixture(
+    t,
+    {
+      'V1__users.sql': 'CREATE TABLE users (id bigint PRIMARY KEY);',
+      'V2__email.sql': 'ALTER TABLE users ADD COLUMN email text;',
+      'hooks/beforeEachMigrate.sql': 'SELECT 1;',
+      'hooks/afterEachMigrate__a.sql': 'SELECT 2;',
+      'hooks/afterEachMigrate__b.sql': 'SELECT 3;',
+    },
+    'child-hooks',
+  );
+  const { result } = await runParent(t, config, { db: 'child-hooks', migrationsDir: config.migrationsDir });
+  const events = result.events.sort((a, b) => a.seq - b.seq).filter((e) => e.type === 'hook' || e.type === 'migration-done');
+  assert.deepEqual(
+    events.map((e) => (e.type === 'hook' ? [e.type, e.event, e.version, e.files, e.status] : [e.type, e.version])),
+    ['1', '2'].flatMap((v) => [
+      ['hook', 'beforeEachMigrate', v, ['hooks/beforeEachMigrate.sql'], 'ok'],
+      ['hook', 'afterEachMigrate', v, ['hooks/afterEachMigrate__a.sql', 'hooks/afterEachMigrate__b.sql'], 'ok'],
+      ['migration-done', v],
+    ]),
+  );
+});

@@ -57,7 +57,7 @@ test('the digest covers checks/*.sql: a check added, changed or renamed changes 
   assert.notEqual((await readMigrationSet(set.dir)).digest, changed);
 });
 
-test('the digest covers hooks/*.sql; a set with checks and no hooks keeps its digest; hook files are named by Flyway’s events, and events not run yet are refused by name', async (t) => {
+test('the digest covers hooks/*.sql; a set with checks and no hooks keeps its digest; hook files are named by Flyway’s events, each-migration and undo ones included, case and all', async (t) => {
   const set = writeMigrations({ 'V1__a.sql': 'CREATE TABLE a (id int);', 'checks/c.sql': 'SELECT 1 WHERE false;' });
   t.after(() => set.remove());
   const withChecks = await readMigrationSet(set.dir);
@@ -76,12 +76,18 @@ test('the digest covers hooks/*.sql; a set with checks and no hooks keeps its di
   assert.ok(!misspelt.ok && /spelled "afterMigrate"/.test(misspelt.reason));
   const unknown = parseHookFileName('hooks/afterEverything.sql');
   assert.ok(!unknown.ok && /<event>\[__description\]\.sql/.test(unknown.reason));
-  for (const later of ['beforeEachMigrate', 'afterEachMigrate', 'beforeUndo', 'afterUndo']) {
-    const refused = parseHookFileName(`hooks/${later}.sql`);
-    assert.ok(!refused.ok && refused.reason.startsWith(`${later} hooks are not run by this version`), later);
+  for (const event of ['beforeEachMigrate', 'afterEachMigrate', 'beforeUndo', 'afterUndo']) {
+    assert.deepEqual(parseHookFileName(`hooks/${event}__audit_trail.sql`), { ok: true, event, description: 'audit trail' });
+    assert.deepEqual(parseHookFileName(`hooks/${event}.sql`), { ok: true, event, description: '' });
   }
-  writeFileSync(join(set.dir, 'hooks', 'afterEachMigrate.sql'), 'SELECT 1;');
-  await assert.rejects(readMigrationSet(set.dir), (error: unknown) => error instanceof InvalidMigrationSetError && /hooks\/afterEachMigrate\.sql/.test(error.message));
+  const lower = parseHookFileName('hooks/beforeeachmigrate.sql');
+  assert.ok(!lower.ok && /spelled "beforeEachMigrate"/.test(lower.reason));
+  const runLevelOnly = (await readMigrationSet(set.dir)).digest;
+  writeFileSync(join(set.dir, 'hooks', 'afterEachMigrate__log.sql'), 'SELECT 1;');
+  writeFileSync(join(set.dir, 'hooks', 'beforeUndo.sql'), 'SELECT 1;');
+  const eachHooks = await readMigrationSet(set.dir);
+  assert.deepEqual(eachHooks.hooks.map((h) => h.event).sort(), ['afterEachMigrate', 'afterMigrate', 'beforeUndo']);
+  assert.notEqual(eachHooks.digest, runLevelOnly, 'each-migration and undo hooks are in the digest too');
 });
 
 test('checksums ignore line-ending style but nothing else', () => {
