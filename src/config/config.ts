@@ -7,6 +7,7 @@ import { defaultExecutionSettings, type ExecutionSettings } from '../core/execut
 import { defaultFileLimits, type FileLimits } from '../core/file-limits';
 import { commandHooksSchema, type CommandHooks } from './hooks';
 import { databaseGuardsSchema, guardsSchema, resolveGuards, watchSchema, type Guards, type WatchSettings } from './guards';
+export { guardsOf } from './guards';
 import { tokenSchema, webhookSchema, type ServeSettings, type WebhookSettings } from './serve';
 
 export type { CommandHook, CommandHooks } from './hooks';
@@ -17,11 +18,6 @@ export { tokenScopes, type ServeSettings, type TokenScope, type WebhookSettings 
 export function notifyAll(config: Pick<Config, 'webhooks'>): { notify?: string[] } {
   const names = Object.keys(config.webhooks);
   return names.length > 0 ? { notify: names } : {};
-}
-
-/** The guards a database's runs are held to (none for an alias the config does not know). */
-export function guardsOf(config: Pick<Config, 'guards'>, alias: string): Guards {
-  return config.guards[alias] ?? { guardTimeoutMs: 600_000 };
 }
 
 /** A database alias: safe in a workflow id, a log line and a file name. */

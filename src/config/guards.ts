@@ -25,12 +25,14 @@ const limits = {
 export const guardNames = ['maxReplicationLagMs', 'maxBlockedSessions', 'maxBlockedMs', 'maxDatabaseGrowthBytes'] as const satisfies readonly GuardName[];
 export type { GuardName };
 
+const defaultGuardTimeoutMs = 600_000;
+
 export const databaseGuardsSchema = z.strictObject({ ...limits, guardTimeoutMs: z.number().int().min(0).optional() });
 
 export const guardsSchema = z.strictObject({
   ...limits,
   /** A guard still crossed this long after it first was fails the run. */
-  guardTimeoutMs: z.number().int().min(0).default(600_000),
+  guardTimeoutMs: z.number().int().min(0).default(defaultGuardTimeoutMs),
   /** Limits for the databases whose labels include all of `labels`, applied in order over the ones above. */
   when: z.array(z.strictObject({ labels: z.record(z.string(), z.string()), ...limits, guardTimeoutMs: z.number().int().min(0).optional() })).default([]),
 });
@@ -58,4 +60,9 @@ export function resolveGuards(file: GuardsFile, labels: Record<string, string>, 
     }
   }
   return guards;
+}
+
+/** The guards a database's runs are held to (none for an alias the config does not know). */
+export function guardsOf(config: { guards: Record<string, Guards> }, alias: string): Guards {
+  return config.guards[alias] ?? { guardTimeoutMs: defaultGuardTimeoutMs };
 }

@@ -194,10 +194,11 @@ async function applyInTransaction(client: pg.Client, migrations: PreparedMigrati
       committed = true;
       return applied;
     } catch (error) {
+      // Stopped from outside (its statement, a hook's or the ledger write cancelled): rolled back, not a failure.
+      const stop = ctx.interrupted?.();
+      if (stop && (!(error instanceof PgconvoyError) || error === stop || (error instanceof HookFailedError && error.sqlstate === '57014'))) throw stop;
       if (error instanceof HookFailedError) await hookFailed(client, migrations, started, ctx, error);
       if (error instanceof PgconvoyError || current === undefined) throw error;
-      const stop = ctx.interrupted?.();
-      if (stop) throw stop;
       const fields = pgErrorFields(error);
       const point = failurePoint(current.m, current.s, mode, 0, fields.position);
       if (fields.code === '55P03') {

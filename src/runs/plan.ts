@@ -36,9 +36,11 @@ export async function planDatabase(deps: RunDeps, input: PlanInput): Promise<Dat
       return { version: entry.version, file: forward.file, script: forward.script };
     });
     const { risk, tables, short } = await assessOnDatabase(client, scripts, config.risk);
+    // Each-migration hooks run in every version's transaction, and nothing bounds what they do: no version of such a set is predicted short.
+    const hooked = set.hooks.some((h) => h.event === 'beforeEachMigrate' || h.event === 'afterEachMigrate');
     const pending = plan.pending.map((entry, i) => {
       const script = scripts[i]!.script;
-      return { ...entry, mode: script.mode, statements: script.statements.length, tables: tablesTouched(script.statements), risk: risk.get(entry.version)!, short: short.has(entry.version) };
+      return { ...entry, mode: script.mode, statements: script.statements.length, tables: tablesTouched(script.statements), risk: risk.get(entry.version)!, short: !hooked && short.has(entry.version) };
     });
     const result: DatabasePlan = {
       db: input.db,

@@ -108,38 +108,36 @@ test('guards: a real standby whose replay is paused while the migration writes: 
   await waitFor('the standby to replay the run', replayed, 30_000);
 });
 
-test('guards: an application session blocked behind the migration shows in the watch, and maxBlockedSessions cancels the statement, holds and runs it again', async (t) => {
-  const alias = 'blockedapp';
-  const f = await cliFixture(
-    t,
-    {
-      'V1__orders.sql': `CREATE TABLE orders (id int PRIMARY KEY, total int);\nINSERT INTO orders SELECT g, g FROM generate_series(1, 1000) g;\nCREATE SEQUENCE v2_attempts;`,
-      // Slow on its first attempt only: it holds the table's lock while it waits, as a long rewrite would.
-      'V2__orders_note.sql': `ALTER TABLE orders ADD COLUMN note text;\nSELECT CASE WHEN nextval('v2_attempts') = 1 THEN pg_sleep(20) END;\nUPDATE orders SET note = 'n';`,
-    },
-    alias,
-    undefined,
-    { config: guarded(alias, { maxBlockedSessions: 0 }) },
-  );
-  const app = await connect(t, f.db.url);
-  const appPid = (await app.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+/** The application: a loop of reads on the table being altered, until the test ends. */
+function appLoop(t: { after(fn: () => unknown): void }, app: pg.Client): () => Promise<void> {
   let running = true;
-  const appLoop = (async () => {
+  const loop = (async () => {
     while (running) {
       await app.query('SELECT count(*) FROM orders').catch(() => undefined);
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   })();
-  t.after(async () => {
+  const stop = async () => {
     running = false;
-    await appLoop;
-  });
+    await loop;
+  };
+  t.after(stop);
+  return stop;
+}
+
+const orders = `CREATE TABLE orders (id int PRIMARY KEY, total int);\nINSERT INTO orders SELECT g, g FROM generate_series(1, 1000) g;\nCREATE SEQUENCE v2_attempts;`;
+
+/** Migrates `alias` while an application reads the table, with maxBlockedSessions 0; asserts the one cancelled attempt, the hold and the ledger. */
+async function blockedRun(t: { after(fn: () => unknown): void }, alias: string, files: Record<string, string>) {
+  const f = await cliFixture(t, { 'V1__orders.sql': orders, ...files }, alias, undefined, { config: guarded(alias, { maxBlockedSessions: 0 }) });
+  const app = await connect(t, f.db.url);
+  const appPid = (await app.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+  const stopApp = appLoop(t, app);
   const started = Date.now();
   const result = await withWorker(f.config, () => migrate({ client: shared.client, taskQueue: f.config.temporal.taskQueue }, { db: alias, migrationsDir: f.set.dir }));
   assert.equal(result.status, 'applied');
   assert.ok(Date.now() - started < 20_000, 'the first attempt was cancelled, not waited out');
-  running = false;
-  await appLoop;
+  await stopApp();
 
   const { crossed, waits } = await guardHistory(alias);
   assert.equal(crossed.length, 1, JSON.stringify(crossed));
@@ -153,6 +151,23 @@ test('guards: an application session blocked behind the migration shows in the w
   const history = await f.db.query<{ version: string; status: string }>(`SELECT version::text, status FROM pgconvoy.history ORDER BY id`);
   assert.deepEqual(history.rows.map((r) => [r.version, r.status]), [['1', 'applied'], ['2', 'applied']], 'the cancelled attempt is not a failure in the ledger');
   assert.equal((await f.db.query<{ n: string }>(`SELECT count(*)::text AS n FROM orders WHERE note = 'n'`)).rows[0]!.n, '1000');
+  return f;
+}
+
+test('guards: an application session blocked behind the migration shows in the watch, and maxBlockedSessions cancels the statement, holds and runs it again', async (t) => {
+  // Slow on its first attempt only: it holds the table's lock while it waits, as a long rewrite would.
+  await blockedRun(t, 'blockedapp', { 'V2__orders_note.sql': `ALTER TABLE orders ADD COLUMN note text;\nSELECT CASE WHEN nextval('v2_attempts') = 1 THEN pg_sleep(20) END;\nUPDATE orders SET note = 'n';` });
+});
+
+test('guards: a cancel that lands in an afterEachMigrate hook is the same hold, not a failed version or hook', async (t) => {
+  const slowOnce = `DO $$ BEGIN
+  IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'note') THEN
+    IF nextval('v2_attempts') = 1 THEN PERFORM pg_sleep(20); END IF;
+  END IF;
+END $$;`;
+  const f = await blockedRun(t, 'blockedhook', { 'V2__orders_note.sql': `ALTER TABLE orders ADD COLUMN note text;\nUPDATE orders SET note = 'n';`, 'hooks/afterEachMigrate.sql': slowOnce });
+  const runs = await f.db.query<{ version: string; status: string }>(`SELECT version::text, status FROM pgconvoy.hook_runs ORDER BY id`);
+  assert.deepEqual(runs.rows.map((r) => [r.version, r.status]), [['1', 'ok'], ['2', 'ok']]);
 });
 
 test('guards: a guard still crossed after guardTimeoutMs fails the run, with the sample in the report, and the run is compensated', async (t) => {
