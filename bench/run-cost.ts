@@ -17,7 +17,10 @@
  * versions, empty files, renamed tables, PL/pgSQL, CONCURRENTLY) against psql
  * once per file: no peer here takes 20-digit versions.
  *
- *   npm run build && node dist/bench/run-cost.js [--sizes 50,200,800] [--runs 5] [--schema-tables 1000] [--real-history 346]
+ * With --guarded, also a run whose worker holds the database to a guard
+ * that is never crossed: what the watch's sample before each migration costs.
+ *
+ *   npm run build && node dist/bench/run-cost.js [--sizes 50,200,800] [--runs 5] [--schema-tables 1000] [--real-history 346] [--guarded]
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -41,6 +44,8 @@ const schemaTables = numberArg('schema-tables', 0);
 const realHistoryPairs = numberArg('real-history', 0);
 /** Rounds per size, each running every tool once (interleaved); figures are medians. psql once per file runs in the first round only. */
 const rounds = Math.max(1, numberArg('runs', 1));
+/** With --guarded: also a run whose worker holds the database to a guard (one that is never crossed): a watch sample before each migration. */
+const guarded = process.argv.includes('--guarded');
 const bin = join(__dirname, '..', '..', 'bin', 'pgconvoy');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -181,6 +186,16 @@ async function main(): Promise<void> {
         );
         add('pgconvoy apply phase', ledger.rows[0]!.apply_ms);
         add('in transactions', ledger.rows[0]!.engine_ms);
+        if (guarded) {
+          const config = join(scratch, 'guarded.json');
+          writeFileSync(config, JSON.stringify({ migrations: set, guards: { maxBlockedSessions: 1_000_000 } }));
+          const guardedDb = `pgconvoy_bench_rc_${process.pid}_${tag}_guarded`;
+          dbs.push(guardedDb);
+          const target = await freshDb(guardedDb);
+          add('pgconvoy run, guarded (worker running)', (await runWithWorker(client, server.address, set, `bench${tag}g`, target, config)).total);
+          const phase = await query<{ apply_ms: number }>(`SELECT (extract(epoch FROM max(finished_at) - min(started_at)) * 1000)::float8 AS apply_ms FROM pgconvoy.history WHERE status = 'applied'`, target);
+          add('pgconvoy apply phase, guarded', phase.rows[0]!.apply_ms);
+        }
         steps = stepsOf(run.events);
       }
       const medianOf = (label: string) => {
@@ -195,8 +210,10 @@ async function main(): Promise<void> {
       console.log(
         `${n} migrations${schemaTables > 0 ? ` on a schema of ${schemaTables} tables` : ''} (worker running; ${adminUrl.replace(/\/[^/]*$/, '')}${rounds > 1 ? `; median of ${rounds} interleaved runs, psql once per file run once` : ''}):`,
       );
-      for (const label of samples.keys()) if (label !== 'in transactions' && label !== 'pgconvoy apply phase') line(label, medianOf(label)!);
+      for (const label of samples.keys()) if (label !== 'in transactions' && !label.startsWith('pgconvoy apply phase')) line(label, medianOf(label)!);
       line('pgconvoy apply phase', applyMs, `   ${(applyMs / n).toFixed(1)} ms per migration`);
+      const guardedMs = medianOf('pgconvoy apply phase, guarded');
+      if (guardedMs !== undefined) line('pgconvoy apply phase, guarded', guardedMs, `   ${(guardedMs / n).toFixed(1)} ms per migration, ${(guardedMs / applyMs).toFixed(2)}x unguarded`);
       console.log(
         `    ${lastRun!.inline} inline (in ${lastRun!.calls} local activities), ${lastRun!.regular} through the task queue; per migration ${(engineMs / n).toFixed(1)} ms in its transaction, ${((applyMs - engineMs) / n).toFixed(1)} ms around it`,
       );
@@ -261,9 +278,9 @@ async function realHistoryRun(scratch: string, client: Client, address: string, 
 }
 
 /** A run of `set` on `targetUrl` through a `pgconvoy worker` process already polling: how long it took, its history, how its migrations ran. */
-async function runWithWorker(client: Client, address: string, set: string, taskQueue: string, targetUrl: string) {
+async function runWithWorker(client: Client, address: string, set: string, taskQueue: string, targetUrl: string, configFile?: string) {
   const env = { ...process.env, TEMPORAL_ADDRESS: address, PGCONVOY_TASK_QUEUE: taskQueue, PGCONVOY_LOG_LEVEL: 'warn', PGCONVOY_DB_RC: targetUrl };
-  const worker = spawn(bin, ['--migrations', set, 'worker'], { env, stdio: 'ignore' });
+  const worker = spawn(bin, [...(configFile ? ['--config', configFile] : []), '--migrations', set, 'worker'], { env, stdio: 'ignore' });
   try {
     await sleep(3_000); // polling
     const t = performance.now();
