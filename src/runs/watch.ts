@@ -44,8 +44,8 @@ export interface WatchOptions {
 
 /**
  * Samples a database every `watch.intervalMs` while a step runs, on a
- * connection of its own opened at the first sample (a step shorter than the
- * interval costs nothing), each sample in the step's heartbeat (`watch`) and
+ * connection other than the step's (none before the first sample: a step
+ * shorter than the interval costs nothing), each sample in the step's heartbeat (`watch`) and
  * in the report the step returns. A sample that fails (the database busy
  * past the sample's own timeouts) is logged and the next one tried.
  */
@@ -75,12 +75,13 @@ export class Watcher {
   /** One sample now (and its guards); null when it could not be taken. */
   async sample(): Promise<{ sample: WatchSample; crossings: GuardCrossing[] } | null> {
     try {
-      this.client ??= await this.connect();
-      const { sample } = await sampleDatabase(this.client, {
-        ...(this.options.backendPid !== undefined ? { backendPid: this.options.backendPid } : {}),
-        ...(this.options.baseline ? { baseline: this.options.baseline } : {}),
-        longQueryMs: this.deps.config.watch.longQueryMs,
-      });
+      const { sample } = await this.onConnection((client) =>
+        sampleDatabase(client, {
+          ...(this.options.backendPid !== undefined ? { backendPid: this.options.backendPid } : {}),
+          ...(this.options.baseline ? { baseline: this.options.baseline } : {}),
+          longQueryMs: this.deps.config.watch.longQueryMs,
+        }),
+      );
       const crossings = crossedGuards(sample, this.guards);
       this.report.latest = sample;
       for (const c of crossings) this.report.crossings.push({ ...c, at: sample.at });
@@ -113,16 +114,27 @@ export class Watcher {
     }, this.deps.config.watch.intervalMs);
   }
 
-  private async connect(): Promise<pg.Client> {
-    const client = new pg.Client({ connectionString: targetOf(this.deps.config, this.alias).url, application_name: 'pgconvoy-watch' });
-    client.on('error', () => undefined); // a lost watch connection only costs samples; the next one reconnects
-    await client.connect();
-    return client;
+  /**
+   * On one of the connections the worker keeps for the database (a sample
+   * before each migration then costs a round trip, not a connection), or
+   * without them (a command outside a worker) on one of the watch's own.
+   */
+  private async onConnection<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
+    const target = targetOf(this.deps.config, this.alias);
+    if (this.deps.connections) return this.deps.connections.use(target, (client) => fn(client));
+    if (!this.client) {
+      const client = new pg.Client({ connectionString: target.url, application_name: 'pgconvoy-watch' });
+      client.on('error', () => undefined); // a lost watch connection only costs samples; the next one reconnects
+      await client.connect();
+      this.client = client;
+    }
+    return fn(this.client);
   }
 
   private async cancelBackend(): Promise<void> {
-    if (this.options.backendPid === undefined || !this.client) return;
-    await this.client.query('SELECT pg_catalog.pg_cancel_backend($1)', [this.options.backendPid]);
+    const pid = this.options.backendPid;
+    if (pid === undefined) return;
+    await this.onConnection((client) => client.query('SELECT pg_catalog.pg_cancel_backend($1)', [pid]));
   }
 }
 
