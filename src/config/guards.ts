@@ -27,14 +27,17 @@ export type { GuardName };
 
 const defaultGuardTimeoutMs = 600_000;
 
-export const databaseGuardsSchema = z.strictObject({ ...limits, guardTimeoutMs: z.number().int().min(0).optional() });
+/** Limits over the config's: a database's own, or a `when` entry's. */
+const overrides = { ...limits, guardTimeoutMs: z.number().int().min(0).optional() };
+
+export const databaseGuardsSchema = z.strictObject(overrides);
 
 export const guardsSchema = z.strictObject({
   ...limits,
   /** A guard still crossed this long after it first was fails the run. */
   guardTimeoutMs: z.number().int().min(0).default(defaultGuardTimeoutMs),
   /** Limits for the databases whose labels include all of `labels`, applied in order over the ones above. */
-  when: z.array(z.strictObject({ labels: z.record(z.string(), z.string()), ...limits, guardTimeoutMs: z.number().int().min(0).optional() })).default([]),
+  when: z.array(z.strictObject({ labels: z.record(z.string(), z.string()), ...overrides })).default([]),
 });
 
 /** One database's guards, resolved: the defaults, then each matching `when`, then its own. */

@@ -20,6 +20,9 @@ export type HookEvent = (typeof hookEvents)[number];
 export const versionHookEvents = ['beforeEachMigrate', 'afterEachMigrate', 'beforeUndo', 'afterUndo'] as const satisfies ReadonlyArray<HookEvent>;
 export type VersionHookEvent = (typeof versionHookEvents)[number];
 
+/** The events whose hooks run in every migration's transaction: a set with any is read whole for each version and has no migration predicted short. */
+export const eachMigrationEvents = ['beforeEachMigrate', 'afterEachMigrate'] as const satisfies ReadonlyArray<VersionHookEvent>;
+
 export interface HookScript {
   /** `hooks/<name>`, relative to the migration directory. */
   file: string;

@@ -21,7 +21,6 @@ export interface PreparedHook {
 /** The hooks that run around each version, by event (none: an empty list). */
 export type VersionHooks = Record<VersionHookEvent, PreparedHook[]>;
 
-
 /** Who ran a hook, for its row in pgconvoy.hook_runs. */
 interface RunIds {
   workflowId?: string;

@@ -1,4 +1,5 @@
 import type { ApplyGroupInput, ApplyInput, ApplyResult, RunRecord, WatchReport } from '../contracts';
+import { eachMigrationEvents } from '../core/hooks';
 import type { PreparedMigration } from '../core/prepare';
 import type { Version } from '../core/version';
 import type pg from 'pg';
@@ -125,7 +126,7 @@ function engineContext(deps: RunDeps, db: string, leaseToken: string | undefined
   };
 }
 
-const hasEachMigrationHooks = (hooks: VersionHooks) => hooks.beforeEachMigrate.length + hooks.afterEachMigrate.length > 0;
+const hasEachMigrationHooks = (hooks: VersionHooks) => eachMigrationEvents.some((event) => hooks[event].length > 0);
 
 /** The run's risk assessment, approval and backup of a version, as ledger columns. */
 function auditColumns(version: Version, record: RunRecord): AuditColumns {

@@ -1,4 +1,5 @@
 import { checkTarget, integrityProblems, planMigrations } from '../core/plan';
+import { eachMigrationEvents } from '../core/hooks';
 import { tablesTouched } from '../core/locks';
 import type { Finding } from '../core/risk';
 import type { PreparedMigration } from '../core/prepare';
@@ -37,7 +38,7 @@ export async function planDatabase(deps: RunDeps, input: PlanInput): Promise<Dat
     });
     const { risk, tables, short } = await assessOnDatabase(client, scripts, config.risk);
     // Each-migration hooks run in every version's transaction, and nothing bounds what they do: no version of such a set is predicted short.
-    const hooked = set.hooks.some((h) => h.event === 'beforeEachMigrate' || h.event === 'afterEachMigrate');
+    const hooked = set.hooks.some((h) => eachMigrationEvents.some((event) => event === h.event));
     const pending = plan.pending.map((entry, i) => {
       const script = scripts[i]!.script;
       return { ...entry, mode: script.mode, statements: script.statements.length, tables: tablesTouched(script.statements), risk: risk.get(entry.version)!, short: !hooked && short.has(entry.version) };

@@ -45,9 +45,10 @@ export interface WatchOptions {
 /**
  * Samples a database every `watch.intervalMs` while a step runs, on a
  * connection other than the step's (none before the first sample: a step
- * shorter than the interval costs nothing), each sample in the step's heartbeat (`watch`) and
- * in the report the step returns. A sample that fails (the database busy
- * past the sample's own timeouts) is logged and the next one tried.
+ * shorter than the interval costs nothing), each sample in the step's
+ * heartbeat (`watch`) and in the report the step returns. A sample that
+ * fails (the database busy past the sample's own timeouts) is logged and the
+ * next one tried.
  */
 export class Watcher {
   private client: pg.Client | undefined;
@@ -209,15 +210,9 @@ export async function watchStep<T>(
     }
     running = true;
     watcher.start();
-    try {
-      const result = await work(() => stop);
-      return { result, report: watcher.report };
-    } catch (error) {
-      // The cancel may land outside a statement of the migration (a hook's, its ledger row, its commit): the same stop.
-      const sqlstate = (error as { code?: string }).code ?? (error as { details?: { sqlstate?: string } }).details?.sqlstate;
-      if (stop && (error === stop || sqlstate === '57014')) throw stop;
-      throw error;
-    }
+    // The engine ends the migration with `stop` wherever the cancel lands (a statement, a hook, its ledger row, its commit).
+    const result = await work(() => stop);
+    return { result, report: watcher.report };
   } finally {
     await watcher.stop();
   }

@@ -29,7 +29,8 @@ export async function guarded<T>(db: string, baseline: WatchBaseline | undefined
       emit({ type: 'guard', state: 'held', crossings: held.crossings, sample: held.sample, cancelled: held.cancelled });
       const waited = await waitHealthy({ db, timeoutMs: held.guardTimeoutMs, ...(baseline ? { baseline } : {}) });
       if (!waited.healthy) {
-        const crossings = waited.crossings.length > 0 ? waited.crossings : held.crossings;
+        // An unhealthy wait ends with a sample past a guard: its crossings are the ones that stayed.
+        const { crossings } = waited;
         throw runFailure('GuardTimeout', `"${db}" stayed past its guards for ${held.guardTimeoutMs} ms (guardTimeoutMs): ${describeCrossings(crossings)}; last sample: ${describeSample(waited.sample)}`, {
           db,
           crossings,
