@@ -8,6 +8,8 @@ import { defaultFileLimits, type FileLimits } from '../core/file-limits';
 import { commandHooksSchema, type CommandHooks } from './hooks';
 import { databaseGuardsSchema, guardsSchema, resolveGuards, watchSchema, type Guards, type WatchSettings } from './guards';
 export { guardsOf } from './guards';
+import { workerSchema, type WorkerSettings } from './worker';
+export { defaultWorkerSettings, type WorkerSettings } from './worker';
 import { tokenSchema, webhookSchema, type ServeSettings, type WebhookSettings } from './serve';
 
 export type { CommandHook, CommandHooks } from './hooks';
@@ -30,9 +32,6 @@ export interface LeaseSettings {
 }
 
 export const defaultReconnectTimeoutMs = 5 * 60_000;
-
-/** A worker's activity slots: two per database in flight (the lease's renewal, the current step). */
-export const defaultMaxConcurrentActivities = 100;
 
 export const defaultLeaseSettings: LeaseSettings = { ttlMs: 30_000, renewEveryMs: 3_000 };
 
@@ -70,14 +69,10 @@ const fileSchema = z.strictObject({
       taskQueue: z.string().min(1).default('pgconvoy'),
       /** How long a CLI waiting for a run keeps reconnecting after it lost Temporal before it gives up (exit 3). */
       reconnectTimeoutMs: z.number().int().min(0).default(defaultReconnectTimeoutMs),
-      /**
-       * Activities a worker runs at once. A database in flight holds two (its
-       * lease renewal and its current step) and two connections to it: 100
-       * serves 50 databases at a time; size it to a rollout's concurrency.
-       */
-      maxConcurrentActivities: z.number().int().min(2).default(defaultMaxConcurrentActivities),
     })
     .prefault({}),
+  /** How a worker is sized (src/config/worker.ts). */
+  worker: workerSchema.prefault({}),
   stateDir: z.string().min(1).default('.pgconvoy'),
   backup: z
     .strictObject({
@@ -166,9 +161,9 @@ export interface Config {
     taskQueue: string;
     /** How long a CLI waiting for a run keeps reconnecting to a Temporal it lost (the run goes on meanwhile). */
     reconnectTimeoutMs: number;
-    /** Activities a worker runs at once: two per database in flight. */
-    maxConcurrentActivities: number;
   };
+  /** Slots and the connection cap of `pgconvoy worker`. */
+  worker: WorkerSettings;
   /** Where the embedded dev server keeps its state. */
   stateDir: string;
   /** Lock and statement timeouts, lock retry schedule. */
@@ -353,8 +348,8 @@ export function loadConfig(options: LoadOptions): Config {
       namespace: env.TEMPORAL_NAMESPACE || fromFile.temporal.namespace,
       taskQueue: env.PGCONVOY_TASK_QUEUE || fromFile.temporal.taskQueue,
       reconnectTimeoutMs: reconnectTimeoutMs ?? fromFile.temporal.reconnectTimeoutMs,
-      maxConcurrentActivities: fromFile.temporal.maxConcurrentActivities,
     },
+    worker: fromFile.worker,
     stateDir: absolute(cwd, env.PGCONVOY_STATE_DIR) ?? absolute(base, fromFile.stateDir)!,
     execution: fromFile.execution,
     lease: fromFile.lease,

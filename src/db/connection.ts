@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { PgconvoyError } from '../core/errors';
+import { serverOf, serverSlots, type SlotKind } from './server-slots';
 import { classifySqlState, pgErrorFields } from './sqlstate';
 
 /** The database could not be reached or the connection broke; trying again later can help. */
@@ -62,8 +63,18 @@ export interface Target {
   url: string;
 }
 
-/** Opens a connection, with what went wrong said in terms of the alias. */
-async function connect(target: Target): Promise<pg.Client> {
+/** How a connection is opened: what it is for (the cap's kind), and the step's cancellation, which ends a wait for a slot. */
+export interface ConnectOptions {
+  kind?: SlotKind;
+  signal?: AbortSignal;
+}
+
+/**
+ * Opens a connection, with what went wrong said in terms of the alias,
+ * within the process's cap on connections to the target's server
+ * (server-slots.ts): the slot is held until the connection ends.
+ */
+async function connect(target: Target, options: ConnectOptions = {}): Promise<pg.Client> {
   checkUrl(target);
   let client: pg.Client;
   try {
@@ -73,10 +84,13 @@ async function connect(target: Target): Promise<pg.Client> {
   }
   // A connection that breaks while idle emits 'error'; without a listener it would crash the process.
   client.on('error', () => undefined);
+  const release = await serverSlots.acquire(serverOf(target.url), options.kind ?? 'step', options.signal);
+  client.once('end', release);
   try {
     await client.connect();
   } catch (error) {
     await client.end().catch(() => undefined);
+    release();
     const fields = pgErrorFields(error);
     const check = fields.code === undefined ? undefined : configStates[fields.code];
     if (check !== undefined) throw new DatabaseConfigError(target.alias, `${fields.message} (SQLSTATE ${fields.code}); ${check}`, error);
@@ -108,8 +122,8 @@ async function runOn<T>(target: Target, client: pg.Client, fn: (client: pg.Clien
 }
 
 /** Opens one connection for the lifetime of `fn` and always closes it. */
-export async function withClient<T>(target: Target, fn: (client: pg.Client) => Promise<T>, options: { signal?: AbortSignal } = {}): Promise<T> {
-  const client = await connect(target);
+export async function withClient<T>(target: Target, fn: (client: pg.Client) => Promise<T>, options: ConnectOptions = {}): Promise<T> {
+  const client = await connect(target, options);
   try {
     return await runOn(target, client, fn, options.signal);
   } finally {
@@ -134,7 +148,8 @@ const resetKept = `CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLI
  * connection goes back only after a step that succeeded, reset as by
  * `DISCARD ALL` (temporary tables, settings, session locks, cursors) but
  * keeping pgconvoy's prepared statements (resetKept); anything that failed
- * or was abandoned closes it. Idle ones close after `idleMs`.
+ * or was abandoned closes it. Idle ones close after `idleMs`, or at once
+ * when a connection to the same server waits for a slot under the cap.
  */
 export class ConnectionPool {
   private readonly idle = new Map<string, Array<{ client: pg.Client; timer: NodeJS.Timeout }>>();
@@ -142,16 +157,18 @@ export class ConnectionPool {
   constructor(
     private readonly idleMs = 10_000,
     private readonly perTarget = 2,
-  ) {}
+  ) {
+    serverSlots.onPressure((server) => this.closeIdleOn(server));
+  }
 
   /** Runs `fn` on a kept connection, or a new one (`reused` says which: a kept one already has what earlier steps set up). */
-  async use<T>(target: Target, fn: (client: pg.Client, reused: boolean) => Promise<T>, options: { signal?: AbortSignal } = {}): Promise<T> {
+  async use<T>(target: Target, fn: (client: pg.Client, reused: boolean) => Promise<T>, options: ConnectOptions = {}): Promise<T> {
     const kept = this.idle.get(target.url)?.pop();
     if (kept) {
       clearTimeout(kept.timer);
       socketOf(kept.client)?.ref();
     }
-    const client = kept?.client ?? (await connect(target));
+    const client = kept?.client ?? (await connect(target, options));
     let result: T;
     let reusable: boolean;
     try {
@@ -162,9 +179,22 @@ export class ConnectionPool {
       await client.end().catch(() => undefined);
       throw error;
     }
-    if (options.signal?.aborted || !reusable) await client.end().catch(() => undefined);
+    // An idle kept connection still holds a slot: when a connection to the server waits for one, it closes instead.
+    if (options.signal?.aborted || !reusable || serverSlots.waited(serverOf(target.url))) await client.end().catch(() => undefined);
     else this.keep(target.url, client);
     return result;
+  }
+
+  /** Closes one idle connection to `server` (the longest idle), for a connection waiting for its slot. */
+  private closeIdleOn(server: string): boolean {
+    for (const [url, list] of this.idle) {
+      if (serverOf(url) !== server || list.length === 0) continue;
+      const entry = list.shift()!;
+      clearTimeout(entry.timer);
+      void entry.client.end().catch(() => undefined);
+      return true;
+    }
+    return false;
   }
 
   private keep(url: string, client: pg.Client): void {

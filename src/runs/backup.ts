@@ -4,6 +4,7 @@ import { openStore } from '../backup/open-store';
 import { backupToolsFor, checkPgTools } from '../backup/pg-tools';
 import { withClient } from '../db/connection';
 import { checkFence } from '../db/lease';
+import { serverOf, serverSlots } from '../db/server-slots';
 import { readLedgerState } from '../db/ledger';
 import { targetOf, type RunDeps } from './deps';
 import { Watcher } from './watch';
@@ -32,8 +33,13 @@ export async function takeBackup(deps: RunDeps, input: BackupInput): Promise<Bac
       if (tables.length === 0) tables = undefined;
     }
     // The watch looks on while pg_dump reads (its crossings are reported: a dump holds no lock that blocks writers).
+    // pg_dump's connection is one of the worker's to the server: it waits for a slot under the cap like a step's own.
+    const slot = await serverSlots.acquire(serverOf(db.url), 'step', deps.signal);
     const watcher = new Watcher(deps, input.db, input.watchBaseline ? { baseline: input.watchBaseline } : {}).start();
-    const manifest = await backupDatabase({ alias: input.db, url: db.url, store, serverVersion, ledgerVersion, tools, ...(tables ? { tables } : {}) }).finally(() => watcher.stop());
+    const manifest = await backupDatabase({ alias: input.db, url: db.url, store, serverVersion, ledgerVersion, tools, ...(tables ? { tables } : {}) }).finally(() => {
+      slot();
+      return watcher.stop();
+    });
     logger.info({ event: 'backup.taken', db: input.db, id: manifest.id, bytes: manifest.bytes, location: store.location });
     const verified = await verifyBackup(store, manifest, tools);
     logger.info({ event: 'backup.verified', db: input.db, id: manifest.id });

@@ -1,8 +1,9 @@
 import type { HeldLeaseInput, Lease, LeaseInput } from '../contracts';
-import { withClient } from '../db/connection';
+import type pg from 'pg';
+import { withClient, withTransaction } from '../db/connection';
 import { ensureLedger } from '../db/ledger';
 import { acquireLease as acquire, releaseLease as release, renewLease } from '../db/lease';
-import { targetOf, type RunDeps } from './deps';
+import { cancellable, targetOf, type RunDeps } from './deps';
 
 /** Takes the database's lease for the run (or renews it, when the run already holds it). */
 export async function acquireLease(deps: RunDeps, input: LeaseInput): Promise<Lease> {
@@ -18,24 +19,22 @@ export async function acquireLease(deps: RunDeps, input: LeaseInput): Promise<Le
  * Keeps the lease alive for as long as the run needs it: renews it every
  * renewEveryMs until the step is cancelled (its sleep throws then). If its
  * worker dies, Temporal runs it again elsewhere after the heartbeat timeout,
- * well within the lease's lifetime.
+ * well within the lease's lifetime. Each renewal borrows a connection for
+ * its one statement (a `short` one: under the worker's cap it never waits
+ * behind a migration), so a database in flight does not hold one for its
+ * lease between renewals; a renewal that cannot finish in time fails fast.
  */
 export async function holdLease(deps: RunDeps, input: HeldLeaseInput): Promise<void> {
   const { lease } = deps.config;
   const fence = { alias: input.db, token: input.token };
-  return withClient(targetOf(deps.config, input.db), async (client) => {
-    // A renewal that cannot finish fails fast and closes its connection
-    // before the retry opens another: the lease costs one connection.
-    await client.query(`SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)`, [
-      `${Math.max(500, Math.floor(lease.renewEveryMs))}ms`,
-      `${Math.max(1_000, lease.renewEveryMs * 2)}ms`,
-    ]);
-    for (;;) {
-      await renewLease(client, fence, lease.ttlMs);
-      deps.heartbeat();
-      await deps.sleep(lease.renewEveryMs);
-    }
-  });
+  const target = targetOf(deps.config, input.db);
+  const begin = `BEGIN; SELECT set_config('lock_timeout', '${Math.max(500, Math.floor(lease.renewEveryMs))}ms', true), set_config('statement_timeout', '${Math.max(1_000, Math.floor(lease.renewEveryMs * 2))}ms', true)` as const;
+  const renew = (client: pg.Client) => withTransaction(client, () => renewLease(client, fence, lease.ttlMs), begin);
+  for (;;) {
+    await (deps.connections ? deps.connections.use(target, renew, { kind: 'short', ...cancellable(deps) }) : withClient(target, renew, { kind: 'short', ...cancellable(deps) }));
+    deps.heartbeat();
+    await deps.sleep(lease.renewEveryMs);
+  }
 }
 
 export async function releaseLease(deps: RunDeps, input: HeldLeaseInput): Promise<boolean> {

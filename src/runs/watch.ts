@@ -122,7 +122,7 @@ export class Watcher {
    */
   private async onConnection<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
     const target = targetOf(this.deps.config, this.alias);
-    if (this.deps.connections) return this.deps.connections.use(target, (client) => fn(client));
+    if (this.deps.connections) return this.deps.connections.use(target, (client) => fn(client), { kind: 'short' });
     if (!this.client) {
       const client = new pg.Client({ connectionString: target.url, application_name: 'pgconvoy-watch' });
       client.on('error', () => undefined); // a lost watch connection only costs samples; the next one reconnects

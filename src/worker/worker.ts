@@ -1,5 +1,6 @@
 import { DefaultLogger, NativeConnection, Runtime, Worker, makeTelemetryFilterString, type LogLevel, type WorkflowBundleOption } from '@temporalio/worker';
 import { createActivities } from '../activities';
+import { serverSlots } from '../db/server-slots';
 import type { Config } from '../config/config';
 import type { Logger } from '../logging/logger';
 import { prebuiltWorkflowBundle, workflowsPath } from './bundle';
@@ -50,9 +51,13 @@ export async function createWorker(options: WorkerOptions): Promise<{ worker: Wo
       // The bundle built with the code, else bundled now (about a second).
       ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : prebuilt ? { workflowBundle: prebuilt } : { workflowsPath }),
       activities: createActivities({ config, logger }),
-      // Sized explicitly: each database in flight holds two slots for the whole run (src/config/config.ts).
-      maxConcurrentActivityTaskExecutions: config.temporal.maxConcurrentActivities,
+      // Sized explicitly: each database in flight holds two activity slots for the whole run (src/config/worker.ts).
+      maxConcurrentActivityTaskExecutions: config.worker.maxConcurrentActivities,
+      maxConcurrentWorkflowTaskExecutions: config.worker.maxConcurrentWorkflowTasks,
+      ...(config.worker.maxCachedWorkflows === undefined ? {} : { maxCachedWorkflows: config.worker.maxCachedWorkflows }),
     });
+    // The process's connections to each PostgreSQL server, activities and local activities alike (src/db/server-slots.ts).
+    serverSlots.configure(config.worker.maxConnectionsPerServer);
     return { worker, connection };
   } catch (error) {
     await connection.close();

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, type WorkflowBundleOption } from '@temporalio/worker';
-import { defaultLeaseSettings, defaultMaxConcurrentActivities, defaultReconnectTimeoutMs, type Config } from '../../src/config/config';
+import { defaultLeaseSettings, defaultReconnectTimeoutMs, defaultWorkerSettings, type Config } from '../../src/config/config';
 import { defaultFileLimits } from '../../src/core/file-limits';
 import { defaultExecutionSettings } from '../../src/core/execution-settings';
 import { createLogger } from '../../src/logging/logger';
@@ -66,9 +66,10 @@ export function testConfig(overrides: Partial<Config> & Pick<Config, 'databases'
     hooks: { beforeMigrate: [], afterMigrate: [], afterMigrateError: [], afterMigrateFailure: 'keep' },
     watch: { intervalMs: 5_000, longQueryMs: 5_000 },
     guards: {},
+    worker: { ...defaultWorkerSettings },
     backup: { store: join(process.env.PGCONVOY_TEST_SCRATCH ?? tmpdir(), `backups-${process.pid}`), keep: 5, drill: false, scope: 'database', s3: { region: 'us-east-1', partSizeBytes: 5 * 1024 * 1024, queueSize: 2 } },
     ...overrides,
-    temporal: { address: services.temporalAddress, namespace: services.temporalNamespace, taskQueue: uniqueTaskQueue(), reconnectTimeoutMs: defaultReconnectTimeoutMs, maxConcurrentActivities: defaultMaxConcurrentActivities, ...overrides.temporal },
+    temporal: { address: services.temporalAddress, namespace: services.temporalNamespace, taskQueue: uniqueTaskQueue(), reconnectTimeoutMs: defaultReconnectTimeoutMs, ...overrides.temporal },
   };
 }
 

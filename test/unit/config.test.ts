@@ -13,8 +13,22 @@ test('defaults apply with no config file', () => {
   const config = loadConfig({ cwd: '/srv/app', env: {} });
   assert.equal(config.migrationsDir, '/srv/app/migrations');
   assert.equal(config.stateDir, '/srv/app/.pgconvoy');
-  assert.deepEqual(config.temporal, { namespace: 'default', taskQueue: 'pgconvoy', reconnectTimeoutMs: 300_000, maxConcurrentActivities: 100 });
+  assert.deepEqual(config.temporal, { namespace: 'default', taskQueue: 'pgconvoy', reconnectTimeoutMs: 300_000 });
+  assert.deepEqual(config.worker, { maxConcurrentActivities: 100, maxConcurrentWorkflowTasks: 40, maxConnectionsPerServer: 20 });
   assert.deepEqual(config.databases, {});
+});
+
+test('a worker\'s sizing comes from the file, and a connection cap too small to keep slots for lease renewals is refused', () => {
+  const dir = writeMigrations({});
+  try {
+    writeFileSync(join(dir.dir, 'sized.json'), JSON.stringify({ worker: { maxConcurrentActivities: 40, maxConnectionsPerServer: 12, maxCachedWorkflows: 500 } }));
+    const sized = loadConfig({ cwd: dir.dir, configFile: join(dir.dir, 'sized.json'), env: {} });
+    assert.deepEqual(sized.worker, { maxConcurrentActivities: 40, maxConcurrentWorkflowTasks: 40, maxConnectionsPerServer: 12, maxCachedWorkflows: 500 });
+    writeFileSync(join(dir.dir, 'tiny.json'), JSON.stringify({ worker: { maxConnectionsPerServer: 2 } }));
+    assert.throws(() => loadConfig({ cwd: dir.dir, configFile: join(dir.dir, 'tiny.json'), env: {} }), /worker\.maxConnectionsPerServer/);
+  } finally {
+    dir.remove();
+  }
 });
 
 test('file, urlEnv and PGCONVOY_DB_<ALIAS> resolve databases; paths are relative to the file', () => {
@@ -31,7 +45,7 @@ test('file, urlEnv and PGCONVOY_DB_<ALIAS> resolve databases; paths are relative
     });
     assert.equal(config.migrationsDir, join(dir.dir, 'sql'));
     assert.deepEqual(config.databases, { main: 'postgres://override/main', 'eu-1': 'postgres://b/eu', extra: 'postgres://c/extra' });
-    assert.deepEqual(config.temporal, { address: 'temporal:7233', namespace: 'default', taskQueue: 'q', reconnectTimeoutMs: 300_000, maxConcurrentActivities: 100 });
+    assert.deepEqual(config.temporal, { address: 'temporal:7233', namespace: 'default', taskQueue: 'q', reconnectTimeoutMs: 300_000 });
   } finally {
     dir.remove();
   }

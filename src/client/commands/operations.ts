@@ -54,10 +54,38 @@ export function registerOperationCommands(kit: CliKit): void {
     .command('worker')
     .description('run a worker for pgconvoy workflows against TEMPORAL_ADDRESS until SIGINT/SIGTERM')
     .addOption(new Option('--task-queue <name>', 'task queue (default: from the config, else pgconvoy)'))
-    .action(async (options: { taskQueue?: string }) => {
+    .addOption(new Option('--max-activities <n>', 'activities at once: two per database in flight (default: worker.maxConcurrentActivities, 100)'))
+    .addOption(new Option('--max-workflow-tasks <n>', 'workflow tasks at once (default: worker.maxConcurrentWorkflowTasks, 40)'))
+    .addOption(new Option('--max-connections-per-server <n>', 'connections open to one PostgreSQL server at once, over all its databases (default: worker.maxConnectionsPerServer, 20)'))
+    .action(async (options: WorkerFlags) => {
       const { config, logger } = kit.context('info', 'json');
-      kit.exitCode = await runWorker(config, logger, kit.io, options.taskQueue);
+      kit.exitCode = await runWorker({ ...config, worker: sized(config, options) }, logger, kit.io, options.taskQueue);
     });
+}
+
+interface WorkerFlags {
+  taskQueue?: string;
+  maxActivities?: string;
+  maxWorkflowTasks?: string;
+  maxConnectionsPerServer?: string;
+}
+
+/** The config's worker sizing with the command line's over it. */
+function sized(config: Config, flags: WorkerFlags): Config['worker'] {
+  const atLeast = (flag: string, value: string | undefined, min: number): number | undefined => {
+    if (value === undefined) return undefined;
+    if (!/^\d+$/.test(value) || Number(value) < min) throw new UsageError(`${flag} must be a whole number ≥ ${min}, got "${value}"`);
+    return Number(value);
+  };
+  const activities = atLeast('--max-activities', flags.maxActivities, 2);
+  const workflowTasks = atLeast('--max-workflow-tasks', flags.maxWorkflowTasks, 2);
+  const connections = atLeast('--max-connections-per-server', flags.maxConnectionsPerServer, 4);
+  return {
+    ...config.worker,
+    ...(activities === undefined ? {} : { maxConcurrentActivities: activities }),
+    ...(workflowTasks === undefined ? {} : { maxConcurrentWorkflowTasks: workflowTasks }),
+    ...(connections === undefined ? {} : { maxConnectionsPerServer: connections }),
+  };
 }
 
 async function runWorker(config: Config, logger: Logger, io: Io, taskQueue: string | undefined): Promise<ExitCode> {
@@ -68,7 +96,7 @@ async function runWorker(config: Config, logger: Logger, io: Io, taskQueue: stri
   const { createWorker, installRuntime } = await import('../../worker/worker');
   installRuntime(logger, 'INFO');
   const { worker, connection } = await createWorker({ config, logger, ...(taskQueue ? { taskQueue } : {}) });
-  logger.info({ event: 'worker.started', address: config.temporal.address, taskQueue: taskQueue ?? config.temporal.taskQueue });
+  logger.info({ event: 'worker.started', address: config.temporal.address, taskQueue: taskQueue ?? config.temporal.taskQueue, ...config.worker });
   try {
     await worker.run(); // returns after SIGINT/SIGTERM once in-flight tasks are done
   } finally {
