@@ -18,6 +18,7 @@
 #   TEMPORAL_DB, TEMPORAL_VISIBILITY_DB   its databases (default temporal, temporal_visibility)
 #   TEMPORAL_PORT_OFFSET   added to every port (default 0: frontend 7233, history 7234, matching 7235, worker 7239)
 #   TEMPORAL_HISTORY_SHARDS  fixed when the schema is first set up (default 4)
+#   TEMPORAL_SQL_MAX_CONNS each service's connections to its PostgreSQL (default 20; the visibility store has 2 more)
 #   TEMPORAL_NAMESPACE     default "default"
 set -euo pipefail
 
@@ -34,6 +35,7 @@ export SQL_PLUGIN=postgres12 SQL_HOST="${SQL_HOST:-127.0.0.1}" SQL_PORT="${SQL_P
 export TEMPORAL_DB="${TEMPORAL_DB:-temporal}" TEMPORAL_VISIBILITY_DB="${TEMPORAL_VISIBILITY_DB:-temporal_visibility}"
 offset="${TEMPORAL_PORT_OFFSET:-0}"
 shards="${TEMPORAL_HISTORY_SHARDS:-4}"
+max_conns="${TEMPORAL_SQL_MAX_CONNS:-20}"
 services=(frontend history matching worker)
 export PATH="$tools/bin:$PATH"
 export TEMPORAL_ADDRESS="127.0.0.1:$((7233 + offset))"
@@ -72,6 +74,7 @@ configure() {
   rm -rf "$conf/dynamicconfig"
   cp -r "$tools/temporal-server/config/dynamicconfig" "$conf/dynamicconfig"
   sed -e "s/numHistoryShards: 4/numHistoryShards: $shards/" \
+    -e "s/maxConns: 20/maxConns: $max_conns/" -e "s/maxIdleConns: 20/maxIdleConns: $max_conns/" \
     -e "s/databaseName: \"temporal\"/databaseName: \"$TEMPORAL_DB\"/" \
     -e "s/databaseName: \"temporal_visibility\"/databaseName: \"$TEMPORAL_VISIBILITY_DB\"/" \
     -e "s/connectAddr: \"127.0.0.1:5432\"/connectAddr: \"$SQL_HOST:$SQL_PORT\"/" \
@@ -119,7 +122,7 @@ case "${1:-}" in
   start)
     schema
     for v in SQL_HOST SQL_PORT SQL_USER SQL_PASSWORD TEMPORAL_DB TEMPORAL_VISIBILITY_DB; do printf '%s=%q\n' "$v" "${!v}"; done >"$dir/settings.env"
-    printf 'TEMPORAL_PORT_OFFSET=%q\nTEMPORAL_HISTORY_SHARDS=%q\nTEMPORAL_PG_ADMIN_URL=%q\n' "$offset" "$shards" "$admin" >>"$dir/settings.env"
+    printf 'TEMPORAL_PORT_OFFSET=%q\nTEMPORAL_HISTORY_SHARDS=%q\nTEMPORAL_SQL_MAX_CONNS=%q\nTEMPORAL_PG_ADMIN_URL=%q\n' "$offset" "$shards" "$max_conns" "$admin" >>"$dir/settings.env"
     for s in history matching frontend worker; do
       pid_of "$s" >/dev/null || configure "$s"
       start_service "$s"
