@@ -103,7 +103,7 @@ async function pgconvoyRollout(scratch: string, set: string, names: string[]) {
       PGCONVOY_TASK_QUEUE: 'fleet',
       PGCONVOY_STATE_DIR: join(scratch, 'state'),
       PGCONVOY_BACKUP_STORE: join(scratch, 'backups'),
-      PGCONVOY_LOG_LEVEL: 'warn',
+      PGCONVOY_LOG_LEVEL: 'info', // startWorkerProcess waits for the worker.started line
       ...Object.fromEntries(aliases.map((alias, i) => [databaseEnvName(alias), databaseUrl(names[i]!)])),
     };
     const args = ['--max-connections-per-server', String(connectionsPerWorker)];
@@ -177,10 +177,16 @@ async function main(): Promise<void> {
     );
     console.log(`  peak worker memory (VmHWM): ${run.workerPeaks.map((m) => `${m.toFixed(0)} MiB`).join(', ')}`);
     console.log(`  peak PostgreSQL connections: ${run.peakConnections.all} in all, ${run.peakConnections.pgconvoy} pgconvoy's (cap ${workerCount} x ${connectionsPerWorker}), ${run.peakConnections.temporal} Temporal's`);
+  } catch (error) {
+    console.error(`the workers' and the services' logs are kept in ${scratch}`);
+    scratchKept = true;
+    throw error;
   } finally {
     await dropDatabases(all);
-    rmSync(scratch, { recursive: true, force: true });
+    if (!scratchKept) rmSync(scratch, { recursive: true, force: true });
   }
 }
+
+let scratchKept = false;
 
 runBench(main);

@@ -1,4 +1,4 @@
-import { ApplicationFailure } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, ChildWorkflowFailure } from '@temporalio/workflow';
 import type { RunFailure } from '../contracts';
 import { errorTypes, nonRetryableErrorTypes, type ErrorType } from '../contracts/errors';
 
@@ -10,8 +10,15 @@ export function runFailure(type: ErrorType, message: string, details?: Record<st
   return ApplicationFailure.create({ type, message, nonRetryable: errorTypes[type].retryable !== true, ...(details ? { details: [details] } : {}) });
 }
 
-/** An error's message, whatever was thrown. */
-export const message = (error: unknown): string => (error instanceof Error ? error.message : String(error));
+/**
+ * An error's message, whatever was thrown; for a failed activity or child
+ * run, its cause's ("Activity task failed" says nothing of what went wrong).
+ */
+export function message(error: unknown): string {
+  let e = error;
+  while ((e instanceof ActivityFailure || e instanceof ChildWorkflowFailure) && e.cause) e = e.cause;
+  return e instanceof Error ? e.message : String(e);
+}
 
 /** One line: the file, version, statement, SQLSTATE and what PostgreSQL said, and how the run left the database. */
 export function describeFailure(f: RunFailure, ended: string): string {

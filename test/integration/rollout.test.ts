@@ -438,3 +438,16 @@ test('retry of a database that had nothing to apply and diverged runs it again (
     assert.deepEqual(result.databases.map((d) => [d.db, d.state]), [['reconv-01', 'succeeded'], ['reconv-02', 'skipped']]);
   });
 });
+
+test('a target the workers cannot survey refuses the rollout, and the problem says why (not "Activity task failed"); nothing changes', async (t) => {
+  const fleet = await fleetFixture(t, 2, set, { prefix: 'unsurveyed' });
+  const missing = fleet.dbs.get('unsurveyed-02')!.url.replace(/\/[^/]*$/, '/pgconvoy_no_such_database');
+  const config = { ...fleet.config, databases: { ...fleet.config.databases, 'unsurveyed-02': missing } };
+  await withWorker(config, async () => {
+    const result = await runRollout(temporal.client, config, rolloutInput(fleet, 'unsurveyed-1'));
+    assert.equal(result.status, 'refused');
+    assert.equal(result.problems.length, 1, result.problems.join('\n'));
+    assert.match(result.problems[0]!, /^unsurveyed-02: cannot connect to database "unsurveyed-02": database "pgconvoy_no_such_database" does not exist \(SQLSTATE 3D000\)/);
+    assert.equal(await ledgerVersion(fleet.dbs.get('unsurveyed-01')!), null, 'nothing ran on the database that could be surveyed');
+  });
+});
