@@ -136,7 +136,15 @@ async function pgconvoyRollout(scratch: string, set: string, names: string[]) {
       } while (runId);
       const childEvents: number[] = [];
       for (const alias of aliases) childEvents.push((await client.workflow.getHandle(databaseWorkflowId(alias)).describe()).historyLength);
-      return { wallMs, status, runs, childEvents, peakConnections, workerPeaks: workers.map((w) => peakMiB(w.pid)) };
+      // What a child run's events are, by type, for the last database (a child like the others, not the canary).
+      const kinds = new Map<string, number>();
+      for (const e of (await client.workflow.getHandle(databaseWorkflowId(aliases.at(-1)!)).fetchHistory()).events ?? []) {
+        // Named by its attributes' field (activityTaskScheduledEventAttributes: activityTaskScheduled).
+        const kind = Object.keys(e).find((k) => k.endsWith('EventAttributes') && (e as Record<string, unknown>)[k])?.replace(/EventAttributes$/, '') ?? '?';
+        kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
+      }
+      const childKinds = [...kinds].sort((a, b) => b[1] - a[1]);
+      return { wallMs, status, runs, childEvents, childKinds, peakConnections, workerPeaks: workers.map((w) => peakMiB(w.pid)) };
     } finally {
       await connection.close();
     }
@@ -170,7 +178,7 @@ async function main(): Promise<void> {
     const run = await pgconvoyRollout(scratch, set, names);
     await dropDatabases(names);
     console.log(`  pgconvoy rollout (${workerCount} workers, K ${maxParallel}, backup ${backup})${' '.repeat(Math.max(0, 22 - String(maxParallel).length - backup.length))}${ms(run.wallMs)}   ${(run.wallMs / psqlMs).toFixed(2)}x`);
-    console.log(`  events per child run: median ${median(run.childEvents)}, max ${Math.max(...run.childEvents)}`);
+    console.log(`  events per child run: median ${median(run.childEvents)}, max ${Math.max(...run.childEvents)}; the last database's by type: ${run.childKinds.map(([k, n]) => `${k} ${n}`).join(', ')}`);
     console.log(
       `  rollout history: ${run.runs.length} runs (continued as new ${run.runs.length - 1} times); per run events ${run.runs.map((r) => r.events).join(' ')}; ` +
         `bytes ${run.runs.map((r) => `${(r.bytes / 1024).toFixed(0)} KiB`).join(' ')}; largest ${(Math.max(...run.runs.map((r) => r.bytes)) / 1024).toFixed(0)} KiB`,

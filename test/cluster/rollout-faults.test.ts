@@ -3,9 +3,9 @@
  * PostgreSQL with its four services as processes of their own
  * (scripts/temporal-cluster.sh), three `pgconvoy worker` processes, and
  * while a rollout runs: a worker SIGKILLed, the history service restarted,
- * then the frontend; then a rollout over another PostgreSQL server that is
- * restarted under it. Each kill and restart is logged with the time the
- * rollout took to recover.
+ * then the frontend, then matching; then a rollout over another PostgreSQL
+ * server that is restarted under it. Each kill and restart is logged with
+ * the time the rollout took to recover.
  *
  *   npm run test:cluster     (after npm run setup; .ci/run runs it)
  */
@@ -182,7 +182,7 @@ async function retriedActivities(fleet: Array<{ alias: string }>): Promise<strin
   return retried;
 }
 
-test('50 databases on Temporal Server with its services split: a worker SIGKILLed, history restarted, then the frontend; the rollout completes, each migration applied once, no lease held, no run open', { timeout: 600_000 }, body(async () => {
+test('50 databases on Temporal Server with its services split: a worker SIGKILLed, history restarted, then the frontend, then matching; the rollout completes, each migration applied once, no lease held, no run open', { timeout: 600_000 }, body(async () => {
   const deployId = `faults-${process.pid}`;
   const t = performance.now();
   await startRollout(pgconvoy(), { deployId, migrationsDir, targets: temporalFleet.map((d) => d.alias), strategy });
@@ -193,6 +193,7 @@ test('50 databases on Temporal Server with its services split: a worker SIGKILLe
   });
   await faultAt(deployId, 15, 'restart of history', async () => `history restarted in ${((await cluster.restart('history')) / 1000).toFixed(1)} s`);
   await faultAt(deployId, 25, 'restart of frontend', async () => `frontend restarted in ${((await cluster.restart('frontend')) / 1000).toFixed(1)} s`);
+  await faultAt(deployId, 35, 'restart of matching', async () => `matching restarted in ${((await cluster.restart('matching')) / 1000).toFixed(1)} s`);
   const end = await until(deployId, 'the rollout to end', ended, 300_000);
   say(`rollout ${deployId} ${end.status} in ${((performance.now() - t) / 1000).toFixed(1)} s: ${JSON.stringify(Object.fromEntries(Object.entries(end.counts).filter(([, n]) => n > 0)))}`);
   assert.equal(end.status, 'completed', end.problems.join('; '));
