@@ -2,7 +2,7 @@
  * What a run says as it goes: a closed set of events. The workflow's one
  * `emit` turns each into its progress, a log line, its search attributes
  * (PgconvoyDb, PgconvoyPhase, PgconvoyVersion) and, when the run is a child,
- * a signal to its parent (`runEventSignalName`).
+ * a signal to its parent (`runEventSignalName`, a batch per workflow task).
  */
 import type { Version } from '../core/version';
 import type { RunOutcome } from './outcome';
@@ -43,8 +43,12 @@ export type RunEvent = At &
 
 export type RunEventType = RunEvent['type'];
 
-/** The signal a child run sends its parent with each event. */
-export const runEventSignalName = 'pgconvoy-run-event';
+/**
+ * The signal a child run sends its parent with its events: the events of
+ * one workflow task in one signal, in the order of their `seq` (an inline
+ * batch of ten migrations is one signal, not twenty).
+ */
+export const runEventSignalName = 'pgconvoy-run-events';
 
 /**
  * The search attributes a run keeps up to date, when they are registered on

@@ -34,15 +34,29 @@ export interface Emitter {
  * Each event updates the run's progress (phase, current migration,
  * completed ones), goes to the workflow logger, upserts the run's search
  * attributes (when they were set at its start, so registered on the server)
- * and, when the run is a child, is signalled to its parent. Signals sent in
- * one workflow task may arrive in any order: `seq` orders them. A parent
- * that is gone only costs a log line.
+ * and, when the run is a child, is signalled to its parent: the events of
+ * one workflow activation together, in one signal sent after the
+ * activation's own code (each signal is two events in this history and one
+ * in the parent's, and a rollout's parent hears from every database). Signals
+ * sent in one workflow task may arrive in any order: `seq` orders them. A
+ * parent that is gone only costs a log line.
  */
 export function eventEmitter(progress: Progress): Emitter {
   let seq = 0;
   const inFlight: Array<Promise<void>> = [];
   const parent = workflowInfo().parent;
   const upsertAttributes = attributeUpserts();
+  let batch: RunEvent[] = [];
+  const send = () => {
+    if (!parent || batch.length === 0) return;
+    const events = batch;
+    batch = [];
+    inFlight.push(
+      getExternalWorkflowHandle(parent.workflowId, parent.runId)
+        .signal(runEventSignal, events)
+        .catch((error: unknown) => log.warn('could not tell the parent workflow', { parent: parent.workflowId, error: String(error) })),
+    );
+  };
   const emit = (body: RunEventBody) => {
     const event = { ...body, db: progress.db, seq: ++seq, at: Date.now() };
     const phase = phaseAfter(event);
@@ -60,14 +74,16 @@ export function eventEmitter(progress: Progress): Emitter {
     log.info(`run ${event.type}`, { ...event });
     upsertAttributes(event, phase);
     if (parent) {
-      inFlight.push(
-        getExternalWorkflowHandle(parent.workflowId, parent.runId)
-          .signal(runEventSignal, event)
-          .catch((error: unknown) => log.warn('could not tell the parent workflow', { parent: parent.workflowId, error: String(error) })),
-      );
+      // The first event of an activation schedules the send, as the search attributes' flush.
+      if (batch.length === 0) void Promise.resolve().then(send);
+      batch.push(event);
     }
   };
-  return { emit, flush: async () => void (await Promise.all(inFlight)) };
+  const flush = async () => {
+    send();
+    await Promise.all(inFlight);
+  };
+  return { emit, flush };
 }
 
 /** The hooks that ran with a version (an activity's result says which): a `hook` event for each of their events, in the order they ran. */

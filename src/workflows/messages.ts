@@ -17,4 +17,4 @@ export const cancelSignal = defineSignal<[CancelInput]>('cancel-signal');
 
 
 /** Sent by a child run to its parent with each of its events (src/contracts/events.ts). */
-export const runEventSignal = defineSignal<[RunEvent]>(runEventSignalName);
+export const runEventSignal = defineSignal<[RunEvent[]]>(runEventSignalName);

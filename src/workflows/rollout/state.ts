@@ -184,7 +184,9 @@ export class RolloutState {
     const ended = () => s.endedAt !== null;
     const ack = (): RolloutAck => ({ accepted: true, status: s.status });
     setHandler(rolloutStatusQuery, () => s);
-    setHandler(runEventSignal, (event) => this.onRunEvent(event));
+    setHandler(runEventSignal, (events) => {
+      for (const event of events) this.onRunEvent(event);
+    });
     setHandler(
       pauseRolloutUpdate,
       (_input: RolloutMessageInput) => {

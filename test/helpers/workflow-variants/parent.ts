@@ -18,8 +18,8 @@ export interface ParentResult {
 
 export async function parentOfOne(child: MigrateDatabaseInput): Promise<ParentResult> {
   const events: RunEvent[] = [];
-  setHandler(runEventSignal, (event) => {
-    events.push(event);
+  setHandler(runEventSignal, (batch) => {
+    events.push(...batch);
   });
   const childWorkflowId = `${workflowInfo().workflowId}/child`;
   const handle = await startChild(migrateDatabase, {
