@@ -18,7 +18,7 @@ import { Client, Connection } from '@temporalio/client';
 import pg from 'pg';
 import { getRollout, startRollout } from '../../src/client/rollout';
 import { databaseEnvName } from '../../src/config/config';
-import { databaseWorkflowId, type RolloutStatus, type RolloutStrategy } from '../../src/contracts';
+import { databaseWorkflowId, rolloutWorkflowId, type RolloutStatus, type RolloutStrategy } from '../../src/contracts';
 import { startTemporalCluster, startWorkerProcess, type TemporalCluster, type WorkerProcess } from '../helpers/cluster';
 import { startPrivatePostgres } from '../helpers/private-postgres';
 
@@ -166,17 +166,23 @@ async function assertExactlyOnce(fleet: Array<{ alias: string; name: string }>, 
   }
 }
 
-/** Activities that needed more than one attempt in the children's histories (a killed worker's, a restarted server's). */
-async function retriedActivities(fleet: Array<{ alias: string }>): Promise<string[]> {
+/**
+ * What a fault cost the runs, from their histories (the children's and the
+ * rollout's latest run): activities that needed another attempt, and
+ * workflow tasks that timed out (a killed worker's cached runs: their next
+ * task waits on its queue until it times out and goes to another worker).
+ */
+async function retriedWork(fleet: Array<{ alias: string }>, deployId: string): Promise<string[]> {
   const retried: string[] = [];
-  for (const { alias } of fleet) {
-    const history = await client.workflow.getHandle(databaseWorkflowId(alias)).fetchHistory();
+  for (const [label, workflowId] of [...fleet.map(({ alias }) => [alias, databaseWorkflowId(alias)]), ['the rollout', rolloutWorkflowId(deployId)]] as const) {
+    const history = await client.workflow.getHandle(workflowId).fetchHistory();
     const scheduled = new Map<string, string>();
     for (const e of history.events ?? []) {
       const s = e.activityTaskScheduledEventAttributes;
       if (s) scheduled.set(String(e.eventId), s.activityType?.name ?? '?');
       const started = e.activityTaskStartedEventAttributes;
-      if (started && (started.attempt ?? 1) > 1) retried.push(`${alias} ${scheduled.get(String(started.scheduledEventId)) ?? '?'} (attempt ${started.attempt})`);
+      if (started && (started.attempt ?? 1) > 1) retried.push(`${label} ${scheduled.get(String(started.scheduledEventId)) ?? '?'} (attempt ${started.attempt})`);
+      if (e.workflowTaskTimedOutEventAttributes) retried.push(`${label} workflow task timed out`);
     }
   }
   return retried;
@@ -199,9 +205,9 @@ test('50 databases on Temporal Server with its services split: a worker SIGKILLe
   assert.equal(end.status, 'completed', end.problems.join('; '));
   assert.equal(end.counts.succeeded, temporalFleet.length);
   await assertExactlyOnce(temporalFleet, adminUrl);
-  const retried = await retriedActivities(temporalFleet);
-  say(`activities retried after the faults: ${retried.length} (${retried.slice(0, 8).join(', ')}${retried.length > 8 ? ', ...' : ''})`);
-  assert.ok(retried.length > 0, 'the killed worker was running some of the rollout: its activities were retried elsewhere');
+  const retried = await retriedWork(temporalFleet, deployId);
+  say(`work retried after the faults: ${retried.length} (${retried.slice(0, 8).join(', ')}${retried.length > 8 ? ', ...' : ''})`);
+  assert.ok(retried.length > 0, 'the faults cost the runs something: an activity or a workflow task of theirs was retried');
   await startWorker(0);
 }));
 
@@ -220,7 +226,7 @@ test('10 databases on a PostgreSQL server restarted mid-rollout: the rollout com
   assert.equal(end.status, 'completed', end.problems.join('; '));
   assert.equal(end.counts.succeeded, targetFleet.length);
   await assertExactlyOnce(targetFleet, target.url);
-  const retried = await retriedActivities(targetFleet);
-  say(`activities retried after the restart: ${retried.length} (${retried.slice(0, 8).join(', ')}${retried.length > 8 ? ', ...' : ''})`);
+  const retried = await retriedWork(targetFleet, deployId);
+  say(`work retried after the restart: ${retried.length} (${retried.slice(0, 8).join(', ')}${retried.length > 8 ? ', ...' : ''})`);
   assert.ok(retried.length > 0, 'the restart broke connections the rollout was using: some of its activities were retried');
 }));
