@@ -21,7 +21,7 @@
  *
  *   npm run build && node dist/bench/fleet-cluster.js [--dbs 1000] [--migrations 10] [--workers 3] [--max-parallel 24] [--connections 12] [--backup none]
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -30,8 +30,8 @@ import { getRollout, startRollout } from '../src/client/rollout';
 import { databaseEnvName } from '../src/config/config';
 import { databaseWorkflowId, rolloutWorkflowId, type RolloutStatus, type RolloutStrategy } from '../src/contracts';
 import { startTemporalCluster, startWorkerProcess, type WorkerProcess } from '../test/helpers/cluster';
-import { tool, writeSet } from './run-cost';
-import { adminUrl, databaseUrl, dropDatabases, median, numberArg, query, runBench } from './support';
+import { setFiles, tool, writeSet } from './run-cost';
+import { adminUrl, databaseUrl, dropDatabases, freshDatabases, median, numberArg, runBench } from './support';
 
 const dbCount = numberArg('dbs', 1000);
 const migrations = numberArg('migrations', 10);
@@ -42,14 +42,6 @@ const backupArg = process.argv.indexOf('--backup');
 const backup = backupArg > 0 ? (process.argv[backupArg + 1] ?? 'none') : 'none';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const strategy: RolloutStrategy = { canary: { count: 1 }, bakeMs: 0, waveSize: { percent: 100 }, maxParallel, maxFailures: { count: 1 }, onFailure: 'halt', approveWaves: false };
-
-async function freshDatabases(variant: string, n: number, all: string[]): Promise<string[]> {
-  const names = Array.from({ length: n }, (_, i) => `pgconvoy_bench_fc_${process.pid}_${variant}_${i + 1}`);
-  all.push(...names);
-  for (let i = 0; i < n; i += 5) await Promise.all(names.slice(i, i + 5).map((name) => query(`CREATE DATABASE ${name}`)));
-  await query('CHECKPOINT');
-  return names;
-}
 
 /** Peak connections to the server while the rollout runs, sampled every 250 ms. */
 function sampleConnections(): { stop(): Promise<{ all: number; pgconvoy: number; temporal: number }> } {
@@ -161,20 +153,18 @@ async function main(): Promise<void> {
   try {
     const set = join(scratch, 'set');
     writeSet(set, migrations);
-    const files = readdirSync(set)
-      .sort((a, b) => Number(a.slice(1).split('__')[0]) - Number(b.slice(1).split('__')[0]))
-      .map((f) => join(set, f));
+    const files = setFiles(set);
     const ms = (x: number) => `${(x / 1000).toFixed(1).padStart(7)} s`;
     console.log(`fleet on Temporal Server (services split, on PostgreSQL): ${dbCount} databases x ${migrations} migrations, each variant on fresh databases:`);
 
-    let names = await freshDatabases('psql', dbCount, all);
+    let names = await freshDatabases('pgconvoy_bench_fc', 'psql', dbCount, all);
     const t = performance.now();
     for (const name of names) tool('psql', [databaseUrl(name), '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-1', ...files.flatMap((f) => ['-f', f])]);
     const psqlMs = performance.now() - t;
     await dropDatabases(names);
     console.log(`  psql -X -1 -f ... loop (sequential, no ledger)             ${ms(psqlMs)}   1.00x`);
 
-    names = await freshDatabases('pgconvoy', dbCount, all);
+    names = await freshDatabases('pgconvoy_bench_fc', 'pgconvoy', dbCount, all);
     const run = await pgconvoyRollout(scratch, set, names);
     await dropDatabases(names);
     console.log(`  pgconvoy rollout (${workerCount} workers, K ${maxParallel}, backup ${backup})${' '.repeat(Math.max(0, 22 - String(maxParallel).length - backup.length))}${ms(run.wallMs)}   ${(run.wallMs / psqlMs).toFixed(2)}x`);

@@ -18,7 +18,7 @@
  *
  *   npm run build && node dist/bench/fleet.js [--dbs 100] [--migrations 10] [--max-parallel 8]
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -30,8 +30,8 @@ import { createLogger } from '../src/logging/logger';
 import { startDevServer } from '../src/worker/dev-server';
 import { createWorker, installRuntime } from '../src/worker/worker';
 import { maxOverlap } from '../test/helpers/fleet';
-import { activitySpans, eventMs, tool, writeSet } from './run-cost';
-import { adminUrl, databaseUrl, dropDatabases, median, numberArg, query, runBench } from './support';
+import { activitySpans, eventMs, setFiles, tool, writeSet } from './run-cost';
+import { adminUrl, databaseUrl, dropDatabases, freshDatabases, median, numberArg, runBench } from './support';
 
 const dbCount = numberArg('dbs', 100);
 const migrations = numberArg('migrations', 10);
@@ -51,16 +51,6 @@ const parts = {
   release: ['releaseLease'],
 } as const;
 type Part = keyof typeof parts;
-
-/** `n` fresh databases for one variant, a few at a time (CREATE DATABASE copies the template; too many at once only queue). */
-async function freshDatabases(variant: string, n: number, all: string[]): Promise<string[]> {
-  const names = Array.from({ length: n }, (_, i) => `pgconvoy_bench_fl_${process.pid}_${variant}_${i + 1}`);
-  all.push(...names);
-  for (let i = 0; i < n; i += 5) await Promise.all(names.slice(i, i + 5).map((name) => query(`CREATE DATABASE ${name}`)));
-  // The checkpoint the new databases call for, before the clock starts rather than during the variant.
-  await query('CHECKPOINT');
-  return names;
-}
 
 function timed(fn: () => void): number {
   const t = performance.now();
@@ -196,14 +186,12 @@ async function main(): Promise<void> {
   try {
     const set = join(scratch, 'set');
     writeSet(set, migrations);
-    const files = readdirSync(set)
-      .sort((a, b) => Number(a.slice(1).split('__')[0]) - Number(b.slice(1).split('__')[0]))
-      .map((f) => join(set, f));
+    const files = setFiles(set);
     const ms = (x: number) => `${x.toFixed(0).padStart(7)} ms`;
     console.log(`fleet: ${dbCount} databases x ${migrations} migrations (each a table, ten rows, an index; ${adminUrl.replace(/\/[^/]*$/, '')}), each variant on fresh databases:`);
 
     // 2. The floor: one psql per database, every file in one transaction, one database after the other.
-    let names = await freshDatabases('psql', dbCount, all);
+    let names = await freshDatabases('pgconvoy_bench_fl', 'psql', dbCount, all);
     const psqlMs = timed(() => names.forEach((name) => tool('psql', [databaseUrl(name), '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-1', ...files.flatMap((f) => ['-f', f])])));
     await dropDatabases(names);
     const line = (label: string, x: number) => console.log(`  ${label.padEnd(52)}${ms(x)}   ${(x / psqlMs).toFixed(2)}x psql loop   ${ms(x / dbCount)} per database`);
@@ -215,7 +203,7 @@ async function main(): Promise<void> {
       const dir = join(scratch, 'goose');
       mkdirSync(dir);
       files.forEach((f, i) => writeFileSync(join(dir, `${String(i + 1).padStart(5, '0')}_t${i + 1}.sql`), `-- +goose Up\n${readFileSync(f, 'utf8')}`));
-      names = await freshDatabases('goose', dbCount, all);
+      names = await freshDatabases('pgconvoy_bench_fl', 'goose', dbCount, all);
       gooseMs = timed(() => names.forEach((name) => tool(goose, ['-dir', dir, 'postgres', databaseUrl(name), 'up'])));
       await dropDatabases(names);
       line('goose up loop (sequential)', gooseMs);
@@ -224,7 +212,7 @@ async function main(): Promise<void> {
     }
 
     // 1. pgconvoy: one rollout, the canary then everything, at most K at once.
-    names = await freshDatabases('pgconvoy', dbCount, all);
+    names = await freshDatabases('pgconvoy_bench_fl', 'pgconvoy', dbCount, all);
     const run = await pgconvoyRollout(scratch, set, names);
     await dropDatabases(names);
     line(`pgconvoy rollout (canary 1, then all, K ${maxParallel})`, run.wallMs);

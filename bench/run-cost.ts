@@ -60,6 +60,13 @@ export function writeSet(dir: string, n: number): void {
   }
 }
 
+/** The files of a set writeSet made, in version order. */
+export function setFiles(dir: string): string[] {
+  return readdirSync(dir)
+    .sort((a, b) => Number(a.slice(1).split('__')[0]) - Number(b.slice(1).split('__')[0]))
+    .map((f) => join(dir, f));
+}
+
 function timed(fn: () => void): number {
   const t = performance.now();
   fn();

@@ -25,6 +25,20 @@ export const databaseUrl = (name: string): string => Object.assign(new URL(admin
 
 export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
+/**
+ * `n` fresh databases of one variant (`<prefix>_<pid>_<variant>_<i>`, each
+ * pushed to `all` for the final drop), a few at a time (CREATE DATABASE
+ * copies the template; too many at once only queue), then the checkpoint
+ * they call for, before the clock starts rather than during the variant.
+ */
+export async function freshDatabases(prefix: string, variant: string, n: number, all: string[]): Promise<string[]> {
+  const names = Array.from({ length: n }, (_, i) => `${prefix}_${process.pid}_${variant}_${i + 1}`);
+  all.push(...names);
+  for (let i = 0; i < n; i += 5) await Promise.all(names.slice(i, i + 5).map((name) => query(`CREATE DATABASE ${name}`)));
+  await query('CHECKPOINT');
+  return names;
+}
+
 /** Drops the benchmark's databases, whatever state they are in; a failed drop is not the benchmark's result. */
 export async function dropDatabases(names: string[]): Promise<void> {
   for (const name of names) await query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => undefined);

@@ -65,6 +65,13 @@ async function startWorker(i: number): Promise<void> {
 }
 
 before(async () => {
+  await setUp().catch((error: unknown) => {
+    failed = true;
+    throw error;
+  });
+});
+
+async function setUp(): Promise<void> {
   say(`scratch folder ${scratch}`);
   cluster = await startTemporalCluster({ dir: join(scratch, 'cluster'), portOffset: 100, database: `temporal_faults_${process.pid}`, adminUrl });
   say(`Temporal cluster up at ${cluster.address}: frontend, history, matching and worker as four processes on PostgreSQL`);
@@ -89,7 +96,7 @@ before(async () => {
   for (const i of [0, 1, 2]) await startWorker(i);
   connection = await Connection.connect({ address: cluster.address });
   client = new Client({ connection, namespace: 'default' });
-});
+}
 
 after(async () => {
   await Promise.all(workers.map((w) => w.kill('SIGTERM').catch(() => undefined)));

@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
@@ -50,7 +50,26 @@ export async function startTemporalCluster(options: { dir: string; portOffset: n
       throw new Error(`scripts/temporal-cluster.sh ${args.join(' ')} failed: ${stderr ?? String(error)}`);
     }
   };
-  await script('start');
+  // What each service said last (for a start that failed).
+  const tails = () =>
+    (['frontend', 'history', 'matching', 'worker'] as const)
+      .map((service) => {
+        const log = join(options.dir, `${service}.log`);
+        return `--- ${service}.log (last lines)\n${existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').slice(-5).join('\n') : '(no log)'}`;
+      })
+      .join('\n');
+  // A start that fails is said with the services' last lines, stopped, and tried once more.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await script('start');
+      break;
+    } catch (error) {
+      const said = `${(error as Error).message}\n${tails()}`;
+      await script('stop').catch(() => undefined);
+      if (attempt === 2) throw new Error(said);
+      process.stderr.write(`the Temporal cluster did not start; starting it again. ${said}\n`);
+    }
+  }
   return {
     address: `127.0.0.1:${7233 + options.portOffset}`,
     restart: async (service) => {
