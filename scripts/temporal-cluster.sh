@@ -108,6 +108,14 @@ stop_service() {
   say "$service stopped"
 }
 
+listening() {
+  for _ in $(seq 1 120); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.5
+  done
+  return 1
+}
+
 healthy() {
   for _ in $(seq 1 120); do
     temporal operator cluster health --address "$TEMPORAL_ADDRESS" >/dev/null 2>&1 && return 0
@@ -117,17 +125,24 @@ healthy() {
   return 1
 }
 
+
 mkdir -p "$dir"
 case "${1:-}" in
   start)
     schema
     for v in SQL_HOST SQL_PORT SQL_USER SQL_PASSWORD TEMPORAL_DB TEMPORAL_VISIBILITY_DB; do printf '%s=%q\n' "$v" "${!v}"; done >"$dir/settings.env"
     printf 'TEMPORAL_PORT_OFFSET=%q\nTEMPORAL_HISTORY_SHARDS=%q\nTEMPORAL_SQL_MAX_CONNS=%q\nTEMPORAL_PG_ADMIN_URL=%q\n' "$offset" "$shards" "$max_conns" "$admin" >>"$dir/settings.env"
+    # History first, alone: on a new schema each service writes the cluster's
+    # metadata as it starts, and two doing it at once can make one exit.
     for s in history matching frontend worker; do
       pid_of "$s" >/dev/null || configure "$s"
       start_service "$s"
+      [ "$s" != history ] || listening "$((7234 + offset))" || { say "history did not listen on $((7234 + offset)) in 60 s; log $dir/history.log"; exit 1; }
     done
     healthy
+    for s in "${services[@]}"; do
+      pid_of "$s" >/dev/null || { say "$s exited after it started:"; tail -n 5 "$dir/$s.log" >&2; exit 1; }
+    done
     sh "$root/deploy/temporal-setup.sh" >&2
     say "ready at $TEMPORAL_ADDRESS"
     ;;
