@@ -47,10 +47,6 @@ export class ServerSlots {
     this.cap = cap ?? Number.POSITIVE_INFINITY;
   }
 
-  get limit(): number {
-    return this.cap;
-  }
-
   /** A keeper of idle connections: asked to close one to `server`; true if it did. */
   onPressure(reclaim: (server: string) => boolean): () => void {
     this.reclaimers.add(reclaim);
