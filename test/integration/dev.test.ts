@@ -24,7 +24,14 @@ test('pgconvoy dev: the Temporal server with its Web UI, a worker and the HTTP A
     t.after(() => {
       if (dev.child.exitCode === null) dev.child.kill('SIGKILL');
     });
-    const token = await waitFor('pgconvoy dev to print its URLs and token', () => Promise.resolve(/token\s+(\S+) \(this session only/.exec(dev.output())?.[1]), 60_000);
+    const token = await waitFor(
+      'pgconvoy dev to print its URLs and token',
+      () => {
+        if (dev.child.exitCode !== null) throw new Error(`pgconvoy dev exited (code ${dev.child.exitCode}) before it printed its URLs; it printed:\n${dev.output()}`);
+        return Promise.resolve(/token\s+(\S+) \(this session only/.exec(dev.output())?.[1]);
+      },
+      60_000,
+    ).catch((error: Error) => assert.fail(error.message.startsWith('timed out') ? `${error.message}; it printed:\n${dev.output()}` : error.message));
     return { dev, auth: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } };
   };
   const statusOf = async (auth: Record<string, string>) => (await (await fetch(`${api}/v1/rollouts/dev-1`, { headers: auth })).json()) as { status: string };
