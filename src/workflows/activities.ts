@@ -8,9 +8,20 @@ import { nonRetryableTypes } from './failures';
  * fail at once; everything else is retried with backoff.
  */
 
-export const { planDatabase } = proxyActivities<Activities>({
+/**
+ * The plan and the lease's taking and release run as local activities: each
+ * is a marker in the history instead of a round trip through the task queue
+ * and a workflow task (six events). Each is idempotent (the lease is
+ * re-entrant for its holder; the plan reads, and creates the ledger only if
+ * it is missing): a worker that dies in one fails the workflow task, whose
+ * retry on another worker runs it again. A local activity has no heartbeat,
+ * and while one runs the workflow answers no query and takes no message:
+ * what reads the whole schema (beginRun, verifyRun) or may take long stays a
+ * regular activity.
+ */
+export const { planDatabase } = proxyLocalActivities<Activities>({
   startToCloseTimeout: '10 minutes',
-  heartbeatTimeout: '10 seconds',
+  localRetryThreshold: '5 seconds',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10, nonRetryableErrorTypes: nonRetryableTypes },
 });
 
@@ -40,9 +51,11 @@ export const { applyMigrations: applyMigrationsInline } = proxyLocalActivities<A
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10, nonRetryableErrorTypes: nonRetryableTypes },
 });
 
-export const { acquireLease } = proxyActivities<Activities>({
+export const { acquireLease } = proxyLocalActivities<Activities>({
   startToCloseTimeout: '1 minute',
-  // Another holder's lease ends when it finishes or expires: keep asking, for up to an hour.
+  localRetryThreshold: '5 seconds',
+  // Another holder's lease ends when it finishes or expires: keep asking, for up to an hour
+  // (past the threshold each attempt waits on a workflow timer: a few events per attempt).
   scheduleToCloseTimeout: '1 hour',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', nonRetryableErrorTypes: nonRetryableTypes },
 });
@@ -53,8 +66,9 @@ export const { holdLease } = proxyActivities<Activities>({
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '5s', nonRetryableErrorTypes: nonRetryableTypes },
 });
 
-export const { releaseLease } = proxyActivities<Activities>({
+export const { releaseLease } = proxyLocalActivities<Activities>({
   startToCloseTimeout: '30 seconds',
+  localRetryThreshold: '5 seconds',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10 },
 });
 

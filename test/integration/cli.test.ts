@@ -61,7 +61,7 @@ test('embedded: with no TEMPORAL_ADDRESS, up starts its own dev server and worke
   }
   assert.deepEqual(
     histories.sort((a, b) => b.length - a.length),
-    [['planDatabase', 'acquireLease', 'holdLease', 'beginRun', 'takeBackup', 'applyMigrations (inline)', 'verifyRun', 'releaseLease']],
+    [['planDatabase (inline)', 'acquireLease (inline)', 'holdLease', 'beginRun', 'takeBackup', 'applyMigrations (inline)', 'verifyRun', 'releaseLease (inline)']],
   );
 });
 

@@ -4,8 +4,10 @@ import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { approve, startMigration } from '../../src/client/api';
 import { withClient } from '../../src/db/connection';
 import { acquireLease, releaseLease } from '../../src/db/lease';
+import { ensureLedger } from '../../src/db/ledger';
 import { progressQuery } from '../../src/workflows/messages';
 import { createTestDatabase, statementRunning } from '../helpers/database';
+import { activitySteps } from '../helpers/histories';
 import { runInProcess } from '../helpers/in-process-cli';
 import { writeMigrations } from '../helpers/migrations';
 import { services } from '../helpers/services';
@@ -48,6 +50,35 @@ test('a worker whose lease expired while it was stopped (SIGSTOP) cannot write t
   assert.equal((await db.query(`SELECT to_regclass('public.after_stop') IS NOT NULL AS t`)).rows[0]?.t, true);
   const final = await db.query<{ status: string }>('SELECT status FROM pgconvoy.history ORDER BY id');
   assert.deepEqual(final.rows.map((r) => r.status), ['failed', 'applied']);
+  assert.equal((await db.query('SELECT 1 FROM pgconvoy.lease')).rowCount, 0);
+});
+
+test('a run waits for the lease another holder has, past the first attempts, answering queries meanwhile, and applies once it is released', async (t) => {
+  const db = await createTestDatabase();
+  t.after(() => db.drop());
+  const set = writeMigrations({ 'V1__waited.sql': 'CREATE TABLE waited (id int);' });
+  t.after(() => set.remove());
+  const other = await withClient({ alias: 'held', url: db.url }, async (c) => {
+    await ensureLedger(c);
+    return acquireLease(c, 'held', 'elsewhere', 120_000);
+  });
+  const config = testConfig({ databases: { held: db.url }, migrationsDir: set.dir });
+  await withWorker(config, async () => {
+    const handle = await startMigration({ client: shared.client, taskQueue: config.temporal.taskQueue }, { db: 'held', migrationsDir: set.dir });
+    // The lease is asked for inline; past its first few seconds of attempts each one waits on a workflow timer, and the run answers between them.
+    await sleep(9_000);
+    const asked = Date.now();
+    const progress = await handle.query(progressQuery);
+    assert.equal(progress.phase, 'locking');
+    assert.ok(Date.now() - asked < 5_000, `the run answered a query while it waited (${Date.now() - asked} ms)`);
+    assert.equal((await db.query(`SELECT to_regclass('public.waited') AS t`)).rows[0]?.t, null, 'nothing ran under the other holder');
+    await withClient({ alias: 'held', url: db.url }, (c) => releaseLease(c, { alias: 'held', token: other.token }));
+    const result = await handle.result();
+    assert.equal(result.status, 'applied');
+    const attempts = activitySteps(await handle.fetchHistory()).filter((s) => s.name === 'acquireLease');
+    assert.ok(attempts.length >= 2 && attempts.every((s) => s.local), `the lease was asked for inline, again after a timer: ${JSON.stringify(attempts)}`);
+  });
+  assert.equal((await db.query(`SELECT to_regclass('public.waited') IS NOT NULL AS t`)).rows[0]?.t, true);
   assert.equal((await db.query('SELECT 1 FROM pgconvoy.lease')).rowCount, 0);
 });
 

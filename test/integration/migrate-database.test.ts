@@ -40,14 +40,14 @@ test('the sample set is applied through the workflow, its short migrations inlin
   assert.equal(first.result.version, '3');
   assert.deepEqual(first.result.applied.map((s) => [s.version, s.status]), [['1', 'applied'], ['2', 'applied'], ['3', 'applied']]);
   assert.deepEqual(stepNames(first.history), [
-    'planDatabase',
-    'acquireLease',
+    'planDatabase (inline)',
+    'acquireLease (inline)',
     'holdLease',
     'beginRun',
     'takeBackup',
     'applyMigrations (inline)',
     'verifyRun',
-    'releaseLease',
+    'releaseLease (inline)',
   ]);
   const lease = await db.query('SELECT * FROM pgconvoy.lease');
   assert.equal(lease.rowCount, 0, 'the lease is released');
@@ -92,7 +92,7 @@ test('the sample set is applied through the workflow, its short migrations inlin
     applied: [],
   });
   assert.notEqual(second.result.runId, first.result.runId);
-  assert.deepEqual(stepNames(second.history), ['planDatabase']);
+  assert.deepEqual(stepNames(second.history), ['planDatabase (inline)']);
   maybeRecordHistory('migrate-database-up-to-date', second.history);
   const count = await db.query<{ n: string }>('SELECT count(*)::text AS n FROM pgconvoy.history');
   assert.equal(count.rows[0]?.n, '3');
@@ -188,8 +188,7 @@ test('an unknown alias and a broken set fail at once, without retries, naming th
   assert.equal(failures.broken.type, 'InvalidMigrationSet');
   assert.equal(failures.broken.message, `invalid migration set in ${set.dir}:\n  V1__a.sql: duplicate version 1: also in V01__b.sql`);
   const history = await shared.client.workflow.getHandle('pgconvoy/db/known').fetchHistory();
-  const attempts = (history.events ?? []).filter((e) => e.activityTaskStartedEventAttributes).map((e) => e.activityTaskStartedEventAttributes?.attempt);
-  assert.deepEqual(attempts, [1], 'a permanent failure is not retried');
+  assert.deepEqual(activitySteps(history).map((s) => [s.name, s.attempt]), [['planDatabase', 1]], 'a permanent failure is not retried');
 });
 
 test('the ledger refuses a run when an applied file was edited', async (t) => {
@@ -222,7 +221,7 @@ test('--group runs the whole set in one applyGroup activity', async (t) => {
   });
   assert.equal(result.status, 'applied');
   assert.deepEqual(result.applied.map((s) => s.version), ['1', '2', '3']);
-  assert.deepEqual(stepNames(history), ['planDatabase', 'acquireLease', 'holdLease', 'beginRun', 'takeBackup', 'applyGroup', 'verifyRun', 'releaseLease']);
+  assert.deepEqual(stepNames(history), ['planDatabase (inline)', 'acquireLease (inline)', 'holdLease', 'beginRun', 'takeBackup', 'applyGroup', 'verifyRun', 'releaseLease (inline)']);
   maybeRecordHistory('migrate-database-group-with-backup', history);
   const ledger = await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM pgconvoy.history WHERE status = 'applied'`);
   assert.equal(ledger.rows[0]?.n, '3');

@@ -9,6 +9,7 @@ import { applyMigration } from '../../src/db/execute';
 import { ensureLedger } from '../../src/db/ledger';
 import { adminQuery, createTestDatabase, statementRunning, type TestDatabase } from '../helpers/database';
 import { engineContext, prepared } from '../helpers/engine';
+import { activitySteps } from '../helpers/histories';
 import { runInProcess, type InProcessResult } from '../helpers/in-process-cli';
 import { writeMigrations } from '../helpers/migrations';
 import { startPrivatePostgres } from '../helpers/private-postgres';
@@ -40,15 +41,9 @@ async function upWithin(limitMs: number, config: Config, dir: string, args: stri
 /** The attempt numbers of each activity of the database's latest run, from its history. */
 async function activityAttempts(client: Client, db: string): Promise<Array<[string, number]>> {
   const history = await client.workflow.getHandle(`pgconvoy/db/${db}`).fetchHistory();
-  const scheduled = new Map<string, string>();
-  const attempts: Array<[string, number]> = [];
-  for (const event of history.events ?? []) {
-    const name = event.activityTaskScheduledEventAttributes?.activityType?.name;
-    if (name) scheduled.set(String(event.eventId), name);
-    const started = event.activityTaskStartedEventAttributes;
-    if (started) attempts.push([scheduled.get(String(started.scheduledEventId)) ?? '?', started.attempt ?? 0]);
-  }
-  return attempts.filter(([name]) => name !== 'holdLease');
+  return activitySteps(history)
+    .filter((s) => s.name !== 'holdLease')
+    .map((s): [string, number] => [s.name, s.attempt]);
 }
 
 async function failedRows(db: TestDatabase): Promise<Array<{ version: string; error_sqlstate: string | null }>> {

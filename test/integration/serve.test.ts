@@ -10,9 +10,10 @@ import { sharedTestClient, withWorker } from '../helpers/temporal';
 
 const temporal = sharedTestClient();
 
+// V2 takes a second, so a stream (its status is asked for a few times a second) sees the databases running.
 const set = {
   'V1__accounts.sql': 'CREATE TABLE accounts (id bigint PRIMARY KEY, legacy text);',
-  'V2__drop_legacy.sql': 'ALTER TABLE accounts DROP COLUMN legacy;',
+  'V2__drop_legacy.sql': 'ALTER TABLE accounts DROP COLUMN legacy;\nSELECT pg_sleep(1);',
 };
 
 const pipelineToken = 'pipeline-secret-token-3f9a1c';

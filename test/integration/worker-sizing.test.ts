@@ -40,5 +40,11 @@ test('a worker capped at 5 connections to the server runs a rollout of 8 databas
   const peak = Math.max(...seen);
   assert.ok(peak <= 5, `never more than 5 connections to the server, saw ${peak} (samples: ${seen.join(' ')})`);
   assert.ok(peak >= 4, `the databases did run side by side, up to the cap (saw at most ${peak})`);
-  assert.equal(await ours(`application_name LIKE 'pgconvoy%'`), 0, 'the worker keeps nothing open after it stops');
+  // A backend whose client closed may take a moment to exit on a loaded machine; a connection left open stays.
+  let left = -1;
+  for (let i = 0; i < 50 && left !== 0; i++) {
+    if (i > 0) await new Promise((resolve) => setTimeout(resolve, 100));
+    left = await ours(`application_name LIKE 'pgconvoy%'`);
+  }
+  assert.equal(left, 0, 'the worker keeps nothing open after it stops');
 });
